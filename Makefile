@@ -1,0 +1,40 @@
+# flowsink: the two commands a user needs are `make run` and `make test`; both set up a fresh machine themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: help setup deps system-deps es-dist run stop test lint bench fuzz
+
+help:
+	@echo "make run    - the whole stack (Docker when an engine runs, else local processes); make stop ends it"
+	@echo "make test   - install what is missing, start Elasticsearch, run the whole suite, stop what it started"
+	@echo "make bench  - every benchmark; results in bench/RESULTS.md"
+
+setup: deps system-deps es-dist
+
+deps:
+	@$(PYTHON) -c "import flowsink, pytest, hypothesis, scapy" 2>/dev/null && flowsink --help >/dev/null 2>&1 \
+	  || $(PYTHON) -m pip install -q -e '.[test]'
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+es-dist:
+	@bash scripts/elasticsearch.sh fetch >/dev/null
+
+run: setup
+	@bash scripts/stack.sh start
+
+stop:
+	@bash scripts/stack.sh stop
+
+test: setup
+	@$(PYTHON) -m ruff check ingest tests scripts bench
+	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint:
+	@$(PYTHON) -m ruff check ingest tests scripts bench
+	@$(PYTHON) -m ruff format --check ingest tests scripts bench
+
+bench: setup
+	@$(PYTHON) bench/run.py
