@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from flowsink.errors import UserError
+
 # subcommand -> module that implements it
 COMMANDS: dict[str, str] = {
     "run": "flowsink.node",
@@ -49,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     command_parser = argparse.ArgumentParser(prog=f"flowsink {name}", description=SUMMARIES[name])
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except UserError as exc:
+        print(f"flowsink: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
