@@ -1,0 +1,120 @@
+"""Flow decoding: the ``FlowDecoder`` facade recognises the protocol of a datagram and dispatches it.
+
+One ``FlowDecoder`` per pipeline worker holds all per-exporter state (templates, held data, sequence trackers).
+``decode`` never raises on bad input: problems come back as ``DecodeResult.errors`` with a bounded reason label.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from flowsink.decode.result import DecodeResult
+
+__all__ = ["DecodeResult", "DecoderSettings", "FlowDecoder"]
+
+
+@dataclass(slots=True)
+class DecoderSettings:
+    """Knobs every protocol decoder reads (NetFlow v5/v9, IPFIX and sFlow share one instance).
+
+    ``renormalize``: multiply counters by the sampling rate into ``network.bytes``/``network.packets``
+    (raw values stay under ``netflow.*``/``sflow.*`` either way).
+    ``pending_max_bytes`` / ``pending_max_seconds``: bound on data held while its template has not arrived
+    (per decoder, all exporters together); beyond either, held data is counted as ``expired``.
+    ``template_cache_path``: where templates are saved/loaded across restarts (None: not persisted).
+    ``template_expiry_seconds``: a template (and sampling options) not re-sent for this long is forgotten.
+    ``sequence_window``: how far back a sequence number may arrive (reordering) before it counts as a restart.
+    ``max_templates_per_exporter``: cap per (exporter, domain); the least recently used is evicted and counted.
+    ``max_exporters``: cap on distinct (exporter, domain) states kept, same eviction rule.
+    """
+
+    renormalize: bool = True
+    pending_max_bytes: int = 8 * 1024 * 1024
+    pending_max_seconds: float = 60.0
+    template_cache_path: str | None = None
+    template_expiry_seconds: float = 24 * 3600.0
+    sequence_window: int = 10_000
+    max_templates_per_exporter: int = 1024
+    max_exporters: int = 10_000
+
+
+def detect_protocol(payload: bytes) -> str | None:
+    """Protocol name from the first bytes of a datagram, or None when it is none we know.
+
+    sFlow v5 starts with a 32-bit version 5 (``00 00 00 05``); NetFlow/IPFIX with a 16-bit version, so the
+    two never collide (sFlow's first 16 bits are 0).
+    """
+    if len(payload) >= 4 and payload[:4] == b"\x00\x00\x00\x05":
+        return "sflow"
+    if len(payload) < 2:
+        return None
+    version = (payload[0] << 8) | payload[1]
+    return _VERSION_PROTOCOLS.get(version)
+
+
+_VERSION_PROTOCOLS = {5: "netflow_v5", 9: "netflow_v9", 10: "ipfix"}
+
+# protocol -> (module, class); imported lazily so one missing or broken decoder never stops the others
+_DECODER_CLASSES = {
+    "netflow_v5": ("flowsink.decode.netflow_v5", "NetflowV5Decoder"),
+    "netflow_v9": ("flowsink.decode.netflow_v9", "NetflowV9Decoder"),
+    "ipfix": ("flowsink.decode.ipfix", "IpfixDecoder"),
+    "sflow": ("flowsink.decode.sflow", "SflowDecoder"),
+}
+
+
+class FlowDecoder:
+    """Decodes NetFlow v5/v9, IPFIX and sFlow v5 datagrams into ECS documents (see docs/design.md seam 1)."""
+
+    def __init__(self, settings: DecoderSettings | None = None) -> None:
+        self.settings = settings or DecoderSettings()
+        self._decoders: dict[str, Any] = {}
+        self._unavailable: set[str] = set()
+
+    def _decoder_for(self, protocol: str) -> Any | None:
+        decoder = self._decoders.get(protocol)
+        if decoder is not None or protocol in self._unavailable:
+            return decoder
+        module_name, class_name = _DECODER_CLASSES[protocol]
+        try:
+            decoder_class = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            self._unavailable.add(protocol)
+            return None
+        decoder = decoder_class(self.settings)
+        self._decoders[protocol] = decoder
+        return decoder
+
+    def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
+        """Decode one datagram from ``exporter`` (its IP address as text) received at ``arrival_ns``."""
+        protocol = detect_protocol(payload)
+        if protocol is None:
+            result = DecodeResult()
+            version = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            result.error("unknown_version", f"datagram from {exporter}: unknown version {version!r}")
+            return result
+        decoder = self._decoder_for(protocol)
+        if decoder is None:
+            result = DecodeResult(protocol=protocol)
+            result.error("unsupported_protocol", f"datagram from {exporter}: no {protocol} decoder available")
+            return result
+        return decoder.decode(payload, exporter, arrival_ns)
+
+    def expire(self, now_ns: int) -> DecodeResult:
+        """Decode held data whose template arrived, count what outlived ``pending_max_seconds`` as expired."""
+        result = DecodeResult()
+        for decoder in list(self._decoders.values()):
+            expire = getattr(decoder, "expire", None)
+            if expire is not None:
+                result.merge(expire(now_ns))
+        return result
+
+    def save_templates(self, path: str) -> None:
+        """Write every protocol's templates to ``path`` atomically (temp file + fsync + rename)."""
+        raise NotImplementedError("template persistence lands with the v9/IPFIX decoders")
+
+    def load_templates(self, path: str) -> int:
+        """Read templates saved by ``save_templates``; returns how many were loaded (0 when no file)."""
+        raise NotImplementedError("template persistence lands with the v9/IPFIX decoders")
