@@ -1,0 +1,190 @@
+"""Every Prometheus metric of an ingest node, defined once.
+
+The node runs several processes (receivers, pipeline workers, the HTTP server), so prometheus-client runs in
+multiprocess mode: ``flowsink.node`` sets ``PROMETHEUS_MULTIPROC_DIR`` (under the node's run dir, emptied at
+start) *before* this module is imported anywhere, and ``/metrics`` aggregates the per-process files.
+Without that variable (unit tests, ``flowsink decode``) the metrics are ordinary in-process ones.
+
+Names follow ``../shared/CONTRACTS.md``: prefix ``flowsink_``, counters end in ``_total``, units in the names,
+labels from bounded sets: ``exporter`` (capped by :func:`exporter_label`), ``protocol``, ``reason``, ``kind``,
+``port``. ``docs/operations.md`` lists them for dashboards and alerts; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# ---------------------------------------------------------------- bounded labels
+
+MAX_EXPORTERS = 1000
+OTHER_EXPORTER = "other"
+_exporters_seen: set[str] = set()
+_exporters_lock = threading.Lock()
+
+
+def exporter_label(address: str) -> str:
+    """The exporter's address as a label, for the first ``MAX_EXPORTERS`` exporters a process sees, else "other".
+
+    A network with more routers than that still gets totals right; only the per-exporter split is coarser.
+    """
+    if address in _exporters_seen:
+        return address
+    with _exporters_lock:
+        if address in _exporters_seen:
+            return address
+        if len(_exporters_seen) >= MAX_EXPORTERS:
+            return OTHER_EXPORTER
+        _exporters_seen.add(address)
+        return address
+
+
+PROTOCOLS = ("netflow_v5", "netflow_v9", "ipfix", "sflow", "unknown")
+
+
+def protocol_label(protocol: str | None) -> str:
+    return protocol if protocol in PROTOCOLS else "unknown"
+
+
+# ---------------------------------------------------------------- receive (receive.py)
+
+DATAGRAMS_RECEIVED = Counter(
+    "flowsink_datagrams_received_total", "UDP datagrams read from the sockets", ["exporter"]
+)
+BYTES_RECEIVED = Counter(
+    "flowsink_received_bytes_total", "UDP payload bytes read from the sockets", ["exporter"]
+)
+UDP_RECEIVE_DROPS = Gauge(
+    "flowsink_udp_receive_drops",
+    "datagrams the kernel dropped on the node's UDP sockets (/proc/net/udp{,6} drops column), since the sockets opened",
+    ["port"],
+    multiprocess_mode="mostrecent",
+)
+UDP_RECEIVE_QUEUE_BYTES = Gauge(
+    "flowsink_udp_receive_queue_bytes",
+    "bytes waiting in the kernel receive buffers of the node's UDP sockets (/proc/net/udp{,6} rx_queue)",
+    ["port"],
+    multiprocess_mode="mostrecent",
+)
+RECEIVE_BUFFER_BYTES = Gauge(
+    "flowsink_udp_receive_buffer_bytes",
+    "SO_RCVBUF the kernel granted (compare with receive.rcvbuf_bytes)",
+    multiprocess_mode="min",
+)
+
+# ---------------------------------------------------------------- persistent queue (queue/)
+
+QUEUE_WRITTEN_DATAGRAMS = Counter("flowsink_queue_written_datagrams_total", "datagrams appended to the queue")
+QUEUE_WRITTEN_BYTES = Counter("flowsink_queue_written_bytes_total", "payload bytes appended to the queue")
+QUEUE_READ_DATAGRAMS = Counter("flowsink_queue_read_datagrams_total", "datagrams read from the queue")
+QUEUE_READ_BYTES = Counter("flowsink_queue_read_bytes_total", "payload bytes read from the queue")
+QUEUE_ACKED_DATAGRAMS = Counter(
+    "flowsink_queue_acked_datagrams_total", "datagrams acknowledged (every record indexed or dead-lettered)"
+)
+QUEUE_DROPPED = Counter(
+    "flowsink_queue_dropped_total",
+    "datagrams not accepted into the queue, by reason (full: max_bytes reached; disk_full: ENOSPC; error)",
+    ["reason"],
+)
+QUEUE_CORRUPT_RECORDS = Counter(
+    "flowsink_queue_corrupt_records_total",
+    "queue records skipped by the reader (torn tail or checksum mismatch)",
+    ["reason"],
+)
+QUEUE_DEPTH_DATAGRAMS = Gauge(
+    "flowsink_queue_depth_datagrams",
+    "datagrams in the queue not yet acknowledged",
+    multiprocess_mode="livesum",
+)
+QUEUE_DEPTH_BYTES = Gauge(
+    "flowsink_queue_depth_bytes",
+    "bytes on disk of the queue not yet acknowledged",
+    multiprocess_mode="livesum",
+)
+QUEUE_OLDEST_AGE_SECONDS = Gauge(
+    "flowsink_queue_oldest_age_seconds",
+    "age of the oldest unacknowledged datagram (0 when the queue is empty)",
+    multiprocess_mode="livemax",
+)
+
+# ---------------------------------------------------------------- decode (decode/, run by pipeline.py)
+
+DATAGRAMS_DECODED = Counter(
+    "flowsink_datagrams_decoded_total", "datagrams handed to the decoder", ["protocol"]
+)
+DECODE_ERRORS = Counter(
+    "flowsink_decode_errors_total",
+    "datagrams or records the decoder rejected, by reason",
+    ["protocol", "reason"],
+)
+RECORDS_DECODED = Counter(
+    "flowsink_records_decoded_total", "records decoded, by kind (event.action)", ["protocol", "kind"]
+)
+TEMPLATES = Gauge(
+    "flowsink_templates", "NetFlow v9 / IPFIX templates known to the decoders", multiprocess_mode="livesum"
+)
+SEQUENCE_GAPS = Counter(
+    "flowsink_sequence_gaps_total", "gaps in exporters' sequence numbers", ["exporter", "protocol"]
+)
+LOST_RECORDS = Counter(
+    "flowsink_lost_records_total",
+    "records estimated lost before they reached the node (from sequence numbers)",
+    ["exporter", "protocol"],
+)
+PENDING_DATAGRAMS = Gauge(
+    "flowsink_pending_datagrams",
+    "data sets held waiting for their template",
+    multiprocess_mode="livesum",
+)
+EXPIRED_RECORDS = Counter(
+    "flowsink_expired_total", "data sets whose template never came within decode.pending_timeout_s"
+)
+
+# ---------------------------------------------------------------- Elasticsearch sink (sinks/elasticsearch.py)
+
+BULK_REQUEST_DURATION = Histogram(
+    "flowsink_bulk_request_duration_seconds",
+    "duration of one bulk request to Elasticsearch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+DOCUMENTS_INDEXED = Counter("flowsink_documents_indexed_total", "documents Elasticsearch stored", ["kind"])
+DOCUMENTS_DUPLICATE = Counter(
+    "flowsink_documents_duplicate_total",
+    "documents already in Elasticsearch (create answered 409): replays skipped",
+)
+BULK_RETRIES = Counter(
+    "flowsink_bulk_retries_total",
+    "bulk requests or items retried (reason: unreachable, 429, 5xx)",
+    ["reason"],
+)
+DOCUMENTS_DEAD_LETTERED = Counter(
+    "flowsink_documents_dead_lettered_total",
+    "documents Elasticsearch rejected, written to the dead-letter file",
+    ["reason"],
+)
+
+# ---------------------------------------------------------------- pipeline and node
+
+PIPELINE_BATCH_DURATION = Histogram(
+    "flowsink_pipeline_batch_duration_seconds",
+    "read -> decode -> index -> ack of one batch of datagrams",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+ELASTICSEARCH_UP = Gauge(
+    "flowsink_elasticsearch_up",
+    "1 when the last request to Elasticsearch got an answer, else 0",
+    multiprocess_mode="livemin",
+)
+PROCESS_RESTARTS = Counter(
+    "flowsink_process_restarts_total", "child processes of the node restarted after they died", ["role"]
+)
+LOG_LINES_SUPPRESSED = Counter(
+    "flowsink_log_lines_suppressed_total", "log lines dropped by the per-reason rate limit", ["reason"]
+)
+CONFIG_RELOADS = Counter("flowsink_config_reloads_total", "configuration reloads (SIGHUP)", ["result"])
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
