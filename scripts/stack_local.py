@@ -1,0 +1,554 @@
+"""The flowsink stack as local processes, for machines without a Docker engine (``make run`` / ``make stop``).
+
+    python scripts/stack_local.py start    Elasticsearch (if not running), N ingest nodes, nginx, Prometheus,
+                                           node_exporter, nginx and Elasticsearch exporters; prints every URL
+    python scripts/stack_local.py stop     ends exactly the processes ``start`` recorded (pid files); idempotent
+    python scripts/stack_local.py status   one line per process
+
+Everything lives in one run folder (default ``.run/stack``): generated configs, logs, pid files, queues.
+
+Environment (all optional):
+    FLOWSINK_STACK_DIR          run folder
+    FLOWSINK_STACK_NODES        number of ingest nodes (default 3)
+    FLOWSINK_STACK_ES_URL       Elasticsearch to use (default http://127.0.0.1:9200, started if not running)
+    FLOWSINK_STACK_PORT_OFFSET  added to every port the stack uses internally (nodes, exporters, stub_status),
+                                so a test stack does not collide with other processes; the front ports
+                                (UDP 2055/4739/6343, HTTP 8080, Prometheus 9090) stay the standard ones
+    FLOWSINK_STACK_HTTP_PORT / FLOWSINK_STACK_PROMETHEUS_PORT   move the HTTP front or Prometheus
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack_nginx import NginxSettings, UdpFront, render
+
+REPO = Path(__file__).resolve().parent.parent
+FLOW_PORTS = (2055, 4739, 6343)
+PROMETHEUS_CONFIG = REPO / "monitoring" / "prometheus.yml"
+ALERT_RULES = REPO / "monitoring" / "alerts.yml"
+# Start order; stop runs it backwards so nginx stops taking traffic before the nodes drain.
+START_ORDER = ("node", "nginx", "node_exporter", "nginx_exporter", "elasticsearch_exporter", "prometheus")
+
+
+class StackError(RuntimeError):
+    """A start-up step failed; the message says which and where its log is."""
+
+
+def log(message: str) -> None:
+    print(f"[stack] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class StackLayout:
+    """Where every process of the local stack listens, and where its files go."""
+
+    run_dir: Path
+    nodes: int = 3
+    es_url: str = "http://127.0.0.1:9200"
+    http_port: int = 8080
+    prometheus_port: int = 9090
+    port_offset: int = 0
+    host: str = "127.0.0.1"
+    udp_ports: tuple[int, ...] = FLOW_PORTS
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> StackLayout:
+        env = os.environ if environ is None else environ
+        return cls(
+            run_dir=Path(env.get("FLOWSINK_STACK_DIR", REPO / ".run" / "stack")).resolve(),
+            nodes=int(env.get("FLOWSINK_STACK_NODES", "3")),
+            es_url=env.get("FLOWSINK_STACK_ES_URL", "http://127.0.0.1:9200").rstrip("/"),
+            http_port=int(env.get("FLOWSINK_STACK_HTTP_PORT", "8080")),
+            prometheus_port=int(env.get("FLOWSINK_STACK_PROMETHEUS_PORT", "9090")),
+            port_offset=int(env.get("FLOWSINK_STACK_PORT_OFFSET", "0")),
+        )
+
+    # Node i listens on 10000 + flow port + 10*i (12055, 14739, 16343 for node 0), HTTP on 18080 + i.
+    def node_udp_ports(self, index: int) -> list[int]:
+        return [10000 + port + 10 * index + self.port_offset for port in self.udp_ports]
+
+    def node_http_port(self, index: int) -> int:
+        return 18080 + index + self.port_offset
+
+    @property
+    def nginx_status_port(self) -> int:
+        return 8081 + self.port_offset
+
+    @property
+    def node_exporter_port(self) -> int:
+        return 9100 + self.port_offset
+
+    @property
+    def nginx_exporter_port(self) -> int:
+        return 9113 + self.port_offset
+
+    @property
+    def elasticsearch_exporter_port(self) -> int:
+        return 9114 + self.port_offset
+
+    def url(self, port: int, path: str = "") -> str:
+        return f"http://{self.host}:{port}{path}"
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.run_dir / "pids"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.run_dir / "config"
+
+
+@dataclass
+class ProcessSpec:
+    """One process of the stack: how to start it and how to tell that it is ready."""
+
+    name: str
+    argv: list[str]
+    ready_url: str | None = None
+    ready_udp_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+# ----------------------------------------------------------------------------------------- configuration
+
+
+def node_config(layout: StackLayout, index: int) -> dict:
+    """The config file of ingest node ``index`` (every key: docs/operations.md)."""
+    return {
+        "node": {"name": f"node{index}", "run_dir": str(layout.run_dir / f"node{index}")},
+        "elasticsearch": {"url": [layout.es_url]},
+        # One receiver process per node: three nodes already share this machine's cores.
+        "receive": {"host": layout.host, "ports": layout.node_udp_ports(index), "processes": 1},
+        "http": {"host": layout.host, "port": layout.node_http_port(index)},
+        "logging": {"level": "INFO"},
+    }
+
+
+def nginx_settings(layout: StackLayout) -> NginxSettings:
+    nginx_dir = layout.run_dir / "nginx"
+    fronts = [
+        UdpFront(port, [f"{layout.host}:{layout.node_udp_ports(i)[k]}" for i in range(layout.nodes)])
+        for k, port in enumerate(layout.udp_ports)
+    ]
+    return NginxSettings(
+        udp_fronts=fronts,
+        http_upstreams=[f"{layout.host}:{layout.node_http_port(i)}" for i in range(layout.nodes)],
+        http_listen=str(layout.http_port),
+        status_listen=f"{layout.host}:{layout.nginx_status_port}",
+        pid_file=str(nginx_dir / "nginx.pid"),
+        error_log=str(layout.log_dir / "nginx-error.log"),
+        error_log_level="info",
+        stream_access_log=f"{layout.log_dir / 'nginx-udp-access.log'} flows buffer=64k flush=1s",
+        http_access_log=str(layout.log_dir / "nginx-http-access.log"),
+        temp_dir=str(nginx_dir / "temp"),
+        worker_processes="2",
+    )
+
+
+def local_prometheus_config(layout: StackLayout) -> dict:
+    """``monitoring/prometheus.yml`` (the Compose one) with every target moved to its local address."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = {
+        "flowsink": [f"{layout.host}:{layout.node_http_port(i)}" for i in range(layout.nodes)],
+        "nginx": [f"{layout.host}:{layout.nginx_exporter_port}"],
+        "node": [f"{layout.host}:{layout.node_exporter_port}"],
+        "elasticsearch": [f"{layout.host}:{layout.elasticsearch_exporter_port}"],
+        "prometheus": [f"{layout.host}:{layout.prometheus_port}"],
+    }
+    for job in config["scrape_configs"]:
+        name = job["job_name"]
+        if name not in targets:
+            raise StackError(f"monitoring/prometheus.yml has job {name!r} that the local stack does not run")
+        job.pop("dns_sd_configs", None)
+        job["static_configs"] = [{"targets": targets[name], "labels": {"stack": "local"}}]
+    config["rule_files"] = [str(ALERT_RULES)]
+    config.pop("alerting", None)
+    return config
+
+
+def write_configs(layout: StackLayout) -> dict[str, Path]:
+    """Generate every config file into the run folder; returns them by name."""
+    layout.config_dir.mkdir(parents=True, exist_ok=True)
+    layout.log_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for i in range(layout.nodes):
+        path = layout.config_dir / f"node{i}.yml"
+        path.write_text(yaml.safe_dump(node_config(layout, i), sort_keys=False))
+        written[f"node{i}"] = path
+    nginx_dir = layout.run_dir / "nginx"
+    (nginx_dir / "temp").mkdir(parents=True, exist_ok=True)
+    written["nginx"] = layout.config_dir / "nginx.conf"
+    written["nginx"].write_text(render(nginx_settings(layout)))
+    written["prometheus"] = layout.config_dir / "prometheus.yml"
+    written["prometheus"].write_text(yaml.safe_dump(local_prometheus_config(layout), sort_keys=False))
+    return written
+
+
+def process_specs(layout: StackLayout, configs: dict[str, Path]) -> list[ProcessSpec]:
+    """Every process of the stack, in start order."""
+    specs = [
+        ProcessSpec(
+            name=f"node{i}",
+            argv=[sys.executable, "-m", "flowsink.cli", "run", "--config", str(configs[f"node{i}"])],
+            ready_url=layout.url(layout.node_http_port(i), "/healthz"),
+            cwd=layout.run_dir / f"node{i}",
+        )
+        for i in range(layout.nodes)
+    ]
+    specs += [
+        ProcessSpec(
+            name="nginx",
+            argv=["nginx", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")],
+            ready_url=layout.url(layout.nginx_status_port, "/stub_status"),
+        ),
+        ProcessSpec(
+            name="node_exporter",
+            argv=["prometheus-node-exporter", f"--web.listen-address={layout.host}:{layout.node_exporter_port}"],
+            ready_url=layout.url(layout.node_exporter_port, "/metrics"),
+        ),
+        ProcessSpec(
+            name="nginx_exporter",
+            argv=[
+                "prometheus-nginx-exporter",
+                f"-nginx.scrape-uri={layout.url(layout.nginx_status_port, '/stub_status')}",
+                f"-web.listen-address={layout.host}:{layout.nginx_exporter_port}",
+            ],
+            ready_url=layout.url(layout.nginx_exporter_port, "/metrics"),
+        ),
+        ProcessSpec(
+            name="elasticsearch_exporter",
+            argv=[
+                "prometheus-elasticsearch-exporter",
+                f"--es.uri={layout.es_url}",
+                "--es.indices",
+                f"--web.listen-address={layout.host}:{layout.elasticsearch_exporter_port}",
+            ],
+            ready_url=layout.url(layout.elasticsearch_exporter_port, "/metrics"),
+        ),
+        ProcessSpec(
+            name="prometheus",
+            argv=[
+                "prometheus",
+                f"--config.file={configs['prometheus']}",
+                f"--storage.tsdb.path={layout.run_dir / 'prometheus'}",
+                f"--web.listen-address={layout.host}:{layout.prometheus_port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=2d",
+            ],
+            ready_url=layout.url(layout.prometheus_port, "/-/ready"),
+        ),
+    ]
+    return specs
+
+
+# ----------------------------------------------------------------------------------------- processes
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22, counted after the parenthesised command name (which may itself hold spaces).
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _pid_file(layout: StackLayout, name: str) -> Path:
+    return layout.pid_dir / f"{name}.pid"
+
+
+def recorded_pid(layout: StackLayout, name: str) -> int | None:
+    """The pid ``start`` recorded for ``name`` if that very process still runs (a reused pid does not count)."""
+    path = _pid_file(layout, name)
+    try:
+        pid_text, started = path.read_text().split()
+    except (OSError, ValueError):
+        return None
+    pid = int(pid_text)
+    return pid if _start_time(pid) == started else None
+
+
+def launch(layout: StackLayout, spec: ProcessSpec) -> int:
+    """Start one process in its own session, logging to logs/NAME.log; records its pid."""
+    layout.log_dir.mkdir(parents=True, exist_ok=True)
+    layout.pid_dir.mkdir(parents=True, exist_ok=True)
+    if spec.cwd:
+        spec.cwd.mkdir(parents=True, exist_ok=True)
+    with open(layout.log_dir / f"{spec.name}.log", "ab") as log_file:
+        process = subprocess.Popen(
+            spec.argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=spec.cwd,
+            env={**os.environ, **spec.env},
+            start_new_session=True,
+        )
+    _pid_file(layout, spec.name).write_text(f"{process.pid} {_start_time(process.pid)}\n")
+    return process.pid
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return 200 <= answer.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def log_tail(layout: StackLayout, name: str, lines: int = 20) -> str:
+    path = layout.log_dir / f"{name}.log"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_ready(layout: StackLayout, spec: ProcessSpec, timeout_s: float) -> None:
+    """Block until ``spec`` answers on its ready URL; raise StackError with its log if it dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if recorded_pid(layout, spec.name) is None:
+            raise StackError(f"{spec.name} exited during start-up; {layout.log_dir / spec.name}.log:\n"
+                             f"{log_tail(layout, spec.name)}")
+        if spec.ready_url is None or _http_ok(spec.ready_url):
+            return
+        time.sleep(0.25)
+    raise StackError(f"{spec.name} not ready at {spec.ready_url} after {timeout_s:.0f} s; "
+                     f"{layout.log_dir / spec.name}.log:\n{log_tail(layout, spec.name)}")
+
+
+def terminate(layout: StackLayout, name: str, timeout_s: float = 30.0) -> bool:
+    """SIGTERM the recorded process (its whole session), SIGKILL after ``timeout_s``; True if one was running."""
+    pid = recorded_pid(layout, name)
+    _pid_file(layout, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _start_time(pid) is not None and not _is_zombie(pid):
+        time.sleep(0.1)
+    if _start_time(pid) is not None and not _is_zombie(pid):
+        log(f"{name} (pid {pid}) ignored SIGTERM for {timeout_s:.0f} s; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# ----------------------------------------------------------------------------------------- ports
+
+
+def port_problem(kind: str, host: str, port: int) -> str | None:
+    """None if ``port`` can be bound, else a sentence naming the port (and its holder when ss knows it)."""
+    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, sock_type) as probe:
+        if kind == "tcp":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return f"{kind.upper()} {port}: {exc.strerror}"
+    holder = ""
+    if shutil.which("ss"):
+        flag = "-ulpn" if kind == "udp" else "-tlpn"
+        found = subprocess.run(["ss", "-H", flag, f"sport = :{port}"], capture_output=True, text=True, check=False)
+        holder = f" (held by: {found.stdout.strip().split('users:')[-1]})" if found.stdout.strip() else ""
+    return f"{kind.upper()} port {port} is already in use{holder}"
+
+
+def busy_ports(layout: StackLayout) -> list[str]:
+    """Every port the stack needs that something else holds."""
+    wanted = [("udp", "0.0.0.0", port) for port in layout.udp_ports]
+    wanted += [("tcp", "0.0.0.0", layout.http_port), ("tcp", layout.host, layout.prometheus_port)]
+    wanted += [("tcp", layout.host, layout.nginx_status_port), ("tcp", layout.host, layout.node_exporter_port)]
+    wanted += [("tcp", layout.host, layout.nginx_exporter_port), ("tcp", layout.host, layout.elasticsearch_exporter_port)]
+    for i in range(layout.nodes):
+        wanted += [("udp", layout.host, port) for port in layout.node_udp_ports(i)]
+        wanted.append(("tcp", layout.host, layout.node_http_port(i)))
+    return [problem for kind, host, port in wanted if (problem := port_problem(kind, host, port))]
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+def _es_script(action: str, layout: StackLayout) -> subprocess.CompletedProcess:
+    port = layout.es_url.rsplit(":", 1)[-1]
+    env = {**os.environ, "ES_PORT": port}
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "elasticsearch.sh"), action],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+
+def ensure_elasticsearch(layout: StackLayout) -> None:
+    """Use the node at es_url if one answers; else start the local one and remember that this stack did."""
+    if _http_ok(f"{layout.es_url}/_cluster/health"):
+        log(f"Elasticsearch already answers at {layout.es_url}; using it (make stop leaves it running)")
+        return
+    if not layout.es_url.startswith("http://127.0.0.1:"):
+        raise StackError(f"Elasticsearch at {layout.es_url} does not answer, and it is not one this stack can start")
+    log(f"starting Elasticsearch at {layout.es_url} (scripts/elasticsearch.sh)")
+    done = _es_script("start", layout)
+    if done.returncode != 0:
+        raise StackError(f"scripts/elasticsearch.sh start failed:\n{done.stderr[-2000:]}")
+    (layout.run_dir / "elasticsearch.started").write_text(layout.es_url + "\n")
+
+
+def running_names(layout: StackLayout) -> list[str]:
+    if not layout.pid_dir.is_dir():
+        return []
+    return sorted(path.stem for path in layout.pid_dir.glob("*.pid") if recorded_pid(layout, path.stem))
+
+
+def urls(layout: StackLayout) -> list[tuple[str, str]]:
+    rows = [
+        ("NetFlow/IPFIX/sFlow (UDP, via nginx)", ", ".join(f"udp://0.0.0.0:{p}" for p in layout.udp_ports)),
+        ("flows API, /healthz, /readyz, /metrics (via nginx)", layout.url(layout.http_port, "/")),
+        ("Elasticsearch", layout.es_url),
+        ("Prometheus", layout.url(layout.prometheus_port, "/")),
+        ("Prometheus targets", layout.url(layout.prometheus_port, "/targets")),
+        ("Prometheus alerts", layout.url(layout.prometheus_port, "/alerts")),
+        ("nginx stub_status", layout.url(layout.nginx_status_port, "/stub_status")),
+        ("node_exporter", layout.url(layout.node_exporter_port, "/metrics")),
+        ("nginx exporter", layout.url(layout.nginx_exporter_port, "/metrics")),
+        ("Elasticsearch exporter", layout.url(layout.elasticsearch_exporter_port, "/metrics")),
+    ]
+    for i in range(layout.nodes):
+        udp = ", ".join(str(port) for port in layout.node_udp_ports(i))
+        rows.append((f"ingest node {i} (UDP {udp})", layout.url(layout.node_http_port(i), "/metrics")))
+    rows.append(("run folder (configs, logs, pid files)", str(layout.run_dir)))
+    return rows
+
+
+def start(layout: StackLayout, ready_timeout_s: float = 90.0) -> None:
+    """Bring the whole local stack up, or leave nothing of it running and raise StackError."""
+    if running_names(layout):
+        log(f"already running: {', '.join(running_names(layout))} (make stop first to restart)")
+        print_urls(layout)
+        return
+    if problems := busy_ports(layout):
+        raise StackError("cannot start the local stack:\n  " + "\n  ".join(problems))
+    if os.geteuid() != 0:
+        raise StackError("nginx needs root here: `proxy_bind $remote_addr transparent` uses IP_TRANSPARENT "
+                         "(CAP_NET_ADMIN), which keeps each exporter's address visible to the nodes")
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_elasticsearch(layout)
+    configs = write_configs(layout)
+    nginx_check = subprocess.run(["nginx", "-t", "-q", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")],
+                                 capture_output=True, text=True, check=False)
+    if nginx_check.returncode != 0:
+        raise StackError(f"generated nginx config is invalid:\n{nginx_check.stderr}")
+    try:
+        for spec in process_specs(layout, configs):
+            launch(layout, spec)
+            wait_ready(layout, spec, ready_timeout_s)
+            log(f"{spec.name} up")
+    except BaseException:
+        stop(layout, stop_elasticsearch=True)
+        raise
+    print_urls(layout)
+
+
+def print_urls(layout: StackLayout) -> None:
+    width = max(len(label) for label, _ in urls(layout))
+    for label, url in urls(layout):
+        print(f"  {label:<{width}}  {url}")
+
+
+def stop(layout: StackLayout, stop_elasticsearch: bool = True) -> list[str]:
+    """End every process this stack recorded, in reverse start order; returns the names that were running."""
+    stopped: list[str] = []
+    names = [p.stem for p in layout.pid_dir.glob("*.pid")] if layout.pid_dir.is_dir() else []
+    order = {prefix: rank for rank, prefix in enumerate(START_ORDER)}
+    names.sort(key=lambda name: order.get(name.rstrip("0123456789"), -1), reverse=True)
+    for name in names:
+        if terminate(layout, name):
+            stopped.append(name)
+            log(f"{name} stopped")
+    marker = layout.run_dir / "elasticsearch.started"
+    if stop_elasticsearch and marker.exists():
+        done = _es_script("stop", layout)
+        if done.returncode != 0:
+            log(f"scripts/elasticsearch.sh stop failed: {done.stderr.strip()}")
+        else:
+            stopped.append("elasticsearch")
+            marker.unlink()
+    return stopped
+
+
+def status(layout: StackLayout) -> int:
+    names = sorted(p.stem for p in layout.pid_dir.glob("*.pid")) if layout.pid_dir.is_dir() else []
+    if not names:
+        print("stopped")
+        return 3
+    for name in names:
+        pid = recorded_pid(layout, name)
+        print(f"{name:<24} {'running pid ' + str(pid) if pid else 'not running'}")
+    return 0 if all(recorded_pid(layout, name) for name in names) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="flowsink's stack as local processes")
+    parser.add_argument("action", choices=("start", "stop", "status", "urls", "render"))
+    parser.add_argument("--nodes", type=int, help="number of ingest nodes (default FLOWSINK_STACK_NODES or 3)")
+    parser.add_argument("--run-dir", type=Path, help="run folder (default FLOWSINK_STACK_DIR or .run/stack)")
+    args = parser.parse_args(argv)
+    layout = StackLayout.from_env()
+    if args.nodes:
+        layout.nodes = args.nodes
+    if args.run_dir:
+        layout.run_dir = args.run_dir.resolve()
+    try:
+        if args.action == "start":
+            start(layout)
+        elif args.action == "stop":
+            if not stop(layout):
+                log("nothing was running")
+        elif args.action == "status":
+            return status(layout)
+        elif args.action == "urls":
+            print_urls(layout)
+        elif args.action == "render":
+            for name, path in write_configs(layout).items():
+                print(f"{name:<12} {path}")
+    except StackError as exc:
+        log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

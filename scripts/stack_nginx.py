@@ -1,0 +1,129 @@
+"""Render nginx's configuration for the flowsink stack from ``nginx/flowsink.conf.template``.
+
+One template serves both stacks: the local one (nodes on 127.0.0.1 with a port range per node) and Docker
+Compose (one ``ingest`` service name that resolves to every replica). ``python scripts/stack_nginx.py --docker``
+prints the Docker variant, which is committed as ``nginx/nginx.docker.conf`` (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "nginx" / "flowsink.conf.template"
+DOCKER_CONF = REPO / "nginx" / "nginx.docker.conf"
+# Debian's nginx loads the stream module dynamically; the official image's nginx has it built in.
+DEBIAN_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+@dataclass
+class UdpFront:
+    """One UDP port nginx owns, and the node address:port each datagram may be sent on to."""
+
+    listen_port: int
+    upstreams: list[str]
+    listen_host: str = ""
+
+
+@dataclass
+class NginxSettings:
+    """Everything the template needs; paths are absolute in the local stack and container paths in Docker."""
+
+    udp_fronts: list[UdpFront]
+    http_upstreams: list[str]
+    http_listen: str = "8080"
+    status_listen: str = "127.0.0.1:8081"
+    pid_file: str = "/run/nginx.pid"
+    error_log: str = "stderr"
+    error_log_level: str = "notice"
+    stream_access_log: str = "off"
+    http_access_log: str = "off"
+    temp_dir: str = "/var/cache/nginx"
+    worker_processes: str = "auto"
+    load_stream_module: bool = True
+    transparent: bool = True
+
+
+def _stream_server(front: UdpFront, transparent: bool) -> str:
+    name = f"flowsink_udp_{front.listen_port}"
+    servers = "\n".join(f"        server {address};" for address in front.upstreams)
+    listen = f"{front.listen_host}:{front.listen_port}" if front.listen_host else str(front.listen_port)
+    # Without transparent binding every document would name nginx as its exporter (observer.ip).
+    bind = "        proxy_bind $remote_addr transparent;\n" if transparent else ""
+    return (
+        f"    upstream {name} {{\n"
+        "        # One exporter always reaches the same node, which holds its templates and sequence state.\n"
+        "        hash $remote_addr consistent;\n"
+        f"{servers}\n"
+        "    }\n"
+        "    server {\n"
+        f"        listen {listen} udp reuseport;\n"
+        f"        proxy_pass {name};\n"
+        "        # Exporters never expect an answer; without this nginx would wait for one per datagram.\n"
+        "        proxy_responses 0;\n"
+        "        proxy_timeout 10s;\n"
+        f"{bind}"
+        "    }"
+    )
+
+
+def render(settings: NginxSettings) -> str:
+    """The full nginx.conf text for ``settings``."""
+    stream_servers = "\n".join(
+        _stream_server(front, settings.transparent) for front in settings.udp_fronts
+    )
+    http_servers = "\n".join(f"        server {address} max_fails=1 fail_timeout=5s;" for address in settings.http_upstreams)
+    load_module = f"load_module {DEBIAN_STREAM_MODULE};" if settings.load_stream_module else ""
+    values = {
+        "load_module": load_module,
+        "worker_processes": settings.worker_processes,
+        "pid_file": settings.pid_file,
+        "error_log": settings.error_log,
+        "error_log_level": settings.error_log_level,
+        "stream_access_log": settings.stream_access_log,
+        "http_access_log": settings.http_access_log,
+        "stream_servers": stream_servers,
+        "http_upstream_servers": http_servers,
+        "http_listen": settings.http_listen,
+        "status_listen": settings.status_listen,
+        "temp_dir": settings.temp_dir,
+    }
+    return Template(TEMPLATE.read_text()).substitute(values)
+
+
+def docker_settings() -> NginxSettings:
+    """Compose: ``ingest`` resolves to every replica when nginx starts (reload nginx after a scale change)."""
+    flow_ports = (2055, 4739, 6343)
+    return NginxSettings(
+        udp_fronts=[UdpFront(port, [f"ingest:{port}"]) for port in flow_ports],
+        http_upstreams=["ingest:8080"],
+        http_listen="8080",
+        status_listen="8081",
+        pid_file="/tmp/nginx.pid",
+        temp_dir="/tmp",
+        error_log="stderr",
+        load_stream_module=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docker", action="store_true", help="print the Docker Compose variant")
+    parser.add_argument("--write", action="store_true", help="with --docker: write nginx/nginx.docker.conf")
+    args = parser.parse_args(argv)
+    if not args.docker:
+        parser.error("the local stack renders its own config (scripts/stack_local.py); use --docker here")
+    text = render(docker_settings())
+    if args.write:
+        DOCKER_CONF.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
