@@ -217,48 +217,27 @@ def process_specs(layout: StackLayout, configs: dict[str, Path]) -> list[Process
         )
         for i in range(layout.nodes)
     ]
+    def service(name: str, port: int, path: str, *argv: str) -> ProcessSpec:
+        return ProcessSpec(name=name, argv=list(argv), ready_url=layout.url(port, path))
+
+    host = layout.host
     specs += [
-        ProcessSpec(
-            name="nginx",
-            argv=["nginx", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")],
-            ready_url=layout.url(layout.nginx_status_port, "/stub_status"),
-        ),
-        ProcessSpec(
-            name="node_exporter",
-            argv=["prometheus-node-exporter", f"--web.listen-address={layout.host}:{layout.node_exporter_port}"],
-            ready_url=layout.url(layout.node_exporter_port, "/metrics"),
-        ),
-        ProcessSpec(
-            name="nginx_exporter",
-            argv=[
+        service("nginx", layout.nginx_status_port, "/stub_status",
+                "nginx", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")),
+        service("node_exporter", layout.node_exporter_port, "/metrics",
+                "prometheus-node-exporter", f"--web.listen-address={host}:{layout.node_exporter_port}"),
+        service("nginx_exporter", layout.nginx_exporter_port, "/metrics",
                 "prometheus-nginx-exporter",
                 f"-nginx.scrape-uri={layout.url(layout.nginx_status_port, '/stub_status')}",
-                f"-web.listen-address={layout.host}:{layout.nginx_exporter_port}",
-            ],
-            ready_url=layout.url(layout.nginx_exporter_port, "/metrics"),
-        ),
-        ProcessSpec(
-            name="elasticsearch_exporter",
-            argv=[
-                "prometheus-elasticsearch-exporter",
-                f"--es.uri={layout.es_url}",
-                "--es.indices",
-                f"--web.listen-address={layout.host}:{layout.elasticsearch_exporter_port}",
-            ],
-            ready_url=layout.url(layout.elasticsearch_exporter_port, "/metrics"),
-        ),
-        ProcessSpec(
-            name="prometheus",
-            argv=[
-                "prometheus",
-                f"--config.file={configs['prometheus']}",
+                f"-web.listen-address={host}:{layout.nginx_exporter_port}"),
+        service("elasticsearch_exporter", layout.elasticsearch_exporter_port, "/metrics",
+                "prometheus-elasticsearch-exporter", f"--es.uri={layout.es_url}", "--es.indices",
+                f"--web.listen-address={host}:{layout.elasticsearch_exporter_port}"),
+        service("prometheus", layout.prometheus_port, "/-/ready",
+                "prometheus", f"--config.file={configs['prometheus']}",
                 f"--storage.tsdb.path={layout.run_dir / 'prometheus'}",
-                f"--web.listen-address={layout.host}:{layout.prometheus_port}",
-                "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=2d",
-            ],
-            ready_url=layout.url(layout.prometheus_port, "/-/ready"),
-        ),
+                f"--web.listen-address={host}:{layout.prometheus_port}",
+                "--web.enable-lifecycle", "--storage.tsdb.retention.time=2d"),
     ]
     return specs
 
