@@ -1,0 +1,166 @@
+"""Disk-backed persistent queue: append-only segment files plus an acknowledgement checkpoint.
+
+One writer process (a UDP receiver, or the flows API) appends; one reader process (a pipeline worker) reads,
+acknowledges and deletes fully acknowledged segments. They share nothing but the directory
+(layout in ``segments.py``).
+
+The reader tails the newest segment and validates each record by checksum (see ``records.py``), so it stops
+at a record the writer has not finished and resumes when it has. A segment is final once a newer one exists:
+the writer only starts a new segment after it has finished (and fsynced) the previous one, and it always
+starts a new one after a restart, so an unfinished record at the end of an older segment is a torn tail.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from flowsink.queue.reader import SegmentReader
+from flowsink.queue.records import Entry
+from flowsink.queue.segments import (
+    QueueFull,
+    QueueLocked,
+    first_unacked,
+    list_segments,
+    read_checkpoint,
+    tail_seq,
+)
+from flowsink.queue.writer import SegmentWriter
+
+__all__ = ["Entry", "PersistentQueue", "QueueFull", "QueueLocked"]
+
+
+class PersistentQueue:
+    """A bounded, disk-backed FIFO of datagrams for one writer process and one reader process.
+
+    The roles are taken lazily: the first ``append``/``append_many``/``sync`` makes this object the
+    directory's writer, the first ``read``/``ack`` its reader (each guarded by an flock, so a second writer or
+    reader gets ``QueueLocked``). ``stats`` works in any process.
+
+    Durability: every append reaches the kernel with one ``write()`` before it returns, so a ``kill -9`` of the
+    writer loses nothing that ``append`` returned for. A background thread ``fdatasync``s the newest segment
+    every ``fsync_interval_ms`` and as soon as ``fsync_bytes`` are unsynced, which bounds what a power loss or
+    kernel crash can take. ``fsync_interval_ms=0`` syncs inside every append instead (slow, strict).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 16 << 20,
+        fsync_interval_ms: int = 200,
+        fsync_bytes: int = 4 << 20,
+    ) -> None:
+        if max_bytes <= 0 or segment_bytes <= 0:
+            raise ValueError("max_bytes and segment_bytes must be positive")
+        if fsync_interval_ms < 0 or fsync_bytes < 0:
+            raise ValueError("fsync_interval_ms and fsync_bytes must not be negative")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.segment_bytes = min(segment_bytes, max_bytes)
+        self.fsync_interval_ms = fsync_interval_ms
+        self.fsync_bytes = fsync_bytes
+        self._writer: SegmentWriter | None = None
+        self._reader: SegmentReader | None = None
+        self._closed = False
+
+    # -- writer side -------------------------------------------------------------------------------------------
+    def _writer_side(self) -> SegmentWriter:
+        if self._writer is None:
+            if self._closed:
+                raise ValueError("queue is closed")
+            self._writer = SegmentWriter(self)
+        return self._writer
+
+    def append(self, payload: bytes, source: str, arrival_ns: int, source_port: int = 0) -> int:
+        """Append one datagram; returns its seq. Raises ``QueueFull`` when ``max_bytes`` or the disk is full."""
+        return self._writer_side().write([(payload, source, arrival_ns, source_port)])
+
+    def append_many(self, items: Iterable[Sequence[Any]]) -> int:
+        """Append ``(payload, source, arrival_ns[, source_port])`` tuples with one write; returns the last seq.
+
+        All or nothing: on ``QueueFull`` none of them was stored.
+        """
+        return self._writer_side().write(items)
+
+    def sync(self) -> None:
+        """Make everything appended so far durable (fdatasync) before returning."""
+        self._writer_side().sync()
+
+    # -- reader side -------------------------------------------------------------------------------------------
+    def _reader_side(self) -> SegmentReader:
+        if self._reader is None:
+            if self._closed:
+                raise ValueError("queue is closed")
+            self._reader = SegmentReader(self.directory)
+        return self._reader
+
+    def read(self, max_entries: int = 1000, timeout_s: float = 0.0) -> list[Entry]:
+        """Up to ``max_entries`` entries after the read cursor, in append order.
+
+        Waits up to ``timeout_s`` for the first one; returns an empty list when none arrived.
+        """
+        return self._reader_side().read(max_entries, timeout_s)
+
+    def ack(self, seq: int) -> None:
+        """Everything <= seq is done: persist it in the checkpoint and delete fully acknowledged segments."""
+        self._reader_side().ack(seq)
+
+    def rewind(self) -> None:
+        """Move the read cursor back to the checkpoint (unacknowledged entries are read again)."""
+        self._reader_side().rewind()
+
+    # -- both --------------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Depth (entries, bytes), oldest entry's age, skipped torn/corrupt records, segments, disk bytes."""
+        segments = list_segments(self.directory)
+        sizes = []
+        for _, path in segments:
+            try:
+                sizes.append(path.stat().st_size)
+            except FileNotFoundError:
+                sizes.append(0)
+        acked = self._reader.acked if self._reader else read_checkpoint(self.directory)
+        last_seq = self._writer.next_seq - 1 if self._writer is not None else tail_seq(segments)
+        oldest_ns, unacked_offset, unacked_index = first_unacked(segments, acked)
+        depth_bytes = sum(sizes[unacked_index:]) - unacked_offset if unacked_index < len(sizes) else 0
+        reader = self._reader
+        writer = self._writer
+        return {
+            "depth_entries": max(0, last_seq - acked),
+            "depth_bytes": max(0, depth_bytes),
+            "oldest_arrival_ns": oldest_ns,
+            "oldest_age_seconds": max(0.0, (time.time_ns() - oldest_ns) / 1e9) if oldest_ns else 0.0,
+            "last_seq": last_seq,
+            "acked_seq": acked,
+            "segments": len(segments),
+            "disk_bytes": sum(sizes),
+            "max_bytes": self.max_bytes,
+            "torn_records": reader.torn if reader else 0,
+            "corrupt_records": reader.corrupt if reader else 0,
+            "skipped_bytes": reader.skipped_bytes if reader else 0,
+            "appended_entries": writer.appended if writer else 0,
+            "appended_bytes": writer.appended_bytes if writer else 0,
+            "read_entries": reader.read_entries if reader else 0,
+            "read_bytes": reader.read_bytes if reader else 0,
+        }
+
+    def close(self) -> None:
+        """Sync and close the writer side, close the reader side, release the locks."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> PersistentQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

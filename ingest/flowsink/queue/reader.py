@@ -1,0 +1,190 @@
+"""The consuming side of the persistent queue: tails segments from the checkpoint on, validates, acknowledges."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import time
+from pathlib import Path
+
+from flowsink.queue import records
+from flowsink.queue.ratelimit import RateLimitedLog
+from flowsink.queue.records import Entry
+from flowsink.queue.segments import list_segments, lock_dir, read_checkpoint, segment_name, write_checkpoint
+
+log = logging.getLogger("flowsink.queue")
+_skips_log = RateLimitedLog(log)
+_READ_CHUNK = 1 << 20
+
+
+class SegmentReader:
+    """The consuming side: tails the segments from the checkpoint on, validates records, acknowledges."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.lock_fd = lock_dir(directory, "reader.lock")
+        self.acked = read_checkpoint(directory)
+        self.cursor = self.acked
+        self.torn = 0
+        self.corrupt = 0
+        self.skipped_bytes = 0
+        self.read_entries = 0
+        self.read_bytes = 0
+        self._fd = -1
+        self._first_seq = 0
+        self._offset = 0
+        self._need = _READ_CHUNK
+        self._sources: dict[bytes, str] = {}
+
+    def read(self, max_entries: int, timeout_s: float) -> list[Entry]:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.001
+        while True:
+            out = self._read_available(max(1, max_entries))
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.02)
+
+    def _read_available(self, max_entries: int) -> list[Entry]:
+        out: list[Entry] = []
+        while len(out) < max_entries:
+            if self._fd < 0 and not self._open_next():
+                break
+            if self._parse(out, max_entries) or len(out) >= max_entries:
+                continue
+            # No progress: the writer is mid-record, or this segment ended and a newer one exists.
+            if not self._newer_segment_exists():
+                break
+            if self._parse(out, max_entries):
+                continue  # the writer finished this segment after our last look
+            self._skip_torn_tail()
+        return out
+
+    def _open_next(self) -> bool:
+        segments = list_segments(self.directory)
+        if not segments:
+            return False
+        if self._first_seq == 0:
+            target = self.cursor + 1
+            chosen = segments[0]
+            for segment in segments:
+                if segment[0] <= target:
+                    chosen = segment
+        else:
+            newer = [segment for segment in segments if segment[0] > self._first_seq]
+            if not newer:
+                return False
+            chosen = newer[0]
+        try:
+            self._fd = os.open(chosen[1], os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False  # acknowledged and deleted meanwhile: the next call lists again
+        self._first_seq = chosen[0]
+        self._offset = 0
+        self._need = _READ_CHUNK
+        return True
+
+    def _newer_segment_exists(self) -> bool:
+        return any(first_seq > self._first_seq for first_seq, _ in list_segments(self.directory))
+
+    def _close_segment(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+    def _skip_torn_tail(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size > self._offset:
+            self.torn += 1
+            self.skipped_bytes += size - self._offset
+            _skips_log.warn(
+                "torn",
+                "queue %s: skipped a torn tail of %d bytes in segment %s",
+                self.directory,
+                size - self._offset,
+                segment_name(self._first_seq),
+            )
+        self._close_segment()
+
+    def _parse(self, out: list[Entry], max_entries: int) -> int:
+        """Decode records from the current offset into ``out``; returns the bytes consumed (0: no progress)."""
+        data = os.pread(self._fd, self._need, self._offset)
+        before = len(out)
+        pos = 0
+        size = len(data)
+        cursor = self.cursor
+        sources = self._sources
+        while pos < size and len(out) < max_entries:
+            outcome, rec, body_bad = records.decode_at(data, pos)
+            if outcome == records.RECORD:
+                pos = rec.end
+                if rec.seq <= cursor:
+                    continue
+                cursor = rec.seq
+                source = sources.get(rec.source)
+                if source is None:
+                    source = sources[rec.source] = rec.source.decode(errors="replace")
+                out.append(Entry(rec.seq, rec.arrival_ns, source, rec.payload, rec.source_port))
+                self.read_bytes += len(rec.payload)
+            elif body_bad:
+                end = records.body_end(data, pos)
+                self._count_corrupt(end - pos)
+                pos = end
+            elif outcome == records.PARTIAL:
+                if len(data) == self._need and pos == 0:
+                    self._need *= 2  # a record larger than the read size: read more next time
+                break
+            else:
+                found = self._resync(pos, data)
+                if found < 0:
+                    break
+                self._count_corrupt(found - pos)
+                data = os.pread(self._fd, self._need, self._offset + found)
+                self._offset += found
+                pos, size = 0, len(data)
+        produced = len(out) - before
+        self.read_entries += produced
+        self.cursor = cursor
+        self._offset += pos
+        return pos or produced
+
+    def _resync(self, pos: int, data: bytes) -> int:
+        """Offset (relative to ``self._offset``) of the next valid record after a bad one, or -1."""
+        rest = os.pread(self._fd, max(os.fstat(self._fd).st_size - self._offset, len(data)), self._offset)
+        return records.resync(rest, pos)
+
+    def _count_corrupt(self, skipped: int) -> None:
+        self.corrupt += 1
+        self.skipped_bytes += skipped
+        _skips_log.warn(
+            "corrupt",
+            "queue %s: skipped %d corrupt bytes in segment %s",
+            self.directory,
+            skipped,
+            segment_name(self._first_seq),
+        )
+
+    def ack(self, seq: int) -> None:
+        if seq <= self.acked:
+            return
+        segments = list_segments(self.directory)
+        done = [path for (_, path), (next_first, _) in itertools.pairwise(segments) if next_first <= seq + 1]
+        write_checkpoint(self.directory, seq, durable=bool(done))
+        self.acked = seq
+        self.cursor = max(self.cursor, seq)
+        for path in done:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def rewind(self) -> None:
+        self.cursor = self.acked
+        self._close_segment()
+        self._first_seq = 0
+
+    def close(self) -> None:
+        self._close_segment()
+        os.close(self.lock_fd)

@@ -1,0 +1,161 @@
+"""Segment files, the acknowledgement checkpoint and the directory locks of the persistent queue.
+
+<dir>/00000000000000000001.seg   records with seq >= 1 (the name is the first seq the segment may hold)
+<dir>/00000000000000052113.seg   the newest segment: the only one the writer appends to
+<dir>/checkpoint                 highest acknowledged seq (written by the reader, atomically replaced)
+<dir>/writer.lock, reader.lock   flock()s that keep a second writer or reader out
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from flowsink.queue import records
+
+log = logging.getLogger("flowsink.queue")
+
+SEGMENT_SUFFIX = ".seg"
+CHECKPOINT = "checkpoint"
+_CHECKPOINT = struct.Struct("<IQI")  # magic, acked seq, crc of the first 12 bytes
+_CHECKPOINT_MAGIC = 0x4B435346  # b"FSCK"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class QueueFull(Exception):
+    """The queue cannot take this append; ``reason`` is a short metric label ("full", "disk_full", "io_error")."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class QueueLocked(RuntimeError):
+    """Another process already writes (or reads) this queue directory."""
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SEGMENT_SUFFIX}"
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """(first seq, path) of every segment in the directory, oldest first."""
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.endswith(SEGMENT_SUFFIX) and name[: -len(SEGMENT_SUFFIX)].isdigit():
+                found.append((int(name[: -len(SEGMENT_SUFFIX)]), Path(entry.path)))
+    found.sort()
+    return found
+
+
+def read_checkpoint(directory: Path) -> int:
+    """Highest acknowledged seq, 0 if there is no (valid) checkpoint."""
+    try:
+        data = (directory / CHECKPOINT).read_bytes()
+    except FileNotFoundError:
+        return 0
+    if len(data) != _CHECKPOINT.size:
+        log.warning("queue %s: ignoring a checkpoint of %d bytes", directory, len(data))
+        return 0
+    magic, acked, crc = _CHECKPOINT.unpack(data)
+    if magic != _CHECKPOINT_MAGIC or zlib.crc32(data[:12]) != crc:
+        log.warning("queue %s: ignoring a corrupt checkpoint", directory)
+        return 0
+    return acked
+
+
+def write_checkpoint(directory: Path, acked: int, durable: bool) -> None:
+    head = struct.pack("<IQ", _CHECKPOINT_MAGIC, acked)
+    data = head + struct.pack("<I", zlib.crc32(head))
+    tmp = directory / (CHECKPOINT + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / CHECKPOINT)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def lock_dir(directory: Path, name: str) -> int:
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        role = name.split(".")[0]
+        raise QueueLocked(f"queue {directory}: another process is its {role}") from None
+    return fd
+
+
+def iter_valid_records(data: bytes) -> Iterator[tuple[int, records.Decoded]]:
+    """(offset, record) of every valid record in a segment's bytes, skipping damaged stretches."""
+    pos = 0
+    while pos < len(data):
+        outcome, rec, body_bad = records.decode_at(data, pos)
+        if outcome == records.RECORD:
+            yield pos, rec
+            pos = rec.end
+        elif body_bad:
+            pos = records.body_end(data, pos)
+        else:
+            pos = records.resync(data, pos)
+            if pos < 0:
+                return
+
+
+def last_valid_seq(path: Path) -> int:
+    """Seq of the last valid record in a segment (0 if none); used by a writer that restarts."""
+    last = 0
+    for _, rec in iter_valid_records(path.read_bytes()):
+        last = rec.seq
+    return last
+
+
+def tail_seq(segments: list[tuple[int, Path]]) -> int:
+    """Last seq on disk, seen from a process that is not the writer."""
+    for first_seq, path in reversed(segments):
+        try:
+            last = last_valid_seq(path)
+        except FileNotFoundError:
+            continue
+        if last:
+            return last
+        if first_seq > 1:
+            return first_seq - 1
+    return 0
+
+
+def first_unacked(segments: list[tuple[int, Path]], acked: int) -> tuple[int, int, int]:
+    """(arrival_ns, offset, segment index) of the first record after ``acked``; (0, 0, len) if there is none."""
+    start = 0
+    for index, (first_seq, _) in enumerate(segments):
+        if first_seq <= acked + 1:
+            start = index
+    for index in range(start, len(segments)):
+        try:
+            data = segments[index][1].read_bytes()
+        except FileNotFoundError:
+            continue
+        for pos, rec in iter_valid_records(data):
+            if rec.seq > acked:
+                return rec.arrival_ns, pos, index
+    return 0, 0, len(segments)

@@ -1,0 +1,231 @@
+"""The appending side of the persistent queue: the newest segment, the size bound, the fsync policy."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowsink.queue import records
+from flowsink.queue.segments import (
+    DISK_FULL_ERRNOS,
+    QueueFull,
+    fsync_dir,
+    last_valid_seq,
+    list_segments,
+    lock_dir,
+    read_checkpoint,
+    segment_name,
+)
+
+if TYPE_CHECKING:
+    from flowsink.queue.persistent import PersistentQueue
+
+log = logging.getLogger("flowsink.queue")
+_FULL_RESCAN_S = 0.05  # while full, look for segments the reader freed at most this often
+
+
+class SegmentWriter:
+    """The appending side: owns the newest segment, the size bound and the fsync policy."""
+
+    def __init__(self, queue: PersistentQueue) -> None:
+        self.directory = queue.directory
+        self.max_bytes = queue.max_bytes
+        self.segment_bytes = queue.segment_bytes
+        self.fsync_interval_s = queue.fsync_interval_ms / 1000.0
+        self.fsync_bytes = queue.fsync_bytes
+        self.strict = queue.fsync_interval_ms == 0
+        self.lock_fd = lock_dir(self.directory, "writer.lock")
+        self.appended = 0
+        self.appended_bytes = 0
+        self._mutex = threading.Lock()
+        self._fd = -1
+        self._current_path: Path | None = None
+        self._segment_size = 0
+        self._unsynced = 0
+        self._source_cache: dict[str, bytes] = {}
+        self._last_rescan = 0.0
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._recover()
+        self._sync_thread: threading.Thread | None = None
+        if not self.strict:
+            self._sync_thread = threading.Thread(target=self._sync_loop, name="queue-fsync", daemon=True)
+            self._sync_thread.start()
+
+    def _recover(self) -> None:
+        segments = list_segments(self.directory)
+        next_seq = read_checkpoint(self.directory) + 1
+        if segments:
+            first_seq, path = segments[-1]
+            next_seq = max(next_seq, first_seq, last_valid_seq(path) + 1)
+            if first_seq == next_seq and path.stat().st_size > 0:
+                # The newest segment holds no valid record (a crash right after creating it): nothing to keep.
+                log.warning(
+                    "queue %s: segment %s has no valid record; truncating it", self.directory, path.name
+                )
+                os.truncate(path, 0)
+        self.next_seq = next_seq
+        self._closed_bytes = sum(p.stat().st_size for _, p in segments)
+        self._open_segment_if_needed(force_new=True)
+
+    def _open_segment_if_needed(self, force_new: bool = False) -> None:
+        """Open a segment named after the next seq (re-using an empty newest one after a restart)."""
+        if self._fd >= 0 and not force_new:
+            return
+        path = self.directory / segment_name(self.next_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        size = os.fstat(fd).st_size
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        self._current_path = path
+        self._closed_bytes -= size  # counted above when re-using it after a restart
+        self._segment_size = size
+        fsync_dir(self.directory)
+
+    def _rotate(self) -> None:
+        # The old segment is made durable before the new one exists, so that after a power loss no older
+        # segment ends in a hole while a newer one has data (the "segment boundary" guarantee).
+        os.fdatasync(self._fd)
+        self._unsynced = 0
+        os.close(self._fd)
+        self._fd = -1
+        self._closed_bytes += self._segment_size
+        self._segment_size = 0
+        try:
+            self._open_segment_if_needed()
+        except OSError as exc:
+            self._fd = -1
+            raise self._full_from(exc) from exc
+
+    def _used_bytes(self) -> int:
+        return self._closed_bytes + self._segment_size
+
+    def _refresh_closed_bytes(self) -> None:
+        """Count again what the older segments take: the reader deletes them once acknowledged."""
+        total = 0
+        for _, path in list_segments(self.directory):
+            if path == self._current_path:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        self._closed_bytes = total
+
+    def _full_from(self, exc: OSError) -> QueueFull:
+        if exc.errno in DISK_FULL_ERRNOS:
+            return QueueFull("disk_full", os.strerror(exc.errno))
+        return QueueFull("io_error", f"{exc.__class__.__name__}: {exc}")
+
+    def _encode_batch(self, items: Iterable[Sequence[Any]]) -> tuple[bytes, int]:
+        seq = self.next_seq
+        parts = []
+        cache = self._source_cache
+        for item in items:
+            payload, source, arrival_ns = item[0], item[1], item[2]
+            port = item[3] if len(item) > 3 else 0
+            source_b = cache.get(source)
+            if source_b is None:
+                source_b = source.encode()
+                records.check_sizes(b"", source_b)
+                if len(cache) > 65536:
+                    cache.clear()
+                cache[source] = source_b
+            if len(payload) > records.MAX_PAYLOAD:
+                records.check_sizes(payload, source_b)
+            parts.append(records.encode(seq, payload, source_b, port, arrival_ns))
+            seq += 1
+        return b"".join(parts), seq - self.next_seq
+
+    def write(self, items: Iterable[Sequence[Any]]) -> int:
+        data, count = self._encode_batch(items)
+        if count == 0:
+            return self.next_seq - 1
+        size = len(data)
+        with self._mutex:
+            if self._fd < 0:
+                try:
+                    self._open_segment_if_needed()
+                except OSError as exc:
+                    raise self._full_from(exc) from exc
+            if self._used_bytes() + size > self.max_bytes:
+                now = time.monotonic()
+                if now - self._last_rescan >= _FULL_RESCAN_S:
+                    self._last_rescan = now
+                    self._refresh_closed_bytes()
+                if self._used_bytes() + size > self.max_bytes:
+                    raise QueueFull("full", f"{self._used_bytes()} of {self.max_bytes} bytes on disk")
+            if self._segment_size > 0 and self._segment_size + size > self.segment_bytes:
+                self._rotate()
+            self._write_all(data)
+            self._segment_size += size
+            self.next_seq += count
+            self.appended += count
+            self.appended_bytes += size
+            self._unsynced += size
+            if self.strict:
+                os.fdatasync(self._fd)
+                self._unsynced = 0
+            elif self._unsynced >= self.fsync_bytes:
+                self._wake.set()
+            return self.next_seq - 1
+
+    def _write_all(self, data: bytes) -> None:
+        """One write() (looping only on a short write); on failure the segment is cut back to where it was."""
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            if written:
+                try:
+                    os.ftruncate(self._fd, self._segment_size)
+                except OSError:
+                    # Cannot cut the half record off: leave it as a torn tail and continue in a new segment.
+                    os.close(self._fd)
+                    self._fd = -1
+                    self._closed_bytes += self._segment_size + written
+                    self._segment_size = 0
+            raise self._full_from(exc) from exc
+
+    def sync(self) -> None:
+        with self._mutex:
+            fd = os.dup(self._fd) if self._fd >= 0 else -1
+            pending = self._unsynced
+            self._unsynced = 0
+        if fd >= 0:
+            try:
+                if pending:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+
+    def _sync_loop(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait(self.fsync_interval_s)
+            self._wake.clear()
+            try:
+                self.sync()
+            except OSError as exc:
+                log.error("queue %s: fdatasync failed: %s", self.directory, exc)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=5)
+        with self._mutex:
+            if self._fd >= 0:
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    log.error("queue %s: fdatasync at close failed: %s", self.directory, exc)
+                os.close(self._fd)
+                self._fd = -1
+        os.close(self.lock_fd)
