@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "check-config": "flowsink.config",
     "decode": "flowsink.decode.cli",
     "generate": "flowsink.generate.cli",
+    "install-templates": "flowsink.sinks.templates",
 }
 
 # One-line help for --help, kept here so listing subcommands imports nothing heavy.
@@ -27,6 +28,7 @@ SUMMARIES: dict[str, str] = {
     "check-config": "validate a configuration file and print the effective settings",
     "decode": "decode pcap/pcapng captures or raw payload files to one JSON document per line",
     "generate": "send synthetic NetFlow v5/v9, IPFIX or sFlow traffic with a ground-truth manifest",
+    "install-templates": "install or upgrade the Elasticsearch index templates (done by `run` at start-up)",
 }
 
 

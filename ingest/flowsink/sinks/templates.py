@@ -1,0 +1,372 @@
+"""Installs flowsink's index and component templates (``elasticsearch/*.json``) at start-up.
+
+Every ``*.json`` file in the template folder is one template: a file with ``index_patterns`` is a composable
+index template, any other a component template; the template's name is ``<prefix>-<file stem>`` (prefix
+``flowsink`` unless the settings say otherwise, so tests can install a private copy). Each file carries
+``_meta.version``; the installer puts a template that is missing, upgrades one whose installed version is
+older, re-puts one whose version is equal but whose rendered body differs (install-time settings changed), and
+never downgrades a newer one another node installed.
+
+Optional cluster features are detected from ``GET _nodes/plugins`` and used only where every node has them:
+``unsigned_long`` (else raw u64 counters map to ``long``), ILM (a retention policy, when ``retention_days`` is
+set) and GeoIP (an ingest pipeline for index templates that ask for it with ``_meta.geoip``). Each one skipped
+says so in one log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+from flowsink.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
+SHIPPED_PREFIX = "flowsink"
+
+HELP = "install or upgrade the Elasticsearch index templates (also done by `flowsink run` at start-up)"
+
+
+@dataclass
+class TemplateSettings:
+    """What the installer needs; ``None`` keeps the value written in the template files."""
+
+    template_dir: Path = DEFAULT_TEMPLATE_DIR
+    name_prefix: str = SHIPPED_PREFIX
+    shards: int | None = None
+    replicas: int | None = None
+    refresh_interval: str | None = None
+    retention_days: int | None = None
+    geoip: bool = True
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ClusterFeatures:
+    """Plugins and modules present on every node of the cluster."""
+
+    modules: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def unsigned_long(self) -> bool:
+        return "unsigned-long" in self.modules
+
+    @property
+    def ilm(self) -> bool:
+        return "x-pack-ilm" in self.modules
+
+    @property
+    def geoip(self) -> bool:
+        return "ingest-geoip" in self.modules
+
+    @classmethod
+    def from_nodes_plugins(cls, response: dict[str, Any]) -> ClusterFeatures:
+        """Intersect each node's modules and plugins (a feature is usable only if every node has it)."""
+        per_node = [
+            {item["name"] for item in node.get("modules", []) + node.get("plugins", [])}
+            for node in response.get("nodes", {}).values()
+        ]
+        common = set.intersection(*per_node) if per_node else set()
+        return cls(frozenset(common))
+
+
+@dataclass
+class TemplateFile:
+    """One validated template file."""
+
+    path: Path
+    body: dict[str, Any]
+
+    @property
+    def is_index_template(self) -> bool:
+        return "index_patterns" in self.body
+
+    @property
+    def version(self) -> int:
+        return int(self.body["_meta"]["version"])
+
+
+def load_template_files(directory: Path) -> list[TemplateFile]:
+    """Parse and check every ``*.json`` in ``directory``; component templates come first (install order)."""
+    if not directory.is_dir():
+        raise ConfigError(f"template folder {directory} does not exist")
+    files = [_load_one(path) for path in sorted(directory.glob("*.json"))]
+    if not files:
+        raise ConfigError(f"no *.json template files in {directory}")
+    components = {f"{SHIPPED_PREFIX}-{f.path.stem}" for f in files if not f.is_index_template}
+    for tf in files:
+        for name in tf.body.get("composed_of", []):
+            if name not in components:
+                raise ConfigError(
+                    f"{tf.path}: composed_of names {name!r}, which no file in {directory} defines"
+                )
+    return sorted(files, key=lambda f: (f.is_index_template, f.path.name))
+
+
+def _load_one(path: Path) -> TemplateFile:
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: a template file must hold a JSON object")
+    version = body.get("_meta", {}).get("version") if isinstance(body.get("_meta"), dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{path}: _meta.version must be a positive integer, found {version!r}")
+    if not isinstance(body.get("template", {}), dict):
+        raise ConfigError(f"{path}: 'template' must be an object")
+    for key in ("index_patterns", "composed_of"):
+        value = body.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {key!r} must be a list of strings")
+    return TemplateFile(path, body)
+
+
+def _renamed(name: str, prefix: str) -> str:
+    if prefix != SHIPPED_PREFIX and name.startswith(SHIPPED_PREFIX + "-"):
+        return prefix + name[len(SHIPPED_PREFIX) :]
+    return name
+
+
+def _downgrade_unsigned_long(node: Any) -> None:
+    """Replace ``unsigned_long`` by ``long`` in place, for clusters without the unsigned-long module."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "type" and value == "unsigned_long":
+                node[key] = "long"
+            else:
+                _downgrade_unsigned_long(value)
+    elif isinstance(node, list):
+        for item in node:
+            _downgrade_unsigned_long(item)
+
+
+def render_template(
+    tf: TemplateFile, settings: TemplateSettings, features: ClusterFeatures
+) -> tuple[str, dict[str, Any]]:
+    """The template's name and the body to PUT: renamed, settings applied, features resolved, digest stamped."""
+    prefix = settings.name_prefix
+    body = copy.deepcopy(tf.body)
+    meta = body.pop("_meta")
+    wants_geoip = bool(meta.pop("geoip", False))
+    if "index_patterns" in body:
+        body["index_patterns"] = [_renamed(p, prefix) for p in body["index_patterns"]]
+    if "composed_of" in body:
+        body["composed_of"] = [_renamed(c, prefix) for c in body["composed_of"]]
+    template = body.setdefault("template", {})
+    index_settings = template.get("settings", {}).get("index")
+    if index_settings is not None:
+        _apply_settings(index_settings, settings, features)
+    if wants_geoip and settings.geoip and features.geoip:
+        template.setdefault("settings", {}).setdefault("index", {})["default_pipeline"] = f"{prefix}-geoip"
+    if not features.unsigned_long:
+        _downgrade_unsigned_long(template)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    meta.update(managed_by="flowsink", digest=hashlib.sha256(canonical.encode()).hexdigest()[:16])
+    body["_meta"] = meta
+    body["version"] = tf.version
+    return f"{prefix}-{tf.path.stem}", body
+
+
+def _apply_settings(
+    index_settings: dict[str, Any], settings: TemplateSettings, features: ClusterFeatures
+) -> None:
+    if settings.shards is not None:
+        index_settings["number_of_shards"] = settings.shards
+    if settings.replicas is not None:
+        index_settings.pop("auto_expand_replicas", None)
+        index_settings["number_of_replicas"] = settings.replicas
+    if settings.refresh_interval is not None:
+        index_settings["refresh_interval"] = settings.refresh_interval
+    if settings.retention_days is not None and features.ilm:
+        index_settings.setdefault("lifecycle", {})["name"] = f"{settings.name_prefix}-retention"
+
+
+def _client_url(client: Elasticsearch) -> str:
+    nodes = client.transport.node_pool.all()
+    return nodes[0].base_url if nodes else "(no hosts)"
+
+
+def short_reason(exc: BaseException) -> str:
+    """One short phrase for why a request failed (the client's own messages nest several exceptions deep)."""
+    if isinstance(exc, ApiError):
+        error = exc.body.get("error") if isinstance(exc.body, dict) else None
+        kind = error.get("type") if isinstance(error, dict) else exc.message
+        return f"HTTP {exc.meta.status} {kind}"
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+        return "timed out"
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def wait_for_elasticsearch(client: Elasticsearch, timeout_s: float) -> None:
+    """Return once the cluster answers; raise ``UserError`` naming the URL and the reason after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            client.options(request_timeout=max(1.0, min(remaining, 5.0)), max_retries=0).cluster.health()
+            return
+        except (TransportError, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.meta.status < 500:
+                return  # it answers; the status problem will surface with a clearer message on the real call
+            if time.monotonic() + 0.5 >= deadline:
+                raise UserError(
+                    f"cannot reach Elasticsearch at {_client_url(client)}: {short_reason(exc)}"
+                ) from None
+            time.sleep(0.5)
+
+
+def detect_features(client: Elasticsearch) -> ClusterFeatures:
+    return ClusterFeatures.from_nodes_plugins(client.nodes.info(metric="plugins"))
+
+
+def _install_optional(
+    client: Elasticsearch, settings: TemplateSettings, features: ClusterFeatures
+) -> list[str]:
+    prefix, done = settings.name_prefix, []
+    if not features.unsigned_long:
+        log.info("unsigned_long not available in this cluster: raw u64 counters are mapped as long")
+    if settings.retention_days is not None:
+        if features.ilm:
+            policy = {
+                "_meta": {"managed_by": "flowsink"},
+                "phases": {
+                    "hot": {"actions": {}},
+                    "delete": {"min_age": f"{settings.retention_days}d", "actions": {"delete": {}}},
+                },
+            }
+            client.ilm.put_lifecycle(name=f"{prefix}-retention", policy=policy)
+            done.append(f"{prefix}-retention installed")
+        else:
+            log.info(
+                "ILM not available in this cluster: retention of %d days not applied", settings.retention_days
+            )
+    if settings.geoip:
+        if features.geoip:
+            processors = [
+                {"geoip": {"field": f"{side}.ip", "target_field": f"{side}.geo", "ignore_missing": True}}
+                for side in ("source", "destination")
+            ]
+            client.ingest.put_pipeline(
+                id=f"{prefix}-geoip", description="GeoIP of flow addresses (flowsink)", processors=processors
+            )
+            done.append(f"{prefix}-geoip installed")
+        else:
+            log.info("GeoIP enrichment skipped: this cluster has no ingest-geoip module")
+    return done
+
+
+def _installed_version(client: Elasticsearch, name: str, is_index: bool) -> tuple[int | None, str | None]:
+    """(version, digest) of the installed template, or (None, None) when it is missing."""
+    try:
+        if is_index:
+            found = client.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
+        else:
+            found = client.cluster.get_component_template(name=name)["component_templates"][0][
+                "component_template"
+            ]
+    except ApiError as exc:
+        if exc.meta.status == 404:
+            return None, None
+        raise
+    meta = found.get("_meta") or {}
+    version = meta.get("version", found.get("version"))
+    return (int(version) if version is not None else 0), meta.get("digest")
+
+
+def _install_one(
+    client: Elasticsearch, tf: TemplateFile, settings: TemplateSettings, features: ClusterFeatures
+) -> str:
+    name, body = render_template(tf, settings, features)
+    installed, digest = _installed_version(client, name, tf.is_index_template)
+    if installed is None:
+        action = "installed"
+    elif installed < tf.version:
+        action = "upgraded"
+    elif installed > tf.version:
+        log.warning(
+            "%s: installed version %d is newer than %s (version %d); left as it is",
+            name,
+            installed,
+            tf.path.name,
+            tf.version,
+        )
+        return f"{name} unchanged"
+    elif digest != body["_meta"]["digest"]:
+        action = "updated"
+    else:
+        return f"{name} unchanged"
+    try:
+        if tf.is_index_template:
+            client.indices.put_index_template(name=name, **body)
+        else:
+            client.cluster.put_component_template(name=name, **body)
+    except ApiError as exc:
+        if exc.meta.status >= 500:
+            raise
+        reason = exc.body.get("error", {}).get("reason") if isinstance(exc.body, dict) else exc.message
+        raise ConfigError(f"{tf.path}: Elasticsearch rejected template {name}: {reason}") from None
+    log.info("%s %s (version %d)", name, action, tf.version)
+    return f"{name} {action}"
+
+
+def install_templates(client: Elasticsearch, settings: TemplateSettings | None = None) -> list[str]:
+    """Put every template (and optional ILM policy / GeoIP pipeline) idempotently.
+
+    Returns one ``"<name> <action>"`` per item, action in installed / upgraded / updated / unchanged.
+    Raises ``ConfigError`` for a bad template file (before touching the cluster) and ``UserError`` when
+    Elasticsearch does not answer within ``settings.connect_timeout_s``.
+    """
+    settings = settings or TemplateSettings()
+    files = load_template_files(Path(settings.template_dir))
+    wait_for_elasticsearch(client, settings.connect_timeout_s)
+    try:
+        features = detect_features(client)
+        report = _install_optional(client, settings, features)
+        report += [_install_one(client, tf, settings, features) for tf in files]
+    except (TransportError, ApiError) as exc:
+        raise UserError(f"cannot install templates at {_client_url(client)}: {short_reason(exc)}") from None
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--es-url", default="http://127.0.0.1:9200", help="Elasticsearch URL")
+    parser.add_argument(
+        "--template-dir", type=Path, default=DEFAULT_TEMPLATE_DIR, help="folder of *.json templates"
+    )
+    parser.add_argument("--prefix", default=SHIPPED_PREFIX, help="template and index name prefix")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Elasticsearch")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``flowsink install-templates``: print one line per template and what was done with it."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = TemplateSettings(
+        template_dir=args.template_dir, name_prefix=args.prefix, connect_timeout_s=args.timeout
+    )
+    client = Elasticsearch(args.es_url)
+    try:
+        for line in install_templates(client, settings):
+            print(line)
+    finally:
+        client.close()
+    return 0
