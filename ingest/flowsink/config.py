@@ -142,14 +142,29 @@ class QueueConfig:
 
 @dataclass
 class DecodeConfig:
+    """Keys named like ``flowsink.decode.DecoderSettings`` fields are passed to it as they are."""
+
+    renormalize: bool = _setting(
+        True, help="multiply counters by the sampling rate into network.bytes/packets"
+    )
+    pending_max_bytes: int = _setting(
+        8 * MIB, min=0, help="data held waiting for its template, per worker; beyond it the oldest expires"
+    )
+    pending_max_seconds: float = _setting(
+        60.0, min=0, help="data held waiting for its template is counted as expired after this long"
+    )
+    template_expiry_seconds: float = _setting(
+        24 * 3600.0, min=1, help="a template not re-sent this long is forgotten"
+    )
+    sequence_window: int = _setting(
+        10_000, min=1, help="reordering tolerated before a sequence jump is a restart"
+    )
+    max_templates_per_exporter: int = _setting(1024, min=1)
+    max_exporters: int = _setting(10_000, min=1)
     template_cache_path: str = _setting(
         "", help="saved NetFlow v9/IPFIX templates (empty: <run_dir>/templates-<partition>.json)"
     )
     template_save_interval_s: float = _setting(30.0, min=1, help="how often the template cache is saved")
-    pending_timeout_s: float = _setting(
-        60.0, min=0, help="data held waiting for its template is counted as expired after this long"
-    )
-    max_pending_datagrams: int = _setting(10_000, min=0, help="data-before-template held per worker at most")
     expire_interval_s: float = _setting(1.0, min=0.05, help="how often held data is checked for expiry")
 
 
@@ -180,6 +195,20 @@ class HttpConfig:
 class ApiConfig:
     enabled: bool = _setting(True, help="serve POST /flows and GET /flows")
     index_prefix: str = _setting("flowsink-app-flows", help="indices of the flows API rows")
+    # Keys below: see docs/flows-api.md.
+    tokens: list[str] = field(
+        default_factory=list, metadata=meta("bearer tokens accepted (a list, for rotation)", secret=True)
+    )
+    auth_enabled: bool = _setting(True, help="false: no token needed; ANYBODY who reaches the port can write")
+    body_limit_bytes: int = _setting(10 * MIB, min=1024, help="request body limit, also after gzip (413)")
+    rows_limit: int = _setting(100_000, min=1, help="rows per POST (413)")
+    rate_limit_rows_per_s: float = _setting(1_000_000.0, min=1, help="token bucket per credential (429)")
+    rate_limit_burst_rows: int = _setting(2_000_000, min=1, help="token bucket size per credential")
+    queue_dir: str = _setting("", help="write-ahead queue of accepted batches (empty: <queue dir>/api)")
+    read_your_writes: bool = _setting(True, help="POST answers once its rows are visible to every GET")
+    compact_grace_s: float = _setting(120.0, min=1, help="deltas older than this are folded into totals")
+    compact_interval_s: float = _setting(30.0, min=0.1, help="how often closed deltas are folded")
+    apply_timeout_s: float = _setting(10.0, min=0.1, help="POST waits this long for Elasticsearch, then 202")
 
 
 @dataclass
@@ -502,6 +531,15 @@ def reloadable_changes(old: Config, new: Config) -> tuple[dict[str, Any], list[s
                 apply[key] = after
             else:
                 restart.append(key)
+    return apply, restart
+
+
+def apply_reloadable(config: Config, new: Config) -> tuple[dict[str, Any], list[str]]:
+    """Copy the reloadable settings of ``new`` into ``config`` (in place); same return as ``reloadable_changes``."""
+    apply, restart = reloadable_changes(config, new)
+    for key, value in apply.items():
+        section, name = key.split(".", 1)
+        setattr(getattr(config, section), name, value)
     return apply, restart
 
 

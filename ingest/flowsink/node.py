@@ -1,0 +1,380 @@
+"""``flowsink run --config FILE``: one ingest node.
+
+Processes (all started with ``spawn``, none shares a lock or a socket with another):
+
+- N receiver processes (``receive.processes``, default: cores), each binding every UDP port with
+  SO_REUSEPORT and appending to its own queue partition ``<queue dir>/rx-<i>``;
+- one pipeline worker per partition (``flowsink.pipeline``): read in arrival order, decode, index, ack;
+- this process: the HTTP server (``/metrics``, ``/healthz``, ``/readyz``, flows API), the supervisor that
+  restarts a child that died, and the signal handling.
+
+Signals: SIGTERM/SIGINT stop the receivers first, then let each worker drain its partition (up to
+``pipeline.shutdown_timeout_s``), then exit 0. SIGHUP re-reads the config file and applies what can change
+live (log level, batch sizes; see ``docs/operations.md``); workers get it forwarded.
+Children die with the node (PR_SET_PDEATHSIG), so a ``kill -9`` of the node never leaves an orphan
+holding a queue partition or a UDP port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowsink.config import Config, apply_reloadable, load_config
+from flowsink.errors import UserError
+from flowsink.log import get_logger, set_level, setup_logging
+
+log = get_logger(__name__)
+
+HELP = "run one ingest node: UDP receivers, persistent queue, decoders, Elasticsearch sink, HTTP API"
+
+SUPERVISE_INTERVAL_S = 0.5
+RESTART_BACKOFF_S = 1.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="YAML configuration file (omit: defaults and FLOWSINK_* only)")
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when the node process dies (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+
+
+def child_entry(role: str, target: str, parent_pid: int, args: tuple[Any, ...]) -> None:
+    """Runs first in every child: tie its life to the node's, then call ``target`` (``module:function``)."""
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the node died before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import importlib
+
+    module_name, function_name = target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    function(*args)
+
+
+@dataclass
+class Child:
+    """One supervised child process; ``start`` (re)creates it."""
+
+    role: str  # "receiver" or "pipeline"
+    index: int
+    target: str
+    args: tuple[Any, ...]
+    process: Any = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+    def start(self, context: Any) -> None:
+        self.process = context.Process(
+            target=child_entry,
+            args=(self.role, self.target, os.getpid(), self.args),
+            name=self.name,
+            daemon=False,
+        )
+        self.process.start()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+
+# ---------------------------------------------------------------- the node
+
+
+@dataclass
+class Node:
+    config: Config
+    receivers: list[Child] = field(default_factory=list)
+    workers: list[Child] = field(default_factory=list)
+    stopping: bool = False
+    es_reached: bool = False
+    http_port: int = 0
+    _context: Any = None
+    _stop_event: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        self._context = multiprocessing.get_context("spawn")
+
+    # -- start-up -------------------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """One worker per queue partition (also partitions left by an earlier run), one receiver per slot."""
+        from flowsink.queue import partition_dirs
+
+        receivers = self.config.receiver_processes
+        for index, directory in enumerate(partition_dirs(self.config.queue_dir, receivers)):
+            self.workers.append(
+                Child(
+                    "pipeline", index, "flowsink.pipeline:worker_main", (self.config, index, str(directory))
+                )
+            )
+        for index in range(receivers):
+            self.receivers.append(Child("receiver", index, receiver_target(), (self.config, index)))
+
+    def start_children(self) -> None:
+        # Workers first: they drain what an earlier run left before receivers add more.
+        for child in self.workers + self.receivers:
+            child.start(self._context)
+        log.info(
+            "node started: %d receiver(s) on UDP %s, %d pipeline worker(s), queue %s",
+            len(self.receivers),
+            ",".join(map(str, self.config.receive.ports)),
+            len(self.workers),
+            self.config.queue_dir,
+        )
+
+    # -- supervision ----------------------------------------------------------------------------------
+
+    def supervise_once(self) -> None:
+        """Restart children that died (unless stopping), after a short backoff so a crash loop cannot spin."""
+        from flowsink import metrics
+
+        now = time.monotonic()
+        for child in self.workers + self.receivers:
+            if self.stopping or child.alive():
+                continue
+            if child.next_start == 0.0:
+                code = child.process.exitcode if child.process is not None else None
+                log.error("%s exited (code %s); restarting it", child.name, code)
+                _mark_dead(child)
+                child.next_start = now + RESTART_BACKOFF_S * min(2**child.restarts, 30)
+                continue
+            if now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                metrics.PROCESS_RESTARTS.labels(role=child.role).inc()
+                child.start(self._context)
+
+    def readiness_checks(self) -> list[tuple[str, Callable[[], str | None]]]:
+        return [
+            ("queue", self._queue_problem),
+            ("elasticsearch", lambda: None if self.es_reached else "not reached yet"),
+            ("processes", self._process_problem),
+        ]
+
+    def _queue_problem(self) -> str | None:
+        directory = self.config.queue_dir
+        if not os.access(directory, os.W_OK):
+            return f"{directory} is not writable"
+        if shutil.disk_usage(directory).free < 1024 * 1024:
+            return f"{directory}: disk full"
+        return None
+
+    def _process_problem(self) -> str | None:
+        down = [child.name for child in self.workers + self.receivers if not child.alive()]
+        if self.stopping:
+            return "shutting down"
+        return f"not running: {', '.join(down)}" if down else None
+
+    # -- signals --------------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: apply the reloadable settings here and forward the signal to the workers."""
+        from flowsink import metrics
+
+        if not self.config.source:
+            log.warning("SIGHUP ignored: the node was started without a config file")
+            return
+        try:
+            new = load_config(self.config.source)
+        except UserError as exc:
+            metrics.CONFIG_RELOADS.labels(result="error").inc()
+            log.error("configuration reload failed, keeping the running settings: %s", exc)
+            return
+        apply, restart = apply_reloadable(self.config, new)
+        if "logging.level" in apply:
+            set_level(self.config.logging.level)
+        for child in self.workers:
+            if child.alive():
+                os.kill(child.process.pid, signal.SIGHUP)
+        metrics.CONFIG_RELOADS.labels(result="ok").inc()
+        log.info(
+            "configuration reloaded: applied %s%s",
+            ", ".join(f"{k}={v}" for k, v in apply.items()) or "nothing",
+            f"; need a restart: {', '.join(restart)}" if restart else "",
+        )
+
+    def shutdown(self) -> None:
+        """Receivers first (no new data), then workers drain and finish their bulks, then we return."""
+        self.stopping = True
+        log.info(
+            "stopping: receivers first, then draining the queue (up to %gs)",
+            self.config.pipeline.shutdown_timeout_s,
+        )
+        _stop_all(self.receivers, timeout_s=10.0)
+        _stop_all(self.workers, timeout_s=self.config.pipeline.shutdown_timeout_s + 15.0)
+        log.info("stopped")
+
+    # -- main loop ------------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        from flowsink.server import NodeState, build_app, start_server
+
+        loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self._stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        state = NodeState()
+        for name, check in self.readiness_checks():
+            state.add_check(name, check)
+        app = build_app(self.config, state)
+        runner, self.http_port = await start_server(app, self.config.http.host, self.config.http.port)
+        (self.config.run_dir / "http.port").write_text(f"{self.http_port}\n")
+        log.info("HTTP on %s:%d (/metrics /healthz /readyz)", self.config.http.host, self.http_port)
+        self.start_children()
+        try:
+            while not self._stop_event.is_set():
+                self.supervise_once()
+                await loop.run_in_executor(None, update_udp_gauges, self.config)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_event.wait(), SUPERVISE_INTERVAL_S)
+            await loop.run_in_executor(None, self.shutdown)
+        finally:
+            await runner.cleanup()
+
+
+def _stop_all(children: list[Child], timeout_s: float) -> None:
+    for child in children:
+        if child.alive():
+            child.process.terminate()
+    deadline = time.monotonic() + timeout_s
+    for child in children:
+        if child.process is None:
+            continue
+        child.process.join(max(0.0, deadline - time.monotonic()))
+        if child.process.is_alive():
+            log.error("%s did not stop within %gs; killing it", child.name, timeout_s)
+            child.process.kill()
+            child.process.join(5)
+
+
+def _mark_dead(child: Child) -> None:
+    """Drop a dead process's live gauges (queue depth and the like) from the multiprocess metrics."""
+    if child.process is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(child.process.pid)
+
+
+# ---------------------------------------------------------------- seams to the receive module
+
+
+def receiver_target() -> str:
+    """``module:function`` run in each receiver process with ``(config, index)``."""
+    return "flowsink.receive:receiver_main"
+
+
+def update_udp_gauges(config: Config) -> None:
+    """Kernel drops and receive-queue depth of the node's UDP sockets, from /proc/net/udp{,6}."""
+    try:
+        from flowsink import receive
+    except ImportError:
+        return
+    socket_stats = getattr(receive, "udp_socket_stats", None)
+    if socket_stats is None:
+        return
+    from flowsink import metrics
+
+    for port, stats in socket_stats(config.receive.ports).items():
+        metrics.UDP_RECEIVE_DROPS.labels(port=str(port)).set(stats.get("drops", 0))
+        metrics.UDP_RECEIVE_QUEUE_BYTES.labels(port=str(port)).set(stats.get("rx_queue", 0))
+
+
+# ---------------------------------------------------------------- start-up checks and main
+
+
+def prepare_run_dir(config: Config) -> None:
+    """Create the run dir and an empty metrics dir; must run before ``flowsink.metrics`` is imported."""
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        config.queue_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = config.run_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+    except OSError as exc:
+        raise UserError(f"node.run_dir: cannot use {str(config.run_dir)!r}: {exc.strerror or exc}") from None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+
+def check_ports_free(config: Config) -> None:
+    """Fail early with one line when the HTTP port is taken (UDP ports are shared on purpose: SO_REUSEPORT)."""
+    if config.http.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in config.http.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.http.host, config.http.port))
+        except OSError as exc:
+            raise UserError(
+                f"http.port: cannot listen on {config.http.host}:{config.http.port}: {exc.strerror or exc}"
+            ) from None
+
+
+def connect_elasticsearch(config: Config) -> None:
+    """Wait for Elasticsearch (``elasticsearch.startup_timeout_s``) and install the templates; UserError if not."""
+    from flowsink.config import elasticsearch_client
+    from flowsink.sinks.templates import TemplateSettings, install_templates, wait_for_elasticsearch
+
+    es = config.elasticsearch
+    client = elasticsearch_client(config)
+    try:
+        if not es.install_templates:
+            wait_for_elasticsearch(client, es.startup_timeout_s)
+            return
+        settings = TemplateSettings(
+            name_prefix=es.index_prefix,
+            shards=es.number_of_shards,
+            replicas=es.number_of_replicas,
+            connect_timeout_s=es.startup_timeout_s,
+        )
+        if es.template_dir:
+            settings.template_dir = Path(es.template_dir)
+        for line in install_templates(client, settings):
+            log.debug("template %s", line)
+    finally:
+        client.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config.logging.level, config.logging.format, role="node")
+    prepare_run_dir(config)
+    check_ports_free(config)
+    connect_elasticsearch(config)
+    node = Node(config)
+    node.es_reached = True
+    node.plan()
+    asyncio.run(node.serve())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - `flowsink run` is the entry point
+    sys.exit(main(argparse.Namespace(config=sys.argv[1] if len(sys.argv) > 1 else None)))

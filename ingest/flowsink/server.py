@@ -1,0 +1,121 @@
+"""The node's HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/readyz``, plus the flows API routes.
+
+``/healthz`` answers 200 while the process serves at all; ``/readyz`` answers 200 only when every readiness
+check passes (the queue is writable, Elasticsearch was reached once, the node's processes run) and 503 with
+the failing reasons otherwise, so nginx and orchestrators send traffic only to nodes that can keep it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from flowsink.config import Config
+from flowsink.log import get_logger
+
+log = get_logger(__name__)
+
+# A readiness check returns None when fine, else a short reason shown by /readyz.
+ReadinessCheck = Callable[[], "str | None"]
+
+STATE_KEY = web.AppKey("flowsink_state", object)
+CONFIG_KEY = web.AppKey("flowsink_config", Config)
+
+
+@dataclass
+class NodeState:
+    """What the HTTP handlers need to know about the node; filled in by ``flowsink.node``."""
+
+    started_monotonic: float = field(default_factory=time.monotonic)
+    readiness_checks: list[tuple[str, ReadinessCheck]] = field(default_factory=list)
+
+    def add_check(self, name: str, check: ReadinessCheck) -> None:
+        self.readiness_checks.append((name, check))
+
+    def not_ready_reasons(self) -> list[str]:
+        reasons = []
+        for name, check in self.readiness_checks:
+            try:
+                problem = check()
+            except Exception as exc:  # a broken check means "not ready", never a 500
+                problem = f"check failed: {exc}"
+            if problem:
+                reasons.append(f"{name}: {problem}")
+        return reasons
+
+
+def metrics_registry() -> CollectorRegistry:
+    """In multiprocess mode, a registry that sums the per-process files; else the default registry."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    registry = metrics_registry()
+    # Reading every process's mmap files takes a few ms; off the event loop so UDP-side work is not delayed.
+    body = await request.loop.run_in_executor(None, generate_latest, registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    uptime = time.monotonic() - state.started_monotonic
+    return web.json_response({"status": "ok", "uptime_seconds": round(uptime, 3)})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    reasons = request.app[STATE_KEY].not_ready_reasons()
+    if reasons:
+        return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def build_app(config: Config, state: NodeState) -> web.Application:
+    """The node's aiohttp application; the flows API adds its routes through ``flowsink.api.setup``."""
+    app = web.Application()
+    app[STATE_KEY] = state
+    app[CONFIG_KEY] = config
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    if config.api.enabled:
+        setup_api(app, config)
+    return app
+
+
+def setup_api(app: web.Application, config: Config) -> bool:
+    """Register the flows API when its module provides ``setup(app, config)``; True if it did."""
+    try:
+        from flowsink import api
+    except ImportError as exc:
+        log.warning("flows API not available: %s", exc)
+        return False
+    setup = getattr(api, "setup", None)
+    if setup is None:
+        log.info("flows API module has no setup(); serving /metrics, /healthz, /readyz only")
+        return False
+    setup(app, config)
+    return True
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving ``app``; returns the runner (for cleanup) and the bound port (useful with port 0)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    bound = port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        bound = server.sockets[0].getsockname()[1]
+    return runner, bound
