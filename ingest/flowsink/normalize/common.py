@@ -46,6 +46,13 @@ def community_id(
         dst = ipaddress.ip_address(dst_ip).packed
     except ValueError:
         return None
+    return community_id_packed(src, dst, proto, src_port, dst_port, seed)
+
+
+def community_id_packed(
+    src: bytes, dst: bytes, proto: int, src_port: int = 0, dst_port: int = 0, seed: int = 0
+) -> str | None:
+    """``community_id`` from addresses already in network byte order (4 or 16 bytes): no text to parse."""
     if len(src) != len(dst):
         return None
     one_way = False

@@ -1,0 +1,717 @@
+"""sFlow v5 datagrams (https://sflow.org/sflow_version_5.txt) -> records, handed to ``normalize.sflow``.
+
+Decodes flow samples and expanded flow samples (raw packet header, Ethernet frame, IPv4/IPv6 data, extended
+switch/router/gateway/user/URL/NAT/MPLS records), counter samples and expanded counter samples (generic
+interface, Ethernet, Token Ring, VLAN, LAG, processor, port name, host description, ...), and discarded-packet
+events (sFlow drop notifications). Records of unknown (enterprise, format) are skipped by their length. All
+structure is XDR: big-endian 32-bit words, opaque and string data padded to a multiple of 4 bytes.
+
+Nothing here raises on bad input: every length is checked against the bytes that remain, and a broken sample
+ends the datagram's decoding with a counted reason while keeping the samples decoded before it.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from flowsink.decode import packet
+from flowsink.decode.result import DecodeResult
+from flowsink.decode.sequence import SequenceTracker
+from flowsink.normalize import sflow as normalize
+
+# sample_data formats, enterprise 0
+SAMPLE_FLOW = 1
+SAMPLE_COUNTERS = 2
+SAMPLE_FLOW_EXPANDED = 3
+SAMPLE_COUNTERS_EXPANDED = 4
+SAMPLE_DISCARDED = 5
+
+_U32 = struct.Struct("!I")
+_U32X2 = struct.Struct("!II")
+_HEADER_V4 = struct.Struct("!II4sIII")  # version, address type, address, sub agent, sequence, uptime
+_HEADER_REST = struct.Struct("!IIII")  # sub agent, sequence, uptime, sample count
+_FLOW_SAMPLE = struct.Struct("!IIIIIIII")
+_FLOW_SAMPLE_EXPANDED = struct.Struct("!IIIIIIIIIII")
+_COUNTER_SAMPLE = struct.Struct("!III")
+_COUNTER_SAMPLE_EXPANDED = struct.Struct("!IIII")
+_DISCARDED = struct.Struct("!IIIIIII")
+_RAW_HEADER = struct.Struct("!IIII")
+_ETH_FRAME = struct.Struct("!I6s2x6s2xI")
+_IPV4_DATA = struct.Struct("!II4s4sIIII")
+_IPV6_DATA = struct.Struct("!II16s16sIIII")
+_SWITCH = struct.Struct("!IIII")
+_IF_COUNTERS = struct.Struct("!IIQIIQIIIIIIQIIIIII")
+_ETH_COUNTERS = struct.Struct("!13I")
+_TOKEN_RING_COUNTERS = struct.Struct("!18I")
+_VLAN_COUNTERS = struct.Struct("!IQIIII")
+_LAG_COUNTERS = struct.Struct("!6s2x6s2xI4s8I")
+_PROCESSOR_COUNTERS = struct.Struct("!IIIQQ")
+
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_inet_ntop = socket.inet_ntop
+
+# bounds that keep one hostile datagram from costing unbounded time or memory
+MAX_SAMPLES_PER_DATAGRAM = 4096
+MAX_RECORDS_PER_SAMPLE = 256
+MAX_AS_PATH_LENGTH = 1024
+# sequence state is kept per (exporter, agent, sub-agent[, source id]); beyond this many streams the oldest go
+MAX_SEQUENCE_STREAMS = 100_000
+
+
+class SflowError(ValueError):
+    """A structural problem in one datagram; ``reason`` is the bounded label counted in metrics."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Datagram:
+    """The datagram header every sample of it shares, plus what the normaliser derives from it once."""
+
+    __slots__ = ("agent", "arrival_ns", "exporter", "id_prefix", "sequence", "sub_agent", "timestamp", "uptime")
+
+    def __init__(
+        self, exporter: str, agent: str, sub_agent: int, sequence: int, uptime: int, arrival_ns: int
+    ) -> None:
+        self.exporter = exporter
+        self.agent = agent
+        self.sub_agent = sub_agent
+        self.sequence = sequence
+        self.uptime = uptime
+        self.arrival_ns = arrival_ns
+        self.timestamp = ""
+        self.id_prefix = ""
+
+
+class SflowDecoder:
+    """Decodes sFlow v5 datagrams into ECS documents; one instance per pipeline worker (it tracks sequences)."""
+
+    def __init__(self, settings: Any = None) -> None:
+        self.renormalize = bool(getattr(settings, "renormalize", True))
+        window = int(getattr(settings, "sequence_window", 10_000) or 10_000)
+        self._datagram_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
+        self._sample_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
+        self._flow_records: dict[int, Callable[[bytes, int, int, dict[str, Any]], Any]] = {
+            1: _flow_raw_header,
+            2: _flow_ethernet,
+            3: _flow_ipv4,
+            4: _flow_ipv6,
+            1001: _flow_switch,
+            1002: _flow_router,
+            1003: _flow_gateway,
+            1004: _flow_user,
+            1005: _flow_url,
+            1006: _flow_mpls,
+            1007: _flow_nat,
+            1036: _flow_egress_queue,
+            1037: _flow_acl,
+            1038: _flow_function,
+        }
+        self._counter_records: dict[int, Callable[[bytes, int, int, dict[str, Any]], None]] = {
+            1: _counters_interface,
+            2: _counters_ethernet,
+            3: _counters_token_ring,
+            4: _counters_vg,
+            5: _counters_vlan,
+            7: _counters_lag,
+            1001: _counters_processor,
+            1005: _counters_port_name,
+            2000: _counters_host_description,
+            2003: _counters_host_cpu,
+            2004: _counters_host_memory,
+        }
+
+    def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
+        """Decode one datagram; never raises on bad input (problems land in ``result.errors``)."""
+        result = DecodeResult(protocol="sflow")
+        try:
+            self._decode(bytes(payload), exporter, arrival_ns, result)
+        except SflowError as exc:
+            result.error(exc.reason, f"sFlow datagram from {exporter}: {exc}")
+        except (struct.error, IndexError, ValueError, OverflowError) as exc:
+            # every read is bounds-checked; this is the safety net for a case those checks missed
+            result.error("malformed", f"sFlow datagram from {exporter}: {type(exc).__name__}: {exc}")
+        return result
+
+    def _decode(self, data: bytes, exporter: str, arrival_ns: int, result: DecodeResult) -> None:
+        datagram, offset, count = _datagram_header(data, exporter, arrival_ns)
+        normalize.prepare_datagram(datagram, data)
+        stats = result.stats
+        stats["datagrams.sflow"] += 1
+        outcome = self._datagram_sequences.observe(
+            (exporter, datagram.agent, datagram.sub_agent), datagram.sequence, 1, uptime_ms=datagram.uptime
+        )
+        # lost datagrams are reported apart: their samples are counted lost through the sample sequences
+        if outcome.lost:
+            stats["sflow_datagram_gaps"] += outcome.gaps
+            stats["sflow_lost_datagrams"] += outcome.lost
+        if outcome.restart:
+            stats["sequence_restarts"] += 1
+        if outcome.reordered:
+            stats["sequence_reordered"] += outcome.reordered
+        if count > MAX_SAMPLES_PER_DATAGRAM:
+            raise SflowError("too_many_samples", f"{count} samples declared (limit {MAX_SAMPLES_PER_DATAGRAM})")
+        end = len(data)
+        for index in range(count):
+            if offset + 8 > end:
+                raise SflowError("truncated", f"sample {index} of {count} starts past the datagram's end")
+            data_format, length = _U32X2.unpack_from(data, offset)
+            offset += 8
+            if offset + length > end:
+                raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
+            self._sample(data, offset, offset + length, data_format, datagram, index, result)
+            offset += length
+        if offset != end:
+            stats["sflow_trailing_bytes"] += end - offset
+
+    def _sample(
+        self, data: bytes, start: int, end: int, data_format: int, datagram: Datagram, index: int, result: DecodeResult
+    ) -> None:
+        enterprise, fmt = data_format >> 12, data_format & 0xFFF
+        stats = result.stats
+        if enterprise != 0 or fmt not in (1, 2, 3, 4, 5):
+            stats["sflow_unknown_samples"] += 1
+            return
+        if fmt in (SAMPLE_COUNTERS, SAMPLE_COUNTERS_EXPANDED):
+            sample, offset = _counter_sample_header(data, start, end, fmt)
+            self._counter_records_into(data, offset, end, sample, result)
+            self._track_sample(datagram, sample, "counter", stats)
+            result.documents.append(normalize.counter_document(datagram, sample, index))
+            stats["records.sflow_counter_sample"] += 1
+            return
+        if fmt == SAMPLE_DISCARDED:
+            sample, offset = _discarded_header(data, start, end)
+        else:
+            sample, offset = _flow_sample_header(data, start, end, fmt)
+        info = self._flow_records_into(data, offset, end, sample, result)
+        if fmt == SAMPLE_DISCARDED:
+            self._track_sample(datagram, sample, "discard", stats)
+            result.documents.append(normalize.discard_document(datagram, sample, info, index))
+            stats["records.sflow_discarded_packet"] += 1
+        else:
+            self._track_sample(datagram, sample, "flow", stats)
+            result.documents.append(normalize.flow_document(datagram, sample, info, index, self.renormalize))
+            stats["records.sflow_flow_sample"] += 1
+
+    def _track_sample(self, datagram: Datagram, sample: dict[str, Any], kind: str, stats: Any) -> None:
+        stream = (datagram.exporter, datagram.agent, datagram.sub_agent, kind,
+                  sample["source_id_type"], sample["source_id_index"])
+        outcome = self._sample_sequences.observe(stream, sample["sample_sequence"], 1)
+        if outcome.lost:
+            # a lost sample is a lost record: the counters every protocol reports
+            stats["sequence_gaps"] += outcome.gaps
+            stats["lost_records"] += outcome.lost
+
+    def flush_sequences(self) -> DecodeResult:
+        """Count the sequence holes still open (late datagrams can no longer fill them) as lost."""
+        result = DecodeResult(protocol="sflow")
+        samples = self._sample_sequences.flush()
+        datagrams = self._datagram_sequences.flush()
+        if samples.lost:
+            result.stats["sequence_gaps"] += samples.gaps
+            result.stats["lost_records"] += samples.lost
+        if datagrams.lost:
+            result.stats["sflow_datagram_gaps"] += datagrams.gaps
+            result.stats["sflow_lost_datagrams"] += datagrams.lost
+        return result
+
+    def _flow_records_into(
+        self, data: bytes, offset: int, end: int, sample: dict[str, Any], result: DecodeResult
+    ) -> packet.PacketInfo | None:
+        stats = result.stats
+        count = sample.pop("_record_count")
+        info = None
+        for _ in range(min(count, MAX_RECORDS_PER_SAMPLE)):
+            record_format, length, offset = _record_header(data, offset, end)
+            record_end = offset + length
+            parser = self._flow_records.get(record_format)
+            if parser is None:
+                stats["sflow_unknown_records"] += 1
+            else:
+                try:
+                    found = parser(data, offset, record_end, sample)
+                except SflowError as exc:
+                    # the record's own length was sound, so the next record is still found: skip just this one
+                    result.error(exc.reason, f"sFlow flow record {record_format}: {exc}")
+                    found = None
+                if found is not None:
+                    info = found
+            offset = record_end
+        if count > MAX_RECORDS_PER_SAMPLE:
+            raise SflowError("too_many_records", f"{count} flow records in one sample")
+        return info
+
+    def _counter_records_into(
+        self, data: bytes, offset: int, end: int, sample: dict[str, Any], result: DecodeResult
+    ) -> None:
+        stats = result.stats
+        count = sample.pop("_record_count")
+        for _ in range(min(count, MAX_RECORDS_PER_SAMPLE)):
+            record_format, length, offset = _record_header(data, offset, end)
+            parser = self._counter_records.get(record_format)
+            if parser is None:
+                stats["sflow_unknown_records"] += 1
+            else:
+                try:
+                    parser(data, offset, offset + length, sample)
+                except SflowError as exc:
+                    result.error(exc.reason, f"sFlow counter record {record_format}: {exc}")
+            offset += length
+        if count > MAX_RECORDS_PER_SAMPLE:
+            raise SflowError("too_many_records", f"{count} counter records in one sample")
+
+
+# --- datagram and sample headers ------------------------------------------------------------------------------
+
+
+def _address(data: bytes, offset: int, end: int) -> tuple[str | None, int]:
+    """An sFlow ``address`` (type 1 IPv4, 2 IPv6, 0 unknown) -> (text or None, offset after it)."""
+    if offset + 4 > end:
+        raise SflowError("truncated", "address type runs past the end")
+    (kind,) = _U32.unpack_from(data, offset)
+    offset += 4
+    if kind == 1:
+        if offset + 4 > end:
+            raise SflowError("truncated", "IPv4 address runs past the end")
+        return _inet_ntop(_AF_INET, data[offset : offset + 4]), offset + 4
+    if kind == 2:
+        if offset + 16 > end:
+            raise SflowError("truncated", "IPv6 address runs past the end")
+        return _inet_ntop(_AF_INET6, data[offset : offset + 16]), offset + 16
+    if kind == 0:
+        return None, offset
+    raise SflowError("bad_address_type", f"address type {kind}")
+
+
+def _datagram_header(data: bytes, exporter: str, arrival_ns: int) -> tuple[Datagram, int, int]:
+    if len(data) < 8:
+        raise SflowError("truncated", f"{len(data)} bytes, shorter than an sFlow header")
+    version, address_type = _U32X2.unpack_from(data, 0)
+    if version != 5:
+        raise SflowError("unknown_version", f"sFlow version {version}, only 5 is decoded")
+    if address_type == 1 and len(data) >= 28:  # the common case in one unpack
+        _, _, raw_agent, sub_agent, sequence, uptime = _HEADER_V4.unpack_from(data, 0)
+        (count,) = _U32.unpack_from(data, 24)
+        agent: str | None = _inet_ntop(_AF_INET, raw_agent)
+        offset = 28
+    else:
+        agent, offset = _address(data, 4, len(data))
+        if offset + 16 > len(data):
+            raise SflowError("truncated", "datagram header runs past the end")
+        sub_agent, sequence, uptime, count = _HEADER_REST.unpack_from(data, offset)
+        offset += 16
+    datagram = Datagram(exporter, agent or exporter, sub_agent, sequence, uptime, arrival_ns)
+    return datagram, offset, count
+
+
+def _flow_sample_header(data: bytes, start: int, end: int, fmt: int) -> tuple[dict[str, Any], int]:
+    if fmt == SAMPLE_FLOW:
+        if start + 32 > end:
+            raise SflowError("truncated", "flow sample header runs past the sample's end")
+        seq, source, rate, pool, drops, input_if, output_if, count = _FLOW_SAMPLE.unpack_from(data, start)
+        source_type, source_index = source >> 24, source & 0xFFFFFF
+        input_format, input_value = input_if >> 30, input_if & 0x3FFFFFFF
+        output_format, output_value = output_if >> 30, output_if & 0x3FFFFFFF
+        offset = start + 32
+    else:
+        if start + 44 > end:
+            raise SflowError("truncated", "expanded flow sample header runs past the sample's end")
+        (seq, source_type, source_index, rate, pool, drops, input_format, input_value, output_format,
+         output_value, count) = _FLOW_SAMPLE_EXPANDED.unpack_from(data, start)
+        offset = start + 44
+    sample: dict[str, Any] = {
+        "sample_sequence": seq,
+        "source_id_type": source_type,
+        "source_id_index": source_index,
+        "sampling_rate": rate,
+        "sample_pool": pool,
+        "drops": drops,
+        "_record_count": count,
+    }
+    _interface(sample, "input", input_format, input_value)
+    _interface(sample, "output", output_format, output_value)
+    if fmt == SAMPLE_FLOW_EXPANDED:
+        sample["expanded"] = True
+    return sample, offset
+
+
+def _interface(sample: dict[str, Any], which: str, fmt: int, value: int) -> None:
+    """Input/output interface: format 0 is an ifIndex (0x3FFFFFFF unknown), 1 a discard reason, 2 a count."""
+    if fmt == 0:
+        if value != 0x3FFFFFFF:
+            sample[f"{which}_interface"] = value
+    elif fmt == 1:
+        sample[f"{which}_discard_reason"] = value
+    elif fmt == 2:
+        sample[f"{which}_interface_count"] = value
+    else:
+        sample[f"{which}_interface_format"] = fmt
+        sample[f"{which}_interface_value"] = value
+
+
+def _counter_sample_header(data: bytes, start: int, end: int, fmt: int) -> tuple[dict[str, Any], int]:
+    if fmt == SAMPLE_COUNTERS:
+        if start + 12 > end:
+            raise SflowError("truncated", "counter sample header runs past the sample's end")
+        seq, source, count = _COUNTER_SAMPLE.unpack_from(data, start)
+        source_type, source_index = source >> 24, source & 0xFFFFFF
+        offset = start + 12
+    else:
+        if start + 16 > end:
+            raise SflowError("truncated", "expanded counter sample header runs past the sample's end")
+        seq, source_type, source_index, count = _COUNTER_SAMPLE_EXPANDED.unpack_from(data, start)
+        offset = start + 16
+    sample = {
+        "sample_sequence": seq,
+        "source_id_type": source_type,
+        "source_id_index": source_index,
+        "_record_count": count,
+    }
+    if fmt == SAMPLE_COUNTERS_EXPANDED:
+        sample["expanded"] = True
+    return sample, offset
+
+
+def _discarded_header(data: bytes, start: int, end: int) -> tuple[dict[str, Any], int]:
+    """sFlow drop notification (sflow_drops.txt): format 5, an expanded source id and a drop reason."""
+    if start + 32 > end:
+        raise SflowError("truncated", "discarded packet header runs past the sample's end")
+    seq, source_type, source_index, drops, input_if, output_if, reason = _DISCARDED.unpack_from(data, start)
+    (count,) = _U32.unpack_from(data, start + 28)
+    sample: dict[str, Any] = {
+        "sample_sequence": seq,
+        "source_id_type": source_type,
+        "source_id_index": source_index,
+        "drops": drops,
+        "drop_reason": reason,
+        "_record_count": count,
+    }
+    # interfaces are plain ifIndex values here, 0 meaning unknown
+    if input_if:
+        sample["input_interface"] = input_if
+    if output_if:
+        sample["output_interface"] = output_if
+    return sample, start + 32
+
+
+def _record_header(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
+    """(format with enterprise, length, offset of the record's data); the record must fit the sample."""
+    if offset + 8 > end:
+        raise SflowError("truncated", "record header runs past the sample's end")
+    record_format, length = _U32X2.unpack_from(data, offset)
+    offset += 8
+    if offset + length > end:
+        raise SflowError("truncated", f"record {record_format} claims {length} bytes, {end - offset} remain")
+    return record_format, length, offset
+
+
+def _need(start: int, end: int, size: int, what: str) -> None:
+    if end - start < size:
+        raise SflowError("bad_record_length", f"{what} record has {end - start} bytes, needs {size}")
+
+
+def _opaque(data: bytes, offset: int, end: int, what: str) -> tuple[bytes, int]:
+    """XDR ``opaque<>``/``string<>``: a length word, the bytes, padding to 4; -> (bytes, offset after)."""
+    _need(offset, end, 4, what)
+    (length,) = _U32.unpack_from(data, offset)
+    offset += 4
+    if length > end - offset:
+        raise SflowError("bad_record_length", f"{what}: {length} bytes declared, {end - offset} remain")
+    return data[offset : offset + length], offset + ((length + 3) & ~3)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+# --- flow records: each fills the sample dict, the raw header record also returns what it parsed -------------
+
+
+def _flow_raw_header(data: bytes, start: int, end: int, sample: dict[str, Any]) -> packet.PacketInfo | None:
+    _need(start, end, 16, "raw packet header")
+    header_protocol, frame_length, stripped, header_length = _RAW_HEADER.unpack_from(data, start)
+    header_start = start + 16
+    if header_length > end - header_start:
+        raise SflowError("bad_record_length", f"sampled header of {header_length} bytes in a shorter record")
+    sample["header_protocol"] = header_protocol
+    sample["frame_length"] = frame_length
+    sample["stripped"] = stripped
+    sample["header_length"] = header_length
+    return packet.parse_header(header_protocol, data[header_start : header_start + header_length])
+
+
+def _flow_ethernet(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 24, "ethernet frame data")
+    length, src_mac, dst_mac, ethertype = _ETH_FRAME.unpack_from(data, start)
+    sample.setdefault("frame_length", length)
+    sample["src_mac"] = src_mac
+    sample["dst_mac"] = dst_mac
+    sample["ethertype"] = ethertype
+
+
+def _flow_ipv4(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 32, "IPv4 data")
+    length, proto, src, dst, src_port, dst_port, tcp_flags, tos = _IPV4_DATA.unpack_from(data, start)
+    sample["ip_data"] = (length, proto, src, dst, src_port, dst_port, tcp_flags, tos)
+
+
+def _flow_ipv6(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 56, "IPv6 data")
+    length, proto, src, dst, src_port, dst_port, tcp_flags, priority = _IPV6_DATA.unpack_from(data, start)
+    sample["ip_data"] = (length, proto, src, dst, src_port, dst_port, tcp_flags, priority)
+
+
+def _flow_switch(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 16, "extended switch")
+    src_vlan, src_priority, dst_vlan, dst_priority = _SWITCH.unpack_from(data, start)
+    sample["src_vlan"] = src_vlan
+    sample["src_priority"] = src_priority
+    sample["dst_vlan"] = dst_vlan
+    sample["dst_priority"] = dst_priority
+
+
+def _flow_router(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    next_hop, offset = _address(data, start, end)
+    _need(offset, end, 8, "extended router")
+    src_mask, dst_mask = _U32X2.unpack_from(data, offset)
+    if next_hop is not None:
+        sample["next_hop_address"] = next_hop
+    sample["src_mask_len"] = src_mask
+    sample["dst_mask_len"] = dst_mask
+
+
+def _flow_gateway(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    next_hop, offset = _address(data, start, end)
+    _need(offset, end, 16, "extended gateway")
+    asn, src_as, src_peer_as, segments = struct.unpack_from("!IIII", data, offset)
+    offset += 16
+    path: list[int] = []
+    for _ in range(segments):
+        _need(offset, end, 8, "extended gateway AS path")
+        _segment_type, length = _U32X2.unpack_from(data, offset)
+        offset += 8
+        if length > (end - offset) // 4 or len(path) + length > MAX_AS_PATH_LENGTH:
+            raise SflowError("bad_record_length", f"AS path segment of {length} ASNs does not fit")
+        path.extend(struct.unpack_from(f"!{length}I", data, offset))
+        offset += 4 * length
+    _need(offset, end, 4, "extended gateway communities")
+    (communities_count,) = _U32.unpack_from(data, offset)
+    offset += 4
+    if communities_count > (end - offset) // 4:
+        raise SflowError("bad_record_length", f"{communities_count} communities do not fit")
+    communities = list(struct.unpack_from(f"!{communities_count}I", data, offset))
+    offset += 4 * communities_count
+    _need(offset, end, 4, "extended gateway local preference")
+    (local_pref,) = _U32.unpack_from(data, offset)
+    if next_hop is not None:
+        sample["bgp_next_hop_address"] = next_hop
+    sample["as"] = asn
+    sample["src_as"] = src_as
+    sample["src_peer_as"] = src_peer_as
+    sample["dst_as_path"] = path
+    sample["dst_as"] = path[-1] if path else asn
+    sample["communities"] = communities
+    sample["local_pref"] = local_pref
+
+
+def _flow_user(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 4, "extended user")
+    src_user, offset = _opaque(data, start + 4, end, "extended user")
+    _need(offset, end, 4, "extended user")
+    dst_user, _ = _opaque(data, offset + 4, end, "extended user")
+    sample["src_user"] = _text(src_user)
+    sample["dst_user"] = _text(dst_user)
+
+
+def _flow_url(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 4, "extended URL")
+    (direction,) = _U32.unpack_from(data, start)
+    url, offset = _opaque(data, start + 4, end, "extended URL")
+    host, _ = _opaque(data, offset, end, "extended URL")
+    sample["url_direction"] = direction
+    sample["url"] = _text(url)
+    sample["host"] = _text(host)
+
+
+def _label_stack(data: bytes, offset: int, end: int) -> tuple[list[int], int]:
+    _need(offset, end, 4, "extended MPLS")
+    (count,) = _U32.unpack_from(data, offset)
+    offset += 4
+    if count > (end - offset) // 4:
+        raise SflowError("bad_record_length", f"MPLS label stack of {count} does not fit")
+    return list(struct.unpack_from(f"!{count}I", data, offset)), offset + 4 * count
+
+
+def _flow_mpls(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    next_hop, offset = _address(data, start, end)
+    in_stack, offset = _label_stack(data, offset, end)
+    out_stack, _ = _label_stack(data, offset, end)
+    if next_hop is not None:
+        sample["mpls_next_hop_address"] = next_hop
+    sample["mpls_in_labels"] = in_stack
+    sample["mpls_out_labels"] = out_stack
+
+
+def _flow_nat(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    src, offset = _address(data, start, end)
+    dst, _ = _address(data, offset, end)
+    if src is not None:
+        sample["nat_src_ip"] = src
+    if dst is not None:
+        sample["nat_dst_ip"] = dst
+
+
+def _flow_egress_queue(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 4, "extended egress queue")
+    (sample["egress_queue"],) = _U32.unpack_from(data, start)
+
+
+def _flow_acl(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 4, "extended ACL")
+    (number,) = _U32.unpack_from(data, start)
+    name, offset = _opaque(data, start + 4, end, "extended ACL")
+    _need(offset, end, 4, "extended ACL")
+    (direction,) = _U32.unpack_from(data, offset)
+    sample["acl_number"] = number
+    sample["acl_name"] = _text(name)
+    sample["acl_direction"] = direction
+
+
+def _flow_function(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    symbol, _ = _opaque(data, start, end, "extended function")
+    sample["function"] = _text(symbol)
+
+
+# --- counter records: each fills one group of the sample dict ---------------------------------------------------
+
+_IF_COUNTER_NAMES = (
+    "if_index", "if_type", "if_speed", "if_direction", "if_status", "if_in_octets", "if_in_ucast_pkts",
+    "if_in_multicast_pkts", "if_in_broadcast_pkts", "if_in_discards", "if_in_errors", "if_in_unknown_protos",
+    "if_out_octets", "if_out_ucast_pkts", "if_out_multicast_pkts", "if_out_broadcast_pkts", "if_out_discards",
+    "if_out_errors", "if_promiscuous_mode",
+)
+_ETH_COUNTER_NAMES = (
+    "alignment_errors", "fcs_errors", "single_collision_frames", "multiple_collision_frames", "sqe_test_errors",
+    "deferred_transmissions", "late_collisions", "excessive_collisions", "internal_mac_transmit_errors",
+    "carrier_sense_errors", "frame_too_longs", "internal_mac_receive_errors", "symbol_errors",
+)
+_TOKEN_RING_COUNTER_NAMES = (
+    "line_errors", "burst_errors", "ac_errors", "abort_trans_errors", "internal_errors", "lost_frame_errors",
+    "receive_congestions", "frame_copied_errors", "token_errors", "soft_errors", "hard_errors", "signal_loss",
+    "transmit_beacons", "recoverys", "lobe_wires", "removes", "singles", "freq_errors",
+)
+_VG_COUNTER_NAMES = (
+    "in_high_priority_frames", "in_high_priority_octets", "in_norm_priority_frames", "in_norm_priority_octets",
+    "in_ipm_errors", "in_oversize_frame_errors", "in_data_errors", "in_null_addressed_frames",
+    "out_high_priority_frames", "out_high_priority_octets", "transition_into_trainings", "hc_in_high_priority_octets",
+    "hc_in_norm_priority_octets", "hc_out_high_priority_octets",
+)
+_VG = struct.Struct("!IQIQIIIIIQIQQQ")
+_VLAN_COUNTER_NAMES = ("vlan_id", "octets", "ucast_pkts", "multicast_pkts", "broadcast_pkts", "discards")
+_LAG_COUNTER_NAMES = (
+    "lacpdus_rx", "marker_pdus_rx", "marker_response_pdus_rx", "unknown_rx", "illegal_rx", "lacpdus_tx",
+    "marker_pdus_tx", "marker_response_pdus_tx",
+)
+_PROCESSOR_NAMES = ("cpu_5s_percent", "cpu_1m_percent", "cpu_5m_percent", "total_memory", "free_memory")
+_HOST_CPU_NAMES = (
+    "load_one", "load_five", "load_fifteen", "proc_run", "proc_total", "cpu_num", "cpu_speed", "uptime",
+    "cpu_user", "cpu_nice", "cpu_system", "cpu_idle", "cpu_wio", "cpu_intr", "cpu_sintr", "interrupts",
+    "contexts", "cpu_steal", "cpu_guest", "cpu_guest_nice",
+)
+_HOST_MEMORY_NAMES = (
+    "mem_total", "mem_free", "mem_shared", "mem_buffers", "mem_cached", "swap_total", "swap_free", "page_in",
+    "page_out", "swap_in", "swap_out",
+)
+_HOST_MEMORY = struct.Struct("!QQQQQQQIIII")
+_HOST_CPU = struct.Struct("!3f17I")
+# the last three CPU fields came later in the spec's life; older agents send 68 bytes
+_HOST_CPU_SHORT = struct.Struct("!3f14I")
+
+
+def _fixed_counters(
+    data: bytes, start: int, end: int, layout: struct.Struct, names: tuple[str, ...], what: str
+) -> dict[str, Any]:
+    _need(start, end, layout.size, what)
+    return dict(zip(names, layout.unpack_from(data, start), strict=True))
+
+
+def _counters_interface(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    counters = _fixed_counters(data, start, end, _IF_COUNTERS, _IF_COUNTER_NAMES, "generic interface")
+    status = counters["if_status"]
+    counters["if_admin_status"] = "up" if status & 1 else "down"
+    counters["if_oper_status"] = "up" if status & 2 else "down"
+    sample["interface"] = counters
+
+
+def _counters_ethernet(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    sample["ethernet"] = _fixed_counters(data, start, end, _ETH_COUNTERS, _ETH_COUNTER_NAMES, "ethernet")
+
+
+def _counters_token_ring(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    sample["token_ring"] = _fixed_counters(
+        data, start, end, _TOKEN_RING_COUNTERS, _TOKEN_RING_COUNTER_NAMES, "token ring"
+    )
+
+
+def _counters_vg(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    sample["vg"] = _fixed_counters(data, start, end, _VG, _VG_COUNTER_NAMES, "100BaseVG")
+
+
+def _counters_vlan(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    sample["vlan"] = _fixed_counters(data, start, end, _VLAN_COUNTERS, _VLAN_COUNTER_NAMES, "VLAN")
+
+
+def _counters_lag(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, _LAG_COUNTERS.size, "LAG port")
+    actor, partner, aggregator, state, *counts = _LAG_COUNTERS.unpack_from(data, start)
+    lag: dict[str, Any] = {
+        "actor_system_id": packet.mac_text(actor),
+        "partner_oper_system_id": packet.mac_text(partner),
+        "attached_agg_id": aggregator,
+        "actor_admin_state": state[0],
+        "actor_oper_state": state[1],
+        "partner_admin_state": state[2],
+        "partner_oper_state": state[3],
+    }
+    lag.update(zip(_LAG_COUNTER_NAMES, counts, strict=True))
+    sample["lag"] = lag
+
+
+def _counters_processor(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    sample["processor"] = _fixed_counters(data, start, end, _PROCESSOR_COUNTERS, _PROCESSOR_NAMES, "processor")
+
+
+def _counters_port_name(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    name, _ = _opaque(data, start, end, "port name")
+    sample["port_name"] = _text(name)
+
+
+def _counters_host_description(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    hostname, offset = _opaque(data, start, end, "host description")
+    _need(offset, end, 16 + 8, "host description")
+    uuid = data[offset : offset + 16]
+    machine_type, os_name = _U32X2.unpack_from(data, offset + 16)
+    os_release, _ = _opaque(data, offset + 24, end, "host description")
+    sample["host"] = {
+        "hostname": _text(hostname),
+        "uuid": uuid.hex(),
+        "machine_type": machine_type,
+        "os_name": os_name,
+        "os_release": _text(os_release),
+    }
+
+
+def _counters_host_cpu(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    if end - start >= _HOST_CPU.size:
+        sample["host_cpu"] = _fixed_counters(data, start, end, _HOST_CPU, _HOST_CPU_NAMES, "host CPU")
+    else:
+        sample["host_cpu"] = _fixed_counters(data, start, end, _HOST_CPU_SHORT, _HOST_CPU_NAMES[:17], "host CPU")
+
+
+def _counters_host_memory(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    sample["host_memory"] = _fixed_counters(data, start, end, _HOST_MEMORY, _HOST_MEMORY_NAMES, "host memory")

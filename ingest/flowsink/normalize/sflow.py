@@ -1,0 +1,279 @@
+"""sFlow samples -> ECS documents: one per flow sample, discarded packet or counter sample.
+
+``observer.ip`` is the sFlow *agent address* written inside the datagram (the switch that sampled), which is
+what sFlow users filter on; the UDP sender the datagram came from is kept in ``sflow.exporter_address`` (they
+differ behind a NAT, a relay or an agent with several addresses). Flow samples are renormalised: one sampled
+frame stands for ``sampling_rate`` frames, so ``network.bytes = frame_length * sampling_rate`` and
+``network.packets = sampling_rate``; the raw values stay in ``sflow.frame_length`` and ``sflow.sampling_rate``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
+
+if TYPE_CHECKING:
+    from flowsink.decode.packet import PacketInfo
+    from flowsink.decode.sflow import Datagram
+
+ACTION_FLOW = "sflow_flow_sample"
+ACTION_COUNTER = "sflow_counter_sample"
+ACTION_DISCARD = "sflow_discarded_packet"
+
+_inet_ntop = socket.inet_ntop
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_b64 = base64.urlsafe_b64encode
+_blake2b = hashlib.blake2b
+
+# sFlow header_protocol numbers -> names (sFlow v5 spec, "header_protocol")
+HEADER_PROTOCOL_NAMES = {
+    1: "ethernet", 2: "iso88024_tokenbus", 3: "iso88025_tokenring", 4: "fddi", 5: "frame_relay", 6: "x25",
+    7: "ppp", 8: "smds", 9: "aal5", 10: "aal5_ip", 11: "ipv4", 12: "ipv6", 13: "mpls", 14: "pos",
+    15: "ieee80211_mac", 16: "ieee80211_ampdu", 17: "ieee80211_amsdu_subframe",
+}
+
+_second_cache: list[Any] = [None, ""]
+
+
+def iso_timestamp(epoch_ns: int) -> str:
+    """Nanoseconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the second's text cached: one per datagram)."""
+    seconds, rest = divmod(epoch_ns, 1_000_000_000)
+    if _second_cache[0] != seconds:
+        _second_cache[0] = seconds
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_second_cache[1]}.{rest // 1_000_000:03d}Z"
+
+
+def prepare_datagram(datagram: Datagram, payload: bytes) -> None:
+    """Derive once per datagram what each of its documents shares: the timestamp and the id's hash prefix.
+
+    The id hashes the UDP sender and the whole payload (which holds the agent, sub-agent, datagram sequence
+    and agent uptime), then the sample's index: a replayed datagram gets the same ids, and two different
+    datagrams never share one, even from agents that reuse sequence numbers after a restart.
+    """
+    datagram.timestamp = iso_timestamp(datagram.arrival_ns)
+    hasher = _blake2b(datagram.exporter.encode(), digest_size=15)
+    hasher.update(b"|sflow|")
+    hasher.update(payload)
+    datagram.id_prefix = _b64(hasher.digest()).decode("ascii") + "-"
+
+
+def _document_id(datagram: Datagram, index: int) -> str:
+    return f"{datagram.id_prefix}{index}"
+
+
+def _ip(raw: bytes) -> str:
+    return _inet_ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
+
+
+def _ecs_mac(raw: bytes) -> str:
+    """ECS writes MAC addresses upper-case with hyphens."""
+    return raw.hex("-").upper()
+
+
+def _datagram_fields(datagram: Datagram, sflow: dict[str, Any]) -> None:
+    sflow["agent_address"] = datagram.agent
+    sflow["sub_agent_id"] = datagram.sub_agent
+    sflow["datagram_sequence"] = datagram.sequence
+    sflow["uptime_millis"] = datagram.uptime
+    sflow["exporter_address"] = datagram.exporter
+
+
+def _base(datagram: Datagram, index: int, action: str, kind: str, event_type: str) -> dict[str, Any]:
+    ts = datagram.timestamp
+    return {
+        "_id": _document_id(datagram, index),
+        "@timestamp": ts,
+        "event": {
+            "kind": kind,
+            "category": ["network"],
+            "type": [event_type],
+            "action": action,
+            "start": ts,
+            "end": ts,
+            "duration": 0,
+        },
+        "observer": {"ip": datagram.agent},
+    }
+
+
+def _interfaces(doc: dict[str, Any], sflow: dict[str, Any]) -> None:
+    observer = doc["observer"]
+    if "input_interface" in sflow:
+        observer["ingress"] = {"interface": {"id": str(sflow["input_interface"])}}
+    if "output_interface" in sflow:
+        observer["egress"] = {"interface": {"id": str(sflow["output_interface"])}}
+
+
+def _direction(sflow: dict[str, Any]) -> str:
+    """Whether the interface that sampled (the data source) saw the packet come in or go out."""
+    source = sflow["source_id_index"]
+    input_interface = sflow.get("input_interface")
+    if source == input_interface:
+        return "ingress"
+    if input_interface is not None or source == sflow.get("output_interface"):
+        return "egress"
+    return "unknown"
+
+
+def _packet_fields(doc: dict[str, Any], sflow: dict[str, Any], info: PacketInfo | None) -> int | None:
+    """Fill source/destination/network from the parsed header or, lacking one, the IP data record.
+
+    Returns the IANA protocol number when one was found.
+    """
+    source: dict[str, Any] = {}
+    destination: dict[str, Any] = {}
+    network: dict[str, Any] = doc["network"]
+    proto = None
+    raw_src = raw_dst = None
+    ip_data = sflow.pop("ip_data", None)
+    src_mac = sflow.pop("src_mac", None)
+    dst_mac = sflow.pop("dst_mac", None)
+    if info is not None:
+        src_mac = info.src_mac or src_mac
+        dst_mac = info.dst_mac or dst_mac
+        if info.vlans:
+            sflow["vlan"] = info.vlans[0]
+            network["vlan"] = {"id": str(info.vlans[0])}
+            if len(info.vlans) > 1:
+                sflow["vlans"] = info.vlans
+                network["inner"] = {"vlan": {"id": str(info.vlans[1])}}
+        if info.ethertype is not None:
+            sflow["ethertype"] = info.ethertype
+        if info.mpls_labels:
+            sflow["mpls_labels"] = info.mpls_labels
+        if info.ip_src is not None:
+            proto = info.protocol
+            raw_src, raw_dst = info.ip_src, info.ip_dst
+            source["ip"] = _ip(raw_src)
+            destination["ip"] = _ip(raw_dst)
+            network["type"] = "ipv4" if info.ip_version == 4 else "ipv6"
+            sflow["ip_tos"] = info.tos
+            sflow["ip_ttl"] = info.ttl
+            sflow["ip_total_length"] = info.ip_total_length
+            if info.ip_version == 4:
+                sflow["ip_id"] = info.ip_id
+                sflow["ip_flags"] = info.ip_flags
+            else:
+                sflow["ipv6_flow_label"] = info.ipv6_flow_label
+                if info.ipv6_extensions:
+                    sflow["ipv6_extension_headers"] = info.ipv6_extensions
+            if info.fragment_offset:
+                sflow["fragment_offset"] = info.fragment_offset
+            if info.src_port is not None:
+                source["port"] = info.src_port
+                destination["port"] = info.dst_port
+            if info.tcp_flags is not None:
+                sflow["tcp_flags"] = info.tcp_flags
+            if info.icmp_type is not None:
+                sflow["icmp_type"] = info.icmp_type
+                sflow["icmp_code"] = info.icmp_code
+        if info.truncated:
+            sflow["header_truncated"] = True
+    if ip_data is not None and "ip" not in source:
+        length, proto, raw_src, raw_dst, src_port, dst_port, tcp_flags, tos = ip_data
+        source["ip"] = _ip(raw_src)
+        destination["ip"] = _ip(raw_dst)
+        network["type"] = "ipv4" if len(raw_src) == 4 else "ipv6"
+        sflow["ip_total_length"] = length
+        sflow["ip_tos"] = tos
+        if proto in (6, 17, 132):
+            source["port"] = src_port
+            destination["port"] = dst_port
+        if proto == 6:
+            sflow["tcp_flags"] = tcp_flags
+        elif proto in (1, 58):
+            sflow["icmp_type"] = src_port
+            sflow["icmp_code"] = dst_port
+    if src_mac is not None:
+        source["mac"] = _ecs_mac(src_mac)
+    if dst_mac is not None:
+        destination["mac"] = _ecs_mac(dst_mac)
+    if proto is not None:
+        network["iana_number"] = str(proto)
+        transport = TRANSPORT_NAMES.get(proto)
+        if transport is not None:
+            network["transport"] = transport
+        if raw_src is not None:
+            if proto in (1, 58):
+                ports = sflow.get("icmp_type", 0), sflow.get("icmp_code", 0)
+            else:
+                ports = source.get("port", 0), destination.get("port", 0)
+            cid = community_id_packed(raw_src, raw_dst, proto, ports[0], ports[1])
+            if cid is not None:
+                network["community_id"] = cid
+    if source:
+        doc["source"] = source
+    if destination:
+        doc["destination"] = destination
+    return proto
+
+
+def _as_numbers(doc: dict[str, Any], sflow: dict[str, Any]) -> None:
+    if "src_as" in sflow and "source" in doc:
+        doc["source"]["as"] = {"number": sflow["src_as"]}
+    if "dst_as" in sflow and "destination" in doc:
+        doc["destination"]["as"] = {"number": sflow["dst_as"]}
+
+
+def flow_document(
+    datagram: Datagram, sflow: dict[str, Any], info: PacketInfo | None, index: int, renormalize: bool
+) -> dict[str, Any]:
+    """One flow sample (with its records merged into ``sflow``) -> one ECS flow document."""
+    doc = _base(datagram, index, ACTION_FLOW, "event", "connection")
+    rate = sflow["sampling_rate"] or 1  # 0 is not a valid rate; count the frame once rather than lose it
+    frame_length = sflow.get("frame_length", 0)
+    if renormalize:
+        doc["network"] = {"bytes": frame_length * rate, "packets": rate, "direction": _direction(sflow)}
+    else:
+        doc["network"] = {"bytes": frame_length, "packets": 1, "direction": _direction(sflow)}
+    doc["flow"] = {"sampling_rate": rate}
+    if "header_protocol" in sflow:
+        sflow["header_protocol_name"] = HEADER_PROTOCOL_NAMES.get(sflow["header_protocol"], "unknown")
+    _packet_fields(doc, sflow, info)
+    _as_numbers(doc, sflow)
+    _interfaces(doc, sflow)
+    _datagram_fields(datagram, sflow)
+    doc["sflow"] = sflow
+    return doc
+
+
+def discard_document(datagram: Datagram, sflow: dict[str, Any], info: PacketInfo | None, index: int) -> dict[str, Any]:
+    """A discarded-packet event (sFlow drop notification): the dropped frame's fields and the drop reason.
+
+    Drop events are not sampled at a rate (agents rate-limit them instead), so the frame counts once.
+    """
+    doc = _base(datagram, index, ACTION_DISCARD, "event", "denied")
+    doc["network"] = {"bytes": sflow.get("frame_length", 0), "packets": 1, "direction": _direction(sflow)}
+    doc["flow"] = {"sampling_rate": 1}
+    _packet_fields(doc, sflow, info)
+    _interfaces(doc, sflow)
+    _datagram_fields(datagram, sflow)
+    doc["event"]["reason"] = f"sflow drop reason {sflow['drop_reason']}"
+    doc["sflow"] = sflow
+    return doc
+
+
+def counter_document(datagram: Datagram, sflow: dict[str, Any], index: int) -> dict[str, Any]:
+    """One counter sample (all its records as groups under ``sflow.counters``) -> one metric document."""
+    doc = _base(datagram, index, ACTION_COUNTER, "metric", "info")
+    counters = {}
+    for group in ("interface", "ethernet", "token_ring", "vg", "vlan", "lag", "processor", "host", "host_cpu",
+                  "host_memory", "port_name"):
+        if group in sflow:
+            counters[group] = sflow.pop(group)
+    interface = counters.get("interface")
+    if interface is not None:
+        doc["observer"]["ingress"] = {"interface": {"id": str(interface["if_index"])}}
+        if "port_name" in counters:
+            doc["observer"]["ingress"]["interface"]["name"] = counters["port_name"]
+    sflow["counters"] = counters
+    _datagram_fields(datagram, sflow)
+    doc["sflow"] = sflow
+    return doc
