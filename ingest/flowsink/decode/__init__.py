@@ -66,12 +66,27 @@ _DECODER_CLASSES = {
 
 
 class FlowDecoder:
-    """Decodes NetFlow v5/v9, IPFIX and sFlow v5 datagrams into ECS documents (see docs/design.md seam 1)."""
+    """Decodes NetFlow v5/v9, IPFIX and sFlow v5 datagrams into ECS documents (see docs/design.md seam 1).
+
+    NetFlow v9 and IPFIX share one template store (scoped per protocol, exporter and domain) and one bound
+    on data held before its template.
+    """
 
     def __init__(self, settings: DecoderSettings | None = None) -> None:
+        from flowsink.decode.templates import PendingSets, TemplateStore
+
         self.settings = settings or DecoderSettings()
+        s = self.settings
+        self.templates = TemplateStore(s.max_templates_per_exporter, s.max_exporters, s.template_expiry_seconds)
+        self.pending = PendingSets(s.pending_max_bytes, s.pending_max_seconds)
         self._decoders: dict[str, Any] = {}
         self._unavailable: set[str] = set()
+        self.cache_error: str | None = None   # why the template cache could not be read at start, if so
+        if s.template_cache_path:
+            try:
+                self.load_templates(s.template_cache_path)
+            except ValueError as exc:   # a corrupt cache costs the cached templates, never the start-up
+                self.cache_error = str(exc)
 
     def _decoder_for(self, protocol: str) -> Any | None:
         decoder = self._decoders.get(protocol)
@@ -83,12 +98,19 @@ class FlowDecoder:
         except (ImportError, AttributeError):
             self._unavailable.add(protocol)
             return None
-        decoder = decoder_class(self.settings)
+        if protocol in ("netflow_v9", "ipfix"):
+            decoder = decoder_class(self.settings, self.templates, self.pending)
+        else:
+            decoder = decoder_class(self.settings)
         self._decoders[protocol] = decoder
         return decoder
 
     def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
-        """Decode one datagram from ``exporter`` (its IP address as text) received at ``arrival_ns``."""
+        """Decode one datagram from ``exporter`` (its IP address as text) received at ``arrival_ns``.
+
+        Never raises on bad input: an unexpected exception inside a protocol decoder is reported as the
+        ``decoder_error`` reason so one hostile datagram cannot stop a pipeline worker.
+        """
         protocol = detect_protocol(payload)
         if protocol is None:
             result = DecodeResult()
@@ -100,10 +122,15 @@ class FlowDecoder:
             result = DecodeResult(protocol=protocol)
             result.error("unsupported_protocol", f"datagram from {exporter}: no {protocol} decoder available")
             return result
-        return decoder.decode(payload, exporter, arrival_ns)
+        try:
+            return decoder.decode(payload, exporter, arrival_ns)
+        except Exception as exc:  # a decoder bug must cost one datagram, not the worker
+            result = DecodeResult(protocol=protocol)
+            result.error("decoder_error", f"{protocol} from {exporter}: {type(exc).__name__}: {exc}")
+            return result
 
     def expire(self, now_ns: int) -> DecodeResult:
-        """Decode held data whose template arrived, count what outlived ``pending_max_seconds`` as expired."""
+        """Count data held longer than ``pending_max_seconds`` as expired; forget templates past their expiry."""
         result = DecodeResult()
         for decoder in list(self._decoders.values()):
             expire = getattr(decoder, "expire", None)
@@ -111,10 +138,19 @@ class FlowDecoder:
                 result.merge(expire(now_ns))
         return result
 
-    def save_templates(self, path: str) -> None:
-        """Write every protocol's templates to ``path`` atomically (temp file + fsync + rename)."""
-        raise NotImplementedError("template persistence lands with the v9/IPFIX decoders")
+    def save_templates(self, path: str | None = None) -> None:
+        """Write NetFlow v9 / IPFIX templates and options state to ``path`` atomically (temp + fsync + rename)."""
+        target = path or self.settings.template_cache_path
+        if not target:
+            raise ValueError("no template cache path given")
+        self.templates.save(target)
 
-    def load_templates(self, path: str) -> int:
-        """Read templates saved by ``save_templates``; returns how many were loaded (0 when no file)."""
-        raise NotImplementedError("template persistence lands with the v9/IPFIX decoders")
+    def load_templates(self, path: str | None = None) -> int:
+        """Read templates saved by ``save_templates`` (entries past their expiry skipped); returns how many.
+
+        A missing file loads nothing; a corrupt one raises ValueError (the caller logs it and starts empty).
+        """
+        target = path or self.settings.template_cache_path
+        if not target:
+            return 0
+        return self.templates.load(target)

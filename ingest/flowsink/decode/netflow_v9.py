@@ -1,0 +1,305 @@
+"""NetFlow v9 (RFC 3954), and the template machinery IPFIX shares with it.
+
+``TemplateProtocolDecoder`` walks the sets of a datagram, learns templates, decodes data with them, holds data
+that came before its template, applies options data (sampling rates, interface names) and tracks sequences.
+``NetflowV9Decoder`` and ``ipfix.IpfixDecoder`` only differ in their header and template-record layouts.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar
+
+from flowsink.decode.result import DecodeResult
+from flowsink.decode.sequence import SequenceTracker
+from flowsink.decode.templates import FieldSpec, HeldSet, PendingSets, StateKey, Template, TemplateStore
+from flowsink.normalize.netflow import (
+    ExportContext,
+    document_id,
+    flow_document,
+    options_document,
+    sampler_key,
+    sampling_rate_from_options,
+)
+
+SET_HEADER = struct.Struct("!HH")
+V9_HEADER = struct.Struct("!HHIIII")
+FIELD_SPEC = struct.Struct("!HH")
+
+
+class DatagramError(Exception):
+    """The datagram (or the rest of it) cannot be decoded: reason is a bounded label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class TemplateProtocolDecoder:
+    """Set walking, templates, held data, options and sequences for NetFlow v9 and IPFIX."""
+
+    protocol = ""
+    version = 0
+    flow_action = ""
+    netflow_v9 = False
+
+    def __init__(self, settings: Any, store: TemplateStore | None = None, pending: PendingSets | None = None) -> None:
+        self.settings = settings
+        self.store = store or TemplateStore(
+            settings.max_templates_per_exporter, settings.max_exporters, settings.template_expiry_seconds
+        )
+        self.pending = pending or PendingSets(settings.pending_max_bytes, settings.pending_max_seconds)
+        self.sequences = SequenceTracker(window=settings.sequence_window)
+
+    # -- protocol specifics -------------------------------------------------------------------------------------
+    def parse_header(self, payload: bytes, exporter: str) -> tuple[ExportContext, int]:
+        """Returns the datagram's context and where its sets end."""
+        raise NotImplementedError
+
+    set_kinds: ClassVar[dict[int, str]] = {}   # set ids below 256 that carry templates; the rest are reserved
+
+    def set_kind(self, set_id: int) -> str:
+        """``template``, ``options_template``, ``data`` or ``reserved``."""
+        if set_id >= 256:
+            return "data"
+        return self.set_kinds.get(set_id, "reserved")
+
+    def parse_templates(
+        self, kind: str, payload: bytes, start: int, end: int, result: DecodeResult, key: StateKey, arrival_ns: int,
+    ) -> list[Template]:
+        raise NotImplementedError
+
+    def observe_sequence(self, context: ExportContext, records: int, complete: bool, result: DecodeResult) -> None:
+        raise NotImplementedError
+
+    header_size = 0
+
+    # -- shared ---------------------------------------------------------------------------------------------------
+    def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
+        result = DecodeResult(protocol=self.protocol)
+        try:
+            context, end = self.parse_header(payload, exporter)
+        except DatagramError as exc:
+            result.error(exc.reason, f"{self.protocol} from {exporter}: {exc.detail}")
+            return result
+        key: StateKey = (self.protocol, exporter, context.domain)
+        records = 0
+        complete = True
+        offset = self.header_size
+        set_index = 0
+        try:
+            while offset < end:
+                if end - offset < SET_HEADER.size:
+                    if any(payload[offset:end]):
+                        raise DatagramError("truncated", f"{end - offset} bytes left, a set header needs 4")
+                    break
+                set_id, length = SET_HEADER.unpack_from(payload, offset)
+                if length < SET_HEADER.size:
+                    if not any(payload[offset:end]):   # zero fill after the last set (Palo Alto does this)
+                        break
+                    raise DatagramError("bad_set_length", f"set {set_id} at offset {offset} has length {length}")
+                cut_short = offset + length > end
+                if cut_short:
+                    # keep the whole records that did arrive; the datagram ends with this set
+                    result.error("truncated", f"{self.protocol} from {exporter}: set {set_id} at offset {offset} "
+                                              f"claims {length} bytes, {end - offset} left")
+                    length = end - offset
+                    complete = False
+                body_start, body_end = offset + SET_HEADER.size, offset + length
+                kind = self.set_kind(set_id)
+                if kind == "data":
+                    decoded = self._data_set(key, set_id, payload, body_start, body_end, context, set_index,
+                                             arrival_ns, result)
+                    if decoded is None:
+                        complete = False
+                    else:
+                        records += decoded
+                elif kind == "reserved":
+                    result.error("reserved_set_id", f"{self.protocol} from {exporter}: set id {set_id} skipped")
+                else:
+                    for template in self.parse_templates(kind, payload, body_start, body_end, result, key,
+                                                         arrival_ns):
+                        self._learn(key, template, result)
+                offset = body_end
+                set_index += 1
+        except DatagramError as exc:
+            result.error(exc.reason, f"{self.protocol} from {exporter}: {exc.detail}")
+            complete = False
+        self.observe_sequence(context, records, complete, result)
+        return result
+
+    def _learn(self, key: StateKey, template: Template, result: DecodeResult) -> None:
+        known = self.store.get(key, template.template_id)
+        if known is not None and known.fields == template.fields and known.scope_count == template.scope_count:
+            known.last_seen_ns = template.last_seen_ns   # a refresh: keep the compiled decoder
+            return
+        result.stats["templates"] += 1
+        evicted = self.store.add(key, template)
+        if evicted:
+            result.stats["template_evictions"] += evicted
+        for held in self.pending.take(key, template.template_id):
+            result.stats["pending_decoded"] += 1
+            self._records(key, template, held.payload, 0, len(held.payload), held.context, held.set_index, result)
+
+    def _data_set(
+        self, key: StateKey, set_id: int, payload: bytes, start: int, end: int, context: ExportContext,
+        set_index: int, arrival_ns: int, result: DecodeResult,
+    ) -> int | None:
+        """Decode one data set; returns its record count, or None when it was held for its template."""
+        template = self.store.get(key, set_id)
+        if template is None:
+            held = HeldSet(set_id, bytes(payload[start:end]), context, set_index, arrival_ns)
+            result.stats["pending"] += 1
+            expired = self.pending.hold(key, held)
+            if expired:
+                result.stats["expired"] += expired
+                result.error("pending_overflow", f"{self.protocol} from {key[1]}: {expired} held data set(s) "
+                                                 f"dropped, over {self.pending.max_bytes} bytes held")
+            return None
+        return self._records(key, template, payload, start, end, context, set_index, result)
+
+    def _records(
+        self, key: StateKey, template: Template, payload: bytes, start: int, end: int, context: ExportContext,
+        set_index: int, result: DecodeResult,
+    ) -> int:
+        records, error = template.decode_records(payload, start, end)
+        if error is not None:
+            result.error(error, f"{self.protocol} from {key[1]}: template {template.template_id}: "
+                                f"record overruns its set after {len(records)} record(s)")
+        elif not records and end - start >= 4:
+            # more than padding, less than one record: the exporter's template and data disagree
+            result.error("short_data_set", f"{self.protocol} from {key[1]}: {end - start}-byte set for template "
+                                           f"{template.template_id} holds no whole {template.min_record_length}"
+                                           "-byte record")
+        documents = result.documents
+        if template.is_options:
+            state = self.store.options_for(key)
+            state.last_seen_ns = max(state.last_seen_ns, template.last_seen_ns)
+            for index, record in enumerate(records):
+                self._apply_options(record, state)
+                documents.append(options_document(record, context, document_id(context, set_index, index),
+                                                  template.time_fields))
+            result.stats["records.options"] += len(records)
+            return len(records)
+        state = self.store.options.get(key)
+        sampling = state.sampling if state is not None else None
+        interfaces = state.interfaces if state is not None else None
+        system_init_ms = state.system_init_ms if state is not None else None
+        renormalize = self.settings.renormalize
+        action = self.flow_action
+        time_fields = template.time_fields
+        for index, record in enumerate(records):
+            rate = sampling_rate_from_options(record) if template.has_sampling_fields else None
+            if rate is None and sampling:
+                rate = sampling.get(sampler_key(record)) or sampling.get(None) or 1
+            documents.append(flow_document(
+                record, context, document_id(context, set_index, index), action, rate or 1, renormalize,
+                time_fields, interfaces, system_init_ms,
+            ))
+        result.stats["records.flow"] += len(records)
+        return len(records)
+
+    @staticmethod
+    def _apply_options(record: dict[str, Any], state: Any) -> None:
+        rate = sampling_rate_from_options(record)
+        if rate is not None:
+            state.sampling[sampler_key(record)] = rate
+        index = record.get("ingress_interface")
+        if not isinstance(index, int):
+            index = record.get("scope_interface")
+        if not isinstance(index, int):
+            index = record.get("egress_interface")
+        name = record.get("interface_name") or record.get("interface_description")
+        if isinstance(index, int) and isinstance(name, str) and name:
+            state.interfaces[index] = name
+        init = record.get("system_init_time_milliseconds")
+        if isinstance(init, int):
+            state.system_init_ms = init
+
+    def expire(self, now_ns: int) -> DecodeResult:
+        """Count held data older than ``pending_max_seconds`` as expired; forget templates past their expiry."""
+        result = DecodeResult(protocol=self.protocol)
+        expired = self.pending.expire(now_ns)
+        if expired:
+            result.stats["expired"] += expired
+            result.error("template_missing", f"{self.protocol}: {expired} data set(s) expired waiting for template")
+        dropped = self.store.expire(now_ns)
+        if dropped:
+            result.stats["templates_expired"] += dropped
+        return result
+
+class NetflowV9Decoder(TemplateProtocolDecoder):
+    """NetFlow v9: 20-byte header, flowset 0 = templates, 1 = options templates, 256+ = data."""
+
+    protocol = "netflow_v9"
+    version = 9
+    flow_action = "netflow_flow"
+    netflow_v9 = True
+    header_size = V9_HEADER.size
+    set_kinds: ClassVar[dict[int, str]] = {0: "template", 1: "options_template"}
+
+    def parse_header(self, payload: bytes, exporter: str) -> tuple[ExportContext, int]:
+        if len(payload) < V9_HEADER.size:
+            raise DatagramError("truncated", f"{len(payload)} bytes, header needs {V9_HEADER.size}")
+        _, _, uptime, secs, sequence, source_id = V9_HEADER.unpack_from(payload)
+        context = ExportContext.create(exporter, 9, source_id, sequence, secs * 1000, uptime, payload)
+        return context, len(payload)
+
+    def parse_templates(
+        self, kind: str, payload: bytes, start: int, end: int, result: DecodeResult, key: StateKey, arrival_ns: int,
+    ) -> list[Template]:
+        templates = []
+        offset = start
+        while end - offset >= 4:
+            if kind == "template":
+                template_id, count = FIELD_SPEC.unpack_from(payload, offset)
+                offset += 4
+                scope_count = 0
+                field_bytes = count * 4
+            else:
+                if end - offset < 6:
+                    break
+                template_id, scope_length, option_length = struct.unpack_from("!HHH", payload, offset)
+                offset += 6
+                if scope_length % 4 or option_length % 4:
+                    raise DatagramError("bad_template", f"options template {template_id}: scope/option "
+                                                        f"lengths {scope_length}/{option_length} not multiples of 4")
+                scope_count = scope_length // 4
+                field_bytes = scope_length + option_length
+            if template_id == 0 and field_bytes == 0:
+                break   # padding
+            if offset + field_bytes > end:
+                raise DatagramError("truncated", f"template {template_id} needs {field_bytes} bytes of fields, "
+                                                 f"{end - offset} left in its set")
+            fields = [FieldSpec(*FIELD_SPEC.unpack_from(payload, offset + 4 * i)) for i in range(field_bytes // 4)]
+            offset += field_bytes
+            template = self._checked(template_id, fields, scope_count, kind == "options_template", result, key,
+                                     arrival_ns)
+            if template is not None:
+                templates.append(template)
+        return templates
+
+    def _checked(
+        self, template_id: int, fields: list[FieldSpec], scope_count: int, is_options: bool, result: DecodeResult,
+        key: StateKey, arrival_ns: int,
+    ) -> Template | None:
+        if template_id < 256:
+            result.error("bad_template", f"{self.protocol} from {key[1]}: template id {template_id} < 256")
+            return None
+        if not fields:
+            result.error("bad_template", f"{self.protocol} from {key[1]}: template {template_id} has no fields")
+            return None
+        template = Template(template_id, fields, scope_count, is_options, self.netflow_v9, arrival_ns)
+        if template.record_length == 0:
+            # records of 0 bytes would make every data set an endless run of empty records
+            result.error("zero_length_template", f"{self.protocol} from {key[1]}: template {template_id} "
+                                                 "describes 0-byte records; ignored")
+            return None
+        return template
+
+    def observe_sequence(self, context: ExportContext, records: int, complete: bool, result: DecodeResult) -> None:
+        # v9 counts packets, so a datagram with held data still counts as one
+        outcome = self.sequences.observe((context.exporter, context.domain), context.sequence, 1,
+                                         uptime_ms=context.uptime_ms, records=records)
+        outcome.add_to(result.stats)
