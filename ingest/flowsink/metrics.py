@@ -149,15 +149,19 @@ BULK_REQUEST_DURATION = Histogram(
     "duration of one bulk request to Elasticsearch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-DOCUMENTS_INDEXED = Counter("flowsink_documents_indexed_total", "documents Elasticsearch stored", ["kind"])
+DOCUMENTS_INDEXED = Counter("flowsink_documents_indexed_total", "documents Elasticsearch stored")
 DOCUMENTS_DUPLICATE = Counter(
     "flowsink_documents_duplicate_total",
     "documents already in Elasticsearch (create answered 409): replays skipped",
 )
 BULK_RETRIES = Counter(
     "flowsink_bulk_retries_total",
-    "bulk requests or items retried (reason: unreachable, 429, 5xx)",
-    ["reason"],
+    "document re-sends after 429, 5xx or an unreachable cluster (retries never give up)",
+)
+BULK_REQUESTS = Counter(
+    "flowsink_bulk_requests_total",
+    "bulk requests sent, by result (ok, item_errors: some items failed, failed: no answer or 429/5xx)",
+    ["result"],
 )
 DOCUMENTS_DEAD_LETTERED = Counter(
     "flowsink_documents_dead_lettered_total",
@@ -184,6 +188,37 @@ LOG_LINES_SUPPRESSED = Counter(
     "flowsink_log_lines_suppressed_total", "log lines dropped by the per-reason rate limit", ["reason"]
 )
 CONFIG_RELOADS = Counter("flowsink_config_reloads_total", "configuration reloads (SIGHUP)", ["result"])
+
+# ---------------------------------------------------------------- flows API (api/)
+
+API_ROWS_ACCEPTED = Counter("flowsink_api_rows_accepted_total", "rows of POST /flows durable in the queue")
+API_REQUESTS_REJECTED = Counter(
+    "flowsink_api_requests_rejected_total",
+    "flows API requests refused, by reason (invalid_rows, malformed_json, body_too_large, unauthorized, ...)",
+    ["reason"],
+)
+API_REQUEST_DURATION = Histogram(
+    "flowsink_api_request_duration_seconds",
+    "flows API request latency, by method and status class (2xx, 4xx, 5xx)",
+    ["method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+API_BATCHES_APPLIED = Counter(
+    "flowsink_api_batches_applied_total",
+    "accepted batches written to Elasticsearch (outcome: applied, duplicate = retry of an applied batch)",
+    ["outcome"],
+)
+API_APPLY_ERRORS = Counter(
+    "flowsink_api_apply_errors_total", "failed attempts to apply a durable batch (retried until it succeeds)"
+)
+API_PENDING_BATCHES = Gauge(
+    "flowsink_api_pending_batches",
+    "durable batches not yet applied to Elasticsearch",
+    multiprocess_mode="livesum",
+)
+API_DELTAS_FOLDED = Counter(
+    "flowsink_api_deltas_folded_total", "delta documents folded into per-key totals by the compactor"
+)
 
 
 def multiprocess_enabled() -> bool:

@@ -187,8 +187,14 @@ class PipelineWorker:
             if not keep_ids:
                 doc.pop("_id", None)
         outcome = self.sink.index(docs)
-        metrics.ELASTICSEARCH_UP.set(1)
-        return int(getattr(outcome, "indexed", len(docs)))
+        metrics.DOCUMENTS_INDEXED.inc(outcome.indexed)
+        if outcome.duplicates:
+            metrics.DOCUMENTS_DUPLICATE.inc(outcome.duplicates)
+        if outcome.retries:
+            metrics.BULK_RETRIES.inc(outcome.retries)
+        for reason, count in outcome.dead_letter_reasons.items():
+            metrics.DOCUMENTS_DEAD_LETTERED.labels(reason=reason).inc(count)
+        return outcome.indexed + outcome.duplicates
 
     def _ack(self) -> None:
         seq = self.cursor.next_ack()
@@ -300,8 +306,11 @@ class PipelineWorker:
             set_level(self.config.logging.level)
         if "logging.rate_limit_interval_s" in apply:
             self.errors_log.interval_s = self.config.logging.rate_limit_interval_s
-        if hasattr(self.sink, "apply_settings") and any(k.startswith("elasticsearch.") for k in apply):
-            self.sink.apply_settings(self.config.elasticsearch)
+        sink_settings = getattr(self.sink, "settings", None)
+        if sink_settings is not None:
+            # the sink reads these per call, so batches after this one use the new sizes
+            sink_settings.max_docs = self.config.elasticsearch.bulk_max_docs
+            sink_settings.max_bytes = self.config.elasticsearch.bulk_max_bytes
         return restart
 
 
@@ -343,62 +352,78 @@ def open_queue(config: Config, directory: Path) -> Any:
     )
 
 
-def build_sink(config: Config) -> Any:
-    from flowsink.sinks.elasticsearch import ElasticsearchSink
+def observe_bulk_request(seconds: float, documents: int, nbytes: int, result: str) -> None:
+    """The sink's per-request observer: latency histogram, request results, Elasticsearch reachability."""
+    metrics.BULK_REQUEST_DURATION.observe(seconds)
+    metrics.BULK_REQUESTS.labels(result=result).inc()
+    metrics.ELASTICSEARCH_UP.set(0 if result == "failed" else 1)
+
+
+def sink_settings(config: Config) -> Any:
+    """``SinkSettings`` from the ``elasticsearch`` and ``pipeline`` sections."""
+    from flowsink.sinks.elasticsearch import SinkSettings
 
     es = config.elasticsearch
-    return ElasticsearchSink(
-        es.url,
-        dead_letter_path=str(config.dead_letter_path),
+    return SinkSettings(
         op_type="create" if config.pipeline.deterministic_ids else "index",
-        **sink_options(config),
+        max_docs=es.bulk_max_docs,
+        max_bytes=es.bulk_max_bytes,
+        concurrency=es.bulk_concurrency,
+        request_timeout_s=es.request_timeout_s,
+        max_backoff_s=es.retry_max_backoff_s,
+        dead_letter_path=str(config.dead_letter_path),
     )
 
 
-def sink_options(config: Config) -> dict[str, Any]:
-    """Keyword arguments of ``ElasticsearchSink`` taken from the ``elasticsearch`` section, when it accepts them."""
-    import inspect
+def build_sink(config: Config) -> Any:
+    """The Elasticsearch sink of one worker, with the auth/TLS options of ``elasticsearch`` and our metrics."""
+    from elasticsearch.serializer import OrjsonSerializer
 
+    from flowsink.config import elasticsearch_client
     from flowsink.sinks.elasticsearch import ElasticsearchSink
 
-    accepted = set(inspect.signature(ElasticsearchSink).parameters)
-    es = config.elasticsearch
-    candidates = {
-        "max_docs": es.bulk_max_docs,
-        "max_bytes": es.bulk_max_bytes,
-        "bulk_max_docs": es.bulk_max_docs,
-        "bulk_max_bytes": es.bulk_max_bytes,
-        "concurrency": es.bulk_concurrency,
-        "request_timeout": es.request_timeout_s,
-        "max_backoff_s": es.retry_max_backoff_s,
-        "retry_max_backoff_s": es.retry_max_backoff_s,
-    }
-    return {k: v for k, v in candidates.items() if k in accepted}
+    client = elasticsearch_client(config, serializer=OrjsonSerializer())
+    return ElasticsearchSink(client=client, settings=sink_settings(config), observer=observe_bulk_request)
 
 
 # ---------------------------------------------------------------- the worker process
 
 
-def worker_main(config: Config, partition: int, directory: str, ready: Any | None = None) -> None:
-    """Entry point of the pipeline worker process of partition ``partition`` (queue ``directory``)."""
+def worker_main(config: Config, partition: int, directory: str) -> None:
+    """Entry point of the pipeline worker process of partition ``partition`` (queue ``directory``).
+
+    SIGTERM: stop reading new batches once the queue is drained; if Elasticsearch keeps the last bulk
+    waiting past ``pipeline.shutdown_timeout_s``, the sink is closed, the batch stays un-acked in the queue
+    (indexed on the next start) and the process exits all the same.
+    """
+    from flowsink.decode import FlowDecoder
+    from flowsink.sinks.elasticsearch import SinkClosed
+
     setup_logging(config.logging.level, config.logging.format, role=f"pipeline-{partition}")
+    queue = open_queue(config, Path(directory))
+    sink = build_sink(config)
+    worker = PipelineWorker(queue, FlowDecoder(decoder_settings(config, partition)), sink, config, partition)
     stop = threading.Event()
     reload_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node's main process decides when workers stop
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
-    from flowsink.decode import FlowDecoder
 
-    queue = open_queue(config, Path(directory))
-    worker = PipelineWorker(
-        queue, FlowDecoder(decoder_settings(config, partition)), build_sink(config), config, partition
-    )
-    if ready is not None:
-        ready.set()
+    def on_sigterm(*_: Any) -> None:
+        if not stop.is_set():
+            stop.set()
+            deadline = threading.Timer(config.pipeline.shutdown_timeout_s, sink.close)
+            deadline.daemon = True
+            deadline.start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     log.info("pipeline worker %d reading %s", partition, directory)
-    worker.run(stop, reload_requested)
+    try:
+        worker.run(stop, reload_requested)
+    except SinkClosed:
+        log.warning(
+            "pipeline worker %d: shutdown timeout reached with a bulk in flight; it stays queued", partition
+        )
     _close(queue)
-    _close(worker.sink)
+    _close(sink)
     log.info("pipeline worker %d stopped", partition)
 
 
