@@ -130,7 +130,7 @@ class Template:
     """A compiled template: field names, record length, and a record decoder specialised to its layout."""
 
     __slots__ = (
-        "_converters", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
+        "_converters", "_empty", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
         "record_length", "scope_count", "template_id", "time_fields",
     )
 
@@ -180,6 +180,8 @@ class Template:
                 codes.append(f"{spec.length}s" if spec.length != VARIABLE_LENGTH else "")
                 converters.append((index, converter_for(data_type, spec.length)))
         self.names = tuple(names)
+        # 0-length fields carry nothing (seen from some NetFlow v9 exporters): left out of the records
+        self._empty = tuple(name for name, spec in zip(names, self.fields, strict=True) if spec.length == 0)
         self.has_sampling_fields = not SAMPLING_FIELDS.isdisjoint(names)
         self.time_fields = tuple(time_fields)
         self._converters = tuple(c for c in converters if c is not None)
@@ -207,8 +209,14 @@ class Template:
         and keeps the records before it.
         """
         if self._struct is not None:
-            return self._decode_fixed(data, start, end), None
-        return self._decode_variable(data, start, end)
+            records, error = self._decode_fixed(data, start, end), None
+        else:
+            records, error = self._decode_variable(data, start, end)
+        if self._empty:
+            for record in records:
+                for name in self._empty:
+                    record.pop(name, None)
+        return records, error
 
     def _decode_fixed(self, data: bytes, start: int, end: int) -> list[dict[str, Any]]:
         length = self.record_length
