@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -142,8 +143,19 @@ def node_config(layout: StackLayout, index: int) -> dict:
         # One receiver process per node: three nodes already share this machine's cores.
         "receive": {"host": layout.host, "ports": layout.node_udp_ports(index), "processes": 1},
         "http": {"host": layout.host, "port": layout.node_http_port(index)},
+        "api": {"tokens": [api_token(layout)]},
         "logging": {"level": "INFO"},
     }
+
+
+def api_token(layout: StackLayout) -> str:
+    """The flows API's bearer token for this stack: made once, kept (mode 0600) in the run folder."""
+    path = layout.run_dir / "api-token"
+    if not path.exists():
+        layout.run_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
 
 
 def nginx_settings(layout: StackLayout) -> NginxSettings:
@@ -428,6 +440,7 @@ def urls(layout: StackLayout) -> list[tuple[str, str]]:
     for i in range(layout.nodes):
         udp = ", ".join(str(port) for port in layout.node_udp_ports(i))
         rows.append((f"ingest node {i} (UDP {udp})", layout.url(layout.node_http_port(i), "/metrics")))
+    rows.append(("flows API bearer token", f"{layout.run_dir / 'api-token'} (Authorization: Bearer ...)"))
     rows.append(("run folder (configs, logs, pid files)", str(layout.run_dir)))
     return rows
 

@@ -1,0 +1,262 @@
+"""The stack's files are valid and agree with each other: Compose, nginx, Prometheus, Grafana, Kibana.
+
+Real tools where they exist (docker-compose's own validator, nginx -t, promtool); the dashboards are checked
+against what they query: Grafana's and the alerts' metric names against flowsink.metrics (the live endpoints
+are checked in test_stack_local.py), Kibana's fields against the index templates in elasticsearch/.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import stack_checks  # noqa: E402
+import stack_entrypoint  # noqa: E402
+import stack_kibana  # noqa: E402
+import stack_local  # noqa: E402
+import stack_nginx  # noqa: E402
+
+COMPOSE = REPO / "docker-compose.yml"
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ Compose
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict:
+    """The Compose file as docker-compose resolves it (interpolated with .env.example), after validation."""
+    if not shutil.which("docker-compose"):
+        pytest.fail("docker-compose is not installed (scripts/install_system_deps.sh installs it)")
+    done = _run(["docker-compose", "--env-file", str(REPO / ".env.example"), "-f", str(COMPOSE), "config"])
+    assert done.returncode == 0, f"docker-compose config rejects docker-compose.yml:\n{done.stderr}"
+    return yaml.safe_load(done.stdout)
+
+
+def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
+    services = compose_config["services"]
+    wanted = {"elasticsearch", "kibana", "kibana-setup", "ingest", "nginx", "nginx-exporter",
+              "elasticsearch-exporter", "node-exporter", "prometheus", "grafana"}
+    assert wanted <= set(services), f"missing services: {wanted - set(services)}"
+    assert services["elasticsearch"]["image"].endswith(":9.3.2")
+    assert services["kibana"]["image"].endswith(":9.3.2")
+    for name, service in services.items():
+        if name not in {"kibana-setup", "nginx-exporter", "elasticsearch-exporter", "node-exporter"}:
+            assert "healthcheck" in service, f"{name} has no health check"
+    assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues"}
+
+
+def test_compose_ingest_scales(compose_config: dict) -> None:
+    """`--scale ingest=N` needs no fixed container name and no host port on the ingest service."""
+    ingest = compose_config["services"]["ingest"]
+    assert "container_name" not in ingest and "ports" not in ingest
+    assert any(str(v).startswith("ingest-queues:") or (isinstance(v, dict) and v.get("source") == "ingest-queues")
+               for v in ingest["volumes"])
+    assert "NET_ADMIN" in compose_config["services"]["nginx"]["cap_add"]
+
+
+def test_compose_holds_no_secrets() -> None:
+    """Passwords and tokens come from .env (``${VAR:?...}``), never as literals in the file."""
+    text = COMPOSE.read_text()
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            continue
+        key, _, value = line.partition(":")
+        if any(word in key.lower() for word in ("password", "token", "secret", "api_key")):
+            assert value.strip().startswith("${") and ":?" in value, f"literal secret in docker-compose.yml: {line}"
+    scale_three = _run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], env={"PATH": os.environ["PATH"]},
+                       cwd="/")
+    assert scale_three.returncode != 0 and "set " in scale_three.stderr, "secrets must be required, not defaulted"
+
+
+def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> None:
+    first_fd, first = stack_entrypoint.claim_slot(tmp_path)
+    second_fd, second = stack_entrypoint.claim_slot(tmp_path)
+    assert first != second
+    os.close(first_fd)  # a replica died: the next one takes over its slot (and its queue)
+    third_fd, third = stack_entrypoint.claim_slot(tmp_path)
+    assert third == first
+    for fd in (second_fd, third_fd):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ nginx
+
+
+def test_docker_nginx_config_is_rendered_from_the_template() -> None:
+    rendered = stack_nginx.render(stack_nginx.docker_settings())
+    assert stack_nginx.DOCKER_CONF.read_text() == rendered, "run: python scripts/stack_nginx.py --docker --write"
+
+
+def test_local_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
+    layout = stack_local.StackLayout(run_dir=tmp_path, nodes=3)
+    configs = stack_local.write_configs(layout)
+    text = configs["nginx"].read_text()
+    for port in (2055, 4739, 6343):
+        block = text[text.index(f"upstream flowsink_udp_{port}") :]
+        block = block[: block.index("proxy_bind")]
+        assert "hash $remote_addr consistent;" in block
+        assert f"listen {port} udp reuseport;" in block and "proxy_responses 0;" in block
+        assert block.count("server 127.0.0.1:") == 3
+    assert text.count("proxy_bind $remote_addr transparent;") == 3
+    assert "stub_status;" in text
+    done = _run(["nginx", "-t", "-c", str(configs["nginx"]), "-p", str(tmp_path / "nginx")])
+    assert done.returncode == 0, done.stderr
+
+
+def test_node_configs_pass_the_nodes_own_validation(tmp_path: Path) -> None:
+    from flowsink.config import load_config
+
+    layout = stack_local.StackLayout(run_dir=tmp_path, nodes=3, port_offset=7)
+    configs = stack_local.write_configs(layout)
+    ports_seen: set[int] = set()
+    for i in range(3):
+        config = load_config(configs[f"node{i}"], env={})
+        assert config.receive.ports == layout.node_udp_ports(i)
+        assert config.http.port == layout.node_http_port(i)
+        assert config.api.tokens == [stack_local.api_token(layout)]
+        ports_seen |= {*config.receive.ports, config.http.port}
+    assert len(ports_seen) == 3 * 4, "two nodes share a port"
+
+
+# ------------------------------------------------------------------------------------------ Prometheus
+
+
+def test_prometheus_config_and_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    rules = _run(["promtool", "check", "rules", str(stack_checks.ALERTS)])
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    # The Compose file mounts the rules at /etc/prometheus; point a copy at the repo's file.
+    compose_variant = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    compose_variant["rule_files"] = [str(stack_checks.ALERTS)]
+    (tmp_path / "compose.yml").write_text(yaml.safe_dump(compose_variant))
+    local_variant = stack_local.local_prometheus_config(stack_local.StackLayout(run_dir=tmp_path))
+    (tmp_path / "local.yml").write_text(yaml.safe_dump(local_variant))
+    for name in ("compose.yml", "local.yml"):
+        done = _run(["promtool", "check", "config", str(tmp_path / name)])
+        assert done.returncode == 0, f"{name}: {done.stdout}{done.stderr}"
+    jobs = {job["job_name"] for job in local_variant["scrape_configs"]}
+    assert jobs == {"flowsink", "nginx", "node", "elasticsearch", "prometheus"}
+
+
+def test_promql_metric_name_extraction() -> None:
+    expr = ('histogram_quantile(0.99, sum by (le, instance) (rate(flowsink_bulk_request_duration_seconds_bucket'
+            '{instance=~"$instance"}[5m]))) / on(instance) group_left flowsink_x > 0 and up{job="a"} == 0')
+    assert stack_checks.promql_metric_names(expr) == {
+        "flowsink_bulk_request_duration_seconds_bucket", "flowsink_x", "up"}
+
+
+def test_every_flowsink_metric_in_dashboards_and_alerts_is_defined() -> None:
+    """Grafana panels and alert rules only query flowsink metrics that flowsink.metrics defines."""
+    import prometheus_client
+
+    import flowsink.metrics  # noqa: F401  (registers every metric)
+
+    defined = stack_checks.registry_names(prometheus_client.REGISTRY)
+    queries = [(f"{board} / {title}", expr) for board, title, expr in stack_checks.grafana_queries()]
+    queries += list(stack_checks.alert_queries())
+    assert len(queries) > 40
+    missing = sorted({(where, name) for where, expr in queries for name in stack_checks.promql_metric_names(expr)
+                      if name.startswith("flowsink_") and name not in defined})
+    assert not missing, f"queried but not defined in flowsink/metrics.py: {missing}"
+
+
+# ------------------------------------------------------------------------------------------ Grafana
+
+
+def test_grafana_json_is_generated_from_the_code() -> None:
+    done = _run([sys.executable, str(REPO / "monitoring" / "grafana" / "dashboards.py"), "--check"])
+    assert done.returncode == 0, done.stderr
+
+
+def test_grafana_panels_use_the_provisioned_datasource() -> None:
+    provisioned = yaml.safe_load((REPO / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = provisioned["datasources"][0]["uid"]
+    panels = 0
+    for path in sorted(stack_checks.GRAFANA_DIR.glob("*.json")):
+
+
+        for panel in stack_checks._panels(json.loads(path.read_text())["panels"]):
+            if panel["type"] == "row":
+                continue
+            panels += 1
+            assert panel["datasource"]["uid"] == uid, f"{path.name}: {panel['title']}"
+            assert panel["targets"], f"{path.name}: {panel['title']} queries nothing"
+    assert panels >= 30
+
+
+# ------------------------------------------------------------------------------------------ Kibana
+
+
+def test_kibana_ndjson_is_generated_from_the_code() -> None:
+    done = _run([sys.executable, str(REPO / "scripts" / "stack_kibana.py"), "--check"])
+    assert done.returncode == 0, done.stderr
+
+
+def test_kibana_references_resolve() -> None:
+    objects = stack_checks.kibana_objects()
+    ids = {(obj["type"], obj["id"]) for obj in objects}
+    for obj in objects:
+        for ref in obj["references"]:
+            assert (ref["type"], ref["id"]) in ids, f"{obj['id']} refers to missing {ref}"
+    dashboards = [obj for obj in objects if obj["type"] == "dashboard"]
+    assert len(dashboards) == 3
+    used = {ref["id"] for d in dashboards for ref in d["references"]}
+    assert used == {obj["id"] for obj in objects if obj["type"] == "visualization"}, "a visualisation is on no dashboard"
+
+
+def _example_index(pattern: str) -> str:
+    return pattern.replace("*", "2026.01.01") if pattern.endswith("-*") else pattern.replace("*", "")
+
+
+def test_every_kibana_field_exists_with_an_aggregatable_type() -> None:
+    """Each field each visualisation aggregates (or filters on) is mapped by elasticsearch/*.json with a type
+    its aggregation accepts; data views name indices an index template covers."""
+    objects = stack_checks.kibana_objects()
+    templates = stack_checks.TemplateFields()
+    views = {obj["id"]: obj["attributes"]["title"] for obj in objects if obj["type"] == "index-pattern"}
+    for pattern in views.values():
+        assert templates.index_template_for(_example_index(pattern)), f"no index template covers {pattern}"
+    uses = stack_checks.kibana_field_uses(objects)
+    assert len(uses) > 50
+    problems = []
+    for use in uses:
+        found = templates.field_type(_example_index(views[use.data_view]), use.field)
+        field_type, mapping = found if found else (None, {})
+        problem = stack_checks.aggregatable_problem(field_type, mapping, use.aggregation)
+        if problem:
+            problems.append(f"{use.object_id}: {use.aggregation}({use.field}): {problem}")
+    assert not problems, "\n".join(problems)
+
+
+def test_field_check_catches_unaggregatable_fields() -> None:
+    """The check above would fail on a text-only or doc-values-free field, or one no template maps."""
+    templates = stack_checks.TemplateFields()
+    original = templates.field_type("flowsink-deadletter-2026.01.01", "event.original")
+    assert original is not None
+    assert stack_checks.aggregatable_problem(*original, "terms") is not None
+    missing = templates.field_type("flowsink-flows-2026.01.01", "source.no_such_field")
+    assert stack_checks.aggregatable_problem(missing and missing[0], {}, "terms") == "not in the index templates"
+    ip_type = templates.field_type("flowsink-flows-2026.01.01", "source.ip")
+    assert stack_checks.aggregatable_problem(*ip_type, "sum") is not None
+
+
+def test_kibana_has_the_dashboards_network_engineers_expect() -> None:
+    titles = {vis.title for vis in stack_kibana.all_visualisations()}
+    for needle in ("bytes", "packets", "flow records", "sources", "destinations", "pairs", "ports", "protocols",
+                   "per exporter", "interface", "IPv4 vs IPv6", "sFlow interface counters", "App flows"):
+        assert any(needle.lower() in title.lower() for title in titles), f"no visualisation about {needle}"
