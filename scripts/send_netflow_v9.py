@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""Send synthetic NetFlow v9 (RFC 3954) with templates and options data with a ground-truth manifest.
+
+A thin wrapper over `flowsink generate v9` (same options); see docs/generators.md.
+"""
+
+import sys
+
+from flowsink.generate.cli import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main("v9", __doc__.splitlines()[0]))
