@@ -596,6 +596,11 @@ def elasticsearch_client(config: Config, **overrides: Any):
     """An elasticsearch-py client built from the ``elasticsearch`` section (auth, TLS, timeouts)."""
     from elasticsearch import Elasticsearch
 
+    return Elasticsearch(config.elasticsearch.url, **elasticsearch_client_kwargs(config, **overrides))
+
+
+def elasticsearch_client_kwargs(config: Config, **overrides: Any) -> dict[str, Any]:
+    """Client arguments (auth, TLS, timeouts) for elasticsearch-py, sync or async."""
     section = config.elasticsearch
     kwargs: dict[str, Any] = {"request_timeout": section.request_timeout_s}
     if section.api_key:
@@ -607,7 +612,7 @@ def elasticsearch_client(config: Config, **overrides: Any):
     if any(u.startswith("https://") for u in section.url):
         kwargs["verify_certs"] = section.verify_certs
     kwargs.update(overrides)
-    return Elasticsearch(section.url, **kwargs)
+    return kwargs
 
 
 def _short(exc: BaseException) -> str:

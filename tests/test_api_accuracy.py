@@ -1,0 +1,134 @@
+"""Acceptance: concurrent clients, exact hourly sums, also across a kill -9 of a node with client retries."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import urllib3
+
+from test_api_support import ApiProcess, delete_indices, expected_sums
+
+pytestmark = pytest.mark.integration
+
+CLIENTS = 8
+ROWS = 200_000
+BATCH = 1000
+HOURS = 24
+KEYS = 500
+
+
+def random_rows(seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    keys = [(f"app-{rng.randrange(60)}", f"svc-{rng.randrange(60)}", f"vpc-{i % 7}") for i in range(KEYS)]
+    rows = []
+    for _ in range(ROWS):
+        src, dst, vpc = rng.choice(keys)
+        # mostly ordinary counts, some near 2**62 so that hourly sums pass 2**64 (exactness beyond doubles)
+        big = rng.random() < 0.01
+        rows.append(
+            {
+                "src_app": src,
+                "dest_app": dst,
+                "vpc_id": vpc,
+                "bytes_tx": rng.randrange(1 << 62) if big else rng.randrange(1 << 32),
+                "bytes_rx": rng.randrange(1 << 40),
+                "hour": rng.randrange(HOURS),
+            }
+        )
+    return rows
+
+
+def batches_of(rows: list[dict]) -> list[list[dict]]:
+    return [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
+
+
+def assert_exact(api: ApiProcess, rows: list[dict]) -> None:
+    expected = expected_sums(rows)
+    for hour in range(HOURS):
+        assert api.get_hour(hour) == expected.get(hour, []), f"hour {hour} differs"
+    assert api.get_hour(HOURS + 5) == []
+
+
+@pytest.fixture
+def cleanup(es, unique_prefix):
+    yield unique_prefix
+    delete_indices(es, unique_prefix)
+
+
+def test_concurrent_clients_exact_sums(es_url, cleanup, tmp_path):
+    prefix = cleanup
+    # a short grace so that the compactor folds deltas while clients are still writing
+    api = ApiProcess(es_url, prefix, tmp_path / "q", "--compact-grace-s", "3", "--compact-interval-s", "0.5")
+    api.start()
+    try:
+        rows = random_rows(1)
+
+        def send(batch: list[dict]) -> None:
+            response = api.post(batch)
+            assert response.status == 202, response.data
+            assert response.json()["accepted"] == len(batch)
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(send, batches_of(rows)))
+        assert_exact(api, rows)
+        time.sleep(4.5)  # past the grace: the compactor folds everything, the sums must not move
+        assert_exact(api, rows)
+        assert "compaction failed" not in api.log()
+    finally:
+        api.stop()
+    from elasticsearch import Elasticsearch
+
+    folds = Elasticsearch(es_url).count(index=f"{prefix}-folds")["count"]
+    assert folds == HOURS, "the compactor should have folded every hour"
+
+
+def test_kill_9_with_retries_is_exact(es_url, cleanup, tmp_path):
+    """Node A is killed mid-run; clients retry unanswered batches (same Idempotency-Key) on node B, as nginx
+    would fail over; A restarts and re-applies what it had made durable. Nothing lost, nothing counted twice."""
+    prefix = cleanup
+    extra = ("--compact-grace-s", "3", "--compact-interval-s", "0.5")
+    node_a = ApiProcess(es_url, prefix, tmp_path / "qa", *extra).start()
+    node_b = ApiProcess(es_url, prefix, tmp_path / "qb", *extra).start()
+    try:
+        rows = random_rows(2)
+        batches = batches_of(rows)
+        sent = threading.Semaphore(0)
+        retried = []
+
+        def send(batch: list[dict]) -> None:
+            key = uuid.uuid4().hex
+            target = node_a
+            for _attempt in range(50):
+                try:
+                    response = target.post(batch, {"Idempotency-Key": key})
+                    if response.status == 202:
+                        sent.release()
+                        return
+                except urllib3.exceptions.HTTPError:
+                    pass
+                retried.append(key)
+                target = node_b
+                time.sleep(0.05)
+            raise AssertionError("batch never accepted")
+
+        def killer() -> None:
+            for _ in range(len(batches) // 2):
+                sent.acquire()
+            node_a.kill()
+
+        with ThreadPoolExecutor(CLIENTS + 1) as pool:
+            kill_done = pool.submit(killer)
+            list(pool.map(send, batches))
+            kill_done.result()
+        assert retried, "the kill should have interrupted some requests"
+        node_a.start()  # replays its queue before it serves
+        assert_exact(node_b, rows)
+        assert_exact(node_a, rows)
+    finally:
+        node_a.stop()
+        node_b.stop()
