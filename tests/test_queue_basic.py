@@ -159,3 +159,21 @@ def test_partition_dirs_include_leftovers(tmp_path: Path) -> None:
     dirs = partition_dirs(tmp_path, 2)
     assert [d.name for d in dirs] == ["rx-0", "rx-1", "rx-3"]
     assert all(d.is_dir() for d in dirs)
+
+
+def test_full_queue_recovers_when_everything_was_acknowledged_in_the_newest_segment(tmp_path: Path) -> None:
+    with (
+        PersistentQueue(tmp_path, max_bytes=10_000, segment_bytes=1 << 20) as writer,
+        PersistentQueue(tmp_path) as reader,
+    ):
+        accepted = 0
+        with pytest.raises(QueueFull):
+            while True:
+                writer.append(payload_for(accepted + 1, 1000), "192.0.2.1", 1)
+                accepted += 1
+        reader.ack(reader.read(100, 0)[-1].seq)  # all in the writer's one segment: nothing to delete yet
+        with pytest.raises(QueueFull):
+            writer.append(payload_for(0, 1000), "192.0.2.1", 1)  # the writer closes that segment ...
+        assert reader.read(100, 0) == []  # ... the polling reader deletes it ...
+        time.sleep(0.06)
+        assert writer.append(payload_for(0, 1000), "192.0.2.1", 1) == accepted + 1  # ... and there is room

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import time
 from pathlib import Path
 
+from flowsink.log import RateLimitedLog, get_logger
 from flowsink.queue import records
-from flowsink.queue.ratelimit import RateLimitedLog
 from flowsink.queue.records import Entry
-from flowsink.queue.segments import list_segments, lock_dir, read_checkpoint, segment_name, write_checkpoint
+from flowsink.queue.segments import (
+    list_segments,
+    lock_dir,
+    open_checkpoint,
+    read_checkpoint,
+    segment_name,
+    write_checkpoint,
+)
 
-log = logging.getLogger("flowsink.queue")
+log = get_logger("flowsink.queue")
 _skips_log = RateLimitedLog(log)
 _READ_CHUNK = 1 << 20
 
@@ -26,6 +32,7 @@ class SegmentReader:
         self.directory = directory
         self.lock_fd = lock_dir(directory, "reader.lock")
         self.acked = read_checkpoint(directory)
+        self._checkpoint_fd = open_checkpoint(directory)
         self.cursor = self.acked
         self.torn = 0
         self.corrupt = 0
@@ -86,6 +93,9 @@ class SegmentReader:
         self._first_seq = chosen[0]
         self._offset = 0
         self._need = _READ_CHUNK
+        # A segment acknowledged while it was still the newest could not be deleted then; now it can. Without
+        # this a full queue whose entries are all acknowledged would wait for an ack that never comes.
+        self._delete_done_segments(segments, self.acked)
         return True
 
     def _newer_segment_exists(self) -> bool:
@@ -101,7 +111,7 @@ class SegmentReader:
         if size > self._offset:
             self.torn += 1
             self.skipped_bytes += size - self._offset
-            _skips_log.warn(
+            _skips_log.warning(
                 "torn",
                 "queue %s: skipped a torn tail of %d bytes in segment %s",
                 self.directory,
@@ -160,7 +170,7 @@ class SegmentReader:
     def _count_corrupt(self, skipped: int) -> None:
         self.corrupt += 1
         self.skipped_bytes += skipped
-        _skips_log.warn(
+        _skips_log.warning(
             "corrupt",
             "queue %s: skipped %d corrupt bytes in segment %s",
             self.directory,
@@ -171,14 +181,25 @@ class SegmentReader:
     def ack(self, seq: int) -> None:
         if seq <= self.acked:
             return
-        segments = list_segments(self.directory)
-        done = [path for (_, path), (next_first, _) in itertools.pairwise(segments) if next_first <= seq + 1]
-        write_checkpoint(self.directory, seq, durable=bool(done))
+        # Segments go before the checkpoint is written: they hold nothing above ``seq``, and deleting them
+        # first is what lets a reader on a full disk make room at all.
+        done = self._delete_done_segments(list_segments(self.directory), seq)
         self.acked = seq
         self.cursor = max(self.cursor, seq)
+        try:
+            write_checkpoint(self._checkpoint_fd, seq, durable=bool(done))
+        except OSError as exc:
+            # Kept in memory; a restart before the next successful write replays from the older checkpoint.
+            _skips_log.warning("checkpoint", "queue %s: cannot write the checkpoint: %s", self.directory, exc)
+
+    @staticmethod
+    def _delete_done_segments(segments: list[tuple[int, Path]], acked: int) -> int:
+        """Delete every segment but the newest whose records are all <= ``acked``; returns how many."""
+        done = [path for (_, path), (next_first, _) in itertools.pairwise(segments) if next_first <= acked + 1]
         for path in done:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        return len(done)
 
     def rewind(self) -> None:
         self.cursor = self.acked
@@ -187,4 +208,5 @@ class SegmentReader:
 
     def close(self) -> None:
         self._close_segment()
+        os.close(self._checkpoint_fd)
         os.close(self.lock_fd)

@@ -2,7 +2,7 @@
 
 <dir>/00000000000000000001.seg   records with seq >= 1 (the name is the first seq the segment may hold)
 <dir>/00000000000000052113.seg   the newest segment: the only one the writer appends to
-<dir>/checkpoint                 highest acknowledged seq (written by the reader, atomically replaced)
+<dir>/checkpoint                 highest acknowledged seq (written by the reader, overwritten in place)
 <dir>/writer.lock, reader.lock   flock()s that keep a second writer or reader out
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from flowsink.log import get_logger
 from flowsink.queue import records
 
-log = logging.getLogger("flowsink.queue")
+log = get_logger("flowsink.queue")
 
 SEGMENT_SUFFIX = ".seg"
 CHECKPOINT = "checkpoint"
@@ -73,18 +73,22 @@ def read_checkpoint(directory: Path) -> int:
     return acked
 
 
-def write_checkpoint(directory: Path, acked: int, durable: bool) -> None:
+def open_checkpoint(directory: Path) -> int:
+    """The checkpoint file's descriptor, for ``write_checkpoint``."""
+    return os.open(directory / CHECKPOINT, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def write_checkpoint(fd: int, acked: int, durable: bool) -> None:
+    """Overwrite the checkpoint in place.
+
+    In place rather than write-and-rename: rewriting 16 bytes in an existing block needs no free space, so the
+    reader can still acknowledge (and so free segments) when the disk is full. A torn write fails the checksum
+    and reads as 0, which replays the remaining segments: duplicates the sink's deterministic ids absorb.
+    """
     head = struct.pack("<IQ", _CHECKPOINT_MAGIC, acked)
-    data = head + struct.pack("<I", zlib.crc32(head))
-    tmp = directory / (CHECKPOINT + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, directory / CHECKPOINT)
+    os.pwrite(fd, head + struct.pack("<I", zlib.crc32(head)), 0)
+    if durable:
+        os.fdatasync(fd)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -11,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowsink.log import get_logger
 from flowsink.queue import records
 from flowsink.queue.segments import (
     DISK_FULL_ERRNOS,
@@ -26,7 +26,7 @@ from flowsink.queue.segments import (
 if TYPE_CHECKING:
     from flowsink.queue.persistent import PersistentQueue
 
-log = logging.getLogger("flowsink.queue")
+log = get_logger("flowsink.queue")
 _FULL_RESCAN_S = 0.05  # while full, look for segments the reader freed at most this often
 
 
@@ -159,6 +159,9 @@ class SegmentWriter:
                     self._last_rescan = now
                     self._refresh_closed_bytes()
                 if self._used_bytes() + size > self.max_bytes:
+                    if self._segment_size > 0:
+                        # Only older segments can be deleted: close this one so that acknowledging it frees it.
+                        self._rotate()
                     raise QueueFull("full", f"{self._used_bytes()} of {self.max_bytes} bytes on disk")
             if self._segment_size > 0 and self._segment_size + size > self.segment_bytes:
                 self._rotate()
