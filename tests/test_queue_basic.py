@@ -152,6 +152,17 @@ def test_stats_report_depth_bytes_and_oldest_age(tmp_path: Path) -> None:
     assert 4.5 < stats["oldest_age_seconds"] < 60
     with PersistentQueue(tmp_path) as observer:
         assert observer.stats()["depth_entries"] == 2  # seen from a process that neither reads nor writes
+        observer.read(1, 0)  # now the reader: read but unacknowledged entries still count
+        stats = observer.stats()
+        assert (stats["depth_entries"], stats["depth_bytes"]) == (2, 2 * (36 + 9 + 100))
+        assert stats["oldest_arrival_ns"] == arrival
+        observer.ack(1)
+        stats = observer.stats()
+        assert (stats["depth_entries"], stats["depth_bytes"]) == (1, 36 + 9 + 100)
+        assert stats["oldest_arrival_ns"] == arrival + 1
+        observer.ack(observer.read(1, 0)[-1].seq)
+        stats = observer.stats()
+        assert (stats["depth_entries"], stats["depth_bytes"], stats["oldest_age_seconds"]) == (0, 0, 0.0)
 
 
 def test_partition_dirs_include_leftovers(tmp_path: Path) -> None:

@@ -126,10 +126,14 @@ class PersistentQueue:
                 sizes.append(0)
         acked = self._reader.acked if self._reader else read_checkpoint(self.directory)
         last_seq = self._writer.next_seq - 1 if self._writer is not None else tail_seq(segments)
-        oldest_ns, unacked_offset, unacked_index = first_unacked(segments, acked)
-        depth_bytes = sum(sizes[unacked_index:]) - unacked_offset if unacked_index < len(sizes) else 0
         reader = self._reader
         writer = self._writer
+        depth = reader.depth(segments, sizes) if reader else None
+        if depth is None:
+            oldest_ns, unacked_offset, unacked_index = first_unacked(segments, acked)
+            depth_bytes = sum(sizes[unacked_index:]) - unacked_offset if unacked_index < len(sizes) else 0
+        else:
+            oldest_ns, depth_bytes = depth
         return {
             "depth_entries": max(0, last_seq - acked),
             "depth_bytes": max(0, depth_bytes),

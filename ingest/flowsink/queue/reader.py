@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 from flowsink.log import RateLimitedLog, get_logger
@@ -44,6 +45,7 @@ class SegmentReader:
         self._offset = 0
         self._need = _READ_CHUNK
         self._sources: dict[bytes, str] = {}
+        self._unacked: deque[tuple[int, int, int]] = deque()  # (seq, arrival_ns, bytes) read, not yet acked
 
     def read(self, max_entries: int, timeout_s: float) -> list[Entry]:
         deadline = time.monotonic() + timeout_s
@@ -131,7 +133,7 @@ class SegmentReader:
         while pos < size and len(out) < max_entries:
             outcome, rec, body_bad = records.decode_at(data, pos)
             if outcome == records.RECORD:
-                pos = rec.end
+                start, pos = pos, rec.end
                 if rec.seq <= cursor:
                     continue
                 cursor = rec.seq
@@ -139,6 +141,7 @@ class SegmentReader:
                 if source is None:
                     source = sources[rec.source] = rec.source.decode(errors="replace")
                 out.append(Entry(rec.seq, rec.arrival_ns, source, rec.payload, rec.source_port))
+                self._unacked.append((rec.seq, rec.arrival_ns, pos - start))
                 self.read_bytes += len(rec.payload)
             elif body_bad:
                 end = records.body_end(data, pos)
@@ -186,6 +189,9 @@ class SegmentReader:
         done = self._delete_done_segments(list_segments(self.directory), seq)
         self.acked = seq
         self.cursor = max(self.cursor, seq)
+        unacked = self._unacked
+        while unacked and unacked[0][0] <= seq:
+            unacked.popleft()
         try:
             write_checkpoint(self._checkpoint_fd, seq, durable=bool(done))
         except OSError as exc:
@@ -195,13 +201,34 @@ class SegmentReader:
     @staticmethod
     def _delete_done_segments(segments: list[tuple[int, Path]], acked: int) -> int:
         """Delete every segment but the newest whose records are all <= ``acked``; returns how many."""
-        done = [path for (_, path), (next_first, _) in itertools.pairwise(segments) if next_first <= acked + 1]
+        done = [
+            path for (_, path), (next_first, _) in itertools.pairwise(segments) if next_first <= acked + 1
+        ]
         for path in done:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         return len(done)
 
+    def depth(self, segments: list[tuple[int, Path]], sizes: list[int]) -> tuple[int, int] | None:
+        """(oldest unacknowledged arrival_ns or 0, unacknowledged bytes) from the read position, without scanning.
+
+        None when the reader has not opened a segment yet (the caller then scans).
+        """
+        if self._fd < 0:
+            return None
+        unacked = self._unacked
+        ahead = os.fstat(self._fd).st_size - self._offset
+        ahead += sum(
+            size for (first_seq, _), size in zip(segments, sizes, strict=True) if first_seq > self._first_seq
+        )
+        pending = sum(item[2] for item in unacked)
+        if unacked:
+            return unacked[0][1], pending + ahead
+        peeked = records.header_arrival_ns(os.pread(self._fd, records.HEADER_SIZE, self._offset))
+        return peeked or 0, ahead
+
     def rewind(self) -> None:
+        self._unacked.clear()
         self.cursor = self.acked
         self._close_segment()
         self._first_seq = 0

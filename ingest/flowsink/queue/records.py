@@ -106,6 +106,27 @@ def decode_at(data: bytes, pos: int) -> tuple[int, Decoded | None, bool]:
     return RECORD, Decoded(seq, arrival_ns, source, port, payload, end), False
 
 
+def header_arrival_ns(data: bytes) -> int | None:
+    """Arrival time in a valid record header at the start of ``data``, else None (a cheap peek for stats)."""
+    if len(data) < HEADER_SIZE:
+        return None
+    magic, _, _, payload_len, _, arrival_ns, _, header_crc = HEADER.unpack_from(data, 0)
+    if magic != MAGIC or payload_len > MAX_PAYLOAD or zlib.crc32(data[:_CRC_SPAN]) != header_crc:
+        return None
+    return arrival_ns
+
+
+def last_record_seq(data: bytes) -> int | None:
+    """Seq of the last complete, valid record in ``data`` (a segment's tail), searching backwards; else None."""
+    pos = data.rfind(MAGIC_BYTES)
+    while pos != -1:
+        outcome, rec, _ = decode_at(data, pos)
+        if outcome == RECORD:
+            return rec.seq
+        pos = data.rfind(MAGIC_BYTES, 0, pos)
+    return None
+
+
 def body_end(data: bytes, pos: int) -> int:
     """End offset of a record whose header at ``pos`` is valid (used to skip a record with a bad body)."""
     _, source_len, _, payload_len, *_ = HEADER.unpack_from(data, pos)

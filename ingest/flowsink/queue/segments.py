@@ -26,6 +26,7 @@ CHECKPOINT = "checkpoint"
 _CHECKPOINT = struct.Struct("<IQI")  # magic, acked seq, crc of the first 12 bytes
 _CHECKPOINT_MAGIC = 0x4B435346  # b"FSCK"
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_TAIL_WINDOW = 256 * 1024
 
 
 class QueueFull(Exception):
@@ -134,11 +135,22 @@ def last_valid_seq(path: Path) -> int:
     return last
 
 
+def _last_seq_near_end(path: Path) -> int:
+    """Last seq in a segment, from its last ``_TAIL_WINDOW`` bytes when they hold a whole record (cheap)."""
+    with open(path, "rb") as segment:
+        size = os.fstat(segment.fileno()).st_size
+        segment.seek(max(0, size - _TAIL_WINDOW))
+        seq = records.last_record_seq(segment.read())
+    if seq is not None:
+        return seq
+    return last_valid_seq(path) if size > _TAIL_WINDOW else 0
+
+
 def tail_seq(segments: list[tuple[int, Path]]) -> int:
     """Last seq on disk, seen from a process that is not the writer."""
     for first_seq, path in reversed(segments):
         try:
-            last = last_valid_seq(path)
+            last = _last_seq_near_end(path)
         except FileNotFoundError:
             continue
         if last:
