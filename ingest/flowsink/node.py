@@ -66,7 +66,9 @@ def child_entry(role: str, target: str, parent_pid: int, args: tuple[Any, ...]) 
     _die_with_parent()
     if os.getppid() != parent_pid:  # the node died before prctl took effect
         os._exit(1)
+    # The node forwards what a child must see; a terminal hangup or a group-wide signal must not kill it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     import importlib
 
     module_name, function_name = target.split(":")
@@ -85,19 +87,25 @@ class Child:
     process: Any = None
     restarts: int = 0
     next_start: float = 0.0
+    wants_ready_event: bool = False  # the target takes an Event it sets once it serves (signals handled)
+    ready: Any = None
 
     @property
     def name(self) -> str:
         return f"{self.role}-{self.index}"
 
     def start(self, context: Any) -> None:
+        args = self.args
+        if self.wants_ready_event:
+            self.ready = context.Event()
+            args = (*args, self.ready)
         self.process = context.Process(
-            target=child_entry,
-            args=(self.role, self.target, os.getpid(), self.args),
-            name=self.name,
-            daemon=False,
+            target=child_entry, args=(self.role, self.target, os.getpid(), args), name=self.name, daemon=False
         )
         self.process.start()
+
+    def is_ready(self) -> bool:
+        return self.alive() and (self.ready is None or self.ready.is_set())
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -114,6 +122,7 @@ class Node:
     stopping: bool = False
     es_reached: bool = False
     http_port: int = 0
+    udp_stats: dict[int, dict[str, int]] = field(default_factory=dict)
     _context: Any = None
     _stop_event: asyncio.Event | None = None
 
@@ -130,7 +139,11 @@ class Node:
         for index, directory in enumerate(partition_dirs(self.config.queue_dir, receivers)):
             self.workers.append(
                 Child(
-                    "pipeline", index, "flowsink.pipeline:worker_main", (self.config, index, str(directory))
+                    "pipeline",
+                    index,
+                    "flowsink.pipeline:worker_main",
+                    (self.config, index, str(directory)),
+                    wants_ready_event=True,
                 )
             )
         for index in range(receivers):
@@ -175,6 +188,7 @@ class Node:
             ("queue", self._queue_problem),
             ("elasticsearch", lambda: None if self.es_reached else "not reached yet"),
             ("processes", self._process_problem),
+            ("receive", self._receive_problem),
         ]
 
     def _queue_problem(self) -> str | None:
@@ -186,10 +200,19 @@ class Node:
         return None
 
     def _process_problem(self) -> str | None:
-        down = [child.name for child in self.workers + self.receivers if not child.alive()]
+        down = [child.name for child in self.workers + self.receivers if not child.is_ready()]
         if self.stopping:
             return "shutting down"
         return f"not running: {', '.join(down)}" if down else None
+
+    def _receive_problem(self) -> str | None:
+        """Every receiver process has bound every port (seen in /proc/net/udp)."""
+        unbound = [
+            str(port)
+            for port in self.config.receive.ports
+            if self.udp_stats.get(port, {}).get("sockets", 0) < len(self.receivers)
+        ]
+        return f"UDP port(s) {', '.join(unbound)} not bound by every receiver yet" if unbound else None
 
     # -- signals --------------------------------------------------------------------------------------
 
@@ -251,7 +274,7 @@ class Node:
         try:
             while not self._stop_event.is_set():
                 self.supervise_once()
-                await loop.run_in_executor(None, update_udp_gauges, self.config)
+                self.udp_stats = await loop.run_in_executor(None, update_udp_gauges, self.config)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_event.wait(), SUPERVISE_INTERVAL_S)
             await loop.run_in_executor(None, self.shutdown)
@@ -291,20 +314,16 @@ def receiver_target() -> str:
     return "flowsink.receive:receiver_main"
 
 
-def update_udp_gauges(config: Config) -> None:
-    """Kernel drops and receive-queue depth of the node's UDP sockets, from /proc/net/udp{,6}."""
-    try:
-        from flowsink import receive
-    except ImportError:
-        return
-    socket_stats = getattr(receive, "udp_socket_stats", None)
-    if socket_stats is None:
-        return
+def update_udp_gauges(config: Config) -> dict[int, dict[str, int]]:
+    """Kernel drops and receive-queue depth of the node's UDP sockets, from /proc/net/udp{,6}; returns them."""
     from flowsink import metrics
+    from flowsink.receive import udp_socket_stats
 
-    for port, stats in socket_stats(config.receive.ports).items():
+    all_stats = udp_socket_stats(config.receive.ports)
+    for port, stats in all_stats.items():
         metrics.UDP_RECEIVE_DROPS.labels(port=str(port)).set(stats.get("drops", 0))
         metrics.UDP_RECEIVE_QUEUE_BYTES.labels(port=str(port)).set(stats.get("rx_queue", 0))
+    return all_stats
 
 
 # ---------------------------------------------------------------- start-up checks and main

@@ -123,6 +123,8 @@ class PipelineWorker:
         self._last_template_save = time.monotonic()
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
+        # count acks from the checkpoint an earlier run left
+        self.cursor.acked = (_call_optional(queue, "stats") or {}).get("acked_seq")
 
     # -- one batch ------------------------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class PipelineWorker:
             read_bytes += len(entry.payload)
             result = self.decoder.decode(entry.payload, entry.source, entry.arrival_ns)
             docs.extend(result.documents)
+            metrics.DATAGRAMS_DECODED.labels(protocol=metrics.protocol_label(result.protocol)).inc()
             report.decode_errors += self._account(result, entry.source)
             if result.stats.get("pending"):
                 self.cursor.hold(entry.seq, now)
@@ -155,12 +158,9 @@ class PipelineWorker:
     def _account(self, result: Any, exporter: str) -> int:
         """Metrics and rate-limited log lines for one decode result; returns its error count."""
         protocol = metrics.protocol_label(result.protocol)
-        metrics.DATAGRAMS_DECODED.labels(protocol=protocol).inc()
         for reason, detail in result.errors:
             metrics.DECODE_ERRORS.labels(protocol=protocol, reason=reason).inc()
-            self.errors_log.warning(
-                f"decode:{reason}", "decode error (%s) from %s: %s", reason, exporter, detail
-            )
+            self.errors_log.warning(f"decode:{reason}", "decode error (%s): %s", reason, detail)
         stats = result.stats
         if stats:
             for key, count in stats.items():
@@ -200,9 +200,7 @@ class PipelineWorker:
         seq = self.cursor.next_ack()
         if seq is not None:
             self.queue.ack(seq)
-            metrics.QUEUE_ACKED_DATAGRAMS.inc(
-                seq - (self.cursor.acked if self.cursor.acked is not None else seq - 1)
-            )
+            metrics.QUEUE_ACKED_DATAGRAMS.inc(seq - (self.cursor.acked or 0))
             self.cursor.acked = seq
 
     # -- timers: held-data expiry, template cache, gauges ----------------------------------------------
@@ -299,8 +297,8 @@ class PipelineWorker:
         self.update_gauges()
         self.save_templates()
 
-    def apply_reload(self, new: Config) -> list[str]:
-        """Take the reloadable settings of ``new``; returns the keys that need a restart instead."""
+    def apply_reload(self, new: Config) -> tuple[dict[str, Any], list[str]]:
+        """Take the reloadable settings of ``new``; returns (applied, keys that need a restart instead)."""
         apply, restart = apply_reloadable(self.config, new)
         if "logging.level" in apply:
             set_level(self.config.logging.level)
@@ -311,7 +309,7 @@ class PipelineWorker:
             # the sink reads these per call, so batches after this one use the new sizes
             sink_settings.max_docs = self.config.elasticsearch.bulk_max_docs
             sink_settings.max_bytes = self.config.elasticsearch.bulk_max_bytes
-        return restart
+        return apply, restart
 
 
 def _call_optional(obj: Any, name: str) -> Any:
@@ -389,7 +387,7 @@ def build_sink(config: Config) -> Any:
 # ---------------------------------------------------------------- the worker process
 
 
-def worker_main(config: Config, partition: int, directory: str) -> None:
+def worker_main(config: Config, partition: int, directory: str, ready: Any = None) -> None:
     """Entry point of the pipeline worker process of partition ``partition`` (queue ``directory``).
 
     SIGTERM: stop reading new batches once the queue is drained; if Elasticsearch keeps the last bulk
@@ -416,6 +414,8 @@ def worker_main(config: Config, partition: int, directory: str) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     log.info("pipeline worker %d reading %s", partition, directory)
+    if ready is not None:
+        ready.set()
     try:
         worker.run(stop, reload_requested)
     except SinkClosed:
@@ -435,7 +435,8 @@ def _reload(worker: PipelineWorker) -> None:
     except Exception as exc:
         log.error("configuration reload failed, keeping the running settings: %s", exc)
         return
-    restart = worker.apply_reload(new)
+    apply, restart = worker.apply_reload(new)
+    log.info("pipeline settings reloaded: %s", ", ".join(apply) or "nothing changed")
     if restart:
         log.warning("changed settings that need a restart were not applied: %s", ", ".join(restart))
 

@@ -1,0 +1,112 @@
+"""`flowsink run` as a real subprocess: UDP in, Elasticsearch out, /metrics, /readyz, SIGHUP and SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+from node_support import (
+    NodeProcess,
+    V5Exporter,
+    cleanup_prefix,
+    count_docs,
+    distinct_flows,
+    metric_sum,
+    scrape,
+    wait_for_count,
+)
+
+pytestmark = pytest.mark.integration
+
+GARBAGE = [
+    b"\x00\x63" + b"x" * 40,  # unknown version 99
+    b"\x00\x05\x00\x1e" + b"\x00" * 20,  # v5 header claiming 30 records, none there
+    b"\x00\x09\x00\x01" + b"\x00" * 6,  # v9 header cut short
+    b"\x00\x0a\x00\x40" + b"\x00" * 12,  # IPFIX header whose length says 64
+    b"\x00",  # one byte
+]
+
+
+@pytest.fixture
+def node(tmp_path, es, es_url, unique_prefix):
+    process = NodeProcess(tmp_path, es_url, unique_prefix)
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait(10)
+    cleanup_prefix(es, unique_prefix)
+
+
+def test_garbage_interleaved_every_valid_record_indexed(node, es, unique_prefix):
+    node.start()
+    exporter = V5Exporter()
+    payloads = []
+    for i in range(300):
+        payloads.append(exporter.datagram(30))
+        payloads.append(GARBAGE[i % len(GARBAGE)])
+    node.send(payloads, rate_per_s=3000)
+    assert wait_for_count(es, unique_prefix, 9000) == 9000
+    assert distinct_flows(es, unique_prefix) == (9000, 1)
+    time.sleep(1.5)  # the worker publishes its counters after the batch; let the last one land
+    values = scrape(node.metrics_url)
+    errors = metric_sum(values, "flowsink_decode_errors_total")
+    assert errors == 300, {k: v for k, v in values.items() if "decode_errors" in k}
+    assert metric_sum(values, "flowsink_decode_errors_total", reason="unknown_version") >= 60
+    assert metric_sum(values, "flowsink_decode_errors_total", reason="truncated") >= 60
+    assert metric_sum(values, "flowsink_records_decoded_total", protocol="netflow_v5", kind="flow") == 9000
+    assert metric_sum(values, "flowsink_datagrams_received_total") == 600
+    assert metric_sum(values, "flowsink_documents_indexed_total") == 9000
+    assert metric_sum(values, "flowsink_queue_dropped_total") == 0
+    assert metric_sum(values, "flowsink_bulk_request_duration_seconds_count") >= 1
+    assert "flowsink_udp_receive_drops" in "".join(values)
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/healthz") as response:
+        assert json.load(response)["status"] == "ok"
+    assert node.stop() == 0
+
+
+def test_sighup_reloads_safe_settings_only(node):
+    node.start()
+    config = yaml.safe_load(node.config_path.read_text())
+    config["logging"]["level"] = "DEBUG"
+    config["pipeline"]["batch_max_datagrams"] = 123
+    config["http"]["port"] = node.http_port + 1  # needs a restart: reported, not applied
+    node.config_path.write_text(yaml.safe_dump(config))
+    node.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "configuration reloaded" not in node.log():
+        time.sleep(0.2)
+    log = node.log()
+    reloaded = next(line for line in log.splitlines() if "configuration reloaded" in line)
+    assert "logging.level=DEBUG" in reloaded and "pipeline.batch_max_datagrams=123" in reloaded
+    assert "need a restart: http.port" in log
+    while time.monotonic() < deadline and "pipeline settings reloaded" not in node.log():
+        time.sleep(0.2)
+    worker_lines = [line for line in node.log().splitlines() if "pipeline settings reloaded" in line]
+    assert worker_lines, node.log()
+    worker_line = worker_lines[0]
+    assert "logging.level" in worker_line and "pipeline.batch_max_datagrams" in worker_line
+    # still serving on the old port
+    assert metric_sum(scrape(node.metrics_url), "flowsink_config_reloads_total", result="ok") == 1
+    # a broken file on SIGHUP keeps the running settings and says why
+    node.config_path.write_text("pipeline:\n  batch_max_datagrams: lots\n")
+    node.signal(signal.SIGHUP)
+    while time.monotonic() < deadline + 10 and "reload failed" not in node.log():
+        time.sleep(0.2)
+    assert "pipeline.batch_max_datagrams: expected an integer, got 'lots'" in node.log()
+    assert node.stop() == 0
+
+
+def test_sigterm_drains_queue_and_exits_0(node, es, unique_prefix):
+    node.settings = {}
+    node.start()
+    exporter = V5Exporter(engine_id=3)
+    node.send([exporter.datagram(30) for _ in range(400)], rate_per_s=4000)
+    assert node.stop() == 0
+    # Everything the node accepted before SIGTERM is in Elasticsearch once it has exited: nothing left queued.
+    assert count_docs(es, unique_prefix) == 12000
+    assert "stopped" in node.log()
