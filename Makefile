@@ -31,12 +31,12 @@ stop:
 	@bash scripts/stack.sh stop
 
 test: setup
-	@$(PYTHON) -m ruff check ingest tests scripts bench
+	@$(PYTHON) -m ruff check .
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint:
-	@$(PYTHON) -m ruff check ingest tests scripts bench
-	@$(PYTHON) -m ruff format --check ingest tests scripts bench
+	@$(PYTHON) -m ruff check .
+	@$(PYTHON) -m ruff format --check .
 
 bench: setup
 	@$(PYTHON) bench/run.py
