@@ -107,6 +107,17 @@ def registry_names(registry) -> set[str]:
     return names
 
 
+def labelled_metric_names(module) -> set[str]:
+    """Sample names of the labelled metrics a module defines: they appear on /metrics only once a child exists."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    names: set[str] = set()
+    for metric in vars(module).values():
+        if isinstance(metric, MetricWrapperBase) and metric._labelnames:
+            names.update(metric._name + suffix for suffix in _SUFFIXES.get(metric._type, ("",)))
+    return names
+
+
 def scrape(url: str, timeout: float = 10) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as answer:
         return answer.read().decode()

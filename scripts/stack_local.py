@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import os
 import secrets
 import shutil
@@ -32,7 +33,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -45,7 +46,7 @@ FLOW_PORTS = (2055, 4739, 6343)
 PROMETHEUS_CONFIG = REPO / "monitoring" / "prometheus.yml"
 ALERT_RULES = REPO / "monitoring" / "alerts.yml"
 # Start order; stop runs it backwards so nginx stops taking traffic before the nodes drain.
-START_ORDER = ("node", "nginx", "node_exporter", "nginx_exporter", "elasticsearch_exporter", "prometheus")
+START_ORDER = ("node", "nginx", "nginx_watch", "node_exporter", "nginx_exporter", "elasticsearch_exporter", "prometheus")
 
 
 class StackError(RuntimeError):
@@ -68,6 +69,7 @@ class StackLayout:
     port_offset: int = 0
     host: str = "127.0.0.1"
     udp_ports: tuple[int, ...] = FLOW_PORTS
+    index_prefix: str = "flowsink"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StackLayout:
@@ -79,14 +81,42 @@ class StackLayout:
             http_port=int(env.get("FLOWSINK_STACK_HTTP_PORT", "8080")),
             prometheus_port=int(env.get("FLOWSINK_STACK_PROMETHEUS_PORT", "9090")),
             port_offset=int(env.get("FLOWSINK_STACK_PORT_OFFSET", "0")),
+            index_prefix=env.get("FLOWSINK_STACK_INDEX_PREFIX", "flowsink"),
         )
 
-    # Node i listens on 10000 + flow port + 10*i (12055, 14739, 16343 for node 0), HTTP on 18080 + i.
+    def save(self) -> None:
+        """Record the layout in the run folder, so ``stop``, ``status`` and the watcher use the same one."""
+        data = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        (self.run_dir / "layout.json").write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> StackLayout | None:
+        try:
+            data = json.loads((run_dir / "layout.json").read_text())
+        except (OSError, ValueError):
+            return None
+        data["run_dir"] = Path(data["run_dir"])
+        data["udp_ports"] = tuple(data["udp_ports"])
+        return cls(**data)
+
+    # Node i listens on its own loopback address 127.0.1.(i+1), like a host of its own, on UDP
+    # 20000 + flow port + 100*i (node 0: 22055, 24739, 26343) and HTTP 18080 + i. nginx's consistent hash
+    # places nodes on its ring by "address:port", so the layout decides which exporter goes where; this one
+    # sends the demo exporters 127.0.0.2/.3/.4 to three different nodes on every flow port (docs/stack.md).
+    def node_host(self, index: int) -> str:
+        return f"127.0.1.{index + 1}"
+
     def node_udp_ports(self, index: int) -> list[int]:
-        return [10000 + port + 10 * index + self.port_offset for port in self.udp_ports]
+        return [20000 + port + 100 * index + self.port_offset for port in self.udp_ports]
 
     def node_http_port(self, index: int) -> int:
         return 18080 + index + self.port_offset
+
+    def node_udp_addresses(self, index: int) -> list[str]:
+        return [f"{self.node_host(index)}:{port}" for port in self.node_udp_ports(index)]
+
+    def node_http_address(self, index: int) -> str:
+        return f"{self.node_host(index)}:{self.node_http_port(index)}"
 
     @property
     def nginx_status_port(self) -> int:
@@ -139,11 +169,11 @@ def node_config(layout: StackLayout, index: int) -> dict:
     """The config file of ingest node ``index`` (every key: docs/operations.md)."""
     return {
         "node": {"name": f"node{index}", "run_dir": str(layout.run_dir / f"node{index}")},
-        "elasticsearch": {"url": [layout.es_url]},
+        "elasticsearch": {"url": [layout.es_url], "index_prefix": layout.index_prefix},
         # One receiver process per node: three nodes already share this machine's cores.
-        "receive": {"host": layout.host, "ports": layout.node_udp_ports(index), "processes": 1},
-        "http": {"host": layout.host, "port": layout.node_http_port(index)},
-        "api": {"tokens": [api_token(layout)]},
+        "receive": {"host": layout.node_host(index), "ports": layout.node_udp_ports(index), "processes": 1},
+        "http": {"host": layout.node_host(index), "port": layout.node_http_port(index)},
+        "api": {"tokens": [api_token(layout)], "index_prefix": f"{layout.index_prefix}-app-flows"},
         "logging": {"level": "INFO"},
     }
 
@@ -158,22 +188,28 @@ def api_token(layout: StackLayout) -> str:
     return path.read_text().strip()
 
 
-def nginx_settings(layout: StackLayout) -> NginxSettings:
+def nginx_settings(layout: StackLayout, down: frozenset[int] = frozenset()) -> NginxSettings:
+    """nginx for ``layout``; nodes in ``down`` stay in the upstreams marked ``down``, so the consistent hash
+    moves only their exporters (to the next node on the ring) and moves them back when they return."""
     nginx_dir = layout.run_dir / "nginx"
+
+    def mark(i: int, address: str) -> str:
+        return f"{address} down" if i in down else address
+
     fronts = [
-        UdpFront(port, [f"{layout.host}:{layout.node_udp_ports(i)[k]}" for i in range(layout.nodes)])
+        UdpFront(port, [mark(i, layout.node_udp_addresses(i)[k]) for i in range(layout.nodes)])
         for k, port in enumerate(layout.udp_ports)
     ]
     return NginxSettings(
         udp_fronts=fronts,
-        http_upstreams=[f"{layout.host}:{layout.node_http_port(i)}" for i in range(layout.nodes)],
+        http_upstreams=[mark(i, layout.node_http_address(i)) for i in range(layout.nodes)],
         http_listen=str(layout.http_port),
         status_listen=f"{layout.host}:{layout.nginx_status_port}",
         pid_file=str(nginx_dir / "nginx.pid"),
         error_log=str(layout.log_dir / "nginx-error.log"),
         error_log_level="info",
         stream_access_log=f"{layout.log_dir / 'nginx-udp-access.log'} flows buffer=64k flush=1s",
-        http_access_log=str(layout.log_dir / "nginx-http-access.log"),
+        http_access_log=f"{layout.log_dir / 'nginx-http-access.log'} upstreams",
         temp_dir=str(nginx_dir / "temp"),
         worker_processes="2",
     )
@@ -183,7 +219,7 @@ def local_prometheus_config(layout: StackLayout) -> dict:
     """``monitoring/prometheus.yml`` (the Compose one) with every target moved to its local address."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     targets = {
-        "flowsink": [f"{layout.host}:{layout.node_http_port(i)}" for i in range(layout.nodes)],
+        "flowsink": [layout.node_http_address(i) for i in range(layout.nodes)],
         "nginx": [f"{layout.host}:{layout.nginx_exporter_port}"],
         "node": [f"{layout.host}:{layout.node_exporter_port}"],
         "elasticsearch": [f"{layout.host}:{layout.elasticsearch_exporter_port}"],
@@ -218,17 +254,20 @@ def write_configs(layout: StackLayout) -> dict[str, Path]:
     return written
 
 
+def node_spec(layout: StackLayout, index: int) -> ProcessSpec:
+    """Ingest node ``index``: ``flowsink run`` with its generated config (also used to restart one)."""
+    return ProcessSpec(
+        name=f"node{index}",
+        argv=[sys.executable, "-m", "flowsink.cli", "run", "--config", str(layout.config_dir / f"node{index}.yml")],
+        ready_url=f"http://{layout.node_http_address(index)}/healthz",
+        cwd=layout.run_dir / f"node{index}",
+    )
+
+
 def process_specs(layout: StackLayout, configs: dict[str, Path]) -> list[ProcessSpec]:
     """Every process of the stack, in start order."""
-    specs = [
-        ProcessSpec(
-            name=f"node{i}",
-            argv=[sys.executable, "-m", "flowsink.cli", "run", "--config", str(configs[f"node{i}"])],
-            ready_url=layout.url(layout.node_http_port(i), "/healthz"),
-            cwd=layout.run_dir / f"node{i}",
-        )
-        for i in range(layout.nodes)
-    ]
+    specs = [node_spec(layout, i) for i in range(layout.nodes)]
+
     def service(name: str, port: int, path: str, *argv: str) -> ProcessSpec:
         return ProcessSpec(name=name, argv=list(argv), ready_url=layout.url(port, path))
 
@@ -236,8 +275,12 @@ def process_specs(layout: StackLayout, configs: dict[str, Path]) -> list[Process
     specs += [
         service("nginx", layout.nginx_status_port, "/stub_status",
                 "nginx", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")),
+        ProcessSpec(name="nginx_watch", argv=[sys.executable, str(Path(__file__).resolve()), "watch",
+                                              "--run-dir", str(layout.run_dir)]),
         service("node_exporter", layout.node_exporter_port, "/metrics",
-                "prometheus-node-exporter", f"--web.listen-address={host}:{layout.node_exporter_port}"),
+                "prometheus-node-exporter", f"--web.listen-address={host}:{layout.node_exporter_port}",
+                # no systemd bus here or in containers; the default collectors cover CPU, memory, disk, network
+                "--no-collector.systemd"),
         service("nginx_exporter", layout.nginx_exporter_port, "/metrics",
                 "prometheus-nginx-exporter",
                 f"-nginx.scrape-uri={layout.url(layout.nginx_status_port, '/stub_status')}",
@@ -387,8 +430,8 @@ def busy_ports(layout: StackLayout) -> list[str]:
     wanted += [("tcp", layout.host, layout.nginx_status_port), ("tcp", layout.host, layout.node_exporter_port)]
     wanted += [("tcp", layout.host, layout.nginx_exporter_port), ("tcp", layout.host, layout.elasticsearch_exporter_port)]
     for i in range(layout.nodes):
-        wanted += [("udp", layout.host, port) for port in layout.node_udp_ports(i)]
-        wanted.append(("tcp", layout.host, layout.node_http_port(i)))
+        wanted += [("udp", layout.node_host(i), port) for port in layout.node_udp_ports(i)]
+        wanted.append(("tcp", layout.node_host(i), layout.node_http_port(i)))
     return [problem for kind, host, port in wanted if (problem := port_problem(kind, host, port))]
 
 
@@ -438,8 +481,8 @@ def urls(layout: StackLayout) -> list[tuple[str, str]]:
         ("Elasticsearch exporter", layout.url(layout.elasticsearch_exporter_port, "/metrics")),
     ]
     for i in range(layout.nodes):
-        udp = ", ".join(str(port) for port in layout.node_udp_ports(i))
-        rows.append((f"ingest node {i} (UDP {udp})", layout.url(layout.node_http_port(i), "/metrics")))
+        udp = ", ".join(layout.node_udp_addresses(i))
+        rows.append((f"ingest node {i} (UDP {udp})", f"http://{layout.node_http_address(i)}/metrics"))
     rows.append(("flows API bearer token", f"{layout.run_dir / 'api-token'} (Authorization: Bearer ...)"))
     rows.append(("run folder (configs, logs, pid files)", str(layout.run_dir)))
     return rows
@@ -457,6 +500,7 @@ def start(layout: StackLayout, ready_timeout_s: float = 90.0) -> None:
         raise StackError("nginx needs root here: `proxy_bind $remote_addr transparent` uses IP_TRANSPARENT "
                          "(CAP_NET_ADMIN), which keeps each exporter's address visible to the nodes")
     layout.run_dir.mkdir(parents=True, exist_ok=True)
+    layout.save()
     ensure_elasticsearch(layout)
     configs = write_configs(layout)
     nginx_check = subprocess.run(["nginx", "-t", "-q", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")],
@@ -501,6 +545,46 @@ def stop(layout: StackLayout, stop_elasticsearch: bool = True) -> list[str]:
     return stopped
 
 
+def node_alive(layout: StackLayout, index: int) -> bool:
+    """The node's process runs and answers /healthz within a second."""
+    if recorded_pid(layout, f"node{index}") is None:
+        return False
+    try:
+        with urllib.request.urlopen(f"http://{layout.node_http_address(index)}/healthz", timeout=1) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def watch(layout: StackLayout, interval_s: float = 0.5, misses_to_fail: int = 2) -> None:
+    """Keep nginx's upstreams in step with the nodes that are alive (runs as the stack's nginx_watch process).
+
+    Exporters send one-way UDP (``proxy_responses 0``), so nginx never hears that a node is gone and its passive
+    health checks never fire: without this, a dead node's exporters would be sent into the void. A node that
+    fails ``misses_to_fail`` checks in a row is marked ``down`` and nginx reloaded (SIGHUP, no datagram socket
+    is closed); when it answers again it is put back and gets exactly its own exporters back.
+    """
+    config_path = layout.config_dir / "nginx.conf"
+    misses = dict.fromkeys(range(layout.nodes), 0)
+    down: frozenset[int] = frozenset()
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    while not stopping:
+        for i in misses:
+            misses[i] = 0 if node_alive(layout, i) else misses[i] + 1
+        now_down = frozenset(i for i, n in misses.items() if n >= misses_to_fail)
+        if len(now_down) == layout.nodes:
+            now_down = frozenset()  # with every node gone, marking them all down would only add errors
+        if now_down != down:
+            config_path.write_text(render(nginx_settings(layout, now_down)))
+            nginx_pid = recorded_pid(layout, "nginx")
+            if nginx_pid:
+                os.kill(nginx_pid, signal.SIGHUP)
+            log(f"nodes down: {sorted(now_down) or 'none'}; nginx reloaded")
+            down = now_down
+        time.sleep(interval_s)
+
+
 def status(layout: StackLayout) -> int:
     names = sorted(p.stem for p in layout.pid_dir.glob("*.pid")) if layout.pid_dir.is_dir() else []
     if not names:
@@ -514,7 +598,7 @@ def status(layout: StackLayout) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="flowsink's stack as local processes")
-    parser.add_argument("action", choices=("start", "stop", "status", "urls", "render"))
+    parser.add_argument("action", choices=("start", "stop", "status", "urls", "render", "watch"))
     parser.add_argument("--nodes", type=int, help="number of ingest nodes (default FLOWSINK_STACK_NODES or 3)")
     parser.add_argument("--run-dir", type=Path, help="run folder (default FLOWSINK_STACK_DIR or .run/stack)")
     args = parser.parse_args(argv)
@@ -523,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         layout.nodes = args.nodes
     if args.run_dir:
         layout.run_dir = args.run_dir.resolve()
+    if args.action != "start":
+        # stop, status and the watcher act on the stack as it was started, whatever the environment says now
+        layout = StackLayout.load(layout.run_dir) or layout
     try:
         if args.action == "start":
             start(layout)
@@ -533,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
             return status(layout)
         elif args.action == "urls":
             print_urls(layout)
+        elif args.action == "watch":
+            watch(layout)
         elif args.action == "render":
             for name, path in write_configs(layout).items():
                 print(f"{name:<12} {path}")

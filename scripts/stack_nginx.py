@@ -8,7 +8,10 @@ prints the Docker variant, which is committed as ``nginx/nginx.docker.conf`` (a 
 from __future__ import annotations
 
 import argparse
+import bisect
+import struct
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -93,6 +96,33 @@ def render(settings: NginxSettings) -> str:
         "temp_dir": settings.temp_dir,
     }
     return Template(TEMPLATE.read_text()).substitute(values)
+
+
+def consistent_hash_pick(servers: list[str], key: str, down: frozenset[str] = frozenset()) -> str:
+    """The upstream nginx's ``hash KEY consistent`` picks for ``key`` among ``servers`` ("address:port").
+
+    A model of ngx_stream_upstream_hash_module (nginx 1.22, weight 1): each server puts 160 points on a ring,
+    the first the CRC-32 of "host\\0port", each next one the CRC-32 of the same bytes plus the previous point;
+    a key goes to the first point at or after CRC-32(key), skipping points of servers marked down. Written here
+    because no library reproduces nginx's ring; the stack test checks it against the real nginx. It lets
+    the stack choose node addresses that spread known exporters, and tests predict where each exporter lands.
+    """
+    points: list[tuple[int, str]] = []
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        base = host.encode() + b"\0" + port.encode()
+        previous = 0
+        for _ in range(160):
+            previous = zlib.crc32(base + struct.pack("<I", previous))
+            points.append((previous, server))
+    points.sort(key=lambda point: point[0])
+    ring = [point[0] for point in points]
+    start = bisect.bisect_left(ring, zlib.crc32(key.encode()))
+    for step in range(len(points)):
+        server = points[(start + step) % len(points)][1]
+        if server not in down:
+            return server
+    raise ValueError("every server is down")
 
 
 def docker_settings() -> NginxSettings:
