@@ -124,7 +124,7 @@ class SegmentWriter:
 
     def _encode_batch(self, items: Iterable[Sequence[Any]]) -> tuple[bytes, int]:
         seq = self.next_seq
-        parts = []
+        parts: list[bytes] = []
         cache = self._source_cache
         for item in items:
             payload, source, arrival_ns = item[0], item[1], item[2]
@@ -138,7 +138,7 @@ class SegmentWriter:
                 cache[source] = source_b
             if len(payload) > records.MAX_PAYLOAD:
                 records.check_sizes(payload, source_b)
-            parts.append(records.encode(seq, payload, source_b, port, arrival_ns))
+            records.encode_into(parts, seq, payload, source_b, port, arrival_ns)
             seq += 1
         return b"".join(parts), seq - self.next_seq
 
