@@ -25,8 +25,10 @@ CORE_MIGRATION_VERSION = "8.8.0"
 DATA_VIEWS = {
     "flowsink-flows": ("flowsink-flows-*", "@timestamp", "flowsink flows"),
     "flowsink-meta": ("flowsink-meta-*", "@timestamp", "flowsink options and sFlow counters"),
-    # The flows API's aggregates index (elasticsearch/api-aggregates.json); no time field: rows carry an hour.
-    "flowsink-app-flows": ("flowsink-app-flows-aggregates*", None, "flowsink app flows (API)"),
+    # The flows API's indices (elasticsearch/api-*.json): one marker per applied batch of rows, and the
+    # aggregates (no time field: documents carry the hour they sum).
+    "flowsink-app-batches": ("flowsink-app-flows-batches*", "applied_ms", "flowsink app flow batches (API)"),
+    "flowsink-app-flows": ("flowsink-app-flows-aggregates*", None, "flowsink app flow aggregates (API)"),
 }
 
 
@@ -60,9 +62,9 @@ def rate_of(counter_field: str, agg_id: str) -> dict:
     }
 
 
-def over_time(agg_id: str = "2") -> dict:
+def over_time(agg_id: str = "2", time_field: str = "@timestamp") -> dict:
     return {"id": agg_id, "enabled": True, "type": "date_histogram", "schema": "segment",
-            "params": {"field": "@timestamp", "interval": "auto", "min_doc_count": 1,
+            "params": {"field": time_field, "interval": "auto", "min_doc_count": 1,
                        "extended_bounds": {}, "useNormalizedEsInterval": True, "scaleMetricValues": False}}
 
 
@@ -173,22 +175,20 @@ def sflow_visualisations() -> list[Vis]:
 
 
 def app_visualisations() -> list[Vis]:
-    app = "flowsink-app-flows"
-    # tx/rx are exact decimal strings without doc values (the API sums them itself): Kibana can count reports
-    # per key, not sum bytes; GET /flows?hour=N gives the sums.
-    deltas = 'kind : "d"'
+    batches, aggregates = "flowsink-app-batches", "flowsink-app-flows"
+    # The API keeps each hour's per-(src_app, dest_app, vpc_id) sums packed in a non-indexed field, as exact
+    # decimal strings that only GET /flows?hour=N adds up; so Kibana shows the flow of rows, not the sums.
     return [
-        Vis("flowsink-app-pairs", "App flows: reports per (src_app, dest_app, vpc_id)", "table", app,
-            [metric("count"), terms("src_app", "2", size=20), terms("dest_app", "3", size=20),
-             terms("vpc_id", "4", size=10)],
-            query=deltas),
-        Vis("flowsink-app-hours", "App flows: reports per hour", "histogram", app,
+        Vis("flowsink-app-rows-over-time", "App flows: rows applied over time, per node", "area", batches,
+            [metric("sum", "rows"), over_time(time_field="applied_ms"), terms("node", "3", "group", 10)],
+            description="rows of POST /flows batches once applied to the aggregates"),
+        Vis("flowsink-app-batches-over-time", "App flows: batches applied over time", "histogram", batches,
+            [metric("count"), over_time(time_field="applied_ms")]),
+        Vis("flowsink-app-hours", "App flows: batches per reported hour", "histogram", aggregates,
             [metric("count"), {"id": "2", "enabled": True, "type": "histogram", "schema": "segment",
                                "params": {"field": "hour", "interval": 1, "min_doc_count": False,
                                           "has_extended_bounds": False, "extended_bounds": {}}}],
-            query=deltas),
-        Vis("flowsink-app-vpcs", "App flows: VPCs", "pie", app,
-            [metric("count"), terms("vpc_id", "2", "segment", 10)], query=deltas),
+            query='kind : "d"', description="one delta document per (batch, hour): which hours agents report"),
     ]
 
 

@@ -112,7 +112,7 @@ def test_local_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
         block = block[: block.index("proxy_bind")]
         assert "hash $remote_addr consistent;" in block
         assert f"listen {port} udp reuseport;" in block and "proxy_responses 0;" in block
-        assert block.count("server 127.0.0.1:") == 3
+        assert block.count("server 127.0.1.") == 3
     assert text.count("proxy_bind $remote_addr transparent;") == 3
     assert "stub_status;" in text
     done = _run(["nginx", "-t", "-c", str(configs["nginx"]), "-p", str(tmp_path / "nginx")])
