@@ -206,3 +206,37 @@ def test_drop_stats_see_kernel_drops_of_a_real_socket(port: int) -> None:
     assert by_socket["drops"] > 100
     assert by_socket["rx_queue"] > 0
     assert by_port == by_socket
+
+
+def _node_receiver(config_path: str) -> None:
+    from flowsink.config import load_config
+    from flowsink.receive import receiver_main
+
+    receiver_main(load_config(config_path, env={}), 0)
+
+
+def test_receiver_main_runs_from_the_node_config_and_stops_on_sigterm(tmp_path: Path, port: int) -> None:
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"node: {{run_dir: {tmp_path / 'run'}}}\n"
+        f"receive: {{host: '::', ports: [{port}], processes: 1}}\n"
+        f"queue: {{max_bytes: 16777216, segment_bytes: 1048576}}\n"
+    )
+    process = multiprocessing.get_context("spawn").Process(target=_node_receiver, args=(str(config),))
+    process.start()
+    try:
+        deadline = time.monotonic() + 30
+        while socket_drop_stats([port])[port]["sockets"] < 2:  # the :: and the 0.0.0.0 socket
+            assert time.monotonic() < deadline, "receiver_main did not bind"
+            time.sleep(0.05)
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+            for i in range(50):
+                sender.sendto(b"dgram-%d" % i, ("::1", port))
+        time.sleep(0.3)
+    finally:
+        process.terminate()  # SIGTERM, as the node stops its receivers
+        process.join(15)
+    assert process.exitcode == 0
+    got = read_everything(tmp_path / "run" / "queue" / "rx-0")
+    assert [e.payload for e in got] == [b"dgram-%d" % i for i in range(50)]
+    assert {e.source for e in got} == {"::1"}
