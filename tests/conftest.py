@@ -138,3 +138,18 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture
+def flowsink_templates(es, unique_prefix: str) -> Iterator[str]:
+    """flowsink's templates installed under ``unique_prefix`` (indices ``<prefix>-flows-*`` ... get its
+    mappings); yields the prefix, then deletes the prefix's indices and templates."""
+    from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
+
+    settings = TemplateSettings(name_prefix=unique_prefix, refresh_interval="1s")
+    install_templates(es, settings)
+    try:
+        yield unique_prefix
+    finally:
+        es.options(ignore_status=404).indices.delete(index=f"{unique_prefix}-*", expand_wildcards="all")
+        remove_templates(es, settings)

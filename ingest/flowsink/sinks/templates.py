@@ -208,13 +208,17 @@ def short_reason(exc: BaseException) -> str:
         error = exc.body.get("error") if isinstance(exc.body, dict) else None
         kind = error.get("type") if isinstance(error, dict) else exc.message
         return f"HTTP {exc.meta.status} {kind}"
-    text = str(exc)
-    errno = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 5:  # the socket error sits a few causes down
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = " | ".join(chain)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]|]+)", text)
     if errno:
         return errno.group(1).strip()
     if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
         return "timed out"
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    return chain[0].splitlines()[0][:200] if chain[0] else type(exc).__name__
 
 
 def wait_for_elasticsearch(client: Elasticsearch, timeout_s: float) -> None:
@@ -360,6 +364,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """``flowsink install-templates``: print one line per template and what was done with it."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)  # our one-line error says it all
     settings = TemplateSettings(
         template_dir=args.template_dir, name_prefix=args.prefix, connect_timeout_s=args.timeout
     )
@@ -370,3 +375,15 @@ def main(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def remove_templates(client: Elasticsearch, settings: TemplateSettings) -> None:
+    """Delete the templates the files in ``settings.template_dir`` define (tests; uninstalling a prefix)."""
+    files = load_template_files(Path(settings.template_dir))
+    ignoring_missing = client.options(ignore_status=404)
+    for tf in reversed(files):  # index templates first: a component in use cannot be deleted
+        name = f"{settings.name_prefix}-{tf.path.stem}"
+        if tf.is_index_template:
+            ignoring_missing.indices.delete_index_template(name=name)
+        else:
+            ignoring_missing.cluster.delete_component_template(name=name)

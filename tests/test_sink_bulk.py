@@ -1,0 +1,149 @@
+"""The bulk sink against the real node: read-back, replays (409), dead letters, concurrency, odd documents."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import orjson
+import pytest
+
+from flowsink.sinks.elasticsearch import ElasticsearchSink, daily_index_name
+from flowsink.sinks.synthetic import flow_documents
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sink_factory(es_url, tmp_path):
+    sinks: list[ElasticsearchSink] = []
+
+    def make(**settings) -> ElasticsearchSink:
+        settings.setdefault("dead_letter_path", tmp_path / "dead-letter.jsonl")
+        sink = ElasticsearchSink(es_url, **settings)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.close()
+
+
+def _count(es, index: str) -> int:
+    es.indices.refresh(index=index)
+    return es.count(index=index)["count"]
+
+
+def test_indexes_and_reads_back_without_metadata_in_source(es, flowsink_templates, sink_factory):
+    docs = list(flow_documents(3000, flowsink_templates))
+    sink = sink_factory(max_docs=700)  # several chunks, sent two at a time
+    outcome = sink.index(docs)
+    assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered) == (3000, 0, 0)
+    assert _count(es, f"{flowsink_templates}-flows-*") == 3000
+    sample = docs[1234]
+    stored = es.get(index=sample["_index"], id=sample["_id"])
+    assert stored["_source"] == orjson.loads(orjson.dumps({k: v for k, v in sample.items() if k[0] != "_"}))
+    assert "_id" in sample and "_index" in sample, "the caller's documents must not be modified"
+
+
+def test_replay_is_counted_as_duplicates_not_indexed_twice(es, flowsink_templates, sink_factory):
+    docs = list(flow_documents(500, flowsink_templates))
+    sink = sink_factory()
+    assert sink.index(docs).indexed == 500
+    replay = sink.index(docs[:200] + list(flow_documents(100, flowsink_templates, start=500)))
+    assert (replay.indexed, replay.duplicates, replay.dead_lettered) == (100, 200, 0)
+    assert _count(es, f"{flowsink_templates}-flows-*") == 600
+    assert sink.totals().indexed == 600 and sink.totals().duplicates == 200
+
+
+def test_mapping_conflicts_are_dead_lettered_and_the_rest_indexed(
+    es, flowsink_templates, sink_factory, tmp_path
+):
+    good = list(flow_documents(20, flowsink_templates))
+    bad = [
+        dict(good[0], _id="bad-ip", source={"ip": "not-an-address"}),
+        dict(good[0], _id="bad-port", destination={"port": "https"}),
+        dict(good[0], _id="bad-object", event="a string where an object is mapped"),
+    ]
+    sink = sink_factory()
+    outcome = sink.index(good[:10] + bad + good[10:])
+    assert (outcome.indexed, outcome.dead_lettered) == (20, 3)
+    assert sum(outcome.dead_letter_reasons.values()) == 3
+    assert _count(es, f"{flowsink_templates}-flows-*") == 20
+
+    records = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    by_id = {record["id"]: record for record in records}
+    assert set(by_id) == {"bad-ip", "bad-port", "bad-object"}
+    assert by_id["bad-ip"]["status"] == 400
+    assert "source.ip" in by_id["bad-ip"]["error"]["reason"]
+    assert "destination.port" in by_id["bad-port"]["error"]["reason"]
+    assert by_id["bad-ip"]["document"]["source"] == {"ip": "not-an-address"}
+    assert by_id["bad-ip"]["index"] == good[0]["_index"]
+    assert by_id["bad-object"]["error"]["type"] in {"document_parsing_exception", "mapper_parsing_exception"}
+
+
+def test_dead_letter_index_keeps_the_original_as_text(es, flowsink_templates, sink_factory):
+    docs = [dict(next(flow_documents(1, flowsink_templates)), _id="x", source={"ip": "999.1.1.1"})]
+    sink = sink_factory(dead_letter_index=f"{flowsink_templates}-deadletter", dead_letter_path=None)
+    assert sink.index(docs).dead_lettered == 1
+    assert _count(es, f"{flowsink_templates}-deadletter-*") == 1
+    hit = es.search(index=f"{flowsink_templates}-deadletter-*")["hits"]["hits"][0]["_source"]
+    assert hit["flowsink"] == {"index": docs[0]["_index"], "id": "x", "op_type": "create"}
+    assert hit["http"]["response"]["status_code"] == 400
+    assert json.loads(hit["event"]["original"])["source"]["ip"] == "999.1.1.1"
+
+
+def test_documents_that_cannot_be_sent_are_dead_lettered_not_raised(
+    es, flowsink_templates, sink_factory, tmp_path
+):
+    good = list(flow_documents(5, flowsink_templates))
+    odd = [
+        dict(good[0], _id="bytes", payload=b"\x00\x01"),  # not JSON-serialisable
+        {"@timestamp": "2026-11-23T00:00:00Z", "_id": "nowhere"},  # no _index
+    ]
+    outcome = sink_factory().index(good + odd)
+    assert (outcome.indexed, outcome.dead_lettered) == (5, 2)
+    assert set(outcome.dead_letter_reasons) == {"serialization_error", "missing_index"}
+    ids = {json.loads(line)["id"] for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()}
+    assert ids == {"bytes", "nowhere"}
+
+
+def test_index_op_with_automatic_ids(es, flowsink_templates, sink_factory):
+    docs = list(flow_documents(300, flowsink_templates, with_ids=False))
+    outcome = sink_factory(op_type="index").index(docs)
+    assert outcome.indexed == 300
+    assert _count(es, f"{flowsink_templates}-flows-*") == 300
+
+
+def test_concurrent_callers_and_latency_observer(es, flowsink_templates, es_url, tmp_path):
+    observed: list[tuple[float, int, int, str]] = []
+    lock = threading.Lock()
+
+    def observe(seconds: float, docs: int, nbytes: int, result: str) -> None:
+        with lock:
+            observed.append((seconds, docs, nbytes, result))
+
+    sink = ElasticsearchSink(es_url, observer=observe, max_docs=250, concurrency=3)
+    try:
+        batches = [list(flow_documents(1000, flowsink_templates, start=n * 1000)) for n in range(4)]
+        threads = [threading.Thread(target=sink.index, args=(batch,)) for batch in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sink.totals().indexed == 4000
+    finally:
+        sink.close()
+    assert _count(es, f"{flowsink_templates}-flows-*") == 4000
+    assert len(observed) == 16 and all(
+        result == "ok" and secs > 0 and size > 0 for secs, _, size, result in observed
+    )
+    assert sum(docs for _, docs, _, _ in observed) == 4000
+
+
+def test_daily_index_name_from_iso_epoch_and_datetime():
+    from datetime import UTC, datetime
+
+    assert daily_index_name("flowsink", "flows", "2026-11-23T23:59:59.999Z") == "flowsink-flows-2026.11.23"
+    assert daily_index_name("flowsink", "meta", 1795478399999) == "flowsink-meta-2026.11.23"
+    assert daily_index_name("x", "flows", datetime(2026, 1, 2, tzinfo=UTC)) == "x-flows-2026.01.02"

@@ -1,0 +1,151 @@
+"""Retry rules of the bulk sink, driven by a scripted stand-in for the bulk API (unit tests of the logic only;
+the behaviour against a real node is in test_sink_bulk.py and test_sink_crash.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
+from elasticsearch import ApiError
+
+from flowsink.sinks.elasticsearch import ElasticsearchSink, SinkClosed
+
+
+def _api_error(status: int) -> ApiError:
+    meta = ApiResponseMeta(status, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "127.0.0.1", 9200))
+    return ApiError(f"HTTP {status}", meta=meta, body={"error": {"type": "test", "reason": "scripted"}})
+
+
+class ScriptedBulk:
+    """Answers each bulk call from ``script(call_number, ids) -> dict | Exception`` and records what was sent."""
+
+    def __init__(self, script):
+        self.script = script
+        self.sent: list[list[str]] = []
+
+    def options(self, **_kwargs):
+        return self
+
+    def bulk(self, body: bytes, **_kwargs):
+        lines = body.splitlines()
+        ids = [orjson.loads(action)["create"]["_id"] for action in lines[0::2]]
+        self.sent.append(ids)
+        answer = self.script(len(self.sent), ids)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _items(statuses: list[int]) -> dict:
+    items = []
+    for status in statuses:
+        result = {"status": status}
+        if status >= 300:
+            result["error"] = {"type": f"error_{status}", "reason": f"status {status}"}
+        items.append({"create": result})
+    return {"errors": any(s >= 300 for s in statuses), "items": items}
+
+
+def _docs(n: int) -> list[dict]:
+    return [{"_index": "flows", "_id": f"d{i}", "n": i} for i in range(n)]
+
+
+def _sink(client, tmp_path, **settings) -> ElasticsearchSink:
+    settings = {
+        "initial_backoff_s": 0.001,
+        "max_backoff_s": 0.01,
+        "dead_letter_path": tmp_path / "dl.jsonl",
+        **settings,
+    }
+    return ElasticsearchSink(client=client, **settings)
+
+
+def test_only_items_refused_with_429_or_503_are_sent_again(tmp_path):
+    def script(call, ids):
+        if call == 1:
+            return _items([201, 429, 201, 503, 409])
+        return _items([201] * len(ids))
+
+    client = ScriptedBulk(script)
+    outcome = _sink(client, tmp_path).index(_docs(5))
+    assert client.sent == [["d0", "d1", "d2", "d3", "d4"], ["d1", "d3"]]
+    assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered, outcome.retries) == (4, 1, 0, 2)
+
+
+def test_persistent_500_item_is_dead_lettered_after_its_attempts(tmp_path):
+    client = ScriptedBulk(lambda call, ids: _items([500 if i == "d1" else 201 for i in ids]))
+    outcome = _sink(client, tmp_path, max_item_attempts=4).index(_docs(3))
+    assert [len(ids) for ids in client.sent] == [3, 1, 1, 1]
+    assert (outcome.indexed, outcome.dead_lettered) == (2, 1)
+    assert outcome.dead_letter_reasons == {"error_500": 1}
+    record = orjson.loads((tmp_path / "dl.jsonl").read_bytes().splitlines()[0])
+    assert record["id"] == "d1" and record["status"] == 500 and record["document"] == {"n": 1}
+
+
+def test_429_items_are_retried_for_ever(tmp_path):
+    client = ScriptedBulk(lambda call, ids: _items([429] * len(ids) if call < 30 else [201] * len(ids)))
+    outcome = _sink(client, tmp_path, max_item_attempts=2).index(_docs(2))
+    assert outcome.indexed == 2 and outcome.dead_lettered == 0 and len(client.sent) == 30
+
+
+def test_unreachable_cluster_is_retried_until_it_answers(tmp_path):
+    def script(call, ids):
+        if call <= 5:
+            return ConnectionError("Connection refused")
+        if call <= 7:
+            return _api_error(503)
+        return _items([201] * len(ids))
+
+    client = ScriptedBulk(script)
+    outcome = _sink(client, tmp_path).index(_docs(4))
+    assert outcome.indexed == 4 and outcome.retries == 4 * 7
+    assert all(ids == ["d0", "d1", "d2", "d3"] for ids in client.sent)
+
+
+def test_request_too_large_is_halved_down_to_the_culprit(tmp_path):
+    def script(call, ids):
+        return _api_error(413) if "d5" in ids else _items([201] * len(ids))
+
+    client = ScriptedBulk(script)
+    outcome = _sink(client, tmp_path).index(_docs(8))
+    assert (outcome.indexed, outcome.dead_lettered) == (7, 1)
+    assert outcome.dead_letter_reasons == {"request_rejected": 1}
+    assert ["d5"] in client.sent
+
+
+def test_chunks_respect_count_and_bytes(tmp_path):
+    client = ScriptedBulk(lambda call, ids: _items([201] * len(ids)))
+    docs = [{"_index": "flows", "_id": f"d{i}", "pad": "x" * 400} for i in range(50)]
+    _sink(client, tmp_path, max_docs=20, max_bytes=4096, concurrency=1).index(docs)
+    assert max(len(ids) for ids in client.sent) <= 20
+    assert all(len(ids) * 450 <= 4096 for ids in client.sent)
+    assert sum(len(ids) for ids in client.sent) == 50
+
+
+def test_close_interrupts_a_caller_stuck_retrying(tmp_path):
+    client = ScriptedBulk(lambda call, ids: ConnectionError("Connection refused"))
+    sink = _sink(client, tmp_path, initial_backoff_s=0.05, max_backoff_s=0.05)
+    raised: list[BaseException] = []
+
+    def run():
+        try:
+            sink.index(_docs(1))
+        except SinkClosed as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.3)
+    sink.close()
+    thread.join(5)
+    assert not thread.is_alive() and len(raised) == 1
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="op_type"):
+        ElasticsearchSink(client=ScriptedBulk(None), op_type="upsert")
+    with pytest.raises(TypeError, match="unknown sink settings: batch"):
+        ElasticsearchSink(client=ScriptedBulk(None), batch=3)
