@@ -33,6 +33,7 @@ _drops_log = RateLimitedLog(log)
 DEFAULT_PORTS = (2055, 4739, 6343)
 _BUFFER_BYTES = 65536  # above the largest UDP payload, so recvfrom_into never truncates
 _POLL_TIMEOUT_S = 0.2  # how quickly a stop request is noticed when no traffic arrives
+_STOP_DRAIN_S = 2.0  # at most this long to empty the socket buffers when stopping
 # Without this option name in the socket module (it is Linux's SO_RCVBUFFORCE): lets root exceed rmem_max.
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -234,8 +235,10 @@ class Receiver:
                     self.report()
                     next_report = time.monotonic() + self.settings.counters_interval_s
             # Stop receiving: what already sits in the kernel buffers goes to the queue, then nothing more.
+            # Bounded in time, since a flood that goes on would otherwise keep the buffers from ever emptying.
+            deadline = time.monotonic() + _STOP_DRAIN_S
             for sock in self.sockets:
-                while self.drain(sock):
+                while self.drain(sock) and time.monotonic() < deadline:
                     pass
         finally:
             poller.close()
