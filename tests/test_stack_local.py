@@ -306,10 +306,13 @@ def test_killing_a_node_moves_its_exporters_and_bounds_the_loss(stack, es_client
     last_lost_s = max((sent_at[m] for m in lost), default=0.0)
     assert last_lost_s < 5.0, f"datagrams still lost {last_lost_s:.1f} s after the kill"
     assert {up for (c, f, up) in _udp_access_log(stack) if c == exporter and f == port} == {home, failover}
+    first_moved = min(set(sent_at) & markers)
+    template_at = next(m for m in sorted(sent_at) if m >= first_moved and (m - 1000) % 20 == 0)
     sys.stderr.write(
         f"\n[stack] node {victim} killed: {len(lost)} of {len(sent_at)} datagrams lost (sent within "
         f"{last_lost_s:.2f} s of the kill, before nginx moved {exporter} from {home} to {failover}); "
-        f"{len(markers) - 20} indexed by the failover node\n"
+        f"{len(markers) - 20} indexed by the failover node, {template_at - first_moved} of them held there "
+        f"until the exporter re-sent its template\n"
     )
 
     # Bring the node back: its exporter returns to it (the ring did not change).
