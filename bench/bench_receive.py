@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -39,7 +40,8 @@ BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"
 NFCAPD = shutil.which("nfcapd") or "/usr/bin/nfcapd"
 FLOWS_PER_DATAGRAM = 25
-RCVBUF = 4 << 20  # net.core.rmem_max here: what every receiver can get without privileges
+# net.core.rmem_max here: what every receiver can get without privileges (nfcapd's -B cannot exceed it)
+RCVBUF = int(os.environ.get("FLOWSINK_BENCH_RCVBUF", 4 << 20))
 
 
 # ---------------------------------------------------------------- load: IPFIX payloads and the C sender
@@ -186,6 +188,12 @@ class Step:
     received: int | None
     drops: int
     cpu: float  # receiver CPU seconds per wall second (1.0 = one core)
+    cpu_seconds: float  # receiver CPU seconds in total
+
+    @property
+    def cpu_us_per_datagram(self) -> float:
+        taken = self.sent - self.drops
+        return 1e6 * self.cpu_seconds / taken if taken > 0 else 0.0
 
     @property
     def drop_pct(self) -> float:
@@ -269,7 +277,8 @@ def measure(target: Target, rate: int, seconds: float, sender: Path, payload_fil
             check=True,
         )
         time.sleep(1.0)  # let the receivers empty their socket buffers
-        cpu = (_cpu_seconds(pids) - cpu_before) / (time.monotonic() - wall_before)
+        cpu_seconds = _cpu_seconds(pids) - cpu_before
+        cpu = cpu_seconds / (time.monotonic() - wall_before)
         drops = socket_drop_stats([port])[port]["drops"]
         for child in children:
             child.send_signal(signal.SIGTERM)
@@ -279,7 +288,7 @@ def measure(target: Target, rate: int, seconds: float, sender: Path, payload_fil
                 report = json.loads(child.stdout.readline() or "{}")
                 received += report.get("received", 0)
     fields = done.stdout.split()
-    return Step(target.name, rate, int(fields[1]), float(fields[7]), received, drops, cpu)
+    return Step(target.name, rate, int(fields[1]), float(fields[7]), received, drops, cpu, cpu_seconds)
 
 
 def _free_port() -> int:
@@ -301,7 +310,7 @@ def find_limit(
         steps.append(step)
         print(
             f"  {target.name:<28} {rate:>7}/s: sent {step.sender_rate:>9.0f}/s, drops {step.drops} "
-            f"({step.drop_pct:.2f}%), cpu {step.cpu:.2f}",
+            f"({step.drop_pct:.2f}%), cpu {step.cpu:.2f}, {step.cpu_us_per_datagram:.1f} µs/datagram",
             file=sys.stderr,
         )
         if step.drops:
@@ -314,21 +323,23 @@ def report(all_steps: dict[str, list[Step]], seconds: float, payload_bytes: int)
         "## Receive: UDP datagrams into the durable queue (`bench/bench_receive.py`)",
         "",
         f"25-flow IPFIX datagrams of {payload_bytes} bytes over loopback from `bench/udpsend.c` (sendmmsg, "
-        f"8 source sockets), {seconds:g} s per rate step, SO_RCVBUF {RCVBUF >> 20} MiB for every receiver; "
+        f"8 source sockets), {seconds:g} s per rate step, SO_RCVBUF {RCVBUF / 2**20:g} MiB asked for every receiver; "
         "drops are the kernel's (`/proc/net/udp`). flowsink uses its default durability policy "
         "(one write() per batch, fdatasync every 200 ms or 4 MiB). Sender and receivers share "
         f"{os.cpu_count()} cores; load average (1 min) at the end {os.getloadavg()[0]:.1f}. One run per step: "
-        "a drop-free step is a pass/fail observation, and the CPU column (receiver CPU seconds per second) "
-        "is the figure the shared machine's load distorts least.",
+        "a drop-free step is a pass/fail observation. The CPU cost per datagram taken (receiver CPU time / "
+        "datagrams not dropped) is the figure the shared machine's load distorts least: 1e6 / that cost is the "
+        "rate one free core could take.",
         "",
-        "| receiver | rate asked (/s) | sent (/s) | kernel drops | drop % | receiver CPU (cores) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| receiver | rate asked (/s) | sent (/s) | kernel drops | drop % | receiver CPU (cores) "
+        "| CPU µs per datagram taken |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for steps in all_steps.values():
         for step in steps:
             lines.append(
                 f"| {step.target} | {step.rate} | {step.sender_rate:.0f} | {step.drops} | {step.drop_pct:.2f} "
-                f"| {step.cpu:.2f} |"
+                f"| {step.cpu:.2f} | {step.cpu_us_per_datagram:.1f} |"
             )
     lines += ["", "Highest rate with 0 kernel drops (ratio to nfcapd measured in this run):", ""]
     best = {name: max([s.rate for s in steps if not s.drops], default=0) for name, steps in all_steps.items()}
@@ -337,16 +348,34 @@ def report(all_steps: dict[str, list[Step]], seconds: float, payload_bytes: int)
         ratio = f"{rate / reference:.2f}" if reference else "n/a"
         limit = "" if any(s.drops for s in all_steps[name]) else " (no drops at the highest step tried)"
         lines.append(f"- {name}: {rate}/s, ratio {ratio}{limit}")
+    lines += ["", "CPU cost per datagram taken, median over the steps (ratio to the bare Python loop):", ""]
+    costs = {
+        name: statistics.median([s.cpu_us_per_datagram for s in steps])
+        for name, steps in all_steps.items()
+        if steps
+    }
+    bare = costs.get("bare Python recvfrom_into") or 0
+    for name, cost in costs.items():
+        ratio = f"{cost / bare:.2f}" if bare else "n/a"
+        lines.append(
+            f"- {name}: {cost:.1f} µs, ratio {ratio}, one core ≈ {1e6 / cost:,.0f} datagrams/s"
+            if cost
+            else f"- {name}: n/a"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
+    global RCVBUF
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 s per step and fewer steps")
     parser.add_argument("--seconds", type=float, help="seconds per rate step (default 60, quick 10)")
     parser.add_argument("--rates", help="comma-separated datagram rates to step through")
+    parser.add_argument("--rcvbuf", type=int, default=RCVBUF, help="SO_RCVBUF bytes for every receiver")
     parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    RCVBUF = args.rcvbuf
+    os.environ["FLOWSINK_BENCH_RCVBUF"] = str(args.rcvbuf)  # the receiver children read it
     if args.serve:
         kind, port, *rest = args.serve
         if kind == "bare":
