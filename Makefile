@@ -40,3 +40,9 @@ lint:
 
 bench: setup
 	@$(PYTHON) bench/run.py
+
+# a million mutated datagrams through every decoder (coverage-guided with atheris when installed); FUZZ_RUNS to change
+FUZZ_RUNS ?= 1000000
+fuzz: deps
+	@$(PYTHON) -c "import atheris" 2>/dev/null || $(PYTHON) -m pip install -q -e '.[fuzz]' || true
+	@$(PYTHON) bench/fuzz_decoders.py --runs $(FUZZ_RUNS)
