@@ -138,6 +138,14 @@ class FlowDecoder:
                 result.merge(expire(now_ns))
         return result
 
+    def pending_count(self) -> int:
+        """Data sets held waiting for their template (the pipeline keeps their datagrams un-acked meanwhile)."""
+        return self.pending.count()
+
+    def template_count(self) -> int:
+        """NetFlow v9 / IPFIX templates currently known, all exporters together."""
+        return self.templates.count()
+
     def save_templates(self, path: str | None = None) -> None:
         """Write NetFlow v9 / IPFIX templates and options state to ``path`` atomically (temp + fsync + rename)."""
         target = path or self.settings.template_cache_path

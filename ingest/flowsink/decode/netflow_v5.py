@@ -8,13 +8,17 @@ from typing import Any
 
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
-from flowsink.normalize.netflow import ExportContext, document_id, flow_document
+from flowsink.normalize.netflow import ExportContext, flow_document, flow_plan
 
 HEADER = struct.Struct("!HHIIIIBBH")
 RECORD = struct.Struct("!4s4s4sHHIIIIHHxBBBHHBB2x")
 MAX_RECORDS = 30   # Cisco's limit for v5; more is a corrupt count
 
 _ntoa = socket.inet_ntoa
+V5_PLAN = flow_plan((
+    "source_ipv4_address", "destination_ipv4_address", "source_transport_port", "destination_transport_port",
+    "octet_delta_count", "packet_delta_count", "flow_start_sys_up_time", "flow_end_sys_up_time",
+), False)
 
 
 class NetflowV5Decoder:
@@ -54,6 +58,7 @@ class NetflowV5Decoder:
                                        payload)
         renormalize = self.settings.renormalize
         documents = result.documents
+        id_prefix = context.id_prefix + "0."
         end = HEADER.size + count * RECORD.size
         for index, values in enumerate(RECORD.iter_unpack(memoryview(payload)[HEADER.size:end])):
             (src, dst, nexthop, input_if, output_if, packets, octets, first, last, src_port, dst_port, tcp_flags,
@@ -83,7 +88,7 @@ class NetflowV5Decoder:
                 "sampling_algorithm": sampling_mode,
                 "flow_sequence": sequence,
             }
-            documents.append(flow_document(record, context, document_id(context, 0, index), "netflow_flow", rate,
-                                           renormalize))
+            documents.append(flow_document(record, context, f"{id_prefix}{index}", "netflow_flow", rate,
+                                           renormalize, V5_PLAN))
         stats["records.flow"] += count
         return result

@@ -17,6 +17,7 @@ from flowsink.normalize.netflow import (
     ExportContext,
     document_id,
     flow_document,
+    flow_plan,
     options_document,
     sampler_key,
     sampling_rate_from_options,
@@ -189,13 +190,16 @@ class TemplateProtocolDecoder:
         renormalize = self.settings.renormalize
         action = self.flow_action
         time_fields = template.time_fields
+        plan = flow_plan(template.names, bool(time_fields))
+        id_prefix = f"{context.id_prefix}{set_index}."
+        in_record = template.has_sampling_fields
         for index, record in enumerate(records):
-            rate = sampling_rate_from_options(record) if template.has_sampling_fields else None
-            if rate is None and sampling:
-                rate = sampling.get(sampler_key(record)) or sampling.get(None) or 1
+            rate = sampling_rate_from_options(record) if in_record else None
+            if rate is None:
+                rate = (sampling.get(sampler_key(record)) or sampling.get(None) or 1) if sampling else 1
             documents.append(flow_document(
-                record, context, document_id(context, set_index, index), action, rate or 1, renormalize,
-                time_fields, interfaces, system_init_ms,
+                record, context, f"{id_prefix}{index}", action, rate, renormalize, plan, time_fields, interfaces,
+                system_init_ms,
             ))
         result.stats["records.flow"] += len(records)
         return len(records)

@@ -117,6 +117,11 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
     return _hex  # octetArray, structured data (RFC 6313 lists: kept as octets), unknown elements
 
 
+# generated record builders shared by every template with the same layout (exporters re-send the same few)
+MAX_BUILDERS = 4096
+_BUILDERS: dict[tuple[Any, ...], Callable[[Iterable[tuple[Any, ...]]], list[dict[str, Any]]]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One field of a template as the exporter sent it."""
@@ -130,7 +135,7 @@ class Template:
     """A compiled template: field names, record length, and a record decoder specialised to its layout."""
 
     __slots__ = (
-        "_converters", "_empty", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
+        "_converters", "_empty", "_fixed_decoder", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
         "record_length", "scope_count", "template_id", "time_fields",
     )
 
@@ -191,6 +196,7 @@ class Template:
         else:
             self._struct = struct.Struct("".join(codes))
             self.record_length = self._struct.size
+        self._fixed_decoder = None   # generated on first use: a flood of templates costs no compiling
         # variable-length walks need a converter for every field
         if variable:
             self._converters = tuple(
@@ -225,20 +231,36 @@ class Template:
         count = (end - start) // length
         if count <= 0:
             return []
-        names = self.names
-        converters = self._converters
-        view = memoryview(data)[start:start + count * length]
-        records = []
-        if not converters:
-            for values in self._struct.iter_unpack(view):
-                records.append(dict(zip(names, values, strict=True)))
-            return records
-        for values in self._struct.iter_unpack(view):
-            values = list(values)
-            for index, convert in converters:
-                values[index] = convert(values[index])
-            records.append(dict(zip(names, values, strict=True)))
-        return records
+        build = self._fixed_decoder or self._specialise()
+        return build(self._struct.iter_unpack(memoryview(data)[start:start + count * length]))
+
+    def _specialise(self) -> Callable[[Iterable[tuple[Any, ...]]], list[dict[str, Any]]]:
+        """Generate this layout's record builder: one dict display per record, converters called inline.
+
+        Generated code because a dict display with constant keys is several times faster than
+        ``dict(zip(names, values))`` plus a converter loop, and records are the hot path. Only our own
+        identifiers reach the source text (keys go through ``repr``, converters are looked up by index).
+        """
+        converters = dict(self._converters)
+        layout = (self.names, tuple(converters.items()))
+        cached = _BUILDERS.get(layout)
+        if cached is not None:
+            self._fixed_decoder = cached
+            return cached
+        namespace: dict[str, Any] = {f"_c{i}": convert for i, convert in converters.items()}
+        variables = [f"v{i}" for i in range(len(self.names))]
+        items = ", ".join(
+            f"{name!r}: _c{i}({variables[i]})" if i in converters else f"{name!r}: {variables[i]}"
+            for i, name in enumerate(self.names)
+        )
+        unpack = ", ".join(variables) + ("," if len(variables) == 1 else "")
+        source = f"def build(rows):\n    return [{{{items}}} for {unpack} in rows]\n"
+        exec(compile(source, f"<template {self.template_id}>", "exec"), namespace)
+        build = namespace["build"]
+        if len(_BUILDERS) >= MAX_BUILDERS:
+            _BUILDERS.pop(next(iter(_BUILDERS)))
+        _BUILDERS[layout] = self._fixed_decoder = build
+        return build
 
     def _decode_variable(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
         records = []

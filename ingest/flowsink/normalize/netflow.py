@@ -9,28 +9,33 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from flowsink.normalize.common import TRANSPORT_NAMES, community_id
+from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
 
 NTP_EPOCH_OFFSET_S = 2_208_988_800   # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
 UINT32 = 1 << 32
 
-_second_text: list[Any] = [None, ""]
+_second_text: dict[int, str] = {}   # epoch second -> its text; records of one export share a few seconds
 
 
 def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ``; the second's text is cached (records share it)."""
+    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (each second's text computed once, then cached)."""
     seconds, millis = divmod(epoch_ms, 1000)
-    if _second_text[0] != seconds:
+    text = _second_text.get(seconds)
+    if text is None:
         try:
-            _second_text[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         except (OverflowError, OSError, ValueError):
             return "1970-01-01T00:00:00.000Z"
-        _second_text[0] = seconds
-    return f"{_second_text[1]}.{millis:03d}Z"
+        if len(_second_text) >= 65536:
+            _second_text.clear()
+        _second_text[seconds] = text
+    return f"{text}.{millis:03d}Z"
 
 
 def time_to_ms(value: int, unit: str) -> int:
@@ -153,111 +158,181 @@ def _icmp_type_code(record: dict[str, Any], protocol: int, dst_port: int | None)
     return code >> 8, code & 0xFF
 
 
+def _packed(ip: str) -> bytes:
+    # inet_pton is an order of magnitude cheaper than ipaddress for the Community ID's packed addresses
+    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+
+
+def _community_id(src_ip: str, dst_ip: str, protocol: int, src_port: int, dst_port: int) -> str | None:
+    try:
+        return community_id_packed(_packed(src_ip), _packed(dst_ip), protocol, src_port, dst_port)
+    except OSError:   # not an address (a hex fallback for an odd-length field)
+        return None
+
+
 def flow_id(exporter: str, src: Any, dst: Any, protocol: Any, src_port: Any, dst_port: Any) -> str:
     """Stable id of the flow's 5-tuple as one exporter saw it (same for every record of that flow)."""
-    key = f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode()
-    return base64.urlsafe_b64encode(hashlib.blake2b(key, digest_size=9).digest()).decode("ascii")
+    return _blake2b(f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode(), digest_size=9).hexdigest()
 
 
+_blake2b = hashlib.blake2b
 _DIRECTIONS = {0: "ingress", 1: "egress"}
+_IANA_TEXT = [str(n) for n in range(256)]
+_CATEGORY = ["network"]        # shared by every document: documents are written once and never mutated
+_CONNECTION = ["connection"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPlan:
+    """Which of a template's fields feed each ECS field, worked out once per template layout."""
+
+    src: str | tuple[str, ...] | None
+    dst: str | tuple[str, ...] | None
+    src_port: str | tuple[str, ...] | None
+    dst_port: str | tuple[str, ...] | None
+    fwd_bytes: str | tuple[str, ...] | None
+    fwd_packets: str | tuple[str, ...] | None
+    rev_bytes: str | tuple[str, ...] | None
+    rev_packets: str | tuple[str, ...] | None
+    biflow: bool
+    times: bool
+
+
+_CANDIDATES = {
+    "src": ("source_ipv4_address", "source_ipv6_address"),
+    "dst": ("destination_ipv4_address", "destination_ipv6_address"),
+    "src_port": ("source_transport_port", "tcp_source_port", "udp_source_port"),
+    "dst_port": ("destination_transport_port", "tcp_destination_port", "udp_destination_port"),
+    "fwd_bytes": ("octet_delta_count", "octet_total_count", "initiator_octets", "layer2_octet_delta_count"),
+    "fwd_packets": ("packet_delta_count", "packet_total_count", "initiator_packets"),
+    "rev_bytes": ("reverse_octet_delta_count", "reverse_octet_total_count", "responder_octets"),
+    "rev_packets": ("reverse_packet_delta_count", "reverse_packet_total_count", "responder_packets"),
+}
+_TIME_NAMES = frozenset({
+    "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_start_delta_microseconds",
+    "flow_end_delta_microseconds", "flow_duration_milliseconds",
+})
+
+
+@cache
+def flow_plan(names: tuple[str, ...], has_time_fields: bool) -> FlowPlan:
+    """The plan for records with these field names (cached: one per template layout)."""
+    present = set(names)
+    picked: dict[str, Any] = {}
+    for key, candidates in _CANDIDATES.items():
+        found = tuple(n for n in candidates if n in present)
+        # one candidate (the usual case) is looked up directly; dict.get(None) gives None when there is none
+        picked[key] = found if len(found) > 1 else (found[0] if found else None)
+    return FlowPlan(
+        **picked, biflow=bool(picked["rev_bytes"] or picked["rev_packets"]),
+        times=has_time_fields or not _TIME_NAMES.isdisjoint(present),
+    )
+
+
+def _pick(record: dict[str, Any], names: str | tuple[str, ...] | None) -> Any:
+    if names.__class__ is not tuple:
+        return record.get(names)
+    for name in names:
+        value = record.get(name)
+        if value is not None:
+            return value
+    return None
 
 
 def flow_document(
     record: dict[str, Any], context: ExportContext, doc_id: str, action: str, sampling_rate: int,
-    renormalize: bool, time_fields: tuple[tuple[str, str], ...] = (), interfaces: dict[int, str] | None = None,
-    system_init_ms: int | None = None,
+    renormalize: bool, plan: FlowPlan, time_fields: tuple[tuple[str, str], ...] = (),
+    interfaces: dict[int, str] | None = None, system_init_ms: int | None = None,
 ) -> dict[str, Any]:
     """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object."""
-    src_ip = _first(record, "source_ipv4_address", "source_ipv6_address")
-    dst_ip = _first(record, "destination_ipv4_address", "destination_ipv6_address")
-    protocol = record.get("protocol_identifier")
-    src_port = _first(record, "source_transport_port", "tcp_source_port", "udp_source_port")
-    dst_port = _first(record, "destination_transport_port", "tcp_destination_port", "udp_destination_port")
-    start, end = _record_times(record, time_fields, context, system_init_ms)
+    get = record.get
+    src_ip = _pick(record, plan.src)
+    dst_ip = _pick(record, plan.dst)
+    protocol = get("protocol_identifier")
+    src_port = _pick(record, plan.src_port)
+    dst_port = _pick(record, plan.dst_port)
+    scale = sampling_rate if renormalize else 1
 
-    rate = sampling_rate if sampling_rate > 0 else 1
-    scale = rate if renormalize else 1
-    fwd_bytes = _first(record, "octet_delta_count", "octet_total_count", "initiator_octets", "layer2_octet_delta_count")
-    fwd_packets = _first(record, "packet_delta_count", "packet_total_count", "initiator_packets")
-    rev_bytes = _first(record, "reverse_octet_delta_count", "reverse_octet_total_count", "responder_octets")
-    rev_packets = _first(record, "reverse_packet_delta_count", "reverse_packet_total_count", "responder_packets")
-
-    event: dict[str, Any] = {
-        "kind": "event", "category": ["network"], "type": ["connection"], "action": action,
-    }
-    if start is not None:
-        event["start"] = iso_ms(start)
-    if end is not None:
-        event["end"] = iso_ms(end)
-    if start is not None and end is not None and end >= start:
-        event["duration"] = (end - start) * 1_000_000
+    event: dict[str, Any] = {"kind": "event", "category": _CATEGORY, "type": _CONNECTION, "action": action}
+    if plan.times:
+        start, end = _record_times(record, time_fields, context, system_init_ms)
+        if start is not None:
+            event["start"] = iso_ms(start)
+        if end is not None:
+            event["end"] = iso_ms(end)
+            if start is not None and end >= start:
+                event["duration"] = (end - start) * 1_000_000
 
     network: dict[str, Any] = {}
     source: dict[str, Any] = {}
     destination: dict[str, Any] = {}
+    document: dict[str, Any] = {"_id": doc_id, "@timestamp": context.timestamp, "event": event, "network": network}
     if src_ip is not None:
         source["ip"] = src_ip
         network["type"] = "ipv6" if ":" in src_ip else "ipv4"
     if dst_ip is not None:
         destination["ip"] = dst_ip
-        network.setdefault("type", "ipv6" if ":" in dst_ip else "ipv4")
+        if src_ip is None:
+            network["type"] = "ipv6" if ":" in dst_ip else "ipv4"
     if src_port is not None:
         source["port"] = src_port
     if dst_port is not None:
         destination["port"] = dst_port
-    if isinstance(protocol, int):
-        network["iana_number"] = str(protocol)
+    if protocol.__class__ is int:
+        network["iana_number"] = _IANA_TEXT[protocol] if protocol < 256 else str(protocol)
         transport = TRANSPORT_NAMES.get(protocol)
         if transport is not None:
             network["transport"] = transport
-    if isinstance(fwd_bytes, int) or isinstance(rev_bytes, int):
-        network["bytes"] = ((fwd_bytes or 0) + (rev_bytes or 0)) * scale
-    if isinstance(fwd_packets, int) or isinstance(rev_packets, int):
-        network["packets"] = ((fwd_packets or 0) + (rev_packets or 0)) * scale
-    if isinstance(rev_bytes, int) or isinstance(rev_packets, int):   # biflow (RFC 5103, or NSEL initiator/responder)
+    fwd_bytes = _pick(record, plan.fwd_bytes)
+    fwd_packets = _pick(record, plan.fwd_packets)
+    if plan.biflow:   # RFC 5103 reverse elements, or NSEL initiator/responder counters
+        rev_bytes = _pick(record, plan.rev_bytes)
+        rev_packets = _pick(record, plan.rev_packets)
         if isinstance(fwd_bytes, int):
             source["bytes"] = fwd_bytes * scale
         if isinstance(fwd_packets, int):
             source["packets"] = fwd_packets * scale
         if isinstance(rev_bytes, int):
             destination["bytes"] = rev_bytes * scale
+            fwd_bytes = (fwd_bytes if isinstance(fwd_bytes, int) else 0) + rev_bytes
         if isinstance(rev_packets, int):
             destination["packets"] = rev_packets * scale
-    network["direction"] = _DIRECTIONS.get(record.get("flow_direction"), "unknown")
-    if src_ip is not None and dst_ip is not None and isinstance(protocol, int):
-        if protocol in (1, 58):
+            fwd_packets = (fwd_packets if isinstance(fwd_packets, int) else 0) + rev_packets
+    if fwd_bytes.__class__ is int:
+        network["bytes"] = fwd_bytes * scale
+    if fwd_packets.__class__ is int:
+        network["packets"] = fwd_packets * scale
+    network["direction"] = _DIRECTIONS.get(get("flow_direction"), "unknown")
+    if src_ip is not None and dst_ip is not None and protocol.__class__ is int:
+        if protocol == 1 or protocol == 58:
             type_code = _icmp_type_code(record, protocol, dst_port)
             if type_code is not None:
-                network["community_id"] = community_id(src_ip, dst_ip, protocol, type_code[0], type_code[1])
+                network["community_id"] = _community_id(src_ip, dst_ip, protocol, type_code[0], type_code[1])
         else:
-            network["community_id"] = community_id(src_ip, dst_ip, protocol, src_port or 0, dst_port or 0)
+            network["community_id"] = _community_id(src_ip, dst_ip, protocol, src_port or 0, dst_port or 0)
 
     observer: dict[str, Any] = {"ip": context.exporter}
-    ingress = record.get("ingress_interface")
-    egress = record.get("egress_interface")
-    if isinstance(ingress, int):
+    ingress = get("ingress_interface")
+    if ingress.__class__ is int:
         observer["ingress"] = {"interface": _interface(ingress, interfaces)}
-    if isinstance(egress, int):
+    egress = get("egress_interface")
+    if egress.__class__ is int:
         observer["egress"] = {"interface": _interface(egress, interfaces)}
-
-    record["exporter"] = context.exporter_fields
-    document = {
-        "_id": doc_id,
-        "@timestamp": context.timestamp,
-        "event": event,
-        "network": network,
-        "observer": observer,
-        "flow": {"sampling_rate": rate, "id": flow_id(context.exporter, src_ip, dst_ip, protocol, src_port, dst_port)},
-        "netflow": record,
-    }
+    document["observer"] = observer
     if source:
         document["source"] = source
     if destination:
         document["destination"] = destination
+    document["flow"] = {"sampling_rate": sampling_rate,
+                        "id": flow_id(context.exporter, src_ip, dst_ip, protocol, src_port, dst_port)}
+    record["exporter"] = context.exporter_fields
+    document["netflow"] = record
     return document
 
 
 def _interface(index: int, names: dict[int, str] | None) -> dict[str, Any]:
+    if not names:
+        return {"id": str(index)}
     interface: dict[str, Any] = {"id": str(index)}
     if names:
         name = names.get(index)

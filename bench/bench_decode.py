@@ -1,0 +1,269 @@
+"""Decode + normalise + serialise to Elasticsearch bulk bytes, one core, per protocol; peers in the same run.
+
+Peers: the ``netflow`` PyPI package (decode only, no documents) on the same datagrams, and goflow2 (built from
+the Go module proxy into bench/.work/, fed the same datagrams over loopback UDP, JSON lines to a file).
+goflow2 is measured closed-loop (a burst is sent only when the previous one has been written out), so it is
+never made to drop; its figure is flows written per wall-clock second.
+
+    python bench/bench_decode.py            # full run
+    python bench/bench_decode.py --quick    # a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from flowsink.decode import FlowDecoder
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+LOGSTASH = FIXTURES / "logstash-codec-netflow"
+WORK = ROOT / "bench" / ".work"
+GOFLOW2 = WORK / "goflow2"
+EXPORTER = "127.0.0.1"
+
+
+# ---- traffic ------------------------------------------------------------------------------------------------
+
+def v5_traffic(count: int) -> tuple[list[bytes], list[bytes]]:
+    """Full v5 datagrams (30 records) with varied addresses and ports, like a busy router's export."""
+    record = struct.Struct("!4s4s4sHHIIIIHHxBBBHHBB2x")
+    datagrams = []
+    for n in range(count):
+        records = b"".join(
+            record.pack(struct.pack("!I", 0x0A000000 + n * 30 + i), struct.pack("!I", 0xC0A80000 + i),
+                        b"\x00" * 4, 1, 2, 3 + i, 1500 + i, 90_000 + i, 95_000 + i, 1024 + i, 443, 0x18, 6, 0,
+                        64512, 15169, 24, 16)
+            for i in range(30))
+        header = struct.pack("!HHIIIIBBH", 5, 30, 100_000, 1_700_000_000 + n, 0, n * 30, 0, 0, 0)
+        datagrams.append(header + records)
+    return [], datagrams
+
+
+def fixture_traffic(template_file: str, data_file: str, count: int, sequence_at: int) -> tuple[list[bytes], list[bytes]]:
+    """A real exporter's data datagram repeated with increasing sequence numbers (so nothing looks lost)."""
+    template = (LOGSTASH / template_file).read_bytes()
+    data = (LOGSTASH / data_file).read_bytes()
+    datagrams = []
+    for n in range(count):
+        datagrams.append(data[:sequence_at] + struct.pack("!I", n) + data[sequence_at + 4:])
+    return [template], datagrams
+
+
+def sflow_traffic(count: int) -> tuple[list[bytes], list[bytes]] | None:
+    try:
+        import flowsink.decode.sflow  # noqa: F401
+    except ImportError:
+        return None
+    sample = FIXTURES / "telegraf" / "sflow_v5_example" / "sflow_v5.bin"
+    if not sample.exists():
+        return None
+    data = sample.read_bytes()
+    return [], [data[:12] + data[12:16] + struct.pack("!I", n) + data[20:] for n in range(count)]
+
+
+# ---- measured work ------------------------------------------------------------------------------------------
+
+def run_flowsink(templates: list[bytes], datagrams: list[bytes]) -> tuple[int, float]:
+    """Flows decoded, normalised and serialised as bulk action + source lines; returns (flows, seconds)."""
+    decoder = FlowDecoder()
+    for template in templates:
+        decoder.decode(template, EXPORTER, 0)
+    dumps = orjson.dumps
+    flows = 0
+    arrival = time.time_ns()
+    started = time.process_time()
+    for payload in datagrams:
+        result = decoder.decode(payload, EXPORTER, arrival)
+        chunks = []
+        for document in result.documents:
+            action = {"create": {"_index": "flowsink-flows-2023.11.14", "_id": document.pop("_id")}}
+            chunks.append(dumps(action))
+            chunks.append(dumps(document))
+        b"\n".join(chunks)
+        flows += len(result.documents)
+    return flows, time.process_time() - started
+
+
+def run_netflow_package(protocol: str, templates: list[bytes], datagrams: list[bytes]) -> tuple[int, float]:
+    """The netflow package's decode only (no documents, no serialisation)."""
+    from netflow.ipfix import IPFIXExportPacket
+    from netflow.v5 import V5ExportPacket
+    from netflow.v9 import V9ExportPacket
+
+    cache: dict = {}
+    if protocol == "netflow_v5":
+        def parse(payload: bytes) -> int:
+            return len(V5ExportPacket(payload).flows)
+    elif protocol == "netflow_v9":
+        def parse(payload: bytes) -> int:
+            return len(V9ExportPacket(payload, cache).flows)
+    else:
+        def parse(payload: bytes) -> int:
+            return len(IPFIXExportPacket(payload, cache).flows)
+    for template in templates:
+        parse(template)
+    flows = 0
+    started = time.process_time()
+    for payload in datagrams:
+        flows += parse(payload)
+    return flows, time.process_time() - started
+
+
+def run_goflow2(protocol: str, templates: list[bytes], datagrams: list[bytes], expected: int) -> tuple[int, float] | None:
+    """goflow2 fed over loopback in bursts, each sent once the previous one is written: (flows, seconds)."""
+    if not GOFLOW2.exists():
+        return None
+    scheme = "sflow" if protocol == "sflow" else "netflow"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "flows.json"
+        port = _free_port(socket.SOCK_DGRAM)
+        http_port = _free_port(socket.SOCK_STREAM)
+        process = subprocess.Popen(
+            [str(GOFLOW2), "-listen", f"{scheme}://127.0.0.1:{port}", "-format", "json", "-transport", "file",
+             "-transport.file", str(out), "-addr", f"127.0.0.1:{http_port}", "-loglevel", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            if not _wait_for(lambda: out.exists() or _udp_bound(port), 10):
+                return None
+            for template in templates:
+                sender.sendto(template, ("127.0.0.1", port))
+            time.sleep(0.3)
+            base = _line_count(out)
+            burst = 64
+            per_datagram = max(1, expected // max(1, len(datagrams)))
+            started = time.process_time()
+            sent_flows = 0
+            for index in range(0, len(datagrams), burst):
+                for payload in datagrams[index:index + burst]:
+                    sender.sendto(payload, ("127.0.0.1", port))
+                sent_flows += len(datagrams[index:index + burst]) * per_datagram
+                if not _wait_for(lambda target=sent_flows: _line_count(out) - base >= target, 10):
+                    break
+            written = _line_count(out) - base
+            return written, time.process_time() - started
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _udp_bound(port: int) -> bool:
+    with open("/proc/net/udp") as table:
+        return any(f":{port:04X} " in line.split()[1] + " " for line in table.readlines()[1:])
+
+
+_counts: dict[Path, tuple[int, int]] = {}
+
+
+def _line_count(path: Path) -> int:
+    """Lines in a growing file, reading only what was appended since the last call."""
+    if not path.exists():
+        return 0
+    offset, lines = _counts.get(path, (0, 0))
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        chunk = handle.read()
+    lines += chunk.count(b"\n")
+    _counts[path] = (offset + len(chunk), lines)
+    return lines
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.0005)
+    return False
+
+
+# ---- report -------------------------------------------------------------------------------------------------
+
+def median_rate(runs: list[tuple[int, float]]) -> tuple[float, int]:
+    return statistics.median(flows / seconds for flows, seconds in runs), runs[0][0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
+    parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
+    args = parser.parse_args(argv)
+    datagrams = 300 if args.quick else 2000
+    repeats = 3 if args.quick else 5
+    if os.environ.get("FLOWSINK_BENCH_CPU") is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(os.environ["FLOWSINK_BENCH_CPU"])})
+
+    traffic: dict[str, tuple[str, tuple[list[bytes], list[bytes]] | None]] = {
+        "netflow_v5": ("synthetic, 30 records per datagram", v5_traffic(datagrams)),
+        "netflow_v9": ("Cisco ASA capture (netflow9_test_cisco_asa_1), 14 records per datagram",
+                       fixture_traffic("netflow9_test_cisco_asa_1_tpl.dat", "netflow9_test_cisco_asa_1_data.dat",
+                                       datagrams, 12)),
+        "ipfix": ("Mikrotik capture (ipfix_test_mikrotik_data258), 28 records per datagram",
+                  fixture_traffic("ipfix_test_mikrotik_tpl.dat", "ipfix_test_mikrotik_data258.dat", datagrams, 8)),
+        "sflow": ("Telegraf sflow_v5_example capture", sflow_traffic(datagrams)),
+    }
+    goflow2 = None if args.no_goflow2 else GOFLOW2.exists()
+    lines = [
+        "## Decoders (bench/bench_decode.py)",
+        "",
+        f"One core, {datagrams} datagrams per run, median of {repeats} runs. flowsink: decode + ECS document + "
+        "orjson bulk lines; netflow package: decode only; goflow2: UDP loopback -> JSON lines file, closed loop.",
+        "",
+        "| protocol | traffic | flowsink flows/s | netflow pkg flows/s | ratio | goflow2 flows/s | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for protocol, (description, data) in traffic.items():
+        if data is None:
+            lines.append(f"| {protocol} | decoder not available | - | - | - | - | - |")
+            continue
+        templates, payloads = data
+        ours, flows = median_rate([run_flowsink(templates, payloads) for _ in range(repeats)])
+        peer_text = ratio_text = "-"
+        if protocol != "sflow":
+            peer, _ = median_rate([run_netflow_package(protocol, templates, payloads) for _ in range(repeats)])
+            peer_text, ratio_text = f"{peer:,.0f}", f"{ours / peer:.2f}x"
+        go_text = go_ratio = "-"
+        if goflow2:
+            go_runs = [run_goflow2(protocol, templates, payloads, flows) for _ in range(max(1, repeats // 2))]
+            go_runs = [run for run in go_runs if run and run[0]]
+            if go_runs:
+                go_rate, _ = median_rate(go_runs)
+                complete = all(run[0] >= flows for run in go_runs)
+                go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
+                go_ratio = f"{ours / go_rate:.2f}x"
+        lines.append(f"| {protocol} | {description} | {ours:,.0f} | {peer_text} | {ratio_text} | {go_text} | "
+                     f"{go_ratio} |")
+    if goflow2 is False:
+        lines += ["", "goflow2 not built: `GOBIN=$PWD/bench/.work go install "
+                      "github.com/netsampler/goflow2/v2/cmd/goflow2@latest`"]
+    lines += ["", f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible; "
+                  f"goflow2 {'present' if goflow2 else 'absent'}; other work on the machine makes figures noisy.", ""]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    if shutil.which("go") is None and not GOFLOW2.exists():
+        print("(go not installed: goflow2 column left empty)", file=sys.stderr)
+    sys.exit(main())
