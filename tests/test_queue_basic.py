@@ -188,3 +188,26 @@ def test_full_queue_recovers_when_everything_was_acknowledged_in_the_newest_segm
         assert reader.read(100, 0) == []  # ... the polling reader deletes it ...
         time.sleep(0.06)
         assert writer.append(payload_for(0, 1000), "192.0.2.1", 1) == accepted + 1  # ... and there is room
+
+
+def test_appends_from_several_threads_get_unique_ordered_seqs(tmp_path: Path) -> None:
+    import threading
+
+    def append_many_times(name: str) -> None:
+        for i in range(500):
+            if i % 2:
+                queue.append(f"{name}:{i}".encode(), name, i)
+            else:
+                queue.append_many([(f"{name}:{i}".encode(), name, i)])
+
+    with PersistentQueue(tmp_path, segment_bytes=8192) as queue:
+        threads = [threading.Thread(target=append_many_times, args=(f"10.0.0.{t}",)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        got = drain(queue)
+    assert [e.seq for e in got] == list(range(1, 2001))
+    for t in range(4):
+        mine = [e.payload for e in got if e.source == f"10.0.0.{t}"]
+        assert mine == [f"10.0.0.{t}:{i}".encode() for i in range(500)]

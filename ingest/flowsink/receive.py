@@ -33,7 +33,8 @@ _drops_log = RateLimitedLog(log)
 DEFAULT_PORTS = (2055, 4739, 6343)
 _BUFFER_BYTES = 65536  # above the largest UDP payload, so recvfrom_into never truncates
 _POLL_TIMEOUT_S = 0.2  # how quickly a stop request is noticed when no traffic arrives
-_STOP_DRAIN_S = 2.0  # at most this long to empty the socket buffers when stopping
+_STOP_DRAIN_S = 2.0
+_BATCHES_PER_WAKEUP = 4  # at most this long to empty the socket buffers when stopping
 # Without this option name in the socket module (it is Linux's SO_RCVBUFFORCE): lets root exceed rmem_max.
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -227,10 +228,16 @@ class Receiver:
         for fd in by_fd:
             poller.register(fd, select.EPOLLIN)
         next_report = time.monotonic() + self.settings.counters_interval_s
+        batch_max = self.settings.batch_max
         try:
             while not stop.is_set():
                 for fd, _ in poller.poll(_POLL_TIMEOUT_S):
-                    self.drain(by_fd[fd])
+                    sock = by_fd[fd]
+                    # A socket with a backlog gets a few batches before the next epoll round (saves syscalls),
+                    # not unlimited ones (the other sockets' buffers fill meanwhile).
+                    for _ in range(_BATCHES_PER_WAKEUP):
+                        if self.drain(sock) < batch_max:
+                            break
                 if time.monotonic() >= next_report:
                     self.report()
                     next_report = time.monotonic() + self.settings.counters_interval_s
@@ -266,21 +273,23 @@ class Receiver:
         return len(batch)
 
     def _store(self, batch: list[tuple[bytes, str, int, int]], port: int) -> None:
+        total_bytes = self._count_received(batch, port)
         limit = self.settings.max_datagram_bytes
-        if any(len(item[0]) > limit for item in batch):
+        if total_bytes > limit and any(len(item[0]) > limit for item in batch):
             kept = [item for item in batch if len(item[0]) <= limit]
             self._drop("oversize", len(batch) - len(kept), "datagram larger than %d bytes dropped", limit)
+            total_bytes -= sum(len(item[0]) for item in batch if len(item[0]) > limit)
             batch = kept
-        self._count_received(batch, port)
         try:
             self.queue.append_many(batch)
         except QueueFull as full:
             self._drop(full.reason, len(batch), "queue refused %d datagram(s): %s", len(batch), full)
             return
         self.counts.queued_datagrams += len(batch)
-        self.counts.queued_bytes += sum(len(item[0]) for item in batch)
+        self.counts.queued_bytes += total_bytes
 
-    def _count_received(self, batch: list[tuple[bytes, str, int, int]], port: int) -> None:
+    def _count_received(self, batch: list[tuple[bytes, str, int, int]], port: int) -> int:
+        """Count the batch by exporter and listener port; returns its payload bytes."""
         by_exporter = self.counts.by_exporter
         total = 0
         for payload, exporter, _, _ in batch:
@@ -293,6 +302,7 @@ class Receiver:
         pair = self.counts.by_port.setdefault(port, [0, 0])
         pair[0] += len(batch)
         pair[1] += total
+        return total
 
     def _drop(self, reason: str, count: int, message: str, *args: object) -> None:
         if count <= 0:

@@ -13,6 +13,7 @@ starts a new one after a restart, so an unfinished record at the end of an older
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -67,13 +68,16 @@ class PersistentQueue:
         self._writer: SegmentWriter | None = None
         self._reader: SegmentReader | None = None
         self._closed = False
+        self._roles_lock = threading.Lock()
 
     # -- writer side -------------------------------------------------------------------------------------------
     def _writer_side(self) -> SegmentWriter:
         if self._writer is None:
-            if self._closed:
-                raise ValueError("queue is closed")
-            self._writer = SegmentWriter(self)
+            with self._roles_lock:
+                if self._closed:
+                    raise ValueError("queue is closed")
+                if self._writer is None:
+                    self._writer = SegmentWriter(self)
         return self._writer
 
     def append(self, payload: bytes, source: str, arrival_ns: int, source_port: int = 0) -> int:
@@ -94,9 +98,11 @@ class PersistentQueue:
     # -- reader side -------------------------------------------------------------------------------------------
     def _reader_side(self) -> SegmentReader:
         if self._reader is None:
-            if self._closed:
-                raise ValueError("queue is closed")
-            self._reader = SegmentReader(self.directory)
+            with self._roles_lock:
+                if self._closed:
+                    raise ValueError("queue is closed")
+                if self._reader is None:
+                    self._reader = SegmentReader(self.directory)
         return self._reader
 
     def read(self, max_entries: int = 1000, timeout_s: float = 0.0) -> list[Entry]:

@@ -143,11 +143,12 @@ class SegmentWriter:
         return b"".join(parts), seq - self.next_seq
 
     def write(self, items: Iterable[Sequence[Any]]) -> int:
-        data, count = self._encode_batch(items)
-        if count == 0:
+        items = items if isinstance(items, list) else list(items)
+        if not items:
             return self.next_seq - 1
-        size = len(data)
-        with self._mutex:
+        with self._mutex:  # seqs are assigned inside: appends from several threads stay unique and ordered
+            data, count = self._encode_batch(items)
+            size = len(data)
             if self._fd < 0:
                 try:
                     self._open_segment_if_needed()
