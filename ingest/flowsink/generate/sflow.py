@@ -65,10 +65,19 @@ class PacketSampler:
         samples: list[Sample] = []
         for i, flow in zip(chosen, model.materialise(draw, chosen), strict=True):
             frame = int(frames[i])
-            represented = (base[0] + int(i) + 1, base[1] + int(cum_packets[i]), base[2] + int(cum_bytes[i]),
-                           base[3] + float(cum_packets[i]) * inflation, base[4] + float(cum_bytes_var[i]))
+            count = int(counts[i])
+            before = (int(cum_packets[i] - packets[i]), int(cum_bytes[i] - packets[i] * frames[i]),
+                      float(cum_bytes_var[i]) - float(packets[i]) * frame * frame * inflation)
             pool = self.pool.get(flow.in_if, 0)
-            for k in range(int(counts[i])):
+            for k in range(count):
+                # a run can stop between two samples of one long flow: the k-th of a flow's c samples stands
+                # for the first (k+1)/c of its packets, so the population never runs ahead of the samples sent
+                share = (k + 1) / count
+                seen_packets = before[0] + round(share * int(packets[i]))
+                represented = (base[0] + int(i) + 1, base[1] + seen_packets,
+                               base[2] + before[1] + round(share * int(packets[i]) * frame),
+                               base[3] + seen_packets * inflation,
+                               base[4] + before[2] + share * float(packets[i]) * frame * frame * inflation)
                 samples.append(Sample(flow, frame, frame - ETHERNET_OVERHEAD, pool + (k + 1) * self.rate,
                                       represented))
             self.pool[flow.in_if] = pool + flow.packets
