@@ -28,20 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 import stack_checks  # noqa: E402
+import stack_demo  # noqa: E402
 import stack_local  # noqa: E402
+from stack_demo import FIXTURES, TRAFFIC, send_all  # noqa: E402
 from stack_nginx import consistent_hash_pick  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 EXPORTERS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-FIXTURES = REPO.parent / "shared" / "fixtures"
-# (front port, capture files sent in this order): NetFlow v9 with its template, an IPFIX session (templates,
-# options, data), an sFlow v5 datagram with flow and counter samples (sources: shared/fixtures/SOURCES.md).
-TRAFFIC = (
-    (2055, ["telegraf/netflow_v9_example/netflow_v9.bin"]),
-    (4739, [f"telegraf/ipfix_example/ipfix_{i}.bin" for i in range(7)]),
-    (6343, ["telegraf/sflow_issue_15918/message.bin"]),
-)
 
 
 def _http(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
@@ -94,11 +88,7 @@ def stack(es_url: str, es_client, tmp_path_factory) -> Iterator[stack_local.Stac
 
 
 def _send(sender: str, port: int, payloads: list[bytes], pause_s: float = 0.005) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((sender, 0))
-        for payload in payloads:
-            sock.sendto(payload, ("127.0.0.1", port))
-            time.sleep(pause_s)
+    stack_demo.send(sender, "127.0.0.1", port, payloads, pause_s)
 
 
 def _expected_documents(exporter: str) -> list[dict]:
@@ -141,9 +131,7 @@ def test_flows_through_nginx_keep_their_exporter_and_spread_over_the_nodes(stack
     sflow.exporter_address), and nginx spread the exporters over the three nodes as its hash predicts."""
     expected = {exporter: _expected_documents(exporter) for exporter in EXPORTERS}
     assert all(len(docs) >= 40 for docs in expected.values())
-    for exporter in EXPORTERS:
-        for port, files in TRAFFIC:
-            _send(exporter, port, [(FIXTURES / name).read_bytes() for name in files])
+    send_all(list(EXPORTERS))
 
     total = sum(len(docs) for docs in expected.values())
     _wait_for(lambda: _count(es_client, stack, {"match_all": {}}) >= total, 90, f"{total} documents")
@@ -301,10 +289,11 @@ def test_killing_a_node_moves_its_exporters_and_bounds_the_loss(stack, es_client
 
     markers = _wait_for(settled, 60, "the failover node to index the exporter's flows")
     lost = sorted(set(sent_at) - markers)
-    # What is lost is the first datagrams after the kill, until nginx moved the exporter; all later ones arrive.
-    assert lost == sorted(sent_at)[: len(lost)], f"lost datagrams are not just those of the first moments: {lost}"
+    # What is lost was sent in the first moments after the kill, before nginx moved the exporter (about 1 s:
+    # two missed checks and a reload; 3 s leaves room for a loaded machine); everything later arrives.
     last_lost_s = max((sent_at[m] for m in lost), default=0.0)
-    assert last_lost_s < 5.0, f"datagrams still lost {last_lost_s:.1f} s after the kill"
+    assert last_lost_s < 3.0, f"datagrams still lost {last_lost_s:.1f} s after the kill: {lost}"
+    assert len(lost) < len(sent_at) / 2
     assert {up for (c, f, up) in _udp_access_log(stack) if c == exporter and f == port} == {home, failover}
     first_moved = min(set(sent_at) & markers)
     template_at = next(m for m in sorted(sent_at) if m >= first_moved and (m - 1000) % 20 == 0)
