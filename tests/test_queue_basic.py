@@ -211,3 +211,18 @@ def test_appends_from_several_threads_get_unique_ordered_seqs(tmp_path: Path) ->
     for t in range(4):
         mine = [e.payload for e in got if e.source == f"10.0.0.{t}"]
         assert mine == [f"10.0.0.{t}:{i}".encode() for i in range(500)]
+
+
+def test_background_fsync_bounds_the_durability_lag(tmp_path: Path) -> None:
+    with PersistentQueue(tmp_path, fsync_interval_ms=50, fsync_bytes=0) as queue:
+        queue.append(b"x" * 1000, "192.0.2.1", 1)
+        stats = queue.stats()
+        assert stats["unsynced_bytes"] > 0
+        deadline = time.monotonic() + 5
+        while queue.stats()["unsynced_bytes"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queue.stats()["unsynced_bytes"] == 0  # the fsync thread ran without another append
+        assert queue.stats()["sync_lag_seconds"] == 0.0
+        queue.append(b"y", "192.0.2.1", 2)
+        queue.sync()
+        assert queue.stats()["unsynced_bytes"] == 0

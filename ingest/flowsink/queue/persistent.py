@@ -135,6 +135,7 @@ class PersistentQueue:
         reader = self._reader
         writer = self._writer
         depth = reader.depth(segments, sizes) if reader else None
+        lag = writer.durability_lag() if writer else (0, 0.0)
         if depth is None:
             oldest_ns, unacked_offset, unacked_index = first_unacked(segments, acked)
             depth_bytes = sum(sizes[unacked_index:]) - unacked_offset if unacked_index < len(sizes) else 0
@@ -155,6 +156,8 @@ class PersistentQueue:
             "skipped_bytes": reader.skipped_bytes if reader else 0,
             "appended_entries": writer.appended if writer else 0,
             "appended_bytes": writer.appended_bytes if writer else 0,
+            "unsynced_bytes": lag[0],
+            "sync_lag_seconds": lag[1],
             "read_entries": reader.read_entries if reader else 0,
             "read_bytes": reader.read_bytes if reader else 0,
         }

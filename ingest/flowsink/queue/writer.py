@@ -48,6 +48,9 @@ class SegmentWriter:
         self._current_path: Path | None = None
         self._segment_size = 0
         self._unsynced = 0
+        self._unsynced_since = 0.0  # monotonic time of the oldest append not yet handed to fdatasync
+        self._syncing_since = 0.0
+        self._syncing_bytes = 0
         self._source_cache: dict[str, bytes] = {}
         self._last_rescan = 0.0
         self._closing = threading.Event()
@@ -93,7 +96,7 @@ class SegmentWriter:
         # The old segment is made durable before the new one exists, so that after a power loss no older
         # segment ends in a hole while a newer one has data (the "segment boundary" guarantee).
         os.fdatasync(self._fd)
-        self._unsynced = 0
+        self._unsynced, self._unsynced_since = 0, 0.0
         os.close(self._fd)
         self._fd = -1
         self._closed_bytes += self._segment_size
@@ -171,11 +174,13 @@ class SegmentWriter:
             self.next_seq += count
             self.appended += count
             self.appended_bytes += size
+            if not self._unsynced:
+                self._unsynced_since = time.monotonic()
             self._unsynced += size
             if self.strict:
                 os.fdatasync(self._fd)
-                self._unsynced = 0
-            elif self._unsynced >= self.fsync_bytes:
+                self._unsynced, self._unsynced_since = 0, 0.0
+            elif self.fsync_bytes and self._unsynced >= self.fsync_bytes:
                 self._wake.set()
             return self.next_seq - 1
 
@@ -203,12 +208,21 @@ class SegmentWriter:
             fd = os.dup(self._fd) if self._fd >= 0 else -1
             pending = self._unsynced
             self._unsynced = 0
-        if fd >= 0:
-            try:
-                if pending:
-                    os.fdatasync(fd)
-            finally:
+            self._syncing_since, self._unsynced_since = self._unsynced_since, 0.0
+            self._syncing_bytes = pending
+        try:
+            if fd >= 0 and pending:
+                os.fdatasync(fd)
+        finally:
+            if fd >= 0:
                 os.close(fd)
+            self._syncing_since, self._syncing_bytes = 0.0, 0
+
+    def durability_lag(self) -> tuple[int, float]:
+        """(bytes appended but not yet known durable, seconds the oldest of them has waited): the real window."""
+        started = [t for t in (self._syncing_since, self._unsynced_since) if t]
+        lag = time.monotonic() - min(started) if started else 0.0
+        return self._unsynced + self._syncing_bytes, lag
 
     def _sync_loop(self) -> None:
         while not self._closing.is_set():
