@@ -54,6 +54,19 @@ def assert_exact(api: ApiProcess, rows: list[dict]) -> None:
     assert api.get_hour(HOURS + 5) == []
 
 
+def wait_until_folded(es_url: str, prefix: str, timeout_s: float = 60.0) -> None:
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch(es_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        es.indices.refresh(index=f"{prefix}-aggregates")
+        if es.count(index=f"{prefix}-aggregates", query={"term": {"kind": "d"}})["count"] == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the compactor did not fold every delta")
+
+
 @pytest.fixture
 def cleanup(es, unique_prefix):
     yield unique_prefix
@@ -62,8 +75,8 @@ def cleanup(es, unique_prefix):
 
 def test_concurrent_clients_exact_sums(es_url, cleanup, tmp_path):
     prefix = cleanup
-    # a short grace so that the compactor folds deltas while clients are still writing
-    api = ApiProcess(es_url, prefix, tmp_path / "q", "--compact-grace-s", "3", "--compact-interval-s", "0.5")
+    # a short interval so that the compactor folds deltas while clients are still writing
+    api = ApiProcess(es_url, prefix, tmp_path / "q", "--compact-interval-s", "2")
     api.start()
     try:
         rows = random_rows(1)
@@ -76,7 +89,7 @@ def test_concurrent_clients_exact_sums(es_url, cleanup, tmp_path):
         with ThreadPoolExecutor(CLIENTS) as pool:
             list(pool.map(send, batches_of(rows)))
         assert_exact(api, rows)
-        time.sleep(4.5)  # past the grace: the compactor folds everything, the sums must not move
+        wait_until_folded(es_url, prefix)  # the sums must not move when deltas become totals
         assert_exact(api, rows)
         assert "compaction failed" not in api.log()
     finally:
@@ -91,7 +104,7 @@ def test_kill_9_with_retries_is_exact(es_url, cleanup, tmp_path):
     """Node A is killed mid-run; clients retry unanswered batches (same Idempotency-Key) on node B, as nginx
     would fail over; A restarts and re-applies what it had made durable. Nothing lost, nothing counted twice."""
     prefix = cleanup
-    extra = ("--compact-grace-s", "3", "--compact-interval-s", "0.5")
+    extra = ("--compact-interval-s", "2")
     node_a = ApiProcess(es_url, prefix, tmp_path / "qa", *extra).start()
     node_b = ApiProcess(es_url, prefix, tmp_path / "qb", *extra).start()
     try:

@@ -175,7 +175,7 @@ class PipelineConfig:
         help="on: decoder ids + create (replays skip with 409); off: auto ids + index (faster, may duplicate)",
     )
     batch_max_datagrams: int = _setting(
-        2000, min=1, max=1_000_000, reloadable=True, help="datagrams read from the queue per batch"
+        500, min=1, max=1_000_000, reloadable=True, help="datagrams read from the queue per batch"
     )
     batch_max_wait_ms: int = _setting(
         200, min=1, max=60_000, reloadable=True, help="how long a worker waits to fill a batch"
@@ -206,8 +206,7 @@ class ApiConfig:
     rate_limit_burst_rows: int = _setting(2_000_000, min=1, help="token bucket size per credential")
     queue_dir: str = _setting("", help="write-ahead queue of accepted batches (empty: <queue dir>/api)")
     read_your_writes: bool = _setting(True, help="POST answers once its rows are visible to every GET")
-    compact_grace_s: float = _setting(120.0, min=1, help="deltas older than this are folded into totals")
-    compact_interval_s: float = _setting(30.0, min=0.1, help="how often closed deltas are folded")
+    compact_interval_s: float = _setting(5.0, min=0.1, help="how often deltas are folded into totals")
     apply_timeout_s: float = _setting(10.0, min=0.1, help="POST waits this long for Elasticsearch, then 202")
 
 

@@ -27,8 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true", help="accept requests without a token (local use only)"
     )
     parser.add_argument("--node-id", default="")
-    parser.add_argument("--compact-grace-s", type=float, default=120.0)
-    parser.add_argument("--compact-interval-s", type=float, default=30.0)
+    parser.add_argument("--compact-interval-s", type=float, default=5.0)
     parser.add_argument("--rate-limit-rows-per-s", type=float, default=1_000_000.0)
     parser.add_argument("--rate-limit-burst-rows", type=int, default=2_000_000)
     parser.add_argument("--no-read-your-writes", action="store_true")
@@ -45,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
         queue_dir=args.queue_dir,
         es_hosts=[args.es],
         index_prefix=args.index_prefix,
-        compact_grace_s=args.compact_grace_s,
         compact_interval_s=args.compact_interval_s,
         rate_limit_rows_per_s=args.rate_limit_rows_per_s,
         rate_limit_burst_rows=args.rate_limit_burst_rows,

@@ -69,7 +69,6 @@ class FlowsApi:
             settings.index_prefix,
             refresh_on_write=settings.read_your_writes,
             refresh_interval=settings.refresh_interval,
-            compact_grace_s=settings.compact_grace_s,
             node_id=settings.node_id,
             client_kwargs=settings.es_client_kwargs,
         )
@@ -80,7 +79,7 @@ class FlowsApi:
             max_workers=1, thread_name_prefix="api-queue"
         )
         self.queue: PersistentQueue | None = None
-        self._pending: dict[int, tuple[str, list[DeltaRow], int]] = {}  # seq -> batch not yet applied
+        self._pending: dict[int, tuple[str, list[DeltaRow], int, bool]] = {}  # seq -> (id, rows, n, fresh)
         self._applied: set[int] = set()
         self._next_ack = 0
         self._tasks: list[asyncio.Task] = []
@@ -118,7 +117,7 @@ class FlowsApi:
                 break
             for entry in entries:
                 batch_id, rows, count = decode_entry(entry.payload)
-                self._pending[entry.seq] = (batch_id, rows, count)
+                self._pending[entry.seq] = (batch_id, rows, count, False)
                 replayed += 1
         stats = await self._in_queue_thread(self.queue.stats)
         self._next_ack = int(stats["acked_seq"]) + 1
@@ -135,10 +134,12 @@ class FlowsApi:
         batch = self._pending.get(seq)
         if batch is None:
             return True
-        batch_id, rows, count = batch
+        batch_id, rows, count, fresh = batch
         try:
-            outcome = await self.store.apply(batch_id, rows, count)
+            outcome = await self.store.apply(batch_id, rows, count, check_marker=not fresh)
         except Exception as exc:
+            # the attempt may have got as far as the marker: later attempts must look for it
+            self._pending[seq] = (batch_id, rows, count, False)
             metrics.API_APPLY_ERRORS.inc()
             limited_log.error(
                 "api_apply", "flows API: batch %s not applied yet (%s); retrying", batch_id, exc
@@ -258,7 +259,7 @@ class FlowsApi:
         if batch.rows == 0:
             return json_response({"accepted": 0, "applied": True}, status=202)
         batch_id = self._batch_id(request, body)
-        seq = await self._make_durable(batch_id, batch)
+        seq = await self._make_durable(batch_id, batch, "Idempotency-Key" in request.headers)
         metrics.API_ROWS_ACCEPTED.inc(batch.rows)
         applied = await self._apply_within_timeout(seq)
         return json_response({"accepted": batch.rows, "applied": applied, "batch_id": batch_id}, status=202)
@@ -270,7 +271,7 @@ class FlowsApi:
         # The body is part of the id: reusing a key for different rows must not silently drop them.
         return doc_id("idempotency", key, hashlib.sha256(body).hexdigest())
 
-    async def _make_durable(self, batch_id: str, batch: Batch) -> int:
+    async def _make_durable(self, batch_id: str, batch: Batch, request_has_key: bool) -> int:
         assert self.queue is not None
         rows = [(*key, tx, rx) for key, (tx, rx) in batch.sums.items()]
         payload = orjson.dumps({"id": batch_id, "n": batch.rows, "rows": rows})
@@ -287,7 +288,9 @@ class FlowsApi:
             raise RequestError(
                 503, "queue_full", f"the node's queue is full ({exc}); retry later", retry_after=5
             ) from None
-        self._pending[seq] = (batch_id, rows, batch.rows)
+        # a random batch id cannot have been applied before: no marker look-up on its first attempt
+        fresh = not request_has_key
+        self._pending[seq] = (batch_id, rows, batch.rows, fresh)
         metrics.API_PENDING_BATCHES.set(len(self._pending))
         return seq
 

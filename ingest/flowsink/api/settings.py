@@ -35,10 +35,9 @@ class ApiSettings:
     # node); "off": answered once durable and applied, visible within the index refresh interval.
     read_your_writes: bool = True
     refresh_interval: str = "200ms"
-    # Deltas older than this are folded into per-key totals; it must exceed the longest time one batch's
-    # application can take (see docs/flows-api.md, "Compaction").
-    compact_grace_s: float = 120.0
-    compact_interval_s: float = 30.0
+    # How often deltas of applied batches are folded into per-key totals: a read costs the totals plus the
+    # deltas written since the last fold (see docs/flows-api.md, "Compaction").
+    compact_interval_s: float = 5.0
     # How long a POST waits for its batch to be applied before answering 202 with "applied": false (the
     # batch is durable; the background applier keeps retrying).
     apply_timeout_s: float = 10.0

@@ -2,16 +2,19 @@
 
 Three indices (``<prefix>-aggregates``, ``<prefix>-batches``, ``<prefix>-folds``), see docs/flows-api.md:
 
-* Applying a batch writes one *delta* document per key with id ``hash(batch id, key)`` and ``epoch`` = the
-  writer's clock, then a *marker* ``<prefix>-batches/<batch id>``. A batch whose marker exists is skipped, so a
-  retried or replayed batch is never counted twice; an interrupted one is rewritten whole (same ids).
-* Per hour, a *fold state* document says which totals generation is current (``fold``) and up to which
-  ``epoch`` deltas are inside it (``through``). A read sums the current totals plus the deltas newer than
-  ``through``, in Python (exact integers: Elasticsearch's ``sum`` aggregation is a double).
-* The compactor folds deltas older than ``compact_grace_s`` into a new totals generation, switches the fold
-  state with ``if_seq_no``/``if_primary_term`` (one atomic document write), then deletes what the new
-  generation replaced. Before the switch readers see the old generation, after it the new one, so a crash
-  at any step neither loses nor double counts; leftovers are deleted by the next fold.
+* Applying a batch writes one *delta* document per hour it touches, id ``hash(batch id, hour)``, holding that
+  hour's rows of the batch packed in one non-indexed field; then a *marker* ``<prefix>-batches/<batch id>``.
+  A batch whose marker exists is skipped, so a retried or replayed batch is never counted twice; an
+  interrupted one is rewritten whole (same ids).
+* Per hour, a *fold state* document names the current totals generation (``fold``) and the deltas folded
+  into it (``folded``, ids). A read sums that generation's totals plus every delta of the hour not in
+  ``folded``, in Python (exact integers: Elasticsearch's ``sum`` aggregation is a double). Totals are packed
+  ``TOTALS_CHUNK`` keys per document, so an hour of 10k keys is a handful of documents.
+* The compactor folds the deltas of marked (fully applied) batches: it first deletes the deltas the current
+  state lists (folded last time), then writes a new totals generation, then switches the fold state with
+  ``if_seq_no``/``if_primary_term`` (one atomic document write), then deletes what it replaced. Readers see
+  the old view before the switch and the new one after it, whatever the timing, so a crash or a slow node at
+  any step neither loses nor double counts; leftovers are deleted by the next fold.
 
 No scripts, no ``_delete_by_query``: this works on any Elasticsearch 8/9 distribution.
 """
@@ -33,17 +36,18 @@ import orjson
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
-from flowsink.api.validate import Key
-
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
-PAGE_SIZE = 10_000  # hits per search page (the default index.max_result_window)
+PAGE_SIZE = 200  # documents per search page: each packs up to TOTALS_CHUNK rows
+MAX_FOLD_DELTAS = 5000  # deltas folded at once: bounds the fold state document (their ids)
+TOTALS_CHUNK = 5000  # keys per totals document
 READ_ATTEMPTS = 5
-KEY_SORT = [{"src_app": "asc"}, {"dest_app": "asc"}, {"vpc_id": "asc"}, {"tie": "asc"}]
 
 # one aggregated row of a batch: (hour, src_app, dest_app, vpc_id, bytes_tx, bytes_rx)
 DeltaRow = tuple[int, str, str, str, int, int]
+# a packed row inside a document: [src_app, dest_app, vpc_id, "bytes_tx", "bytes_rx"] (decimal strings)
+PackedRow = list[str]
 
 
 @dataclass
@@ -92,7 +96,6 @@ class AggregateStore:
         *,
         refresh_on_write: bool = True,
         refresh_interval: str = "200ms",
-        compact_grace_s: float = 120.0,
         node_id: str = "",
         client_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -103,7 +106,6 @@ class AggregateStore:
         self.folds = f"{index_prefix}-folds"
         self.refresh_on_write = refresh_on_write
         self.refresh_interval = refresh_interval
-        self.grace_ms = int(compact_grace_s * 1000)
         self.node_id = node_id
 
     async def close(self) -> None:
@@ -135,43 +137,29 @@ class AggregateStore:
 
     # ------------------------------------------------------------------ write
 
-    async def apply(self, batch_id: str, rows: Iterable[DeltaRow], row_count: int) -> ApplyOutcome:
-        """Apply one batch idempotently: deltas first, then the marker that makes retries skip it."""
-        if await self._marker_exists(batch_id):
+    async def apply(
+        self, batch_id: str, rows: Iterable[DeltaRow], row_count: int, check_marker: bool = True
+    ) -> ApplyOutcome:
+        """Apply one batch idempotently: deltas first, then the marker that makes retries skip it.
+
+        ``check_marker=False`` skips the look-up for a batch id that cannot have been applied yet (fresh).
+        """
+        if check_marker and await self._marker_exists(batch_id):
             return ApplyOutcome(duplicate=True, deltas=0)
-        epoch = int(time.time() * 1000)
-        lines: list[bytes] = []
+        by_hour: dict[int, list[PackedRow]] = {}
         for hour, src, dst, vpc, tx, rx in rows:
-            delta_id = doc_id(batch_id, hour, src, dst, vpc)
+            by_hour.setdefault(hour, []).append([src, dst, vpc, str(tx), str(rx)])
+        lines: list[bytes] = []
+        for hour, packed in by_hour.items():
+            delta_id = doc_id(batch_id, hour)
             lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": delta_id}}))
-            lines.append(
-                orjson.dumps(
-                    {
-                        "kind": "d",
-                        "hour": hour,
-                        "src_app": src,
-                        "dest_app": dst,
-                        "vpc_id": vpc,
-                        "tie": delta_id,
-                        "epoch": epoch,
-                        "batch": batch_id,
-                        "tx": str(tx),
-                        "rx": str(rx),
-                    }
-                )
-            )
+            document = {"kind": "d", "hour": hour, "batch": batch_id, "tie": delta_id}
+            document["rows"] = packed
+            lines.append(orjson.dumps(document))
         if lines:
             await self._bulk(lines, refresh="wait_for" if self.refresh_on_write else False)
         await self._write_marker(batch_id, row_count)
-        elapsed_ms = int(time.time() * 1000) - epoch
-        if elapsed_ms > self.grace_ms // 2:
-            # The compactor assumes a batch is applied well within the grace; say so loudly when it was not.
-            log.error(
-                "applying batch %s took %d ms, more than half of compact_grace_s; raise api.compact_grace_s",
-                batch_id,
-                elapsed_ms,
-            )
-        return ApplyOutcome(duplicate=False, deltas=len(lines) // 2)
+        return ApplyOutcome(duplicate=False, deltas=len(by_hour))
 
     async def _marker_exists(self, batch_id: str) -> bool:
         # GET by id is real-time: no refresh needed to see a marker written an instant ago.
@@ -215,20 +203,19 @@ class AggregateStore:
         deltas: dict = {"bool": {"filter": [{"term": {"kind": "d"}}]}}
         clauses = [deltas]
         if state is not None:
-            deltas["bool"]["filter"].append({"range": {"epoch": {"gt": state["through"]}}})
+            if state["folded"]:
+                deltas["bool"]["must_not"] = [{"ids": {"values": state["folded"]}}]
             clauses.append({"bool": {"filter": [{"term": {"kind": "t"}}, {"term": {"fold": state["fold"]}}]}})
         return {"bool": {"filter": [{"term": {"hour": hour}}], "should": clauses, "minimum_should_match": 1}}
 
-    async def _hits(
-        self, query: dict, after: tuple[str, str, str] | None = None, sort: list | None = None
-    ) -> AsyncIterator[dict]:
-        """Documents matching ``query`` in ``sort`` order (default: key order), page by page (``search_after``)."""
-        search_after: list | None = [*after, "\U0010ffff"] if after else None
+    async def _hits(self, query: dict) -> AsyncIterator[dict]:
+        """Every document matching ``query``, page by page (``search_after`` on the unique ``_id``-like order)."""
+        search_after: list | None = None
         while True:
             response = await self.es.search(
                 index=self.aggregates,
                 query=query,
-                sort=sort or KEY_SORT,
+                sort=["_doc"],
                 size=PAGE_SIZE,
                 search_after=search_after,
                 track_total_hits=False,
@@ -243,110 +230,66 @@ class AggregateStore:
     async def read_hour(
         self, hour: int, limit: int | None = None, after: tuple[str, str, str] | None = None
     ) -> tuple[list[dict], tuple[str, str, str] | None]:
-        """Exact sums per key for one hour, sorted by key; with ``limit``, one page and the last key of it.
+        """Exact sums per key for one hour, sorted by key; with ``limit``, one page and its last key.
 
         Retried when a fold switched the hour's generation during the read (the pages would mix two views).
         """
         for _ in range(READ_ATTEMPTS):
             state, seq_no, _ = await self.fold_state(hour)
-            rows, last = await self._read_view(hour, state, limit, after)
+            sums: dict[tuple[str, str, str], list[int]] = {}
+            async for hit in self._hits(self._visible_query(hour, state)):
+                _add_packed(sums, hit["_source"]["rows"])
             _, seq_after, _ = await self.fold_state(hour)
             if seq_after == seq_no:
-                return rows, last
+                return _page(sums, hour, limit, after)
         raise RuntimeError(f"hour {hour} was re-folded during {READ_ATTEMPTS} reads in a row")
-
-    async def _read_view(
-        self, hour: int, state: dict | None, limit: int | None, after: tuple[str, str, str] | None
-    ) -> tuple[list[dict], tuple[str, str, str] | None]:
-        rows: list[dict] = []
-        current: tuple[str, str, str] | None = None
-        tx = rx = 0
-        async for hit in self._hits(self._visible_query(hour, state), after):
-            source = hit["_source"]
-            key = (source["src_app"], source["dest_app"], source["vpc_id"])
-            if key != current:
-                if current is not None:
-                    rows.append(_row(current, tx, rx, hour))
-                    if limit is not None and len(rows) >= limit:
-                        return rows, current
-                current, tx, rx = key, 0, 0
-            tx += int(source["tx"])
-            rx += int(source["rx"])
-        if current is not None:
-            rows.append(_row(current, tx, rx, hour))
-        return rows, None
 
     # ------------------------------------------------------------------ compaction
 
     async def hours_to_fold(self) -> list[int]:
-        """Hours that have deltas older than the grace (nothing else needs folding)."""
-        cutoff = int(time.time() * 1000) - self.grace_ms
+        """Hours that have delta documents (nothing else needs folding)."""
         response = await self.es.search(
             index=self.aggregates,
             size=0,
-            query={"bool": {"filter": [{"term": {"kind": "d"}}, {"range": {"epoch": {"lte": cutoff}}}]}},
+            query={"term": {"kind": "d"}},
             aggs={"hours": {"terms": {"field": "hour", "size": 10_000}}},
         )
         return [int(bucket["key"]) for bucket in response["aggregations"]["hours"]["buckets"]]
 
     async def fold_hour(self, hour: int) -> dict[str, int]:
-        """Fold the hour's deltas older than the grace into a new totals generation (see the module doc)."""
+        """Fold the hour's deltas of fully applied batches into a new totals generation (see the module doc)."""
         state, seq_no, primary_term = await self.fold_state(hour)
-        through = int(time.time() * 1000) - self.grace_ms
-        if state is not None and through <= state["through"]:
-            return {"folded": 0, "deleted": 0}
-        await self.es.indices.refresh(index=self.aggregates)
         base_fold = state["fold"] if state else None
-        base_through = state["through"] if state else -1
-        totals: dict[Key, list[int]] = {}
-        obsolete: list[str] = []  # replaced by the new generation: delete after the switch
+        previously_folded = list(state["folded"]) if state else []
+        # Deltas folded last time go first: the new state will no longer list them for readers to skip.
+        await self._delete_ids(previously_folded)
+        await self.es.indices.refresh(index=self.aggregates)
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        obsolete: list[str] = []  # totals documents the new generation replaces: deleted after the switch
         candidates: list[dict] = []
-        query = {
-            "bool": {
-                "filter": [{"term": {"hour": hour}}],
-                "should": [
-                    {"term": {"kind": "t"}},
-                    {"bool": {"filter": [{"term": {"kind": "d"}}, {"range": {"epoch": {"lte": through}}}]}},
-                ],
-                "minimum_should_match": 1,
-            }
-        }
-        async for hit in self._hits(query, sort=[{"tie": "asc"}]):
+        async for hit in self._hits({"term": {"hour": hour}}):
             source = hit["_source"]
-            key = (hour, source["src_app"], source["dest_app"], source["vpc_id"])
             if source["kind"] == "t":
                 obsolete.append(hit["_id"])
                 if source["fold"] == base_fold:
-                    _add(totals, key, source)
-            elif source["epoch"] > base_through:
+                    _add_packed(totals, source["rows"])
+            elif len(candidates) < MAX_FOLD_DELTAS:
                 candidates.append(hit)
-            else:
-                obsolete.append(hit["_id"])  # already in the current generation, left over by a crash
         applied = await self._applied_batches({hit["_source"]["batch"] for hit in candidates})
-        stranded = 0
-        for hit in candidates:
-            obsolete.append(hit["_id"])
-            if hit["_source"]["batch"] in applied:
-                source = hit["_source"]
-                _add(totals, (hour, source["src_app"], source["dest_app"], source["vpc_id"]), source)
-            else:
-                # Part of a batch whose application never finished: invisible once folded past; a retry or
-                # the queue replay rewrites the whole batch with a fresh epoch.
-                stranded += 1
-        if stranded:
-            log.warning(
-                "hour %d: dropped %d deltas of unfinished batches (they are re-applied on retry)",
-                hour,
-                stranded,
-            )
-        new_fold = uuid.uuid4().hex
-        await self._write_totals(hour, new_fold, totals)
-        switched = await self._switch(hour, new_fold, through, seq_no, primary_term)
-        if not switched:
-            await self._delete_ids([doc_id(new_fold, *key) for key in totals])
+        # Deltas of a batch still being applied (no marker yet) stay visible as deltas: folded next time.
+        folding = [hit for hit in candidates if hit["_source"]["batch"] in applied]
+        if not folding and not previously_folded:
             return {"folded": 0, "deleted": 0}
-        await self._delete_ids(obsolete)
-        return {"folded": len(candidates) - stranded, "deleted": len(obsolete)}
+        for hit in folding:
+            _add_packed(totals, hit["_source"]["rows"])
+        new_fold = uuid.uuid4().hex
+        new_ids = await self._write_totals(hour, new_fold, totals)
+        folded_ids = [hit["_id"] for hit in folding]
+        if not await self._switch(hour, new_fold, folded_ids, seq_no, primary_term):
+            await self._delete_ids(new_ids)
+            return {"folded": 0, "deleted": 0}
+        await self._delete_ids(folded_ids + obsolete)
+        return {"folded": len(folding), "deleted": len(folded_ids) + len(obsolete)}
 
     async def _applied_batches(self, batch_ids: set[str]) -> set[str]:
         applied: set[str] = set()
@@ -356,35 +299,35 @@ class AggregateStore:
             applied.update(doc["_id"] for doc in response["docs"] if doc.get("found"))
         return applied
 
-    async def _write_totals(self, hour: int, fold: str, totals: dict[Key, list[int]]) -> None:
+    async def _write_totals(
+        self, hour: int, fold: str, totals: dict[tuple[str, str, str], list[int]]
+    ) -> list[str]:
+        """Write the new generation in chunks of ``TOTALS_CHUNK`` keys; returns the document ids."""
+        packed = [[*key, str(tx), str(rx)] for key, (tx, rx) in sorted(totals.items())]
         lines: list[bytes] = []
-        for key, (tx, rx) in totals.items():
-            total_id = doc_id(fold, *key)
-            lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": total_id}}))
-            lines.append(
-                orjson.dumps(
-                    {
-                        "kind": "t",
-                        "hour": hour,
-                        "src_app": key[1],
-                        "dest_app": key[2],
-                        "vpc_id": key[3],
-                        "tie": total_id,
-                        "fold": fold,
-                        "tx": str(tx),
-                        "rx": str(rx),
-                    }
-                )
-            )
-        for start in range(0, len(lines), 2 * 5000):
-            await self._bulk(lines[start : start + 2 * 5000])
+        ids: list[str] = []
+        for chunk, start in enumerate(range(0, len(packed), TOTALS_CHUNK)):
+            ids.append(doc_id(fold, hour, chunk))
+            lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": ids[-1]}}))
+            document = {
+                "kind": "t",
+                "hour": hour,
+                "fold": fold,
+                "chunk": chunk,
+                "tie": ids[-1],
+                "rows": packed[start : start + TOTALS_CHUNK],
+            }
+            lines.append(orjson.dumps(document))
+        for start in range(0, len(lines), 2 * 20):
+            await self._bulk(lines[start : start + 2 * 20])
         # Readers must see the whole new generation the instant the fold state names it.
         await self.es.indices.refresh(index=self.aggregates)
+        return ids
 
     async def _switch(
-        self, hour: int, fold: str, through: int, seq_no: int | None, primary_term: int | None
+        self, hour: int, fold: str, folded: list[str], seq_no: int | None, primary_term: int | None
     ) -> bool:
-        document = {"fold": fold, "through": through, "folded_ms": int(time.time() * 1000)}
+        document = {"fold": fold, "folded": folded, "folded_ms": int(time.time() * 1000)}
         try:
             if seq_no is None:
                 await self.es.create(index=self.folds, id=str(hour), document=document, refresh=True)
@@ -410,7 +353,7 @@ class AggregateStore:
             await self._bulk(lines)
 
     async def compact(self) -> dict[str, int]:
-        """One compaction pass over every hour that has deltas older than the grace."""
+        """One compaction pass over every hour that has deltas."""
         folded = deleted = 0
         for hour in await self.hours_to_fold():
             outcome = await self.fold_hour(hour)
@@ -419,18 +362,38 @@ class AggregateStore:
         return {"folded": folded, "deleted": deleted}
 
 
-def _add(totals: dict[Key, list[int]], key: Key, source: dict) -> None:
-    acc = totals.setdefault(key, [0, 0])
-    acc[0] += int(source["tx"])
-    acc[1] += int(source["rx"])
+def _add_packed(sums: dict[tuple[str, str, str], list[int]], rows: list[PackedRow]) -> None:
+    for src, dst, vpc, tx, rx in rows:
+        key = (src, dst, vpc)
+        acc = sums.get(key)
+        if acc is None:
+            sums[key] = [int(tx), int(rx)]
+        else:
+            acc[0] += int(tx)
+            acc[1] += int(rx)
 
 
-def _row(key: tuple[str, str, str], tx: int, rx: int, hour: int) -> dict:
-    return {
-        "src_app": key[0],
-        "dest_app": key[1],
-        "vpc_id": key[2],
-        "bytes_tx": tx,
-        "bytes_rx": rx,
-        "hour": hour,
-    }
+def _page(
+    sums: dict[tuple[str, str, str], list[int]],
+    hour: int,
+    limit: int | None,
+    after: tuple[str, str, str] | None,
+) -> tuple[list[dict], tuple[str, str, str] | None]:
+    """Sorted rows after ``after``, at most ``limit`` of them, and the last key when more follow."""
+    # Python orders str by code point, as Elasticsearch orders keywords by UTF-8 bytes: same order.
+    keys = sorted(key for key in sums if after is None or key > after)
+    more = limit is not None and len(keys) > limit
+    if limit is not None:
+        keys = keys[:limit]
+    rows = [
+        {
+            "src_app": k[0],
+            "dest_app": k[1],
+            "vpc_id": k[2],
+            "bytes_tx": sums[k][0],
+            "bytes_rx": sums[k][1],
+            "hour": hour,
+        }
+        for k in keys
+    ]
+    return rows, (keys[-1] if more else None)
