@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,7 @@ class PersistentQueue:
 
     # -- writer side -------------------------------------------------------------------------------------------
     def _writer_side(self) -> SegmentWriter:
-        if self._writer is None:
-            with self._roles_lock:
-                if self._closed:
-                    raise ValueError("queue is closed")
-                if self._writer is None:
-                    self._writer = SegmentWriter(self)
-        return self._writer
+        return self._writer or self._take_role("_writer", lambda: SegmentWriter(self))
 
     def append(self, payload: bytes, source: str, arrival_ns: int, source_port: int = 0) -> int:
         """Append one datagram; returns its seq. Raises ``QueueFull`` when ``max_bytes`` or the disk is full."""
@@ -97,13 +91,16 @@ class PersistentQueue:
 
     # -- reader side -------------------------------------------------------------------------------------------
     def _reader_side(self) -> SegmentReader:
-        if self._reader is None:
-            with self._roles_lock:
-                if self._closed:
-                    raise ValueError("queue is closed")
-                if self._reader is None:
-                    self._reader = SegmentReader(self.directory)
-        return self._reader
+        return self._reader or self._take_role("_reader", lambda: SegmentReader(self.directory))
+
+    def _take_role(self, attribute: str, open_side: Callable[[], Any]) -> Any:
+        """Open the writer or reader side once, even when several threads ask at the same time."""
+        with self._roles_lock:
+            if self._closed:
+                raise ValueError("queue is closed")
+            if getattr(self, attribute) is None:
+                setattr(self, attribute, open_side())
+            return getattr(self, attribute)
 
     def read(self, max_entries: int = 1000, timeout_s: float = 0.0) -> list[Entry]:
         """Up to ``max_entries`` entries after the read cursor, in append order.
