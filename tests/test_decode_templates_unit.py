@@ -226,3 +226,13 @@ def test_reserved_set_ids_and_bad_lengths_are_reported() -> None:
     assert [reason for reason, _ in short.errors] == ["truncated"]
     bad_ipfix = decoder.decode(struct.pack("!HHIII", 10, 8, 0, 0, 0), EXPORTER, NOW)
     assert [reason for reason, _ in bad_ipfix.errors] == ["bad_length"]
+
+
+def test_huge_template_decodes_without_generated_code() -> None:
+    decoder = FlowDecoder()
+    fields = [(8, 4), (12, 4)] + [(1000 + i, 1) for i in range(2000)]
+    decoder.decode(ipfix_message([ipfix_template_set([(400, fields)])]), EXPORTER, NOW)
+    record = ip4("10.0.0.1") + ip4("10.0.0.2") + bytes(range(256)) * 7 + bytes(208)
+    result = decoder.decode(ipfix_message([flowset(400, record, pad=False)]), EXPORTER, NOW)
+    raw = result.documents[0]["netflow"]
+    assert raw["source_ipv4_address"] == "10.0.0.1" and raw["field_1001"] == "01" and len(raw) == 2003

@@ -119,6 +119,7 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
 
 # generated record builders shared by every template with the same layout (exporters re-send the same few)
 MAX_BUILDERS = 4096
+MAX_GENERATED_FIELDS = 512
 _BUILDERS: dict[tuple[Any, ...], Callable[[Iterable[tuple[Any, ...]]], list[dict[str, Any]]]] = {}
 
 
@@ -242,6 +243,10 @@ class Template:
         identifiers reach the source text (keys go through ``repr``, converters are looked up by index).
         """
         converters = dict(self._converters)
+        if len(self.names) > MAX_GENERATED_FIELDS:
+            # no real exporter sends this many fields; a hostile one should not make us compile megabytes
+            self._fixed_decoder = self._generic_builder
+            return self._generic_builder
         layout = (self.names, tuple(converters.items()))
         cached = _BUILDERS.get(layout)
         if cached is not None:
@@ -261,6 +266,17 @@ class Template:
             _BUILDERS.pop(next(iter(_BUILDERS)))
         _BUILDERS[layout] = self._fixed_decoder = build
         return build
+
+    def _generic_builder(self, rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        names = self.names
+        converters = self._converters
+        records = []
+        for values in rows:
+            values = list(values)
+            for index, convert in converters:
+                values[index] = convert(values[index])
+            records.append(dict(zip(names, values, strict=True)))
+        return records
 
     def _decode_variable(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
         records = []
