@@ -64,6 +64,8 @@ def read_checkpoint(directory: Path) -> int:
         data = (directory / CHECKPOINT).read_bytes()
     except FileNotFoundError:
         return 0
+    if not data:
+        return 0  # created, never written: nothing acknowledged yet
     if len(data) != _CHECKPOINT.size:
         log.warning("queue %s: ignoring a checkpoint of %d bytes", directory, len(data))
         return 0
