@@ -181,3 +181,27 @@ def test_unknown_version_and_empty_payload_are_counted_not_raised() -> None:
     assert decoder.decode(b"\x00\x07" + b"\x00" * 30, EXPORTER, NOW).errors[0][0] == "unknown_version"
     assert decoder.decode(b"", EXPORTER, NOW).errors[0][0] == "unknown_version"
     assert decoder.decode(b"\x00\x05\x00\x01", EXPORTER, NOW).errors[0][0] == "truncated"
+
+
+def test_odd_field_lengths_stay_raw_and_never_reach_ecs_fields() -> None:
+    """Ports, protocol and addresses sent with unusual lengths are kept as hex under netflow.*, not mapped."""
+    decoder = FlowDecoder()
+    template = v9_template_set([(300, [(8, 3), (12, 4), (7, 2), (11, 10), (4, 2), (1, 4)])])
+    record = b"\x0a\x00\x01" + bytes([10, 0, 0, 2]) + b"\x00\x35" + b"\x00" * 9 + b"\x50" + b"\x01\x06" + b"\x00\x00\x00\x09"
+    doc = decoder.decode(v9_packet([template, flowset(300, record)]), EXPORTER, NOW).documents[0]
+    assert doc["netflow"]["source_ipv4_address"] == "0a0001"
+    assert doc["netflow"]["destination_transport_port"] == "00000000000000000050"
+    assert "ip" not in doc.get("source", {}) and "port" not in doc["destination"]
+    assert "iana_number" not in doc["network"] and "community_id" not in doc["network"]
+    assert doc["network"]["bytes"] == 9
+
+
+def test_renormalised_counters_are_clamped_to_a_long() -> None:
+    decoder = FlowDecoder()
+    options = v9_options_template_set(260, [(1, 4)], [(34, 4)])
+    template = v9_template_set([(300, [(8, 4), (12, 4), (1, 8)])])
+    packet = v9_packet([options, flowset(260, struct.pack("!II", 0, 2**31)), template,
+                        flowset(300, bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack("!Q", 2**62))])
+    flow = next(d for d in decoder.decode(packet, EXPORTER, NOW).documents if d["event"]["action"] == "netflow_flow")
+    assert flow["network"]["bytes"] == 2**63 - 1
+    assert flow["netflow"]["octet_delta_count"] == 2**62

@@ -101,6 +101,11 @@ class TemplateProtocolDecoder:
                         break
                     raise DatagramError("bad_set_length", f"set {set_id} at offset {offset} has length {length}")
                 cut_short = offset + length > end
+                if cut_short and offset + length <= len(payload):
+                    # the header's message length is short but the set fits the datagram (an exporter
+                    # miscounting its length; Telegraf and tshark read the set too): keep it whole
+                    end = offset + length
+                    cut_short = False
                 if cut_short:
                     # keep the whole records that did arrive; the datagram ends with this set
                     result.error("truncated", f"{self.protocol} from {exporter}: set {set_id} at offset {offset} "

@@ -17,6 +17,7 @@ from typing import Any
 
 from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
 
+MAX_LONG = (1 << 63) - 1   # Elasticsearch long: renormalised counters are clamped, never overflow
 NTP_EPOCH_OFFSET_S = 2_208_988_800   # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
 UINT32 = 1 << 32
 
@@ -150,12 +151,13 @@ def _icmp_type_code(record: dict[str, Any], protocol: int, dst_port: int | None)
     code = _first(record, "icmp_type_code_ipv4", "icmp_type_code_ipv6")
     if code is None:
         icmp_type = _first(record, "icmp_type_ipv4", "icmp_type_ipv6")
-        if icmp_type is not None:
-            return icmp_type, _first(record, "icmp_code_ipv4", "icmp_code_ipv6") or 0
+        if icmp_type.__class__ is int:
+            icmp_code = _first(record, "icmp_code_ipv4", "icmp_code_ipv6")
+            return icmp_type & 0xFF, icmp_code & 0xFF if icmp_code.__class__ is int else 0
         code = dst_port   # Cisco and others put type * 256 + code in the destination port
-    if code is None:
+    if code.__class__ is not int:
         return None
-    return code >> 8, code & 0xFF
+    return (code >> 8) & 0xFF, code & 0xFF
 
 
 def _packed(ip: str) -> bytes:
@@ -246,11 +248,22 @@ def flow_document(
 ) -> dict[str, Any]:
     """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object."""
     get = record.get
+    # A field sent with an unusual length is kept raw as hex text: only well-formed values feed ECS fields.
     src_ip = _pick(record, plan.src)
+    if src_ip is not None and "." not in src_ip and ":" not in src_ip:
+        src_ip = None
     dst_ip = _pick(record, plan.dst)
+    if dst_ip is not None and "." not in dst_ip and ":" not in dst_ip:
+        dst_ip = None
     protocol = get("protocol_identifier")
+    if protocol.__class__ is not int or protocol > 255:
+        protocol = None
     src_port = _pick(record, plan.src_port)
+    if src_port.__class__ is not int:
+        src_port = None
     dst_port = _pick(record, plan.dst_port)
+    if dst_port.__class__ is not int:
+        dst_port = None
     scale = sampling_rate if renormalize else 1
 
     event: dict[str, Any] = {"kind": "event", "category": _CATEGORY, "type": _CONNECTION, "action": action}
@@ -278,8 +291,8 @@ def flow_document(
         source["port"] = src_port
     if dst_port is not None:
         destination["port"] = dst_port
-    if protocol.__class__ is int:
-        network["iana_number"] = _IANA_TEXT[protocol] if protocol < 256 else str(protocol)
+    if protocol is not None:
+        network["iana_number"] = _IANA_TEXT[protocol]
         transport = TRANSPORT_NAMES.get(protocol)
         if transport is not None:
             network["transport"] = transport
@@ -289,21 +302,21 @@ def flow_document(
         rev_bytes = _pick(record, plan.rev_bytes)
         rev_packets = _pick(record, plan.rev_packets)
         if isinstance(fwd_bytes, int):
-            source["bytes"] = fwd_bytes * scale
+            source["bytes"] = min(fwd_bytes * scale, MAX_LONG)
         if isinstance(fwd_packets, int):
-            source["packets"] = fwd_packets * scale
+            source["packets"] = min(fwd_packets * scale, MAX_LONG)
         if isinstance(rev_bytes, int):
-            destination["bytes"] = rev_bytes * scale
+            destination["bytes"] = min(rev_bytes * scale, MAX_LONG)
             fwd_bytes = (fwd_bytes if isinstance(fwd_bytes, int) else 0) + rev_bytes
         if isinstance(rev_packets, int):
-            destination["packets"] = rev_packets * scale
+            destination["packets"] = min(rev_packets * scale, MAX_LONG)
             fwd_packets = (fwd_packets if isinstance(fwd_packets, int) else 0) + rev_packets
     if fwd_bytes.__class__ is int:
-        network["bytes"] = fwd_bytes * scale
+        network["bytes"] = fwd_bytes * scale if scale == 1 else min(fwd_bytes * scale, MAX_LONG)
     if fwd_packets.__class__ is int:
-        network["packets"] = fwd_packets * scale
+        network["packets"] = fwd_packets * scale if scale == 1 else min(fwd_packets * scale, MAX_LONG)
     network["direction"] = _DIRECTIONS.get(get("flow_direction"), "unknown")
-    if src_ip is not None and dst_ip is not None and protocol.__class__ is int:
+    if src_ip is not None and dst_ip is not None and protocol is not None:
         if protocol == 1 or protocol == 58:
             type_code = _icmp_type_code(record, protocol, dst_port)
             if type_code is not None:
