@@ -29,6 +29,7 @@ class V5Exporter:
     """One simulated v5 exporter; every flow gets a unique (source ip, source port) so duplicates show up."""
 
     engine_id: int = 1
+    first_flow: int = 0  # exporters with different first_flow (multiples of 1 << 24) never share a flow key
     sequence: int = 0
     flows_sent: int = 0
     boot_s: int = field(default_factory=lambda: int(time.time()) - 3600)
@@ -39,7 +40,7 @@ class V5Exporter:
         header = V5_HEADER.pack(5, count, uptime_ms, now, 0, self.sequence, 0, self.engine_id, 0)
         records = []
         for _ in range(count):
-            n = self.flows_sent
+            n = self.first_flow + self.flows_sent
             src = bytes([10, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF])
             records.append(
                 V5_RECORD.pack(

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -109,6 +110,9 @@ class PipelineWorker:
 
     ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``;
     ``sink``: anything with ``index(docs) -> BulkOutcome`` that returns only when every doc is safe.
+
+    One batch is indexed (in a helper thread: the sink waits on the network with the GIL released) while the
+    next is decoded; batches are acked strictly in order, each only after its ``index`` call returned.
     """
 
     def __init__(self, queue: Any, decoder: Any, sink: Any, config: Config, partition: int = 0) -> None:
@@ -123,6 +127,8 @@ class PipelineWorker:
         self._last_template_save = time.monotonic()
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
+        self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
+        self._inflight: tuple[Future, int, float] | None = None  # (index call, last seq, perf_counter start)
         # count acks from the checkpoint an earlier run left
         self.cursor.acked = (_call_optional(queue, "stats") or {}).get("acked_seq")
 
@@ -134,6 +140,7 @@ class PipelineWorker:
         entries = self.queue.read(settings.batch_max_datagrams, wait)
         report = BatchReport(datagrams=len(entries))
         if not entries:
+            self.finish_inflight()
             return report
         started = time.perf_counter()
         docs: list[dict[str, Any]] = []
@@ -149,11 +156,21 @@ class PipelineWorker:
                 self.cursor.hold(entry.seq, now)
         metrics.QUEUE_READ_DATAGRAMS.inc(len(entries))
         metrics.QUEUE_READ_BYTES.inc(read_bytes)
-        report.documents = self._index(docs)
-        self.cursor.processed_up_to(entries[-1].seq)
+        report.documents = len(docs)
+        self.finish_inflight()
+        self._inflight = (self._indexer.submit(self._index, docs), entries[-1].seq, started)
+        return report
+
+    def finish_inflight(self) -> None:
+        """Wait for the batch being indexed, then ack it (raises the sink's ``SinkClosed`` if it was closed)."""
+        if self._inflight is None:
+            return
+        future, last_seq, started = self._inflight
+        self._inflight = None
+        future.result()
+        self.cursor.processed_up_to(last_seq)
         self._ack()
         metrics.PIPELINE_BATCH_DURATION.observe(time.perf_counter() - started)
-        return report
 
     def _account(self, result: Any, exporter: str) -> int:
         """Metrics and rate-limited log lines for one decode result; returns its error count."""
@@ -166,7 +183,8 @@ class PipelineWorker:
             for key, count in stats.items():
                 if key.startswith("records.") and count:
                     metrics.RECORDS_DECODED.labels(protocol=protocol, kind=key[8:]).inc(count)
-            gaps, lost = stats.get("sequence_gaps", 0), stats.get("lost_records", 0)
+            gaps = stats.get("sequence_gaps", 0) + stats.get("sflow_datagram_gaps", 0)
+            lost = stats.get("lost_records", 0)
             if gaps or lost:
                 label = metrics.exporter_label(exporter)
                 if gaps:
@@ -219,6 +237,7 @@ class PipelineWorker:
             self.update_gauges()
 
     def expire_held(self, now: float) -> None:
+        self.finish_inflight()
         result = self.decoder.expire(time.time_ns())
         self._account(result, "held")
         self._index(result.documents)
@@ -257,23 +276,42 @@ class PipelineWorker:
             return 0
 
     def update_gauges(self) -> None:
-        stats = _call_optional(self.queue, "stats")
-        if stats:
-            metrics.QUEUE_DEPTH_DATAGRAMS.set(stats.get("depth_entries", 0))
-            metrics.QUEUE_DEPTH_BYTES.set(stats.get("depth_bytes", 0))
-            metrics.QUEUE_OLDEST_AGE_SECONDS.set(stats.get("oldest_age_seconds", 0.0))
-            for reason in ("torn", "corrupt"):
-                total = stats.get(f"{reason}_records", 0)
-                new = total - self._skipped_seen.get(reason, 0)
-                if new > 0:
-                    metrics.QUEUE_CORRUPT_RECORDS.labels(reason=reason).inc(new)
-                    self._skipped_seen[reason] = total
+        self.update_queue_gauges()
         templates = _call_optional(self.decoder, "template_count")
         if templates is not None:
             metrics.TEMPLATES.set(templates)
         pending = _call_optional(self.decoder, "pending_count")
         if pending is not None:
             metrics.PENDING_DATAGRAMS.set(pending)
+
+    def update_queue_gauges(self) -> None:
+        """Queue depth, bytes, oldest age; safe from another thread (``stats`` only reads)."""
+        stats = _call_optional(self.queue, "stats")
+        if not stats:
+            return
+        metrics.QUEUE_DEPTH_DATAGRAMS.set(stats.get("depth_entries", 0))
+        metrics.QUEUE_DEPTH_BYTES.set(stats.get("depth_bytes", 0))
+        metrics.QUEUE_OLDEST_AGE_SECONDS.set(stats.get("oldest_age_seconds", 0.0))
+        for reason in ("torn", "corrupt"):
+            total = stats.get(f"{reason}_records", 0)
+            new = total - self._skipped_seen.get(reason, 0)
+            if new > 0:
+                metrics.QUEUE_CORRUPT_RECORDS.labels(reason=reason).inc(new)
+                self._skipped_seen[reason] = total
+
+    def start_queue_gauges(self, stop: threading.Event, interval_s: float = 1.0) -> threading.Thread:
+        """Keep the queue gauges fresh while a bulk waits for Elasticsearch (the loop is blocked then)."""
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.update_queue_gauges()
+                except Exception as exc:  # never let a metrics hiccup end the thread
+                    self.errors_log.warning("queue_gauges", "cannot read queue stats: %s", exc)
+
+        thread = threading.Thread(target=loop, name="queue-gauges", daemon=True)
+        thread.start()
+        return thread
 
     # -- loop -----------------------------------------------------------------------------------------
 
@@ -294,8 +332,13 @@ class PipelineWorker:
             if not self.process_batch(timeout_s=0.2).datagrams:
                 break
             self.tick()
+        self.finish_inflight()
         self.update_gauges()
         self.save_templates()
+
+    def close(self) -> None:
+        """Stop the indexing thread (after ``drain``, or after a ``SinkClosed``)."""
+        self._indexer.shutdown(wait=False, cancel_futures=True)
 
     def apply_reload(self, new: Config) -> tuple[dict[str, Any], list[str]]:
         """Take the reloadable settings of ``new``; returns (applied, keys that need a restart instead)."""
@@ -414,6 +457,8 @@ def worker_main(config: Config, partition: int, directory: str, ready: Any = Non
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     log.info("pipeline worker %d reading %s", partition, directory)
+    gauges_stop = threading.Event()
+    worker.start_queue_gauges(gauges_stop)
     if ready is not None:
         ready.set()
     try:
@@ -422,6 +467,8 @@ def worker_main(config: Config, partition: int, directory: str, ready: Any = Non
         log.warning(
             "pipeline worker %d: shutdown timeout reached with a bulk in flight; it stays queued", partition
         )
+    gauges_stop.set()
+    worker.close()
     _close(queue)
     _close(sink)
     log.info("pipeline worker %d stopped", partition)
