@@ -110,7 +110,9 @@ def setup_api(app: web.Application, config: Config) -> bool:
 
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving ``app``; returns the runner (for cleanup) and the bound port (useful with port 0)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # auto_decompress off: the flows API inflates gzip bodies itself, with its size limit (gzip bombs) and a
+    # 400 for a corrupt body (aiohttp's own inflater drops the connection instead)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

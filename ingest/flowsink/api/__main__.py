@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate-limit-rows-per-s", type=float, default=1_000_000.0)
     parser.add_argument("--rate-limit-burst-rows", type=int, default=2_000_000)
     parser.add_argument("--no-read-your-writes", action="store_true")
+    parser.add_argument("--body-limit-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--rows-limit", type=int, default=100_000)
+    parser.add_argument("--queue-max-bytes", type=int, default=1 << 30)
     return parser
 
 
@@ -48,11 +51,17 @@ def main(argv: list[str] | None = None) -> None:
         rate_limit_rows_per_s=args.rate_limit_rows_per_s,
         rate_limit_burst_rows=args.rate_limit_burst_rows,
         read_your_writes=not args.no_read_your_writes,
+        body_limit_bytes=args.body_limit_bytes,
+        rows_limit=args.rows_limit,
+        queue_max_bytes=args.queue_max_bytes,
         **({"node_id": args.node_id} if args.node_id else {}),
     )
     app = web.Application()
     setup(app, settings)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=lambda *_: None)
+    # auto_decompress off: the API inflates gzip itself, with its size limit (see validate.decompress)
+    web.run_app(
+        app, host=args.host, port=args.port, access_log=None, print=lambda *_: None, auto_decompress=False
+    )
 
 
 if __name__ == "__main__":
