@@ -273,9 +273,9 @@ class Receiver:
         return len(batch)
 
     def _store(self, batch: list[tuple[bytes, str, int, int]], port: int) -> None:
-        total_bytes = self._count_received(batch, port)
+        total_bytes, largest = self._count_received(batch, port)
         limit = self.settings.max_datagram_bytes
-        if total_bytes > limit and any(len(item[0]) > limit for item in batch):
+        if largest > limit:
             kept = [item for item in batch if len(item[0]) <= limit]
             self._drop("oversize", len(batch) - len(kept), "datagram larger than %d bytes dropped", limit)
             total_bytes -= sum(len(item[0]) for item in batch if len(item[0]) > limit)
@@ -288,21 +288,24 @@ class Receiver:
         self.counts.queued_datagrams += len(batch)
         self.counts.queued_bytes += total_bytes
 
-    def _count_received(self, batch: list[tuple[bytes, str, int, int]], port: int) -> int:
-        """Count the batch by exporter and listener port; returns its payload bytes."""
+    def _count_received(self, batch: list[tuple[bytes, str, int, int]], port: int) -> tuple[int, int]:
+        """Count the batch by exporter and listener port; returns its payload bytes and its largest payload."""
         by_exporter = self.counts.by_exporter
-        total = 0
+        total = largest = 0
         for payload, exporter, _, _ in batch:
+            size = len(payload)
             pair = by_exporter.get(exporter)
             if pair is None:
                 pair = by_exporter[exporter] = [0, 0]
             pair[0] += 1
-            pair[1] += len(payload)
-            total += len(payload)
+            pair[1] += size
+            total += size
+            if size > largest:
+                largest = size
         pair = self.counts.by_port.setdefault(port, [0, 0])
         pair[0] += len(batch)
         pair[1] += total
-        return total
+        return total, largest
 
     def _drop(self, reason: str, count: int, message: str, *args: object) -> None:
         if count <= 0:

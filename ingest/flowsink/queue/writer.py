@@ -51,7 +51,7 @@ class SegmentWriter:
         self._unsynced_since = 0.0  # monotonic time of the oldest append not yet handed to fdatasync
         self._syncing_since = 0.0
         self._syncing_bytes = 0
-        self._source_cache: dict[str, bytes] = {}
+        self._sources = records.SourceCodes()
         self._last_rescan = 0.0
         self._closing = threading.Event()
         self._wake = threading.Event()
@@ -125,32 +125,12 @@ class SegmentWriter:
             return QueueFull("disk_full", os.strerror(exc.errno))
         return QueueFull("io_error", f"{exc.__class__.__name__}: {exc}")
 
-    def _encode_batch(self, items: Iterable[Sequence[Any]]) -> tuple[bytes, int]:
-        seq = self.next_seq
-        parts: list[bytes] = []
-        cache = self._source_cache
-        for item in items:
-            payload, source, arrival_ns = item[0], item[1], item[2]
-            port = item[3] if len(item) > 3 else 0
-            source_b = cache.get(source)
-            if source_b is None:
-                source_b = source.encode()
-                records.check_sizes(b"", source_b)
-                if len(cache) > 65536:
-                    cache.clear()
-                cache[source] = source_b
-            if len(payload) > records.MAX_PAYLOAD:
-                records.check_sizes(payload, source_b)
-            records.encode_into(parts, seq, payload, source_b, port, arrival_ns)
-            seq += 1
-        return b"".join(parts), seq - self.next_seq
-
     def write(self, items: Iterable[Sequence[Any]]) -> int:
         items = items if isinstance(items, list) else list(items)
         if not items:
             return self.next_seq - 1
         with self._mutex:  # seqs are assigned inside: appends from several threads stay unique and ordered
-            data, count = self._encode_batch(items)
+            data, count = records.encode_batch(items, self.next_seq, self._sources)
             size = len(data)
             if self._fd < 0:
                 try:
