@@ -174,6 +174,9 @@ def node_config(layout: StackLayout, index: int) -> dict:
         "receive": {"host": layout.node_host(index), "ports": layout.node_udp_ports(index), "processes": 1},
         "http": {"host": layout.node_host(index), "port": layout.node_http_port(index)},
         "api": {"tokens": [api_token(layout)], "index_prefix": f"{layout.index_prefix}-app-flows"},
+        # Save learnt templates every 5 s (default 30 s): a node that restarts after a crash then decodes its
+        # exporters' data at once instead of waiting for their next template (docs/stack.md).
+        "decode": {"template_save_interval_s": 5},
         "logging": {"level": "INFO"},
     }
 
