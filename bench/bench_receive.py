@@ -191,6 +191,13 @@ class Step:
     cpu_seconds: float  # receiver CPU seconds in total
 
     @property
+    def stored_check(self) -> str:
+        """How many the receiver kept, and whether that is every datagram the kernel did not drop."""
+        if self.received is None:
+            return "n/a"
+        return f"{self.received} ({'yes' if self.received == self.sent - self.drops else 'NO'})"
+
+    @property
     def cpu_us_per_datagram(self) -> float:
         taken = self.sent - self.drops
         return 1e6 * self.cpu_seconds / taken if taken > 0 else 0.0
@@ -331,15 +338,15 @@ def report(all_steps: dict[str, list[Step]], seconds: float, payload_bytes: int)
         "datagrams not dropped) is the figure the shared machine's load distorts least: 1e6 / that cost is the "
         "rate one free core could take.",
         "",
-        "| receiver | rate asked (/s) | sent (/s) | kernel drops | drop % | receiver CPU (cores) "
-        "| CPU µs per datagram taken |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| receiver | rate asked (/s) | sent (/s) | kernel drops | drop % | stored (sent - drops?) "
+        "| receiver CPU (cores) | CPU µs per datagram taken |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for steps in all_steps.values():
         for step in steps:
             lines.append(
                 f"| {step.target} | {step.rate} | {step.sender_rate:.0f} | {step.drops} | {step.drop_pct:.2f} "
-                f"| {step.cpu:.2f} | {step.cpu_us_per_datagram:.1f} |"
+                f"| {step.stored_check} | {step.cpu:.2f} | {step.cpu_us_per_datagram:.1f} |"
             )
     lines += ["", "Highest rate with 0 kernel drops (ratio to nfcapd measured in this run):", ""]
     best = {name: max([s.rate for s in steps if not s.drops], default=0) for name, steps in all_steps.items()}
