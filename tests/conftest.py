@@ -50,13 +50,21 @@ def es_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def es_version(es_url: str) -> str:
+def es_version(es_url: str, pytestconfig: pytest.Config) -> str:
     from elasticsearch import Elasticsearch
 
     client = Elasticsearch(es_url)
     nodes = client.nodes.info(node_id="_local")["nodes"]
     version = next(iter(nodes.values()))["version"]
-    sys.stderr.write(f"\n[conftest] integration tests use Elasticsearch {version} at {es_url}\n")
+    line = f"[conftest] integration tests use Elasticsearch {version} at {es_url}"
+    sys.stderr.write(f"\n{line}\n")
+    # Captured stderr shows only on failure; the terminal reporter puts the version in every test log.
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(line)
     return version
 
 
