@@ -271,3 +271,44 @@ def test_docs_describe_every_panel() -> None:
     # "Top talkers: sources", "Top talkers: destinations" may be written "Top talkers: sources, : destinations"
     missing = sorted({title for title in titles if title not in flat and title.rsplit(": ", 1)[-1] not in flat})
     assert not missing, f"docs/stack.md does not describe: {missing}"
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """ENV settings of the Dockerfile (``ENV A=1 \\`` continuation lines included)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for pair in line[4:].split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def test_ingest_container_environment_is_a_valid_node_config(compose_config: dict) -> None:
+    """What the ingest container runs with (image ENV, Compose environment, the entrypoint's slot folder) passes
+    the node's own validation, with every flow port and the HTTP port where nginx sends them."""
+    from flowsink.config import load_config
+
+    env = {**_dockerfile_env(), **compose_config["services"]["ingest"]["environment"]}
+    env["FLOWSINK_NODE_RUN_DIR"] = "/var/lib/flowsink/slot-0"
+    config = load_config(None, env={k: str(v) for k, v in env.items()})
+    assert config.receive.ports == [2055, 4739, 6343] and config.http.port == 8080
+    assert config.elasticsearch.url == ["http://elasticsearch:9200"]
+    assert config.api.tokens and config.queue.max_bytes == 4 * 1024**3
+    assert Path(config.elasticsearch.template_dir).name == "elasticsearch"
+
+
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
+    import fnmatch
+
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    sources = []
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    assert sources
+    for source in sources:
+        assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is in .dockerignore"
