@@ -198,6 +198,7 @@ class FlowPlan:
     rev_packets: str | tuple[str, ...] | None
     biflow: bool
     times: bool
+    uptime_only: bool   # start/end only from sysUpTime-relative fields (NetFlow v5, most v9): the fast path
 
 
 _CANDIDATES = {
@@ -225,9 +226,11 @@ def flow_plan(names: tuple[str, ...], has_time_fields: bool) -> FlowPlan:
         found = tuple(n for n in candidates if n in present)
         # one candidate (the usual case) is looked up directly; dict.get(None) gives None when there is none
         picked[key] = found if len(found) > 1 else (found[0] if found else None)
+    uptime_names = {"flow_start_sys_up_time", "flow_end_sys_up_time"}
     return FlowPlan(
         **picked, biflow=bool(picked["rev_bytes"] or picked["rev_packets"]),
         times=has_time_fields or not _TIME_NAMES.isdisjoint(present),
+        uptime_only=not has_time_fields and uptime_names <= present and not (_TIME_NAMES - uptime_names) & present,
     )
 
 
@@ -267,7 +270,21 @@ def flow_document(
     scale = sampling_rate if renormalize else 1
 
     event: dict[str, Any] = {"kind": "event", "category": _CATEGORY, "type": _CONNECTION, "action": action}
-    if plan.times:
+    uptime = context.uptime_ms
+    if plan.uptime_only and uptime is not None:
+        start = get("flow_start_sys_up_time")
+        end = get("flow_end_sys_up_time")
+        if start.__class__ is int and end.__class__ is int:
+            # how long before the export each happened, across one 32-bit wrap of the uptime either way
+            start_behind = (uptime - start) & 0xFFFFFFFF
+            end_behind = (uptime - end) & 0xFFFFFFFF
+            start = context.export_ms - (start_behind if start_behind < 0x80000000 else start_behind - UINT32)
+            end = context.export_ms - (end_behind if end_behind < 0x80000000 else end_behind - UINT32)
+            event["start"] = iso_ms(start)
+            event["end"] = iso_ms(end)
+            if end >= start:
+                event["duration"] = (end - start) * 1_000_000
+    elif plan.times:
         start, end = _record_times(record, time_fields, context, system_init_ms)
         if start is not None:
             event["start"] = iso_ms(start)
