@@ -240,3 +240,20 @@ def test_receiver_main_runs_from_the_node_config_and_stops_on_sigterm(tmp_path: 
     got = read_everything(tmp_path / "run" / "queue" / "rx-0")
     assert [e.payload for e in got] == [b"dgram-%d" % i for i in range(50)]
     assert {e.source for e in got} == {"::1"}
+
+
+def test_a_capped_receive_buffer_is_reported(
+    port: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import flowsink.receive as receive
+
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    monkeypatch.setattr(receive, "_SO_RCVBUFFORCE", -1)  # as without the privilege: plain SO_RCVBUF only
+    wanted = 4 * rmem_max
+    sockets = receive.open_sockets(ReceiverSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=wanted))
+    try:
+        assert receive.receive_buffer_bytes(sockets) < wanted
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert "the kernel granted SO_RCVBUF" in caplog.text

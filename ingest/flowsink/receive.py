@@ -33,8 +33,8 @@ _drops_log = RateLimitedLog(log)
 DEFAULT_PORTS = (2055, 4739, 6343)
 _BUFFER_BYTES = 65536  # above the largest UDP payload, so recvfrom_into never truncates
 _POLL_TIMEOUT_S = 0.2  # how quickly a stop request is noticed when no traffic arrives
-_STOP_DRAIN_S = 2.0
-_BATCHES_PER_WAKEUP = 4  # at most this long to empty the socket buffers when stopping
+_STOP_DRAIN_S = 2.0  # at most this long to empty the socket buffers when stopping
+_BATCHES_PER_WAKEUP = 4
 # Without this option name in the socket module (it is Linux's SO_RCVBUFFORCE): lets root exceed rmem_max.
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -132,14 +132,12 @@ def _families(host: str) -> list[tuple[socket.AddressFamily, str]]:
     return [(socket.AF_INET6 if ":" in host else socket.AF_INET, host)]
 
 
-def _set_rcvbuf(sock: socket.socket, wanted: int) -> int:
-    """Ask for ``wanted`` bytes of receive buffer (forcing past rmem_max when allowed); returns what was granted."""
+def _set_rcvbuf(sock: socket.socket, wanted: int) -> None:
+    """Ask for ``wanted`` bytes of receive buffer, forcing past rmem_max when the process may."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, wanted)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
-    # Linux reports twice the usable size (it counts its bookkeeping overhead too).
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
 
 
 def open_sockets(settings: ReceiverSettings) -> list[socket.socket]:
@@ -157,7 +155,7 @@ def open_sockets(settings: ReceiverSettings) -> list[socket.socket]:
         raise
     if not sockets:
         raise OSError(f"no UDP socket could be opened on {settings.host} ports {settings.ports}")
-    granted = min(_set_rcvbuf(sock, settings.rcvbuf_bytes) for sock in sockets)
+    granted = receive_buffer_bytes(sockets)
     if granted < settings.rcvbuf_bytes:
         log.warning(
             "the kernel granted SO_RCVBUF %d bytes instead of %d: bursts may be dropped "
@@ -183,6 +181,9 @@ def _open_socket(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if settings.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        _set_rcvbuf(
+            sock, settings.rcvbuf_bytes
+        )  # before bind: a socket joining the group gets traffic at once
         sock.bind((address, port))
         sock.setblocking(False)
     except OSError as exc:
@@ -195,7 +196,10 @@ def _open_socket(
 
 
 def receive_buffer_bytes(sockets: Iterable[socket.socket]) -> int:
-    """The smallest SO_RCVBUF the kernel granted among ``sockets`` (usable bytes)."""
+    """The smallest SO_RCVBUF the kernel granted among ``sockets``.
+
+    Linux doubles what was asked (the other half covers its bookkeeping) and reports the doubled value.
+    """
     return min(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2 for sock in sockets)
 
 
