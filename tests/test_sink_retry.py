@@ -142,6 +142,8 @@ def test_close_interrupts_a_caller_stuck_retrying(tmp_path):
     sink.close()
     thread.join(5)
     assert not thread.is_alive() and len(raised) == 1
+    with pytest.raises(SinkClosed):
+        sink.index(_docs(1))
 
 
 def test_settings_are_checked():

@@ -252,6 +252,8 @@ class ElasticsearchSink:
 
     def index(self, docs: Iterable[dict[str, Any]]) -> BulkOutcome:
         """Index ``docs`` (each with ``_index`` and optionally ``_id``); block until each has a final outcome."""
+        if self._closing.is_set():
+            raise SinkClosed("sink is closed")
         items, rejected = self._prepare(docs)
         if rejected:
             self._dead_letter(rejected)
