@@ -229,11 +229,11 @@ class TemplateProtocolDecoder:
     def expire(self, now_ns: int) -> DecodeResult:
         """Count held data older than ``pending_max_seconds`` as expired; forget templates past their expiry."""
         result = DecodeResult(protocol=self.protocol)
-        expired = self.pending.expire(now_ns)
+        expired = self.pending.expire(now_ns, self.protocol)
         if expired:
             result.stats["expired"] += expired
             result.error("template_missing", f"{self.protocol}: {expired} data set(s) expired waiting for template")
-        dropped = self.store.expire(now_ns)
+        dropped = self.store.expire(now_ns, self.protocol)
         if dropped:
             result.stats["templates_expired"] += dropped
         return result

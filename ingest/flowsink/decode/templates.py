@@ -386,18 +386,22 @@ class TemplateStore:
             state = self.options[key] = ExporterOptions()
         return state
 
-    def expire(self, now_ns: int) -> int:
-        """Drop templates and options state not refreshed for ``expiry_seconds``; returns templates dropped."""
+    def expire(self, now_ns: int, protocol: str | None = None) -> int:
+        """Drop templates and options state not refreshed for ``expiry_seconds`` (of one protocol, or all);
+        returns how many templates were dropped."""
         cutoff = now_ns - self.expiry_ns
         dropped = 0
         for key in list(self.templates):
+            if protocol is not None and key[0] != protocol:
+                continue
             domain = self.templates[key]
             for tid in [tid for tid, t in domain.items() if t.last_seen_ns < cutoff]:
                 del domain[tid]
                 dropped += 1
             if not domain:
                 del self.templates[key]
-        for key in [k for k, state in self.options.items() if state.last_seen_ns < cutoff]:
+        for key in [k for k, state in self.options.items()
+                    if state.last_seen_ns < cutoff and (protocol is None or k[0] == protocol)]:
             del self.options[key]
         return dropped
 
@@ -525,11 +529,13 @@ class PendingSets:
         self.bytes -= sum(len(s.payload) for s in sets)
         return sets
 
-    def expire(self, now_ns: int) -> int:
-        """Drop sets older than the age bound; returns how many."""
+    def expire(self, now_ns: int, protocol: str | None = None) -> int:
+        """Drop sets older than the age bound (of one protocol, or all); returns how many."""
         cutoff = now_ns - self.max_age_ns
         expired = 0
         for slot in list(self.held):
+            if protocol is not None and slot[0][0] != protocol:
+                continue
             sets = self.held[slot]
             keep = [s for s in sets if s.arrival_ns >= cutoff]
             expired += len(sets) - len(keep)

@@ -1,0 +1,1 @@
+"""Decoded records -> Elastic Common Schema documents: ``common`` (shared helpers), ``netflow``, ``sflow``."""
