@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import multiprocessing
 import os
 import shutil
@@ -153,6 +154,7 @@ class Node:
         # Workers first: they drain what an earlier run left before receivers add more.
         for child in self.workers + self.receivers:
             child.start(self._context)
+        self.write_pids()
         log.info(
             "node started: %d receiver(s) on UDP %s, %d pipeline worker(s), queue %s",
             len(self.receivers),
@@ -160,6 +162,12 @@ class Node:
             len(self.workers),
             self.config.queue_dir,
         )
+
+    def write_pids(self) -> None:
+        """``<run_dir>/pids.json``: which process is which (for profilers and operators)."""
+        pids = {"node": os.getpid()}
+        pids.update({child.name: child.process.pid for child in self.workers + self.receivers if child.process})
+        (self.config.run_dir / "pids.json").write_text(json.dumps(pids, indent=1) + "\n")
 
     # -- supervision ----------------------------------------------------------------------------------
 
@@ -182,6 +190,7 @@ class Node:
                 child.next_start = 0.0
                 metrics.PROCESS_RESTARTS.labels(role=child.role).inc()
                 child.start(self._context)
+                self.write_pids()
 
     def readiness_checks(self) -> list[tuple[str, Callable[[], str | None]]]:
         return [
