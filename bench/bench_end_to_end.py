@@ -277,10 +277,12 @@ def top_frames(paths: list[Path], limit: int = 12) -> tuple[list[tuple[str, floa
                 continue
             n = int(samples)
             frames = stack.split(";")
-            if (
-                any(f.startswith(("loop (pipeline", "_worker (thread")) for f in frames)
-                and "wait" in frames[-1]
-            ):
+            helper = any(
+                (f.startswith("loop (") and "pipeline.py" in f)
+                or (f.startswith("_worker (") and "thread.py" in f)
+                for f in frames
+            )
+            if helper and "wait" in frames[-1]:
                 continue  # idle helper threads (gauge timer, indexer between batches): not where time goes
             total += n
             own[_short(frames[-1])] += n
