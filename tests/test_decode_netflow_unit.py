@@ -205,3 +205,13 @@ def test_renormalised_counters_are_clamped_to_a_long() -> None:
     flow = next(d for d in decoder.decode(packet, EXPORTER, NOW).documents if d["event"]["action"] == "netflow_flow")
     assert flow["network"]["bytes"] == 2**63 - 1
     assert flow["netflow"]["octet_delta_count"] == 2**62
+
+
+def test_v9_single_sampler_applies_to_flows_that_name_none() -> None:
+    decoder = FlowDecoder()
+    options = v9_options_template_set(260, [(1, 4)], [(48, 1), (50, 4)])
+    packet = v9_packet([options, flowset(260, struct.pack("!IBI", 0, 1, 256)),
+                        v9_template_set([(300, FLOW_V9_FIELDS)]),
+                        flowset(300, flow_v9_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 10, 1))])
+    flow = next(d for d in decoder.decode(packet, EXPORTER, NOW).documents if d["event"]["action"] == "netflow_flow")
+    assert (flow["flow"]["sampling_rate"], flow["network"]["bytes"]) == (256, 2560)

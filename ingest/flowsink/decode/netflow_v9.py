@@ -198,10 +198,14 @@ class TemplateProtocolDecoder:
         plan = flow_plan(template.names, bool(time_fields))
         id_prefix = f"{context.id_prefix}{set_index}."
         in_record = template.has_sampling_fields
+        # a flow naming no sampler gets the domain-wide rate, or the only sampler's when there is just one
+        default_rate = 1
+        if sampling:
+            default_rate = sampling.get(None) or (next(iter(sampling.values())) if len(sampling) == 1 else 1)
         for index, record in enumerate(records):
             rate = sampling_rate_from_options(record) if in_record else None
             if rate is None:
-                rate = (sampling.get(sampler_key(record)) or sampling.get(None) or 1) if sampling else 1
+                rate = (sampling.get(sampler_key(record)) or default_rate) if sampling else 1
             documents.append(flow_document(
                 record, context, f"{id_prefix}{index}", action, rate, renormalize, plan, time_fields, interfaces,
                 system_init_ms,
