@@ -75,6 +75,16 @@ def test_only_items_refused_with_429_or_503_are_sent_again(tmp_path):
     assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered, outcome.retries) == (4, 1, 0, 2)
 
 
+def test_observer_sees_each_request_with_its_own_size(tmp_path):
+    seen: list[tuple[int, str]] = []
+    client = ScriptedBulk(lambda call, ids: _items([429, 201, 201] if call == 1 else [201] * len(ids)))
+    sink = _sink(
+        client, tmp_path, concurrency=1, observer=lambda _s, docs, _b, result: seen.append((docs, result))
+    )
+    sink.index(_docs(3))
+    assert seen == [(3, "item_errors"), (1, "ok")]
+
+
 def test_persistent_500_item_is_dead_lettered_after_its_attempts(tmp_path):
     client = ScriptedBulk(lambda call, ids: _items([500 if i == "d1" else 201 for i in ids]))
     outcome = _sink(client, tmp_path, max_item_attempts=4).index(_docs(3))

@@ -361,8 +361,8 @@ class ElasticsearchSink:
                 continue
             if round_ and self._throttle.due("recovered"):
                 log.info("Elasticsearch accepts bulk requests again")
+            self._observe(started, pending, len(body), "item_errors" if response.get("errors") else "ok")
             pending = self._classify(pending, results)
-            self._observe(started, items, len(body), "item_errors" if response.get("errors") else "ok")
             if pending:
                 self._wait(round_, "item_retry", "retrying items refused with 429/5xx", len(pending))
                 round_ += 1
