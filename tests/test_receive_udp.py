@@ -6,7 +6,7 @@ import multiprocessing
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,14 @@ def free_udp_port() -> int:
                 continue
             return port
     raise RuntimeError("no free UDP port")
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Poll ``condition`` (the machine may be loaded: no fixed sleeps for work another thread does)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the receiver"
+        time.sleep(0.02)
 
 
 def read_everything(directory: Path) -> list[Entry]:
@@ -100,7 +108,9 @@ def test_ipv4_and_ipv6_datagrams_land_in_order_with_their_exporter(tmp_path: Pat
 
 
 def test_full_queue_counts_drops_and_keeps_serving(tmp_path: Path, port: int) -> None:
-    settings = ReceiverSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=8 << 20)
+    settings = ReceiverSettings(
+        ports=(port,), host="127.0.0.1", rcvbuf_bytes=8 << 20, counters_interval_s=0.02
+    )
     payload = b"p" * 1000
     with (
         PersistentQueue(tmp_path, max_bytes=100_000, segment_bytes=10_000) as queue,
@@ -110,7 +120,7 @@ def test_full_queue_counts_drops_and_keeps_serving(tmp_path: Path, port: int) ->
     ):
         for _ in range(300):
             sender.sendto(payload, ("127.0.0.1", port))
-        time.sleep(0.3)
+        wait_for(lambda: receiver.counts.queued_datagrams + receiver.counts.dropped.get("full", 0) == 300)
         first = reader.read(1000, 0)
         reader.ack(first[-1].seq)
         assert reader.read(1000, 0.1) == []  # the worker keeps polling; that frees what it acknowledged
@@ -177,7 +187,7 @@ def test_so_reuseport_spreads_exporters_and_keeps_each_in_order(
     for round_ in range(20):
         for index, sender in enumerate(senders):
             sender.sendto(b"%02d:%03d" % (index, round_), ("127.0.0.1", port))
-    time.sleep(0.5)
+    wait_for(lambda: sum(PersistentQueue(d).stats()["last_seq"] for d in dirs) == 32 * 20)
     per_queue = [read_everything(d) for d in dirs]
     assert all(per_queue), "SO_REUSEPORT should hash 32 exporters onto both sockets"
     assert sum(len(q) for q in per_queue) == 32 * 20
