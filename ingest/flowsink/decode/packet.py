@@ -44,62 +44,43 @@ _AF_INET6 = socket.AF_INET6
 
 
 class PacketInfo:
-    """What could be read from one sampled header; attributes stay ``None`` where the bytes ran out."""
+    """What could be read from one sampled header; attributes stay ``None`` where the bytes ran out.
 
-    __slots__ = (
-        "dst_mac",
-        "dst_port",
-        "ethertype",
-        "fragment_offset",
-        "icmp_code",
-        "icmp_type",
-        "ip_dst",
-        "ip_flags",
-        "ip_id",
-        "ip_src",
-        "ip_total_length",
-        "ip_version",
-        "ipv6_extensions",
-        "ipv6_flow_label",
-        "mpls_labels",
-        "protocol",
-        "src_mac",
-        "src_port",
-        "tcp_flags",
-        "tos",
-        "truncated",
-        "ttl",
-        "udp_length",
-        "vlan_priorities",
-        "vlans",
+    Defaults live on the class and parsers set only what they find: creating one costs no ``__init__``
+    (this runs once per sampled packet).
+    """
+
+    FIELDS = (
+        "dst_mac", "dst_port", "ethertype", "fragment_offset", "icmp_code", "icmp_type", "ip_dst", "ip_flags",
+        "ip_id", "ip_src", "ip_total_length", "ip_version", "ipv6_extensions", "ipv6_flow_label", "mpls_labels",
+        "protocol", "src_mac", "src_port", "tcp_flags", "tos", "truncated", "ttl", "udp_length",
+        "vlan_priorities", "vlans",
     )
-
-    def __init__(self) -> None:
-        self.src_mac: bytes | None = None
-        self.dst_mac: bytes | None = None
-        self.ethertype: int | None = None
-        self.vlans: list[int] = []
-        self.vlan_priorities: list[int] = []
-        self.mpls_labels: list[int] = []
-        self.ip_version: int | None = None
-        self.ip_src: bytes | None = None
-        self.ip_dst: bytes | None = None
-        self.protocol: int | None = None
-        self.tos: int | None = None
-        self.ttl: int | None = None
-        self.ip_total_length: int | None = None
-        self.ip_id: int | None = None
-        self.ip_flags: int | None = None
-        self.fragment_offset: int | None = None
-        self.ipv6_flow_label: int | None = None
-        self.ipv6_extensions: list[int] = []
-        self.src_port: int | None = None
-        self.dst_port: int | None = None
-        self.tcp_flags: int | None = None
-        self.icmp_type: int | None = None
-        self.icmp_code: int | None = None
-        self.udp_length: int | None = None
-        self.truncated = False
+    src_mac: bytes | None = None
+    dst_mac: bytes | None = None
+    ethertype: int | None = None
+    vlans: list[int] | tuple[()] = ()
+    vlan_priorities: list[int] | tuple[()] = ()
+    mpls_labels: list[int] | tuple[()] = ()
+    ip_version: int | None = None
+    ip_src: bytes | None = None
+    ip_dst: bytes | None = None
+    protocol: int | None = None
+    tos: int | None = None
+    ttl: int | None = None
+    ip_total_length: int | None = None
+    ip_id: int | None = None
+    ip_flags: int | None = None
+    fragment_offset: int | None = None
+    ipv6_flow_label: int | None = None
+    ipv6_extensions: list[int] | tuple[()] = ()
+    src_port: int | None = None
+    dst_port: int | None = None
+    tcp_flags: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    udp_length: int | None = None
+    truncated = False
 
     @property
     def src_ip(self) -> str | None:
@@ -112,7 +93,7 @@ class PacketInfo:
     def as_dict(self) -> dict[str, object]:
         """Every attribute by name (addresses as text, MACs as ``aa:bb:..``): for tests and debugging."""
         out: dict[str, object] = {}
-        for name in self.__slots__:
+        for name in self.FIELDS:
             value = getattr(self, name)
             if name in ("src_mac", "dst_mac") and value is not None:
                 value = mac_text(value)
@@ -156,17 +137,19 @@ def parse_ethernet(data: bytes) -> PacketInfo:
         return info
     info.dst_mac, info.src_mac, ethertype = _ETH.unpack_from(data, 0)
     offset = 14
-    tags = 0
-    while ethertype in VLAN_ETHERTYPES:
-        if len(data) < offset + 4 or tags >= _MAX_VLAN_TAGS:
-            info.ethertype = ethertype
-            info.truncated = True
-            return info
-        tci, ethertype = _PORTS.unpack_from(data, offset)
-        info.vlans.append(tci & 0x0FFF)
-        info.vlan_priorities.append(tci >> 13)
-        offset += 4
-        tags += 1
+    if ethertype in VLAN_ETHERTYPES:
+        vlans: list[int] = []
+        priorities: list[int] = []
+        info.vlans, info.vlan_priorities = vlans, priorities
+        while ethertype in VLAN_ETHERTYPES:
+            if len(data) < offset + 4 or len(vlans) >= _MAX_VLAN_TAGS:
+                info.ethertype = ethertype
+                info.truncated = True
+                return info
+            tci, ethertype = _PORTS.unpack_from(data, offset)
+            vlans.append(tci & 0x0FFF)
+            priorities.append(tci >> 13)
+            offset += 4
     info.ethertype = ethertype
     if ethertype in MPLS_ETHERTYPES:
         offset = _parse_mpls(data, offset, info)
@@ -185,11 +168,13 @@ def parse_ethernet(data: bytes) -> PacketInfo:
 
 def _parse_mpls(data: bytes, offset: int, info: PacketInfo) -> int:
     """Walk the MPLS label stack; the offset after it, or -1 when the bytes end first."""
+    labels: list[int] = []
+    info.mpls_labels = labels
     for _ in range(_MAX_MPLS_LABELS):
         if len(data) < offset + 4:
             break
         (entry,) = _U32.unpack_from(data, offset)
-        info.mpls_labels.append(entry >> 12)
+        labels.append(entry >> 12)
         offset += 4
         if entry & 0x100:  # bottom of stack
             return offset
@@ -243,6 +228,7 @@ def parse_ipv6(data: bytes, offset: int, info: PacketInfo) -> None:
     info.ip_dst = dst
     offset += 40
     first_fragment = True
+    extensions: list[int] = []
     for _ in range(_MAX_IPV6_EXTENSIONS):
         if next_header not in _IPV6_GENERIC_EXTENSIONS and next_header not in (44, 51):
             break
@@ -259,7 +245,8 @@ def parse_ipv6(data: bytes, offset: int, info: PacketInfo) -> None:
             length = (data[offset + 1] + 2) * 4
         else:
             length = 8 + data[offset + 1] * 8
-        info.ipv6_extensions.append(next_header)
+        extensions.append(next_header)
+        info.ipv6_extensions = extensions
         next_header = data[offset]
         offset += length
     info.protocol = next_header

@@ -73,7 +73,9 @@ class SflowError(ValueError):
 class Datagram:
     """The datagram header every sample of it shares, plus what the normaliser derives from it once."""
 
-    __slots__ = ("agent", "arrival_ns", "exporter", "id_prefix", "sequence", "sub_agent", "timestamp", "uptime")
+    __slots__ = (
+        "agent", "arrival_ns", "exporter", "fields", "id_prefix", "sequence", "sub_agent", "timestamp", "uptime",
+    )
 
     def __init__(
         self, exporter: str, agent: str, sub_agent: int, sequence: int, uptime: int, arrival_ns: int
@@ -86,6 +88,7 @@ class Datagram:
         self.arrival_ns = arrival_ns
         self.timestamp = ""
         self.id_prefix = ""
+        self.fields: dict[str, Any] = {}
 
 
 class SflowDecoder:
@@ -156,56 +159,74 @@ class SflowDecoder:
             stats["sequence_reordered"] += outcome.reordered
         if count > MAX_SAMPLES_PER_DATAGRAM:
             raise SflowError("too_many_samples", f"{count} samples declared (limit {MAX_SAMPLES_PER_DATAGRAM})")
+        # consecutive sample sequence numbers per source, observed once per run at the end (a datagram
+        # usually carries a run of samples from each source: one tracker call instead of one per sample)
+        runs: dict[tuple[Any, ...], list[int]] = {}
+        try:
+            self._samples(data, offset, count, datagram, result, runs)
+        finally:
+            self._track_runs(datagram, runs, stats)
+
+    def _samples(
+        self, data: bytes, offset: int, count: int, datagram: Datagram, result: DecodeResult,
+        runs: dict[tuple[Any, ...], list[int]],
+    ) -> None:
         end = len(data)
+        documents = result.documents
+        stats = result.stats
+        renormalize = self.renormalize
+        flows = 0
         for index in range(count):
             if offset + 8 > end:
                 raise SflowError("truncated", f"sample {index} of {count} starts past the datagram's end")
             data_format, length = _U32X2.unpack_from(data, offset)
             offset += 8
-            if offset + length > end:
+            sample_end = offset + length
+            if sample_end > end:
                 raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
-            self._sample(data, offset, offset + length, data_format, datagram, index, result)
-            offset += length
+            if data_format in (SAMPLE_FLOW, SAMPLE_FLOW_EXPANDED):  # the bulk of any export
+                sample, records_at = _flow_sample_header(data, offset, sample_end, data_format)
+                info = self._flow_records_into(data, records_at, sample_end, sample, result)
+                _extend_run(runs, "flow", sample)
+                documents.append(normalize.flow_document(datagram, sample, info, index, renormalize))
+                flows += 1
+            else:
+                self._other_sample(data, offset, sample_end, data_format, datagram, index, result, runs)
+            offset = sample_end
+        if flows:
+            stats["records.sflow_flow_sample"] += flows
         if offset != end:
             stats["sflow_trailing_bytes"] += end - offset
 
-    def _sample(
-        self, data: bytes, start: int, end: int, data_format: int, datagram: Datagram, index: int, result: DecodeResult
+    def _other_sample(
+        self, data: bytes, start: int, end: int, data_format: int, datagram: Datagram, index: int,
+        result: DecodeResult, runs: dict[tuple[Any, ...], list[int]],
     ) -> None:
-        enterprise, fmt = data_format >> 12, data_format & 0xFFF
         stats = result.stats
-        if enterprise != 0 or fmt not in (1, 2, 3, 4, 5):
-            stats["sflow_unknown_samples"] += 1
-            return
-        if fmt in (SAMPLE_COUNTERS, SAMPLE_COUNTERS_EXPANDED):
-            sample, offset = _counter_sample_header(data, start, end, fmt)
+        if data_format in (SAMPLE_COUNTERS, SAMPLE_COUNTERS_EXPANDED):
+            sample, offset = _counter_sample_header(data, start, end, data_format)
             self._counter_records_into(data, offset, end, sample, result)
-            self._track_sample(datagram, sample, "counter", stats)
+            _extend_run(runs, "counter", sample)
             result.documents.append(normalize.counter_document(datagram, sample, index))
             stats["records.sflow_counter_sample"] += 1
-            return
-        if fmt == SAMPLE_DISCARDED:
+        elif data_format == SAMPLE_DISCARDED:
             sample, offset = _discarded_header(data, start, end)
-        else:
-            sample, offset = _flow_sample_header(data, start, end, fmt)
-        info = self._flow_records_into(data, offset, end, sample, result)
-        if fmt == SAMPLE_DISCARDED:
-            self._track_sample(datagram, sample, "discard", stats)
+            info = self._flow_records_into(data, offset, end, sample, result)
+            _extend_run(runs, "discard", sample)
             result.documents.append(normalize.discard_document(datagram, sample, info, index))
             stats["records.sflow_discarded_packet"] += 1
-        else:
-            self._track_sample(datagram, sample, "flow", stats)
-            result.documents.append(normalize.flow_document(datagram, sample, info, index, self.renormalize))
-            stats["records.sflow_flow_sample"] += 1
+        else:  # another enterprise's sample, or a format after v5: skipped by its length
+            stats["sflow_unknown_samples"] += 1
 
-    def _track_sample(self, datagram: Datagram, sample: dict[str, Any], kind: str, stats: Any) -> None:
-        stream = (datagram.exporter, datagram.agent, datagram.sub_agent, kind,
-                  sample["source_id_type"], sample["source_id_index"])
-        outcome = self._sample_sequences.observe(stream, sample["sample_sequence"], 1)
-        if outcome.lost:
-            # a lost sample is a lost record: the counters every protocol reports
-            stats["sequence_gaps"] += outcome.gaps
-            stats["lost_records"] += outcome.lost
+    def _track_runs(self, datagram: Datagram, runs: dict[tuple[Any, ...], list[int]], stats: Any) -> None:
+        observe = self._sample_sequences.observe
+        prefix = (datagram.exporter, datagram.agent, datagram.sub_agent)
+        for source, (first, length) in runs.items():
+            outcome = observe(prefix + source[:3], first, length)
+            if outcome.lost:
+                # a lost sample is a lost record: the counters every protocol reports
+                stats["sequence_gaps"] += outcome.gaps
+                stats["lost_records"] += outcome.lost
 
     def flush_sequences(self) -> DecodeResult:
         """Count the sequence holes still open (late datagrams can no longer fill them) as lost."""
@@ -264,6 +285,19 @@ class SflowDecoder:
             offset += length
         if count > MAX_RECORDS_PER_SAMPLE:
             raise SflowError("too_many_records", f"{count} counter records in one sample")
+
+
+def _extend_run(runs: dict[tuple[Any, ...], list[int]], kind: str, sample: dict[str, Any]) -> None:
+    """Add a sample's sequence number to its source's run; a break starts a new run under a new key."""
+    source = (kind, sample["source_id_type"], sample["source_id_index"])
+    sequence = sample["sample_sequence"]
+    run = runs.get(source)
+    if run is None:
+        runs[source] = [sequence, 1]
+    elif (run[0] + run[1]) & 0xFFFFFFFF == sequence:
+        run[1] += 1
+    else:  # out of order within the datagram: keep the run, track this one on its own, after it
+        runs[(*source, len(runs))] = [sequence, 1]
 
 
 # --- datagram and sample headers ------------------------------------------------------------------------------

@@ -62,6 +62,13 @@ def prepare_datagram(datagram: Datagram, payload: bytes) -> None:
     hasher.update(b"|sflow|")
     hasher.update(payload)
     datagram.id_prefix = _b64(hasher.digest()).decode("ascii") + "-"
+    datagram.fields = {
+        "agent_address": datagram.agent,
+        "sub_agent_id": datagram.sub_agent,
+        "datagram_sequence": datagram.sequence,
+        "uptime_millis": datagram.uptime,
+        "exporter_address": datagram.exporter,
+    }
 
 
 def _document_id(datagram: Datagram, index: int) -> str:
@@ -72,17 +79,23 @@ def _ip(raw: bytes) -> str:
     return _inet_ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
 
 
+# A switch's samples carry few distinct MACs (its neighbours, gateways): their text is worth keeping.
+_MAC_CACHE: dict[bytes, str] = {}
+_MAC_CACHE_SIZE = 16384
+
+
 def _ecs_mac(raw: bytes) -> str:
     """ECS writes MAC addresses upper-case with hyphens."""
-    return raw.hex("-").upper()
+    text = _MAC_CACHE.get(raw)
+    if text is None:
+        if len(_MAC_CACHE) >= _MAC_CACHE_SIZE:
+            _MAC_CACHE.clear()
+        text = _MAC_CACHE[raw] = raw.hex("-").upper()
+    return text
 
 
 def _datagram_fields(datagram: Datagram, sflow: dict[str, Any]) -> None:
-    sflow["agent_address"] = datagram.agent
-    sflow["sub_agent_id"] = datagram.sub_agent
-    sflow["datagram_sequence"] = datagram.sequence
-    sflow["uptime_millis"] = datagram.uptime
-    sflow["exporter_address"] = datagram.exporter
+    sflow.update(datagram.fields)
 
 
 def _base(datagram: Datagram, index: int, action: str, kind: str, event_type: str) -> dict[str, Any]:

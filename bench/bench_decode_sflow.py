@@ -1,0 +1,144 @@
+"""sFlow v5: decode + normalise + serialise to Elasticsearch bulk bytes on one core, against goflow2 in the same run.
+
+Traffic like a switch's export: datagrams of 6 flow samples (under a 1400-byte MTU), each with a 128-byte sampled
+header (Ethernet, sometimes 802.1Q, IPv4 or IPv6, TCP or UDP) and an extended switch record, every sample a
+different 5-tuple so no per-flow cache can help; plus, for flowsink only, a real capture (Telegraf's
+sflow_issue_15918: 6 flow samples and a counter sample per datagram).
+
+flowsink figures are documents per CPU-second of this process (``time.process_time``), median of the runs;
+goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same datagrams over loopback UDP and
+writes JSON lines to a file, measured by its own CPU time (all threads), through bench_decode's runner. The
+decode-only column (documents built, not serialised) shows what serialisation costs.
+
+    python bench/bench_decode_sflow.py            # full run
+    python bench/bench_decode_sflow.py --quick    # a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import struct
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_decode import FIXTURES, GOFLOW2, median_rate, run_flowsink, run_goflow2
+from flowsink.decode import FlowDecoder
+
+SAMPLES_PER_DATAGRAM = 6
+SAMPLING_RATE = 1024
+
+
+def _sampled_frame(rng: random.Random, number: int) -> tuple[bytes, int]:
+    """A 128-byte sampled header of a frame of some length, and that frame length."""
+    tcp = number % 3 != 0
+    ipv6 = number % 5 == 0
+    payload_length = rng.randint(40, 1400)
+    if ipv6:
+        src, dst = rng.randbytes(16), rng.randbytes(16)
+        l3 = struct.pack("!IHBB16s16s", 0x60000000, payload_length, 6 if tcp else 17, 64, src, dst)
+        ethertype = 0x86DD
+    else:
+        src, dst = rng.randbytes(4), rng.randbytes(4)
+        l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_length, number & 0xFFFF, 0x4000, 64,
+                         6 if tcp else 17, 0, src, dst)
+        ethertype = 0x0800
+    ports = struct.pack("!HH", rng.randint(1024, 65535), rng.choice((80, 443, 53, 123, 8080)))
+    l4 = ports + (struct.pack("!IIBBHHH", number, 0, 0x50, 0x18, 512, 0, 0) if tcp else struct.pack("!HH", 0, 0))
+    l2 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
+    if number % 4 == 0:
+        l2 += struct.pack("!HH", 0x8100, 100 + number % 50)
+    l2 += struct.pack("!H", ethertype)
+    frame = l2 + l3 + l4
+    frame_length = len(frame) + payload_length + 4
+    return (frame + b"\x00" * 128)[:128], frame_length
+
+
+def switch_traffic(count: int, seed: int = 3) -> list[bytes]:
+    """``count`` datagrams of 7 flow samples each, every sample its own 5-tuple."""
+    rng = random.Random(seed)
+    datagrams = []
+    sample_sequence = 0
+    for datagram_sequence in range(count):
+        samples = []
+        for _ in range(SAMPLES_PER_DATAGRAM):
+            sample_sequence += 1
+            header, frame_length = _sampled_frame(rng, sample_sequence)
+            raw = struct.pack("!IIII", 1, frame_length, 4, len(header))  # Ethernet, frame length, stripped FCS
+            raw_record = struct.pack("!II", 1, len(raw) + len(header)) + raw + header
+            switch = struct.pack("!IIIIII", 1001, 16, 100, 0, 200, 0)
+            body = struct.pack("!IIIIIIII", sample_sequence, 7, SAMPLING_RATE, sample_sequence * SAMPLING_RATE, 0,
+                               7, 9, 2) + raw_record + switch
+            samples.append(struct.pack("!II", 1, len(body)) + body)
+        header = struct.pack("!II4sIIII", 5, 1, bytes([10, 0, 0, 1]), 0, datagram_sequence + 1,
+                             3_600_000 + datagram_sequence, len(samples))
+        datagrams.append(header + b"".join(samples))
+    return datagrams
+
+
+def capture_traffic(count: int) -> list[bytes] | None:
+    path = FIXTURES / "telegraf" / "sflow_issue_15918" / "message.bin"
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    return [data[:16] + struct.pack("!I", n + 1) + data[20:] for n in range(count)]  # datagram sequence
+
+
+def run_decode_only(datagrams: list[bytes]) -> tuple[int, float]:
+    decoder = FlowDecoder()
+    documents = 0
+    arrival = time.time_ns()
+    started = time.process_time()
+    for payload in datagrams:
+        documents += len(decoder.decode(payload, "127.0.0.1", arrival).documents)
+    return documents, time.process_time() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
+    parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
+    args = parser.parse_args(argv)
+    count = 300 if args.quick else 3000
+    repeats = 3 if args.quick else 5
+    goflow2 = not args.no_goflow2 and GOFLOW2.exists()
+    lines = [
+        "## sFlow decoder (bench/bench_decode_sflow.py)",
+        "",
+        f"Documents per CPU-second, {count} datagrams per run, median of {repeats} runs; flowsink: decode + ECS "
+        "document + orjson bulk action/source lines; goflow2: UDP loopback -> JSON lines file (its CPU time).",
+        "",
+        "| traffic | flowsink flows/s | decode only flows/s | goflow2 flows/s | flowsink / goflow2 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    traffic = {
+        f"synthetic switch export, {SAMPLES_PER_DATAGRAM} flow samples per datagram": switch_traffic(count),
+        "Telegraf sflow_issue_15918 capture (6 flow + 1 counter sample)": capture_traffic(count),
+    }
+    for description, datagrams in traffic.items():
+        if datagrams is None:
+            continue
+        ours, flows = median_rate([run_flowsink([], datagrams) for _ in range(repeats)])
+        decode_only, _ = median_rate([run_decode_only(datagrams) for _ in range(repeats)])
+        go_text = ratio = "-"
+        if goflow2 and "synthetic" in description:
+            runs = [run_goflow2("sflow", [], datagrams, flows) for _ in range(max(1, repeats // 2))]
+            runs = [run for run in runs if run and run[0]]
+            if runs:
+                go_rate, _ = median_rate(runs)
+                complete = all(run[0] >= flows for run in runs)
+                go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
+                ratio = f"{ours / go_rate:.2f}x"
+        lines.append(f"| {description} | {ours:,.0f} | {decode_only:,.0f} | {go_text} | {ratio} |")
+    lines += ["", f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
+                  f"visible; goflow2 {'present' if goflow2 else 'absent'}; a shared machine makes figures noisy.", ""]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
