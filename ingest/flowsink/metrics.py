@@ -120,7 +120,9 @@ DECODE_ERRORS = Counter(
     ["protocol", "reason"],
 )
 RECORDS_DECODED = Counter(
-    "flowsink_records_decoded_total", "records decoded, by kind (event.action)", ["protocol", "kind"]
+    "flowsink_records_decoded_total",
+    "records decoded, by kind (flow, options, flow_sample, counter_sample, ...)",
+    ["protocol", "kind"],
 )
 TEMPLATES = Gauge(
     "flowsink_templates", "NetFlow v9 / IPFIX templates known to the decoders", multiprocess_mode="livesum"
@@ -139,7 +141,8 @@ PENDING_DATAGRAMS = Gauge(
     multiprocess_mode="livesum",
 )
 EXPIRED_RECORDS = Counter(
-    "flowsink_expired_total", "data sets whose template never came within decode.pending_timeout_s"
+    "flowsink_expired_total",
+    "data sets whose template never came within decode.pending_max_seconds (or beyond pending_max_bytes)",
 )
 
 # ---------------------------------------------------------------- Elasticsearch sink (sinks/elasticsearch.py)
