@@ -160,7 +160,7 @@ def render(rows: list[Row], details: dict[str, list[str]], title: str) -> None:
         table.add_row(row.exporter, row.metric, _fmt(row.expected), _fmt(row.found),
                       _fmt(difference) if not isinstance(difference, str) else difference,
                       "[green]ok[/]" if row.ok else "[bold red]DIFFERS[/]")
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)   # a log file gets the table unwrapped
     console.print(table)
     for address, lines in details.items():
         if lines:

@@ -58,6 +58,14 @@ class Flow:
         return 4 if len(self.src_raw) == 4 else 6
 
     @property
+    def key(self) -> tuple[str, str, int, int, int]:
+        """The 5-tuple as the manifest digest has it (see ``manifest.canonical_key``; addresses are already in
+        canonical text form, so no parsing here)."""
+        if self.protocol in (ICMP, ICMPV6):
+            return self.src, self.dst, 0, 0, self.protocol
+        return self.src, self.dst, self.src_port, self.dst_port, self.protocol
+
+    @property
     def packet_size(self) -> int:
         """Mean layer-3 packet size (every packet of a generated flow has the same size, give or take a byte)."""
         return self.bytes // self.packets
@@ -109,6 +117,20 @@ def _zipf_weights(size: int, exponent: float) -> np.ndarray:
     return weights / weights.sum()
 
 
+class _Choice:
+    """Weighted choice by inverse CDF: ``Generator.choice(p=...)`` rebuilds the CDF on every call, which costs
+    more than the draw itself for the large batches sFlow's population needs."""
+
+    def __init__(self, values: np.ndarray | list, weights: np.ndarray | list):
+        self.values = np.asarray(values)
+        cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
+        self.cdf = cdf / cdf[-1]
+
+    def __call__(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        index = np.minimum(np.searchsorted(self.cdf, rng.random(size), side="right"), len(self.values) - 1)
+        return self.values[index]
+
+
 class TrafficModel:
     """Draws batches of flows; the same settings and seed always give the same flows in the same order."""
 
@@ -120,45 +142,60 @@ class TrafficModel:
                         6: _address_pool(self.rng, s.hosts, 6, "2001:db8:100::/48")}
         self.servers = {4: _address_pool(self.rng, s.servers, 4, "198.18.0.0/15"),
                         6: _address_pool(self.rng, s.servers, 6, "2001:db8:200::/48")}
-        self.client_weights = _zipf_weights(s.hosts, s.zipf_exponent)
-        self.server_weights = _zipf_weights(s.servers, s.zipf_exponent)
-        names = list(s.protocol_mix)
-        self.protocol_names = names
-        self.protocol_shares = np.array([s.protocol_mix[n] for n in names])
-        self.tcp_ports = np.array(list(TCP_SERVICES))
-        self.tcp_shares = np.array(list(TCP_SERVICES.values())) / sum(TCP_SERVICES.values())
-        self.udp_ports = np.array(list(UDP_SERVICES))
-        self.udp_shares = np.array(list(UDP_SERVICES.values())) / sum(UDP_SERVICES.values())
+        self.pick_client = _Choice(np.arange(s.hosts), _zipf_weights(s.hosts, s.zipf_exponent))
+        self.pick_server = _Choice(np.arange(s.servers), _zipf_weights(s.servers, s.zipf_exponent))
+        self.protocol_names = list(s.protocol_mix)
+        self.pick_kind = _Choice(np.arange(len(self.protocol_names)), list(s.protocol_mix.values()))
+        self.pick_tcp_port = _Choice(list(TCP_SERVICES), list(TCP_SERVICES.values()))
+        self.pick_udp_port = _Choice(list(UDP_SERVICES), list(UDP_SERVICES.values()))
+        self.pick_flags = _Choice([0x1B, 0x1A, 0x12, 0x02, 0x19, 0x04], [0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
+        self.pick_tos = _Choice([0, 0x20, 0xB8], [0.6, 0.2, 0.2])
 
     def flows(self, count: int, now_ms: int) -> list[Flow]:
         """``count`` flows that ended during the second before ``now_ms``."""
         draw = self.draw(count, now_ms)
         return self.materialise(draw, range(count))
 
-    def draw(self, count: int, now_ms: int) -> dict[str, np.ndarray]:
-        """The random parts of ``count`` flows as arrays (cheap; Flow objects are built only when needed)."""
+    def draw(self, count: int, now_ms: int, complete: bool = True) -> dict[str, np.ndarray]:
+        """The random parts of ``count`` flows as arrays (cheap; Flow objects are built only when needed).
+
+        ``complete=False`` draws only what sizes a flow (packets, packet size, transport, IP version): sFlow's
+        population needs no more for the flows that yield no sample; ``complete`` adds the rest for the others.
+        """
         rng, s = self.rng, self.settings
         packets = np.minimum(np.floor(1 + rng.pareto(s.pareto_shape, size=count)), s.max_packets).astype(np.int64)
-        return {
-            "version": np.where(rng.random(count) < s.ipv6_share, 6, 4),
-            "kind": rng.choice(len(self.protocol_names), size=count, p=self.protocol_shares),
-            "client": rng.choice(s.hosts, size=count, p=self.client_weights),
-            "server": rng.choice(s.servers, size=count, p=self.server_weights),
-            "outbound": rng.random(count) < 0.6,          # client -> server, else the answer
-            "ephemeral": rng.integers(32768, 61000, size=count),
-            "tcp_port": rng.choice(self.tcp_ports, size=count, p=self.tcp_shares),
-            "udp_port": rng.choice(self.udp_ports, size=count, p=self.udp_shares),
-            "icmp": rng.integers(0, len(ICMP_MESSAGES), size=count),
+        draw = {
+            "now": np.int64(now_ms),
             "packets": packets,
             "size": np.clip(rng.lognormal(np.log(420), 0.9, size=count), 40, 1500).astype(np.int64),
-            "end": now_ms - rng.integers(0, 1000, size=count),
-            "duration": np.minimum(packets * rng.integers(1, 40, size=count), s.max_duration_ms),
-            "flags": rng.choice([0x1B, 0x1A, 0x12, 0x02, 0x19, 0x04], size=count,
-                                p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.05]),
-            "tos": rng.choice([0, 0, 0, 0x20, 0xB8], size=count),
+            "version": np.where(rng.random(count) < s.ipv6_share, 6, 4),
+            "kind": self.pick_kind(rng, count),
+        }
+        return self.complete(draw) if complete else draw
+
+    def complete(self, draw: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Draw the remaining fields of a partial draw (of only ``rows`` of it, when given: the result then holds
+        just those rows, in that order)."""
+        if rows is not None:
+            draw = {k: (v[rows] if v.ndim else v) for k, v in draw.items()}
+        rng, s = self.rng, self.settings
+        count = len(draw["packets"])
+        draw.update({
+            "client": self.pick_client(rng, count),
+            "server": self.pick_server(rng, count),
+            "outbound": rng.random(count) < 0.6,          # client -> server, else the answer
+            "ephemeral": rng.integers(32768, 61000, size=count),
+            "tcp_port": self.pick_tcp_port(rng, count),
+            "udp_port": self.pick_udp_port(rng, count),
+            "icmp": rng.integers(0, len(ICMP_MESSAGES), size=count),
+            "end": int(draw["now"]) - rng.integers(0, 1000, size=count),
+            "duration": np.minimum(draw["packets"] * rng.integers(1, 40, size=count), s.max_duration_ms),
+            "flags": self.pick_flags(rng, count),
+            "tos": self.pick_tos(rng, count),
             "in_if": rng.integers(1, 9, size=count),
             "out_if": rng.integers(9, 17, size=count),
-        }
+        })
+        return draw
 
     def materialise(self, draw: dict[str, np.ndarray], indices: Iterable[int]) -> list[Flow]:
         """Flow objects for the chosen rows of a draw."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from flowsink.errors import UserError
 from flowsink.generate.ipfix import IpfixEncoder
-from flowsink.generate.manifest import ExporterTruth, Manifest, canonical_key
+from flowsink.generate.manifest import ExporterTruth, Manifest
 from flowsink.generate.model import TrafficModel, TrafficSettings
 from flowsink.generate.netflow_v5 import NetflowV5Encoder
 from flowsink.generate.netflow_v9 import NetflowV9Encoder
@@ -178,7 +178,8 @@ class GeneratorRun:
                 exporter.backlog.extend(f for f in flows if exporter.encoder.accepts(f))
             else:
                 # about rate / mean packets per flow population flows per sample: draw enough for the backlog
-                draw = self.model.draw(max(wanted, 32) * max(self.settings.sflow_sampling_rate // 4, 1), now_ms)
+                draw = self.model.draw(max(wanted, 32) * max(self.settings.sflow_sampling_rate // 4, 1), now_ms,
+                                       complete=False)
                 exporter.backlog.extend(exporter.sampler.sample(self.model, draw))
 
     def _account(self, exporter: SimulatedExporter, records: list[Any]) -> None:
@@ -194,8 +195,7 @@ class GeneratorRun:
             else:
                 flow, interval = record, max(self.settings.sampling_interval, 1)
                 bytes_, packets = flow.bytes * interval, flow.packets * interval
-            truth.add_record(canonical_key(flow.src, flow.dst, flow.src_port, flow.dst_port, flow.protocol),
-                             bytes_, packets)
+            truth.add_record(flow.key, bytes_, packets)
 
     def _send(self, exporter: SimulatedExporter, payload: bytes) -> bool:
         try:

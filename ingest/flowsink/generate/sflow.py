@@ -62,8 +62,10 @@ class PacketSampler:
         cum_bytes = np.cumsum(packets * frames)
         cum_bytes_var = np.cumsum(packets * frames.astype(np.float64) ** 2) * inflation
         chosen = np.flatnonzero(counts)
+        sampled = model.complete(draw, chosen) if "client" not in draw else {
+            k: (v[chosen] if v.ndim else v) for k, v in draw.items()}
         samples: list[Sample] = []
-        for i, flow in zip(chosen, model.materialise(draw, chosen), strict=True):
+        for i, flow in zip(chosen, model.materialise(sampled, range(len(chosen))), strict=True):
             frame = int(frames[i])
             count = int(counts[i])
             before = (int(cum_packets[i] - packets[i]), int(cum_bytes[i] - packets[i] * frames[i]),
