@@ -20,6 +20,7 @@ from flowsink.decode import DecoderSettings, FlowDecoder
 from flowsink.decode.packet import parse_ethernet, parse_header
 from flowsink.decode.sflow import SflowDecoder
 from flowsink.normalize.common import community_id
+from flowsink.normalize.netflow import flow_id
 
 ARRIVAL_NS = 1_763_900_000_123_456_789
 EXPORTER = "192.0.2.10"
@@ -124,6 +125,7 @@ def test_ethernet_ipv4_tcp_flow_sample_to_ecs():
     assert network["direction"] == "ingress"
     assert network["community_id"] == community_id("10.1.2.3", "10.4.5.6", 6, 40000, 443)
     assert doc["flow"]["sampling_rate"] == 512
+    assert doc["flow"]["id"] == flow_id("10.0.0.1", "10.1.2.3", "10.4.5.6", 6, 40000, 443)  # as NetFlow's
     assert doc["observer"] == {"ip": "10.0.0.1", "ingress": {"interface": {"id": "3"}},
                                "egress": {"interface": {"id": "7"}}}
     raw = doc["sflow"]

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
+from flowsink.normalize.netflow import flow_id
 
 if TYPE_CHECKING:
     from flowsink.decode.packet import PacketInfo
@@ -221,6 +222,9 @@ def _packet_fields(doc: dict[str, Any], sflow: dict[str, Any], info: PacketInfo 
             cid = community_id_packed(raw_src, raw_dst, proto, ports[0], ports[1])
             if cid is not None:
                 network["community_id"] = cid
+            # the same flow id a NetFlow/IPFIX record of this 5-tuple from this device gets
+            doc["flow"]["id"] = flow_id(doc["observer"]["ip"], source["ip"], destination["ip"], proto,
+                                        source.get("port"), destination.get("port"))
     if source:
         doc["source"] = source
     if destination:
