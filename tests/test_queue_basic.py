@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -226,3 +227,54 @@ def test_background_fsync_bounds_the_durability_lag(tmp_path: Path) -> None:
         queue.append(b"y", "192.0.2.1", 2)
         queue.sync()
         assert queue.stats()["unsynced_bytes"] == 0
+
+
+def test_read_ack_and_stats_from_different_threads(tmp_path: Path) -> None:
+    import queue as thread_queue
+    import threading
+
+    total = 3000
+    with PersistentQueue(tmp_path, segment_bytes=16 * 1024) as writer, PersistentQueue(tmp_path) as reader:
+        done = threading.Event()
+        to_ack: thread_queue.Queue[int] = thread_queue.Queue()
+        errors: list[BaseException] = []
+        got: list[Entry] = []
+
+        def guarded(work):
+            def run() -> None:
+                try:
+                    work()
+                except BaseException as exc:  # reported by the assertion below
+                    errors.append(exc)
+                    done.set()
+
+            return threading.Thread(target=run)
+
+        def read_all() -> None:
+            while len(got) < total and not done.is_set():
+                entries = reader.read(100, 0.05)
+                got.extend(entries)
+                if entries:
+                    to_ack.put(entries[-1].seq)
+            done.set()
+
+        def ack_all() -> None:
+            while not (done.is_set() and to_ack.empty()):
+                with contextlib.suppress(thread_queue.Empty):
+                    reader.ack(to_ack.get(timeout=0.05))
+
+        def watch() -> None:
+            while not done.is_set():
+                stats = reader.stats()
+                assert stats["depth_entries"] >= 0 and stats["depth_bytes"] >= 0
+
+        threads = [guarded(read_all), guarded(ack_all), guarded(watch)]
+        for thread in threads:
+            thread.start()
+        for i in range(1, total + 1):
+            writer.append(payload_for(i), "192.0.2.1", i)
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        assert [e.seq for e in got] == list(range(1, total + 1))
+        assert reader.stats()["depth_entries"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 import time
 import zlib
 from collections import deque
@@ -47,12 +48,15 @@ class SegmentReader:
         self._need = _READ_CHUNK
         self._sources: dict[bytes, str] = {}
         self._unacked: deque[tuple[int, int, int]] = deque()  # (seq, arrival_ns, bytes) read, not yet acked
+        # read, ack and stats may come from different threads of the worker (e.g. ack after an async bulk)
+        self._lock = threading.Lock()
 
     def read(self, max_entries: int, timeout_s: float) -> list[Entry]:
         deadline = time.monotonic() + timeout_s
         delay = 0.001
         while True:
-            out = self._read_available(max(1, max_entries))
+            with self._lock:  # never held while sleeping: another thread may ack meanwhile
+                out = self._read_available(max(1, max_entries))
             remaining = deadline - time.monotonic()
             if out or remaining <= 0:
                 return out
@@ -203,6 +207,10 @@ class SegmentReader:
         )
 
     def ack(self, seq: int) -> None:
+        with self._lock:
+            self._ack(seq)
+
+    def _ack(self, seq: int) -> None:
         if seq <= self.acked:
             return
         # Segments go before the checkpoint is written: they hold nothing above ``seq``, and deleting them
@@ -231,6 +239,10 @@ class SegmentReader:
         return len(done)
 
     def depth(self, segments: list[tuple[int, Path]], sizes: list[int]) -> tuple[int, int] | None:
+        with self._lock:
+            return self._depth(segments, sizes)
+
+    def _depth(self, segments: list[tuple[int, Path]], sizes: list[int]) -> tuple[int, int] | None:
         """(oldest unacknowledged arrival_ns or 0, unacknowledged bytes) from the read position, without scanning.
 
         None when the reader has not opened a segment yet (the caller then scans).
@@ -249,12 +261,14 @@ class SegmentReader:
         return peeked or 0, ahead
 
     def rewind(self) -> None:
-        self._unacked.clear()
-        self.cursor = self.acked
-        self._close_segment()
-        self._first_seq = 0
+        with self._lock:
+            self._unacked.clear()
+            self.cursor = self.acked
+            self._close_segment()
+            self._first_seq = 0
 
     def close(self) -> None:
-        self._close_segment()
-        os.close(self._checkpoint_fd)
-        os.close(self.lock_fd)
+        with self._lock:
+            self._close_segment()
+            os.close(self._checkpoint_fd)
+            os.close(self.lock_fd)
