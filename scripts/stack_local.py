@@ -15,6 +15,8 @@ Environment (all optional):
                                 so a test stack does not collide with other processes; the front ports
                                 (UDP 2055/4739/6343, HTTP 8080, Prometheus 9090) stay the standard ones
     FLOWSINK_STACK_HTTP_PORT / FLOWSINK_STACK_PROMETHEUS_PORT   move the HTTP front or Prometheus
+    FLOWSINK_STACK_INDEX_PREFIX  index (and template) name prefix of the nodes (default flowsink)
+    FLOWSINK_STACK_NGINX_UDP_SESSIONS=1  keep a UDP session per exporter instead of `proxy_responses 0`
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class StackLayout:
     host: str = "127.0.0.1"
     udp_ports: tuple[int, ...] = FLOW_PORTS
     index_prefix: str = "flowsink"
+    nginx_udp_sessions: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StackLayout:
@@ -82,6 +85,7 @@ class StackLayout:
             prometheus_port=int(env.get("FLOWSINK_STACK_PROMETHEUS_PORT", "9090")),
             port_offset=int(env.get("FLOWSINK_STACK_PORT_OFFSET", "0")),
             index_prefix=env.get("FLOWSINK_STACK_INDEX_PREFIX", "flowsink"),
+            nginx_udp_sessions=env.get("FLOWSINK_STACK_NGINX_UDP_SESSIONS", "") in ("1", "true", "yes"),
         )
 
     def save(self) -> None:
@@ -215,6 +219,7 @@ def nginx_settings(layout: StackLayout, down: frozenset[int] = frozenset()) -> N
         http_access_log=f"{layout.log_dir / 'nginx-http-access.log'} upstreams",
         temp_dir=str(nginx_dir / "temp"),
         worker_processes="2",
+        udp_sessions=layout.nginx_udp_sessions,
     )
 
 

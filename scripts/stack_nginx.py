@@ -49,9 +49,13 @@ class NginxSettings:
     worker_processes: str = "auto"
     load_stream_module: bool = True
     transparent: bool = True
+    # False (the default, as specified): `proxy_responses 0`, one upstream socket per datagram. True: nginx keeps
+    # a session per exporter address:port until proxy_timeout of silence and reuses its upstream socket;
+    # bench/bench_stack_nginx.py measures the difference (docs/stack.md).
+    udp_sessions: bool = False
 
 
-def _stream_server(front: UdpFront, transparent: bool) -> str:
+def _stream_server(front: UdpFront, transparent: bool, udp_sessions: bool) -> str:
     name = f"flowsink_udp_{front.listen_port}"
     servers = "\n".join(f"        server {address};" for address in front.upstreams)
     listen = f"{front.listen_host}:{front.listen_port}" if front.listen_host else str(front.listen_port)
@@ -66,18 +70,25 @@ def _stream_server(front: UdpFront, transparent: bool) -> str:
         "    server {\n"
         f"        listen {listen} udp reuseport;\n"
         f"        proxy_pass {name};\n"
-        "        # Exporters never expect an answer; without this nginx would wait for one per datagram.\n"
-        "        proxy_responses 0;\n"
+        f"{_responses(udp_sessions)}"
         "        proxy_timeout 10s;\n"
         f"{bind}"
         "    }"
     )
 
 
+def _responses(udp_sessions: bool) -> str:
+    if udp_sessions:
+        return ("        # Sessions kept: nginx never gets an answer, so a session ends after proxy_timeout of silence\n"
+                "        # (a clean end, not an upstream failure) and its upstream socket serves every datagram till then.\n")
+    return ("        # Exporters never expect an answer; without this nginx would wait for one per datagram.\n"
+            "        proxy_responses 0;\n")
+
+
 def render(settings: NginxSettings) -> str:
     """The full nginx.conf text for ``settings``."""
     stream_servers = "\n".join(
-        _stream_server(front, settings.transparent) for front in settings.udp_fronts
+        _stream_server(front, settings.transparent, settings.udp_sessions) for front in settings.udp_fronts
     )
     http_servers = "\n".join(f"        server {address} max_fails=1 fail_timeout=5s;" for address in settings.http_upstreams)
     load_module = f"load_module {DEBIAN_STREAM_MODULE};" if settings.load_stream_module else ""
