@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 # RFC 5103: elements with this private enterprise number are the reverse direction of the IANA element of the
@@ -64,7 +64,7 @@ def iana_fields() -> dict[int, FieldInfo]:
     return table
 
 
-@cache
+@lru_cache(maxsize=65536)   # bounded: enterprise numbers come from the network
 def field_info(element_id: int, enterprise: int = 0, netflow_v9: bool = False) -> FieldInfo:
     """Name and type of an element; unknown ones get a stable name and are decoded as raw octets.
 

@@ -26,6 +26,9 @@ from flowsink.normalize.netflow import (
 SET_HEADER = struct.Struct("!HH")
 V9_HEADER = struct.Struct("!HHIIII")
 FIELD_SPEC = struct.Struct("!HH")
+# options state per (exporter, domain) is bounded too: these numbers come from the network
+MAX_SAMPLERS = 4096
+MAX_INTERFACES = 65536
 
 
 class DatagramError(Exception):
@@ -217,15 +220,18 @@ class TemplateProtocolDecoder:
     def _apply_options(record: dict[str, Any], state: Any) -> None:
         rate = sampling_rate_from_options(record)
         if rate is not None:
-            state.sampling[sampler_key(record)] = rate
+            key = sampler_key(record)
+            if key in state.sampling or len(state.sampling) < MAX_SAMPLERS:
+                state.sampling[key] = rate
         index = record.get("ingress_interface")
         if not isinstance(index, int):
             index = record.get("scope_interface")
         if not isinstance(index, int):
             index = record.get("egress_interface")
         name = record.get("interface_name") or record.get("interface_description")
-        if isinstance(index, int) and isinstance(name, str) and name:
-            state.interfaces[index] = name
+        known = index in state.interfaces or len(state.interfaces) < MAX_INTERFACES
+        if isinstance(index, int) and isinstance(name, str) and name and known:
+            state.interfaces[index] = name[:256]
         init = record.get("system_init_time_milliseconds")
         if isinstance(init, int):
             state.system_init_ms = init

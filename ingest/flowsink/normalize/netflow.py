@@ -12,7 +12,7 @@ import hashlib
 import socket
 import time
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
@@ -217,7 +217,7 @@ _TIME_NAMES = frozenset({
 })
 
 
-@cache
+@lru_cache(maxsize=4096)   # bounded: layouts come from the network
 def flow_plan(names: tuple[str, ...], has_time_fields: bool) -> FlowPlan:
     """The plan for records with these field names (cached: one per template layout)."""
     present = set(names)
