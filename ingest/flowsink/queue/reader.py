@@ -35,7 +35,7 @@ class SegmentReader:
         self.directory = directory
         self.lock_fd = lock_dir(directory, "reader.lock")
         self.acked = read_checkpoint(directory)
-        self._checkpoint_fd = open_checkpoint(directory)
+        self._checkpoint_fd = -1  # opened at the first ack (creating it may fail on a full disk; retried)
         self.cursor = self.acked
         self.torn = 0
         self.corrupt = 0
@@ -222,6 +222,8 @@ class SegmentReader:
         while unacked and unacked[0][0] <= seq:
             unacked.popleft()
         try:
+            if self._checkpoint_fd < 0:
+                self._checkpoint_fd = open_checkpoint(self.directory)
             write_checkpoint(self._checkpoint_fd, seq, durable=bool(done))
         except OSError as exc:
             # Kept in memory; a restart before the next successful write replays from the older checkpoint.
@@ -270,5 +272,6 @@ class SegmentReader:
     def close(self) -> None:
         with self._lock:
             self._close_segment()
-            os.close(self._checkpoint_fd)
+            if self._checkpoint_fd >= 0:
+                os.close(self._checkpoint_fd)
             os.close(self.lock_fd)
