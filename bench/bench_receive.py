@@ -392,7 +392,9 @@ def main() -> int:
         return 0
 
     seconds = args.seconds or (10.0 if args.quick else 60.0)
-    default_rates = "50000,100000,150000" if args.quick else "50000,75000,100000,125000,150000,200000"
+    default_rates = (
+        "25000,50000,100000,150000" if args.quick else "25000,50000,75000,100000,125000,150000,200000"
+    )
     rates = [int(r) for r in (args.rates or default_rates).split(",")]
     sender = build_sender()
     payloads = ipfix_payloads(999)
