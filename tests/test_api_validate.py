@@ -7,10 +7,20 @@ import json
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowsink.api.ratelimit import RateLimiter
 from flowsink.api.store import _page, decode_cursor, encode_cursor
-from flowsink.api.validate import INT64_MAX, RequestError, decompress, parse_hour, parse_limit, parse_rows
+from flowsink.api.validate import (
+    INT64_MAX,
+    RequestError,
+    decompress,
+    parse_hour,
+    parse_limit,
+    parse_rows,
+    row_errors,
+)
 
 GOOD = {"src_app": "web", "dest_app": "db", "vpc_id": "vpc-1", "bytes_tx": 10, "bytes_rx": 20, "hour": 5}
 
@@ -19,6 +29,36 @@ def refused(body: object, rows_limit: int = 100) -> RequestError:
     with pytest.raises(RequestError) as info:
         parse_rows(body if isinstance(body, bytes) else json.dumps(body).encode(), rows_limit)
     return info.value
+
+
+text = st.characters(exclude_categories=("Cs",))  # lone surrogates are not JSON orjson accepts
+field_values = st.one_of(
+    st.text(text, max_size=70),
+    st.text(text, min_size=60, max_size=300),
+    st.integers(min_value=-2, max_value=INT64_MAX + 2),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+rows_strategy = st.lists(
+    st.dictionaries(st.sampled_from([*GOOD, "other"]), field_values, min_size=5, max_size=7).map(
+        lambda d: {**GOOD, **d} if len(d) == 5 else d
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows_strategy)
+def test_fast_path_agrees_with_the_detailed_check(rows):
+    """The one-pass validator and the per-field report accept exactly the same rows."""
+    body = json.dumps(rows).encode()
+    if all(not row_errors(row) for row in rows):
+        assert parse_rows(body, 100).rows == len(rows)
+    else:
+        with pytest.raises(RequestError) as info:
+            parse_rows(body, 100)
+        assert info.value.status == 400 and info.value.details
 
 
 def test_valid_rows_are_aggregated_per_key():

@@ -81,6 +81,8 @@ class FlowsApi:
         self.queue: PersistentQueue | None = None
         self._pending: dict[int, tuple[str, list[DeltaRow], int, bool]] = {}  # seq -> (id, rows, n, fresh)
         self._applied: set[int] = set()
+        # Never two applications of one batch at once: a second could rewrite deltas a fold just removed.
+        self._in_flight: dict[int, asyncio.Future] = {}
         self._next_ack = 0
         self._tasks: list[asyncio.Task] = []
         self._retry_wakeup = asyncio.Event()
@@ -131,9 +133,18 @@ class FlowsApi:
     # ------------------------------------------------------------------ apply
 
     async def _apply(self, seq: int) -> bool:
+        running = self._in_flight.get(seq)
+        if running is not None:
+            return await asyncio.shield(running)  # the same outcome as the application already under way
         batch = self._pending.get(seq)
         if batch is None:
             return True
+        task = asyncio.ensure_future(self._apply_once(seq, batch))
+        self._in_flight[seq] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(seq, None))
+        return await asyncio.shield(task)
+
+    async def _apply_once(self, seq: int, batch: tuple[str, list[DeltaRow], int, bool]) -> bool:
         batch_id, rows, count, fresh = batch
         try:
             outcome = await self.store.apply(batch_id, rows, count, check_marker=not fresh)
@@ -259,7 +270,8 @@ class FlowsApi:
         if batch.rows == 0:
             return json_response({"accepted": 0, "applied": True}, status=202)
         batch_id = self._batch_id(request, body)
-        seq = await self._make_durable(batch_id, batch, "Idempotency-Key" in request.headers)
+        # shield: a client hanging up mid-append must not leave a durable batch unknown to the applier
+        seq = await asyncio.shield(self._make_durable(batch_id, batch, "Idempotency-Key" in request.headers))
         metrics.API_ROWS_ACCEPTED.inc(batch.rows)
         applied = await self._apply_within_timeout(seq)
         return json_response({"accepted": batch.rows, "applied": applied, "batch_id": batch_id}, status=202)
