@@ -380,3 +380,52 @@ def test_facade_dispatches_sflow():
     result = FlowDecoder(DecoderSettings()).decode(datagram([flow_sample([raw_header(tcp_frame())])]), EXPORTER, 1)
     assert result.protocol == "sflow"
     assert result.documents[0]["event"]["action"] == "sflow_flow_sample"
+
+
+def _fast_path_inputs() -> list[bytes]:
+    import random
+    from pathlib import Path
+
+    rng = random.Random(5)
+    frames = [
+        tcp_frame(),
+        bytes(Ether() / Dot1Q(vlan=77, prio=3) / IP(src="10.0.0.9", dst="10.0.0.10") / UDP(sport=5, dport=53) / b"q"),
+        bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2", fl=5) / TCP(sport=1, dport=2, flags="S")),
+        bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=8) / b"zz"),
+        bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x01\x01\x01\x00") / TCP()),  # general path
+    ]
+    payloads = []
+    for number, frame in enumerate(frames):
+        for records in ([raw_header(frame)], [raw_header(frame), switch_record(1, 2, 3, 4)],
+                        [switch_record(5, 6, 7, 8), raw_header(frame[:40])]):
+            payloads.append(datagram([flow_sample(records, seq=number, rate=number * 50, source=3 + number % 2),
+                                      flow_sample(records, input_if=0x3FFFFFFF)], seq=number))
+    fixtures = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+    payloads += [p.read_bytes() for p in sorted(fixtures.glob("telegraf/sflow_*/*.bin"))]
+    payloads += [p.read_bytes() for p in sorted(fixtures.glob("logstash-codec-sflow/*s*.dat"))]
+    mutated = []
+    for payload in payloads:
+        for _ in range(40):
+            data = bytearray(payload)
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            mutated.append(bytes(data))
+    return payloads + mutated
+
+
+def test_fast_path_builds_exactly_what_the_general_path_builds(monkeypatch):
+    from flowsink.normalize import sflow as normalize_sflow
+
+    taken = []
+    original = normalize_sflow.common_flow_document
+    monkeypatch.setattr(normalize_sflow, "common_flow_document", lambda *args: taken.append(1) or original(*args))
+    fast = SflowDecoder(DecoderSettings())
+    general = SflowDecoder(DecoderSettings())
+    general.fast_path = False
+    common = 0
+    for payload in _fast_path_inputs():
+        ours, reference = fast.decode(payload, EXPORTER, ARRIVAL_NS), general.decode(payload, EXPORTER, ARRIVAL_NS)
+        assert ours.documents == reference.documents
+        assert (ours.errors, ours.stats) == (reference.errors, reference.stats)
+        common += len(ours.documents)
+    assert common > 1000
+    assert len(taken) > 300  # the fast path did build many of them

@@ -39,6 +39,11 @@ _COUNTER_SAMPLE = struct.Struct("!III")
 _COUNTER_SAMPLE_EXPANDED = struct.Struct("!IIII")
 _DISCARDED = struct.Struct("!IIIIIII")
 _RAW_HEADER = struct.Struct("!IIII")
+_ETH_HEADER = struct.Struct("!6s6sH")
+_U16 = struct.Struct("!H")
+_U16X2 = struct.Struct("!HH")
+_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_IPV6_HEADER = struct.Struct("!IHBB16s16s")
 _ETH_FRAME = struct.Struct("!I6s2x6s2xI")
 _IPV4_DATA = struct.Struct("!II4s4sIIII")
 _IPV6_DATA = struct.Struct("!II16s16sIIII")
@@ -96,6 +101,9 @@ class SflowDecoder:
 
     def __init__(self, settings: Any = None) -> None:
         self.renormalize = bool(getattr(settings, "renormalize", True))
+        # the common flow sample (Ethernet/IPv4 or IPv6/TCP or UDP header, maybe a switch record) in one pass;
+        # everything else, and this too when off (tests compare both), takes the general path
+        self.fast_path = True
         window = int(getattr(settings, "sequence_window", 10_000) or 10_000)
         self._datagram_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
         self._sample_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
@@ -175,6 +183,8 @@ class SflowDecoder:
         documents = result.documents
         stats = result.stats
         renormalize = self.renormalize
+        fast = self.fast_path
+        common_flow_document = normalize.common_flow_document
         flows = 0
         for index in range(count):
             if offset + 8 > end:
@@ -184,7 +194,12 @@ class SflowDecoder:
             sample_end = offset + length
             if sample_end > end:
                 raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
-            if data_format in (SAMPLE_FLOW, SAMPLE_FLOW_EXPANDED):  # the bulk of any export
+            common = _common_flow_sample(data, offset, sample_end) if data_format == SAMPLE_FLOW and fast else None
+            if common is not None:
+                _extend_run_of(runs, ("flow", common[1] >> 24, common[1] & 0xFFFFFF), common[0])
+                documents.append(common_flow_document(datagram, common, index, renormalize))
+                flows += 1
+            elif data_format in (SAMPLE_FLOW, SAMPLE_FLOW_EXPANDED):  # the bulk of any export
                 sample, records_at = _flow_sample_header(data, offset, sample_end, data_format)
                 info = self._flow_records_into(data, records_at, sample_end, sample, result)
                 _extend_run(runs, "flow", sample)
@@ -288,9 +303,11 @@ class SflowDecoder:
 
 
 def _extend_run(runs: dict[tuple[Any, ...], list[int]], kind: str, sample: dict[str, Any]) -> None:
+    _extend_run_of(runs, (kind, sample["source_id_type"], sample["source_id_index"]), sample["sample_sequence"])
+
+
+def _extend_run_of(runs: dict[tuple[Any, ...], list[int]], source: tuple[Any, ...], sequence: int) -> None:
     """Add a sample's sequence number to its source's run; a break starts a new run under a new key."""
-    source = (kind, sample["source_id_type"], sample["source_id_index"])
-    sequence = sample["sample_sequence"]
     run = runs.get(source)
     if run is None:
         runs[source] = [sequence, 1]
@@ -298,6 +315,87 @@ def _extend_run(runs: dict[tuple[Any, ...], list[int]], kind: str, sample: dict[
         run[1] += 1
     else:  # out of order within the datagram: keep the run, track this one on its own, after it
         runs[(*source, len(runs))] = [sequence, 1]
+
+
+def _common_flow_sample(data: bytes, start: int, end: int) -> tuple[Any, ...] | None:
+    """Parse the common flow sample in one pass, or None for anything else (the general path decodes it).
+
+    Common: known input and output ifIndex, a raw header record of an Ethernet frame with at most one 802.1Q
+    tag, an option-less IPv4 first fragment or an IPv6 packet without extension headers, a complete TCP or UDP
+    header; and at most an extended switch record besides. Written out flat because it is most of the samples
+    any switch sends, and a function call per record and layer costs as much as the parsing.
+    """
+    if start + 32 > end:
+        return None
+    seq, source, rate, pool, drops, input_if, output_if, count = _FLOW_SAMPLE.unpack_from(data, start)
+    if count > 2 or input_if >= 0x3FFFFFFF or output_if >= 0x3FFFFFFF:
+        return None
+    position = start + 32
+    header_at = -1
+    switch = None
+    frame_length = stripped = header_length = 0
+    for _ in range(count):
+        if position + 8 > end:
+            return None
+        record_format, length = _U32X2.unpack_from(data, position)
+        position += 8
+        if position + length > end:
+            return None
+        if record_format == 1 and header_at < 0 and length >= 16:
+            header_protocol, frame_length, stripped, header_length = _RAW_HEADER.unpack_from(data, position)
+            if header_protocol != 1 or header_length > length - 16:
+                return None
+            header_at = position + 16
+        elif record_format == 1001 and switch is None and length >= 16:
+            switch = _SWITCH.unpack_from(data, position)
+        else:
+            return None
+        position += length
+    if header_at < 0 or header_length < 14:
+        return None
+    header_end = header_at + header_length
+    dst_mac, src_mac, ethertype = _ETH_HEADER.unpack_from(data, header_at)
+    at = header_at + 14
+    vlan = None
+    if ethertype == 0x8100:
+        if at + 4 > header_end:
+            return None
+        tci, ethertype = _U16X2.unpack_from(data, at)
+        vlan = tci & 0x0FFF
+        at += 4
+    if ethertype == 0x0800:
+        if at + 20 > header_end:
+            return None
+        ver_ihl, tos, total_length, ip_id, flags_fragment, ttl, proto, _, src, dst = _IPV4_HEADER.unpack_from(data, at)
+        if ver_ihl != 0x45 or flags_fragment & 0x1FFF:
+            return None
+        extra = (ip_id, flags_fragment >> 13)
+        at += 20
+    elif ethertype == 0x86DD:
+        if at + 40 > header_end:
+            return None
+        first_word, payload_length, proto, ttl, src, dst = _IPV6_HEADER.unpack_from(data, at)
+        if first_word >> 28 != 6:
+            return None
+        tos, total_length, extra = (first_word >> 20) & 0xFF, payload_length + 40, first_word & 0xFFFFF
+        at += 40
+    else:
+        return None
+    if proto == 6:
+        if at + 14 > header_end:
+            return None
+        src_port, dst_port = _U16X2.unpack_from(data, at)
+        tcp_flags = _U16.unpack_from(data, at + 12)[0] & 0x01FF
+    elif proto == 17:
+        if at + 8 > header_end:
+            return None
+        src_port, dst_port = _U16X2.unpack_from(data, at)
+        tcp_flags = None
+    else:
+        return None
+    return (seq, source, rate, pool, drops, input_if, output_if, frame_length, stripped, header_length, switch,
+            src_mac, dst_mac, vlan, ethertype, tos, ttl, total_length, extra, proto, src, dst, src_port, dst_port,
+            tcp_flags)
 
 
 # --- datagram and sample headers ------------------------------------------------------------------------------
