@@ -215,3 +215,13 @@ def test_v9_single_sampler_applies_to_flows_that_name_none() -> None:
                         flowset(300, flow_v9_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 10, 1))])
     flow = next(d for d in decoder.decode(packet, EXPORTER, NOW).documents if d["event"]["action"] == "netflow_flow")
     assert (flow["flow"]["sampling_rate"], flow["network"]["bytes"]) == (256, 2560)
+
+
+def test_community_id_matches_the_shared_helper_and_flow_id_is_per_exporter() -> None:
+    from flowsink.normalize.common import community_id
+
+    packet = v5_packet([v5_record("140.82.121.3", "192.168.119.100", 78, 87477, 1, 2, src_port=443, dst_port=55516)])
+    doc = FlowDecoder().decode(packet, EXPORTER, NOW).documents[0]
+    assert doc["network"]["community_id"] == community_id("140.82.121.3", "192.168.119.100", 6, 443, 55516)
+    other = FlowDecoder().decode(packet, "192.0.2.34", NOW).documents[0]
+    assert other["flow"]["id"] != doc["flow"]["id"] and len(doc["flow"]["id"]) == 28

@@ -53,6 +53,14 @@ def community_id_packed(
     src: bytes, dst: bytes, proto: int, src_port: int = 0, dst_port: int = 0, seed: int = 0
 ) -> str | None:
     """``community_id`` from addresses already in network byte order (4 or 16 bytes): no text to parse."""
+    digest = community_digest(src, dst, proto, src_port, dst_port, seed)
+    return None if digest is None else "1:" + base64.b64encode(digest).decode("ascii")
+
+
+def community_digest(
+    src: bytes, dst: bytes, proto: int, src_port: int = 0, dst_port: int = 0, seed: int = 0
+) -> bytes | None:
+    """The SHA-1 digest behind a Community ID (callers that also want a flow hash reuse it)."""
     if len(src) != len(dst):
         return None
     one_way = False
@@ -69,8 +77,7 @@ def community_id_packed(
         tail = struct.pack("!BBHH", proto, 0, src_port & 0xFFFF, dst_port & 0xFFFF)
     else:
         tail = struct.pack("!BB", proto, 0)
-    digest = hashlib.sha1(struct.pack("!H", seed) + src + dst + tail).digest()
-    return "1:" + base64.b64encode(digest).decode("ascii")
+    return hashlib.sha1(struct.pack("!H", seed) + src + dst + tail).digest()
 
 
 def ip_text(raw: bytes) -> str:

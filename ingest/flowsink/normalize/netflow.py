@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
+from flowsink.normalize.common import TRANSPORT_NAMES, community_digest
 
 MAX_LONG = (1 << 63) - 1   # Elasticsearch long: renormalised counters are clamped, never overflow
 NTP_EPOCH_OFFSET_S = 2_208_988_800   # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
@@ -61,6 +61,7 @@ class ExportContext:
     id_prefix: str
     timestamp: str = ""
     exporter_fields: dict[str, Any] = field(default_factory=dict)
+    exporter_tag: str = ""
 
     @classmethod
     def create(
@@ -77,7 +78,7 @@ class ExportContext:
         if uptime_ms is not None:
             exporter_fields["uptime_millis"] = uptime_ms
         return cls(exporter, version, domain, sequence, export_ms, uptime_ms, prefix, iso_ms(export_ms),
-                   exporter_fields)
+                   exporter_fields, exporter_tag(exporter))
 
 
 def document_id(context: ExportContext, set_index: int, record_index: int) -> str:
@@ -165,19 +166,25 @@ def _packed(ip: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
 
 
-def _community_id(src_ip: str, dst_ip: str, protocol: int, src_port: int, dst_port: int) -> str | None:
+def _community_digest(src_ip: str, dst_ip: str, protocol: int, src_port: int, dst_port: int) -> bytes | None:
     try:
-        return community_id_packed(_packed(src_ip), _packed(dst_ip), protocol, src_port, dst_port)
-    except OSError:   # not an address (a hex fallback for an odd-length field)
+        return community_digest(_packed(src_ip), _packed(dst_ip), protocol, src_port, dst_port)
+    except OSError:   # not an address
         return None
 
 
 def flow_id(exporter: str, src: Any, dst: Any, protocol: Any, src_port: Any, dst_port: Any) -> str:
-    """Stable id of the flow's 5-tuple as one exporter saw it (same for every record of that flow)."""
-    return _blake2b(f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode(), digest_size=9).hexdigest()
+    """Stable id of a flow without a Community ID (no addresses or protocol): hash of what there is."""
+    return _blake2b(f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode(), digest_size=14).hexdigest()
+
+
+def exporter_tag(exporter: str) -> str:
+    """8 hex characters naming an exporter inside ``flow.id``."""
+    return _blake2b(exporter.encode(), digest_size=4).hexdigest()
 
 
 _blake2b = hashlib.blake2b
+_b64encode = base64.b64encode
 _DIRECTIONS = {0: "ingress", 1: "egress"}
 _IANA_TEXT = [str(n) for n in range(256)]
 _CATEGORY = ["network"]        # shared by every document: documents are written once and never mutated
@@ -333,13 +340,20 @@ def flow_document(
     if fwd_packets.__class__ is int:
         network["packets"] = fwd_packets * scale if scale == 1 else min(fwd_packets * scale, MAX_LONG)
     network["direction"] = _DIRECTIONS.get(get("flow_direction"), "unknown")
+    digest = None
     if src_ip is not None and dst_ip is not None and protocol is not None:
         if protocol == 1 or protocol == 58:
             type_code = _icmp_type_code(record, protocol, dst_port)
             if type_code is not None:
-                network["community_id"] = _community_id(src_ip, dst_ip, protocol, type_code[0], type_code[1])
+                digest = _community_digest(src_ip, dst_ip, protocol, type_code[0], type_code[1])
         else:
-            network["community_id"] = _community_id(src_ip, dst_ip, protocol, src_port or 0, dst_port or 0)
+            digest = _community_digest(src_ip, dst_ip, protocol, src_port or 0, dst_port or 0)
+    if digest is not None:
+        network["community_id"] = "1:" + _b64encode(digest).decode("ascii")
+        # flow.id: the exporter's tag + the Community ID's own hash, so no second hash per record
+        this_flow_id = context.exporter_tag + digest[:10].hex()
+    else:
+        this_flow_id = flow_id(context.exporter, src_ip, dst_ip, protocol, src_port, dst_port)
 
     observer: dict[str, Any] = {"ip": context.exporter}
     ingress = get("ingress_interface")
@@ -353,8 +367,7 @@ def flow_document(
         document["source"] = source
     if destination:
         document["destination"] = destination
-    document["flow"] = {"sampling_rate": sampling_rate,
-                        "id": flow_id(context.exporter, src_ip, dst_ip, protocol, src_port, dst_port)}
+    document["flow"] = {"sampling_rate": sampling_rate, "id": this_flow_id}
     record["exporter"] = context.exporter_fields
     document["netflow"] = record
     return document
