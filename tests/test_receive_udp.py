@@ -267,3 +267,13 @@ def test_a_capped_receive_buffer_is_reported(
         for sock in sockets:
             sock.close()
     assert "the kernel granted SO_RCVBUF" in caplog.text
+
+
+def test_second_receiver_on_the_same_queue_fails_before_binding(tmp_path: Path, port: int) -> None:
+    from flowsink.queue import QueueLocked
+
+    settings = ReceiverSettings(ports=(port,), host="127.0.0.1")
+    with PersistentQueue(tmp_path) as first, ReceiverThread(settings, first):
+        with pytest.raises(QueueLocked):
+            run_receiver(settings, str(tmp_path), threading.Event())
+        assert socket_drop_stats([port])[port]["sockets"] == 1

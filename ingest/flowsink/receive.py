@@ -338,6 +338,7 @@ def run_receiver(
     """
     owned = not isinstance(queue, PersistentQueue)
     target = PersistentQueue(queue) if owned else queue
+    target.claim_writer()  # a second receiver on the same directory fails here, before it binds a port
     sockets = open_sockets(settings)
     try:
         receiver = Receiver(settings, target, sockets, counts_sink)

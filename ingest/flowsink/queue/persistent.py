@@ -89,6 +89,10 @@ class PersistentQueue:
         """Make everything appended so far durable (fdatasync) before returning."""
         self._writer_side().sync()
 
+    def claim_writer(self) -> None:
+        """Become the directory's writer now rather than at the first append; ``QueueLocked`` if taken."""
+        self._writer_side()
+
     # -- reader side -------------------------------------------------------------------------------------------
     def _reader_side(self) -> SegmentReader:
         return self._reader or self._take_role("_reader", lambda: SegmentReader(self.directory))
