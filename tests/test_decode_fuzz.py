@@ -115,10 +115,9 @@ def test_netflow_ipfix_truncation_and_mutation_never_escape_the_facade():
     _netflow_decoder_errors(mutations_per_file=20)
 
 
-# Found by bench/fuzz_decoders.py and shrunk: a v9 template whose field 95 (application id) has length 4; the data
-# record then reaches an integer operation as text. `python bench/fuzz_decoders.py --runs 20000 --blind`
-# reproduces four more (struct.error packing a ubyte, TypeError comparing str and int) that need a mutated
-# template from an earlier input.
+# Found by bench/fuzz_decoders.py and shrunk (fixed since): a v9 template whose field 95 (application id) has
+# length 4 made the decoder raise TypeError on the data record. `python bench/fuzz_decoders.py --runs 20000
+# --blind` replays the seeded run that found it and four more (struct.error, str vs int comparisons).
 V9_APPLICATION_ID_REPRODUCER = bytes.fromhex(
     "0009001e0c889eb859d3c2eb0006340000000000000000440100000f00080004000c0004000a000400070002000b000a"
     "000500010004000100060001003d000100f3000200380006000f00040001000400020004005f000401000500c0a8006f"
@@ -131,8 +130,6 @@ def test_netflow_ipfix_decoders_never_raise_on_mutated_input():
     assert _netflow_decoder_errors(mutations_per_file=20) == ()
 
 
-@pytest.mark.xfail(strict=False, reason="NetFlow v9 decoder raises TypeError (str & int) on a 4-byte application "
-                                        "id field; the facade reports it as decoder_error")
 def test_netflow_v9_fuzz_reproducer_decodes_without_decoder_error():
     checked = Checked()
     result = checked.decode(V9_APPLICATION_ID_REPRODUCER)
