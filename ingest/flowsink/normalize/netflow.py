@@ -259,19 +259,19 @@ def flow_document(
     """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object."""
     get = record.get
     # A field sent with an unusual length is kept raw as hex text: only well-formed values feed ECS fields.
-    src_ip = _pick(record, plan.src)
+    src_ip = (get(plan.src) if plan.src.__class__ is not tuple else _pick(record, plan.src))
     if src_ip is not None and "." not in src_ip and ":" not in src_ip:
         src_ip = None
-    dst_ip = _pick(record, plan.dst)
+    dst_ip = (get(plan.dst) if plan.dst.__class__ is not tuple else _pick(record, plan.dst))
     if dst_ip is not None and "." not in dst_ip and ":" not in dst_ip:
         dst_ip = None
     protocol = get("protocol_identifier")
     if protocol.__class__ is not int or protocol > 255:
         protocol = None
-    src_port = _pick(record, plan.src_port)
+    src_port = (get(plan.src_port) if plan.src_port.__class__ is not tuple else _pick(record, plan.src_port))
     if src_port.__class__ is not int:
         src_port = None
-    dst_port = _pick(record, plan.dst_port)
+    dst_port = (get(plan.dst_port) if plan.dst_port.__class__ is not tuple else _pick(record, plan.dst_port))
     if dst_port.__class__ is not int:
         dst_port = None
     scale = sampling_rate if renormalize else 1
@@ -320,11 +320,11 @@ def flow_document(
         transport = TRANSPORT_NAMES.get(protocol)
         if transport is not None:
             network["transport"] = transport
-    fwd_bytes = _pick(record, plan.fwd_bytes)
-    fwd_packets = _pick(record, plan.fwd_packets)
+    fwd_bytes = (get(plan.fwd_bytes) if plan.fwd_bytes.__class__ is not tuple else _pick(record, plan.fwd_bytes))
+    fwd_packets = (get(plan.fwd_packets) if plan.fwd_packets.__class__ is not tuple else _pick(record, plan.fwd_packets))
     if plan.biflow:   # RFC 5103 reverse elements, or NSEL initiator/responder counters
-        rev_bytes = _pick(record, plan.rev_bytes)
-        rev_packets = _pick(record, plan.rev_packets)
+        rev_bytes = (get(plan.rev_bytes) if plan.rev_bytes.__class__ is not tuple else _pick(record, plan.rev_bytes))
+        rev_packets = (get(plan.rev_packets) if plan.rev_packets.__class__ is not tuple else _pick(record, plan.rev_packets))
         if isinstance(fwd_bytes, int):
             source["bytes"] = min(fwd_bytes * scale, MAX_LONG)
         if isinstance(fwd_packets, int):
