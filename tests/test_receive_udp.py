@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -277,3 +278,24 @@ def test_second_receiver_on_the_same_queue_fails_before_binding(tmp_path: Path, 
         with pytest.raises(QueueLocked):
             run_receiver(settings, str(tmp_path), threading.Event())
         assert socket_drop_stats([port])[port]["sockets"] == 1
+
+
+def test_link_local_ipv6_exporter_is_stored_without_its_zone(tmp_path: Path, port: int) -> None:
+    listing = subprocess.run(["ip", "-6", "-o", "addr"], capture_output=True, text=True).stdout
+    # "4: eth0    inet6 fe80::fc:ff:fe00:1/64 scope link ..."
+    scoped = [
+        (f[3].split("/")[0], f[1]) for f in map(str.split, listing.splitlines()) if f[3].startswith("fe80:")
+    ]
+    if not scoped:
+        pytest.skip("no link-local IPv6 address on this machine")
+    address, interface = scoped[0]
+    settings = ReceiverSettings(ports=(port,), host="::")
+    with (
+        PersistentQueue(tmp_path) as queue,
+        ReceiverThread(settings, queue),
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender,
+    ):
+        sender.sendto(b"from link-local", (f"{address}%{interface}", port))
+        wait_for(lambda: queue.stats()["last_seq"] == 1)
+    (entry,) = read_everything(tmp_path)
+    assert entry.source == address  # what Elasticsearch's ip type takes: no "%eth0" zone
