@@ -323,3 +323,9 @@ def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
     done = _run(["promtool", "check", "rules", str(path)])
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(rules)} rules found" in done.stdout
+
+
+def test_alert_rules_fire_when_they_should() -> None:
+    """promtool's rule unit tests (monitoring/alerts_test.yml): node down, drops, rejections, backlog."""
+    done = _run(["promtool", "test", "rules", str(REPO / "monitoring" / "alerts_test.yml")])
+    assert done.returncode == 0, done.stdout + done.stderr
