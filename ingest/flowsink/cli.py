@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "decode": "flowsink.decode.cli",
     "generate": "flowsink.generate.cli",
     "install-templates": "flowsink.sinks.templates",
+    "queue": "flowsink.queue.cli",
 }
 
 # One-line help for --help, kept here so listing subcommands imports nothing heavy.
@@ -29,6 +30,7 @@ SUMMARIES: dict[str, str] = {
     "decode": "decode pcap/pcapng captures or raw payload files to one JSON document per line",
     "generate": "send synthetic NetFlow v5/v9, IPFIX or sFlow traffic with a ground-truth manifest",
     "install-templates": "install or upgrade the Elasticsearch index templates (done by `run` at start-up)",
+    "queue": "inspect persistent queues (depth, age, checksums) and export what they hold as pcap",
 }
 
 

@@ -13,7 +13,7 @@ import fcntl
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flowsink.log import get_logger
@@ -113,20 +113,27 @@ def lock_dir(directory: Path, name: str) -> int:
     return fd
 
 
-def iter_valid_records(data: bytes) -> Iterator[tuple[int, records.Decoded]]:
-    """(offset, record) of every valid record in a segment's bytes, skipping damaged stretches."""
+def iter_valid_records(
+    data: bytes, on_skip: Callable[[str, int], None] | None = None
+) -> Iterator[tuple[int, records.Decoded]]:
+    """(offset, record) of every valid record in a segment's bytes, skipping damaged stretches.
+
+    ``on_skip(kind, nbytes)`` hears of each skipped stretch: "corrupt" (followed by a valid record) or "tail"
+    (nothing valid after it: torn, or still being written if this is the newest segment).
+    """
     pos = 0
     while pos < len(data):
         outcome, rec, body_bad = records.decode_at(data, pos)
         if outcome == records.RECORD:
             yield pos, rec
             pos = rec.end
-        elif body_bad:
-            pos = records.body_end(data, pos)
-        else:
-            pos = records.resync(data, pos)
-            if pos < 0:
-                return
+            continue
+        end = records.body_end(data, pos) if body_bad else records.resync(data, pos)
+        if on_skip is not None:
+            on_skip("corrupt" if end >= 0 else "tail", (end if end >= 0 else len(data)) - pos)
+        if end < 0:
+            return
+        pos = end
 
 
 def last_valid_seq(path: Path) -> int:
