@@ -20,6 +20,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from flowsink.errors import UserError
+
+# the RFC 1071 checksum the synthetic-traffic captures use too
+from flowsink.generate.pcap import _checksum
 from flowsink.queue.persistent import PersistentQueue
 from flowsink.queue.records import Entry
 from flowsink.queue.segments import iter_valid_records, list_segments, read_checkpoint
@@ -77,15 +80,6 @@ def unacknowledged(directory: Path) -> Iterator[Entry]:
                 yield Entry(
                     rec.seq, rec.arrival_ns, rec.source.decode(errors="replace"), rec.payload, rec.source_port
                 )
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ip_udp_packet(entry: Entry) -> bytes | None:
