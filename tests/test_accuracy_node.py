@@ -77,6 +77,8 @@ def test_v9_ipfix_sflow_three_exporters_30s_zero_difference(node_factory, tmp_pa
     for name, summary in summaries.items():
         assert summary["reached"], (name, summary)
         assert summary["totals"]["flows"] > 5000
+    sent = sum(s["totals"]["datagrams"] + s["totals"]["malformed_datagrams"] for s in summaries.values())
+    wait_drained(node, sent)
     for name in runs:
         done = run_check(tmp_path / f"{name}.json", es_url, unique_prefix)
         assert done.returncode == 0, (name, done.stdout[-4000:], done.stderr[-2000:])
@@ -123,6 +125,7 @@ def test_one_percent_drop_is_caught_per_exporter_and_matches_sequence_metrics(no
     relay.wait(10)
     drops = json.loads(report.read_text())["exporters"]
     assert sum(d["dropped"] for d in drops.values()) > 20
+    wait_drained(node, sum(d["forwarded"] for d in drops.values()))
 
     values = None
     for name in runs:
@@ -150,6 +153,21 @@ def test_one_percent_drop_is_caught_per_exporter_and_matches_sequence_metrics(no
                 # IPFIX numbers data records, sFlow numbers samples: the lost count is exact
                 assert lost == missing, (name, address, lost, missing)
             assert (missing > 0) == (drops[address]["dropped"] > 0)
+
+
+def wait_drained(node: NodeProcess, datagrams: int, timeout_s: float = 180.0) -> None:
+    """Until the node has received ``datagrams`` and acknowledged every one (all its records indexed): on a busy
+    machine the node may lag the generators by many seconds, and a check must not start before it caught up."""
+    deadline = time.monotonic() + timeout_s
+    received = acked = -1.0
+    while time.monotonic() < deadline:
+        values = scrape(node.metrics_url)
+        received = metric_sum(values, "flowsink_datagrams_received_total")
+        acked = metric_sum(values, "flowsink_queue_acked_datagrams_total")
+        if received == acked == datagrams:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"node received {received}, acked {acked} of {datagrams} datagrams:\n{node.log()}")
 
 
 def _settled_metrics(node: NodeProcess) -> dict[str, float]:
