@@ -291,3 +291,21 @@ def test_malformed_datagrams_are_rejected_and_never_look_like_flows(protocol):
         result = decoder.decode(payload, "127.0.0.11", time.time_ns())
         assert result.documents == [] and result.errors, (kind, payload[:16])
     assert kinds == {"empty", "unknown_version", "truncated_header"}
+
+
+@pytest.mark.parametrize("protocol", ["v5", "v9", "ipfix"])
+def test_announced_sampling_interval_is_what_the_manifest_multiplies_by(protocol):
+    """The manifest counts bytes x N for --sampling-interval N: flowsink's decoders must renormalise the same."""
+    from flowsink.decode import FlowDecoder
+
+    flows = model(ipv6_share=0).flows(40, NOW_MS)
+    encoder = {"v5": NetflowV5Encoder(1, BOOT_MS, sampling_interval=8),
+               "v9": NetflowV9Encoder(1, BOOT_MS, sampling_interval=8),
+               "ipfix": IpfixEncoder(1, sampling_interval=8)}[protocol]
+    decoder = FlowDecoder()
+    docs = []
+    for payload in encode_all(encoder, flows):
+        docs += [d for d in decoder.decode(payload, "127.0.0.11", time.time_ns()).documents
+                 if d["event"]["action"].endswith("_flow")]
+    assert sorted((d["network"]["bytes"], d["network"]["packets"]) for d in docs) == sorted(
+        (8 * f.bytes, 8 * f.packets) for f in flows)

@@ -108,6 +108,18 @@ def test_achieved_rate_within_two_percent(receiver, pace_datagrams):
 
 
 @pytest.mark.integration
+def test_a_rate_the_machine_cannot_reach_is_reported(receiver, caplog):
+    settings = GeneratorSettings(protocol="v5", port=receiver.port, rate=5_000_000, duration=1.0, progress=False,
+                                 traffic=TrafficSettings(ipv6_share=0))
+    with caplog.at_level("WARNING", logger="flowsink.generate"):
+        summary = GeneratorRun(settings).run()
+    receiver.stop()
+    assert not summary.reached and summary.flow_rate < 5_000_000 * 0.98
+    assert "could not reach 5000000 flows/s" in caplog.text
+    assert len(receiver.datagrams) == summary.datagrams   # what was sent is still exactly accounted
+
+
+@pytest.mark.integration
 def test_v9_manifest_agrees_with_what_the_receiver_decoded(receiver, tmp_path):
     manifest_path = tmp_path / "m.json"
     settings = GeneratorSettings(protocol="v9", port=receiver.port, rate=20000, duration=None, count=6000,
