@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import signal
 import statistics
 import sys
 import time
@@ -169,6 +170,8 @@ def main() -> int:
     args = parser.parse_args()
     count = args.docs or (100_000 if args.quick else 1_000_000)
 
+    # SIGTERM ends the run through the finally below, so no bench index or template is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     url, es_version = ensure_elasticsearch()
     client = Elasticsearch(url, request_timeout=120)
     prefix = f"bench{uuid.uuid4().hex[:8]}"

@@ -8,6 +8,7 @@ and writes the machine, the date, each command with its wall time, and each sect
     python bench/run.py                  # full runs (make bench)
     python bench/run.py --quick          # short runs, passed through to every benchmark
     python bench/run.py --only sink      # just bench_sink.py; other sections of RESULTS.md are kept
+    python bench/run.py --only sink -- --runs 1   # arguments after -- go to every benchmark run
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def machine_lines(es_url: str, es_version: str) -> list[str]:
     ]
 
 
-def run_one(script: Path, quick: bool, env: dict[str, str], index: int, total: int) -> BenchRun:
-    command = [sys.executable, str(script.relative_to(REPO))] + (["--quick"] if quick else [])
+def run_one(script: Path, extra: list[str], env: dict[str, str], index: int, total: int) -> BenchRun:
+    command = [sys.executable, str(script.relative_to(REPO)), *extra]
     print(f"[{index}/{total}] {' '.join(command[1:])} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     process = subprocess.Popen(
@@ -169,7 +170,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
     parser.add_argument("--only", action="append", default=[], help="run benchmarks whose name contains this")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results")
+    parser.add_argument("extra", nargs="*", help="after --: arguments for every benchmark (e.g. -- --runs 1)")
     args = parser.parse_args()
+    extra = (["--quick"] if args.quick else []) + args.extra
 
     scripts = sorted(BENCH.glob("bench_*.py"))
     if args.only:
@@ -181,7 +184,7 @@ def main() -> int:
     header = machine_lines(es_url, es_version)
     env = dict(os.environ, ES_URL=es_url, PYTHONUNBUFFERED="1")
     kept = earlier_blocks(args.output)
-    runs = [run_one(script, args.quick, env, n, len(scripts)) for n, script in enumerate(scripts, 1)]
+    runs = [run_one(script, extra, env, n, len(scripts)) for n, script in enumerate(scripts, 1)]
     fresh = {run.script.name: _block(run) for run in runs}
     names = sorted(set(fresh) | ({p.name for p in BENCH.glob("bench_*.py")} & set(kept)))
     text = render([fresh.get(name) or kept[name] for name in names], header, args.quick)
