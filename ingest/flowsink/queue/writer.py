@@ -130,39 +130,42 @@ class SegmentWriter:
         if not items:
             return self.next_seq - 1
         with self._mutex:  # seqs are assigned inside: appends from several threads stay unique and ordered
-            data, count = records.encode_batch(items, self.next_seq, self._sources)
-            size = len(data)
-            if self._fd < 0:
-                try:
-                    self._open_segment_if_needed()
-                except OSError as exc:
-                    raise self._full_from(exc) from exc
+            try:
+                return self._write_locked(items)
+            except OSError as exc:  # opening, rotating or syncing a segment failed: a refusal, never a crash
+                raise self._full_from(exc) from exc
+
+    def _write_locked(self, items: list[Sequence[Any]]) -> int:
+        data, count = records.encode_batch(items, self.next_seq, self._sources)
+        size = len(data)
+        if self._fd < 0:
+            self._open_segment_if_needed()
+        if self._used_bytes() + size > self.max_bytes:
+            now = time.monotonic()
+            if now - self._last_rescan >= _FULL_RESCAN_S:
+                self._last_rescan = now
+                self._refresh_closed_bytes()
             if self._used_bytes() + size > self.max_bytes:
-                now = time.monotonic()
-                if now - self._last_rescan >= _FULL_RESCAN_S:
-                    self._last_rescan = now
-                    self._refresh_closed_bytes()
-                if self._used_bytes() + size > self.max_bytes:
-                    if self._segment_size > 0:
-                        # Only older segments can be deleted: close this one so that acknowledging it frees it.
-                        self._rotate()
-                    raise QueueFull("full", f"{self._used_bytes()} of {self.max_bytes} bytes on disk")
-            if self._segment_size > 0 and self._segment_size + size > self.segment_bytes:
-                self._rotate()
-            self._write_all(data)
-            self._segment_size += size
-            self.next_seq += count
-            self.appended += count
-            self.appended_bytes += size
-            if not self._unsynced:
-                self._unsynced_since = time.monotonic()
-            self._unsynced += size
-            if self.strict:
-                os.fdatasync(self._fd)
-                self._unsynced, self._unsynced_since = 0, 0.0
-            elif self.fsync_bytes and self._unsynced >= self.fsync_bytes:
-                self._wake.set()
-            return self.next_seq - 1
+                if self._segment_size > 0:
+                    # Only older segments can be deleted: close this one so that acknowledging it frees it.
+                    self._rotate()
+                raise QueueFull("full", f"{self._used_bytes()} of {self.max_bytes} bytes on disk")
+        if self._segment_size > 0 and self._segment_size + size > self.segment_bytes:
+            self._rotate()
+        self._write_all(data)
+        self._segment_size += size
+        self.next_seq += count
+        self.appended += count
+        self.appended_bytes += size
+        if not self._unsynced:
+            self._unsynced_since = time.monotonic()
+        self._unsynced += size
+        if self.strict:
+            os.fdatasync(self._fd)
+            self._unsynced, self._unsynced_since = 0, 0.0
+        elif self.fsync_bytes and self._unsynced >= self.fsync_bytes:
+            self._wake.set()
+        return self.next_seq - 1
 
     def _write_all(self, data: bytes) -> None:
         """One write() (looping only on a short write); on failure the segment is cut back to where it was."""
