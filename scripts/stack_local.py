@@ -330,7 +330,8 @@ def recorded_pid(layout: StackLayout, name: str) -> int | None:
     except (OSError, ValueError):
         return None
     pid = int(pid_text)
-    return pid if _start_time(pid) == started else None
+    # A child that exited stays a zombie until reaped (``start`` is the parent of everything it launches).
+    return pid if _start_time(pid) == started and not _exited(pid) else None
 
 
 def launch(layout: StackLayout, spec: ProcessSpec) -> int:
@@ -392,16 +393,17 @@ def terminate(layout: StackLayout, name: str, timeout_s: float = 30.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _start_time(pid) is not None and not _is_zombie(pid):
+    while time.monotonic() < deadline and not _exited(pid):
         time.sleep(0.1)
-    if _start_time(pid) is not None and not _is_zombie(pid):
+    if not _exited(pid):
         log(f"{name} (pid {pid}) ignored SIGTERM for {timeout_s:.0f} s; killing it")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     return True
 
 
-def _is_zombie(pid: int) -> bool:
+def _exited(pid: int) -> bool:
+    """True if ``pid`` has exited (gone, or a zombie not yet reaped by its parent)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:

@@ -88,6 +88,23 @@ def stack(es_url: str, es_client, tmp_path_factory) -> Iterator[stack_local.Stac
         es_client.options(ignore_status=404).cluster.delete_component_template(name=f"{prefix}-*")
 
 
+def test_a_failed_start_leaves_nothing_running(es_url: str, tmp_path: Path, monkeypatch) -> None:
+    """A node that cannot start (here: a bad setting in its environment) stops the start-up with its log
+    lines in the error, and nothing of the stack keeps running or holding a port."""
+    if os.geteuid() != 0:
+        pytest.skip("the local stack's nginx needs root (transparent proxying)")
+    layout = stack_local.StackLayout(run_dir=tmp_path / "stack", es_url=es_url, nodes=1, index_prefix="tfailstart")
+    if problems := stack_local.busy_ports(layout):
+        pytest.fail("the stack test needs the standard flowsink ports (is `make run` up?):\n  " + "\n  ".join(problems))
+    monkeypatch.setenv("FLOWSINK_LOGGING_LEVEL", "LOUD")
+    with pytest.raises(stack_local.StackError, match=r"node0 exited during start-up(.|\n)*logging.level"):
+        stack_local.start(layout, ready_timeout_s=30)
+    assert stack_local.running_names(layout) == []
+    assert not list(layout.pid_dir.glob("*.pid"))
+    assert stack_local.busy_ports(layout) == []
+    assert stack_local.stop(layout) == [], "stop after a failed start has nothing left to end"
+
+
 def _send(sender: str, port: int, payloads: list[bytes], pause_s: float = 0.005) -> None:
     stack_demo.send(sender, "127.0.0.1", port, payloads, pause_s)
 
