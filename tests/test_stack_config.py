@@ -329,3 +329,14 @@ def test_alert_rules_fire_when_they_should() -> None:
     """promtool's rule unit tests (monitoring/alerts_test.yml): node down, drops, rejections, backlog."""
     done = _run(["promtool", "test", "rules", str(REPO / "monitoring" / "alerts_test.yml")])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_busy_port_is_named_with_its_holder() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        problem = stack_local.port_problem("udp", "127.0.0.1", port)
+    assert problem is not None and problem.startswith(f"UDP port {port} is already in use")
+    assert stack_local.port_problem("udp", "127.0.0.1", port) is None
