@@ -4,6 +4,9 @@
                                            node_exporter, nginx and Elasticsearch exporters; prints every URL
     python scripts/stack_local.py stop     ends exactly the processes ``start`` recorded (pid files); idempotent
     python scripts/stack_local.py status   one line per process
+    python scripts/stack_local.py urls     the addresses again;  render: write the configs without starting
+    python scripts/stack_local.py watch    the stack's nginx_watch process (started by ``start``): marks dead
+                                           nodes down in nginx and puts them back when they answer again
 
 Everything lives in one run folder (default ``.run/stack``): generated configs, logs, pid files, queues.
 
@@ -11,9 +14,9 @@ Environment (all optional):
     FLOWSINK_STACK_DIR          run folder
     FLOWSINK_STACK_NODES        number of ingest nodes (default 3)
     FLOWSINK_STACK_ES_URL       Elasticsearch to use (default http://127.0.0.1:9200, started if not running)
-    FLOWSINK_STACK_PORT_OFFSET  added to every port the stack uses internally (nodes, exporters, stub_status),
-                                so a test stack does not collide with other processes; the front ports
-                                (UDP 2055/4739/6343, HTTP 8080, Prometheus 9090) stay the standard ones
+    FLOWSINK_STACK_PORT_OFFSET  added to every port the stack uses internally (nodes, exporters, stub_status);
+                                the front ports (UDP 2055/4739/6343, HTTP 8080, Prometheus 9090) stay the
+                                standard ones. Node ports decide where nginx's hash sends each exporter.
     FLOWSINK_STACK_HTTP_PORT / FLOWSINK_STACK_PROMETHEUS_PORT   move the HTTP front or Prometheus
     FLOWSINK_STACK_INDEX_PREFIX  index (and template) name prefix of the nodes (default flowsink)
     FLOWSINK_STACK_NGINX_UDP_SESSIONS=1  keep a UDP session per exporter instead of `proxy_responses 0`
