@@ -14,7 +14,7 @@ setup: deps system-deps es-dist
 
 # Reinstall when anything is missing or when the installed flowsink is another checkout's (a fresh clone).
 deps:
-	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis; \
+	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib; \
 	  sys.exit(not flowsink.__file__.startswith('$(CURDIR)/ingest/'))" 2>/dev/null \
 	  && flowsink --help >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e '.[test]'
 
