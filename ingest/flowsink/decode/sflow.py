@@ -12,6 +12,7 @@ ends the datagram's decoding with a counted reason while keeping the samples dec
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 from collections.abc import Callable
@@ -840,9 +841,14 @@ def _counters_host_description(data: bytes, start: int, end: int, sample: dict[s
 
 def _counters_host_cpu(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
     if end - start >= _HOST_CPU.size:
-        sample["host_cpu"] = _fixed_counters(data, start, end, _HOST_CPU, _HOST_CPU_NAMES, "host CPU")
+        cpu = _fixed_counters(data, start, end, _HOST_CPU, _HOST_CPU_NAMES, "host CPU")
     else:
-        sample["host_cpu"] = _fixed_counters(data, start, end, _HOST_CPU_SHORT, _HOST_CPU_NAMES[:17], "host CPU")
+        cpu = _fixed_counters(data, start, end, _HOST_CPU_SHORT, _HOST_CPU_NAMES[:17], "host CPU")
+    for name in ("load_one", "load_five", "load_fifteen"):
+        # NaN and infinity are no JSON: Elasticsearch rejects the whole document for them
+        if not math.isfinite(cpu[name]):
+            cpu[name] = None
+    sample["host_cpu"] = cpu
 
 
 def _counters_host_memory(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
