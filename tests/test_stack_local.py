@@ -169,8 +169,10 @@ def test_flows_through_nginx_keep_their_exporter_and_spread_over_the_nodes(stack
         assert got == len(sflow), f"{exporter}: {got} sFlow documents, want {len(sflow)}"
 
     # Where did each exporter go? nginx's log, the ring model, and the nodes' own counters must agree.
-    routes = Counter(_udp_access_log(stack))
     datagrams = {port: len(files) for port, files in TRAFFIC}
+    sent = len(EXPORTERS) * sum(datagrams.values())
+    _wait_for(lambda: len(_udp_access_log(stack)) >= sent, 10, "nginx's access log (flushed every second)")
+    routes = Counter(_udp_access_log(stack))
     nodes_used = set()
     for k, (port, _) in enumerate(TRAFFIC):
         servers = [stack.node_udp_addresses(i)[k] for i in range(stack.nodes)]
