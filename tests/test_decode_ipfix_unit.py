@@ -188,3 +188,12 @@ def test_sequence_counts_data_records() -> None:
     assert late.stats["sequence_gaps"] == 1 and late.stats["lost_records"] == 3
     remaining = decoder._decoder_for("ipfix").sequences.flush()
     assert (remaining.gaps, remaining.lost_records) == (1, 11)
+
+
+def test_export_time_zero_takes_the_arrival_time_for_timestamp() -> None:
+    decoder = FlowDecoder()
+    template = ipfix_template_set([(400, [(8, 4), (12, 4)])])
+    message = ipfix_message([template, flowset(400, ip4("10.0.0.1") + ip4("10.0.0.2"), pad=False)], export_time=0)
+    doc = decoder.decode(message, EXPORTER, 1_700_000_000_250_000_000).documents[0]
+    assert doc["@timestamp"] == "2023-11-14T22:13:20.250Z"
+    assert doc["netflow"]["exporter"]["timestamp"] == "1970-01-01T00:00:00.000Z"

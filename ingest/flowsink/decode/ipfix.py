@@ -31,7 +31,7 @@ class IpfixDecoder(NetflowV9Decoder):
     header_size = IPFIX_HEADER.size
     set_kinds: ClassVar[dict[int, str]] = {2: "template", 3: "options_template"}
 
-    def parse_header(self, payload: bytes, exporter: str) -> tuple[ExportContext, int]:
+    def parse_header(self, payload: bytes, exporter: str, arrival_ns: int) -> tuple[ExportContext, int]:
         if len(payload) < IPFIX_HEADER.size:
             raise DatagramError("truncated", f"{len(payload)} bytes, header needs {IPFIX_HEADER.size}")
         _, length, export_time, sequence, domain = IPFIX_HEADER.unpack_from(payload)
@@ -39,7 +39,8 @@ class IpfixDecoder(NetflowV9Decoder):
             raise DatagramError("bad_length", f"message length {length} is shorter than its header")
         if length > len(payload):
             raise DatagramError("truncated", f"message length {length}, datagram has {len(payload)} bytes")
-        context = ExportContext.create(exporter, 10, domain, sequence, export_time * 1000, None, payload[:length])
+        context = ExportContext.create(exporter, 10, domain, sequence, export_time * 1000, None, payload[:length],
+                                       arrival_ns)
         return context, length
 
     def parse_templates(

@@ -55,7 +55,7 @@ class NetflowV5Decoder:
         rate = sampling_interval if sampling_interval > 1 else 1
         export_ms = secs * 1000 + nsecs // 1_000_000
         context = ExportContext.create(exporter, 5, (engine_type << 8) | engine_id, sequence, export_ms, uptime,
-                                       payload)
+                                       payload, arrival_ns)
         renormalize = self.settings.renormalize
         documents = result.documents
         id_prefix = context.id_prefix + "0."

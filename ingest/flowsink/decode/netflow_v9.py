@@ -57,7 +57,7 @@ class TemplateProtocolDecoder:
         self.sequences = SequenceTracker(window=settings.sequence_window)
 
     # -- protocol specifics -------------------------------------------------------------------------------------
-    def parse_header(self, payload: bytes, exporter: str) -> tuple[ExportContext, int]:
+    def parse_header(self, payload: bytes, exporter: str, arrival_ns: int) -> tuple[ExportContext, int]:
         """Returns the datagram's context and where its sets end."""
         raise NotImplementedError
 
@@ -83,7 +83,7 @@ class TemplateProtocolDecoder:
     def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
         result = DecodeResult(protocol=self.protocol)
         try:
-            context, end = self.parse_header(payload, exporter)
+            context, end = self.parse_header(payload, exporter, arrival_ns)
         except DatagramError as exc:
             result.error(exc.reason, f"{self.protocol} from {exporter}: {exc.detail}")
             return result
@@ -258,11 +258,11 @@ class NetflowV9Decoder(TemplateProtocolDecoder):
     header_size = V9_HEADER.size
     set_kinds: ClassVar[dict[int, str]] = {0: "template", 1: "options_template"}
 
-    def parse_header(self, payload: bytes, exporter: str) -> tuple[ExportContext, int]:
+    def parse_header(self, payload: bytes, exporter: str, arrival_ns: int) -> tuple[ExportContext, int]:
         if len(payload) < V9_HEADER.size:
             raise DatagramError("truncated", f"{len(payload)} bytes, header needs {V9_HEADER.size}")
         _, _, uptime, secs, sequence, source_id = V9_HEADER.unpack_from(payload)
-        context = ExportContext.create(exporter, 9, source_id, sequence, secs * 1000, uptime, payload)
+        context = ExportContext.create(exporter, 9, source_id, sequence, secs * 1000, uptime, payload, arrival_ns)
         return context, len(payload)
 
     def parse_templates(

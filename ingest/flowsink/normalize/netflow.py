@@ -66,7 +66,7 @@ class ExportContext:
     @classmethod
     def create(
         cls, exporter: str, version: int, domain: int, sequence: int, export_ms: int, uptime_ms: int | None,
-        payload: bytes,
+        payload: bytes, arrival_ns: int = 0,
     ) -> ExportContext:
         # The id prefix hashes the exporter and the whole datagram: a replay of the same datagram gets the same
         # ids, any other datagram (even one with a repeated sequence number) different ones.
@@ -77,7 +77,9 @@ class ExportContext:
         }
         if uptime_ms is not None:
             exporter_fields["uptime_millis"] = uptime_ms
-        return cls(exporter, version, domain, sequence, export_ms, uptime_ms, prefix, iso_ms(export_ms),
+        # @timestamp is the export time; an exporter that sends none (0) gets the arrival time instead of 1970
+        timestamp = iso_ms(export_ms if export_ms > 0 else arrival_ns // 1_000_000)
+        return cls(exporter, version, domain, sequence, export_ms, uptime_ms, prefix, timestamp,
                    exporter_fields, exporter_tag(exporter))
 
 
