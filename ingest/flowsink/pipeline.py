@@ -148,7 +148,7 @@ class PipelineWorker:
         read_bytes = 0
         for entry in entries:
             read_bytes += len(entry.payload)
-            result = self.decoder.decode(entry.payload, entry.source, entry.arrival_ns)
+            result = self._decode(entry)
             docs.extend(result.documents)
             metrics.DATAGRAMS_DECODED.labels(protocol=metrics.protocol_label(result.protocol)).inc()
             report.decode_errors += self._account(result, entry.source)
@@ -160,6 +160,23 @@ class PipelineWorker:
         self.finish_inflight()
         self._inflight = (self._indexer.submit(self._index, docs), entries[-1].seq, started)
         return report
+
+    def _decode(self, entry: Any) -> Any:
+        """Decode one queued datagram; a decoder bug costs that datagram (counted), never the worker.
+
+        Without this a datagram that makes the decoder raise would crash the worker, be replayed from the
+        queue on restart and crash it again, for ever.
+        """
+        try:
+            return self.decoder.decode(entry.payload, entry.source, entry.arrival_ns)
+        except Exception as exc:
+            from flowsink.decode.result import DecodeResult
+
+            result = DecodeResult()
+            result.error(
+                "decoder_exception", f"datagram from {entry.source} ({len(entry.payload)} bytes): {exc!r}"
+            )
+            return result
 
     def finish_inflight(self) -> None:
         """Wait for the batch being indexed, then ack it (raises the sink's ``SinkClosed`` if it was closed)."""

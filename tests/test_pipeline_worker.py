@@ -1,0 +1,103 @@
+"""Pipeline worker with the real queue and decoders, and a recording sink: what gets acked, and when."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from flowsink.config import load_config
+from flowsink.decode import FlowDecoder
+from flowsink.pipeline import PipelineWorker, open_queue
+from flowsink.sinks.elasticsearch import BulkOutcome
+
+ASA = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "logstash-codec-netflow"
+
+
+class RecordingSink:
+    """Stands in for Elasticsearch: every document is 'indexed' and kept for inspection."""
+
+    def __init__(self) -> None:
+        self.docs: list[dict] = []
+
+    def index(self, docs: list[dict]) -> BulkOutcome:
+        self.docs.extend(docs)
+        return BulkOutcome(indexed=len(docs))
+
+
+class ExplodingDecoder(FlowDecoder):
+    """A decoder with a bug: raises on one payload."""
+
+    def decode(self, payload: bytes, exporter: str, arrival_ns: int):
+        if payload == b"boom":
+            raise ZeroDivisionError("decoder bug")
+        return super().decode(payload, exporter, arrival_ns)
+
+
+def make_worker(tmp_path, decoder=None, **env):
+    config = load_config(
+        None,
+        env={
+            "FLOWSINK_NODE_RUN_DIR": str(tmp_path),
+            "FLOWSINK_RECEIVE_PROCESSES": "1",
+            "FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS": "1",
+            **env,
+        },
+    )
+    queue = open_queue(config, config.queue_dir / "rx-0")
+    sink = RecordingSink()
+    return PipelineWorker(queue, decoder or FlowDecoder(), sink, config), queue, sink
+
+
+def test_data_before_template_is_not_acked_until_decoded(tmp_path):
+    worker, queue, sink = make_worker(tmp_path)
+    data = (ASA / "netflow9_test_cisco_asa_1_data.dat").read_bytes()
+    template = (ASA / "netflow9_test_cisco_asa_1_tpl.dat").read_bytes()
+    for payload in (data, b"\x00\x63junk", template, data):
+        queue.append(payload, "192.0.2.5", time.time_ns())
+    worker.process_batch(0.5)  # data: held by the decoder
+    worker.process_batch(0.5)  # junk
+    worker.finish_inflight()
+    assert queue.stats()["acked_seq"] == 0  # the held datagram and everything after it stay queued
+    worker.process_batch(0.5)  # template: the held data is decoded with it
+    worker.finish_inflight()
+    assert len(sink.docs) == 14
+    assert queue.stats()["acked_seq"] == 0  # not until the expiry timer has seen the decoder empty
+    worker.expire_held(time.monotonic())
+    assert queue.stats()["acked_seq"] == 3
+    worker.process_batch(0.5)
+    worker.finish_inflight()
+    assert len(sink.docs) == 28
+    assert queue.stats()["acked_seq"] == 4
+
+
+def test_held_data_is_released_after_pending_max_seconds(tmp_path):
+    worker, queue, sink = make_worker(tmp_path, FLOWSINK_DECODE_PENDING_MAX_SECONDS="0")
+    queue.append((ASA / "netflow9_test_cisco_asa_1_data.dat").read_bytes(), "192.0.2.6", time.time_ns())
+    worker.process_batch(0.5)
+    worker.finish_inflight()
+    assert queue.stats()["acked_seq"] == 0
+    time.sleep(1.1)  # past pending_max_seconds + expire_interval_s
+    worker.expire_held(time.monotonic())
+    assert queue.stats()["acked_seq"] == 1
+    assert sink.docs == []
+
+
+def test_decoder_exception_costs_one_datagram_not_the_worker(tmp_path):
+    from flowsink import metrics
+
+    worker, queue, sink = make_worker(
+        tmp_path, ExplodingDecoder(), FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10"
+    )
+    v5 = (ASA / "netflow5.dat").read_bytes()
+    for payload in (v5, b"boom", v5):
+        queue.append(payload, "192.0.2.7", time.time_ns())
+    before = metrics.DECODE_ERRORS.labels(protocol="unknown", reason="decoder_exception")._value.get()
+    report = worker.process_batch(0.5)
+    worker.finish_inflight()
+    assert report.decode_errors == 1
+    assert (
+        metrics.DECODE_ERRORS.labels(protocol="unknown", reason="decoder_exception")._value.get()
+        == before + 1
+    )
+    assert len(sink.docs) == 2 * len(FlowDecoder().decode(v5, "192.0.2.7", 0).documents)
+    assert queue.stats()["acked_seq"] == 3
