@@ -311,30 +311,11 @@ def _coerce_scalar(key: str, value: Any, hint: type) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return _parse_int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is int or hint is float:
+        number = _coerce_number(value, hint)
+        if number is None:
+            raise ConfigError(f"{key}: expected {'an integer' if hint is int else 'a number'}, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -342,6 +323,25 @@ def _coerce_scalar(key: str, value: Any, hint: type) -> Any:
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")
+
+
+def _coerce_number(value: Any, hint: type) -> int | float | None:
+    """``value`` as ``hint`` (int or float), or None when it is not one; strings are parsed (sizes for int)."""
+    if isinstance(value, bool):
+        return None
+    if hint is float:
+        if isinstance(value, int | float):
+            return float(value)
+    elif isinstance(value, int):
+        return value
+    elif isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return _parse_int(value) if hint is int else float(value)
+        except ValueError:
+            return None
+    return None
 
 
 _SIZE_SUFFIXES = {"k": 1024, "m": MIB, "g": GIB, "t": 1024 * GIB}
