@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,8 +115,11 @@ def count(es: Elasticsearch, prefix: str) -> int:
 def wait_count(es: Elasticsearch, prefix: str, target: int, timeout_s: float = 600) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if count(es, prefix) >= target:
-            return time.monotonic()
+        try:
+            if count(es, prefix) >= target:
+                return time.monotonic()
+        except (ApiError, TransportError) as exc:  # a shared cluster under load may refuse one search
+            log(f"count failed, retrying: {exc}")
         time.sleep(0.1)
     raise RuntimeError(f"{prefix}: {count(es, prefix)} of {target} documents after {timeout_s}s")
 
