@@ -348,6 +348,19 @@ def test_sequence_gaps_lost_samples_and_restarts():
     assert restarted["lost_records"] == 0
 
 
+def test_agent_restart_starts_sample_sequences_over():
+    decoder = SflowDecoder(DecoderSettings())  # default window: a jump back of 500 alone would look reordered
+    frame = raw_header(tcp_frame())
+    for number in range(500, 503):
+        decode_one(datagram([flow_sample([frame], seq=number)], seq=number, uptime=10_000_000 + number), decoder)
+    # the agent restarts (uptime back to 5 s): datagram and sample numbers start at 1 again, and samples 3
+    # and 4 are lost; without the restart the new numbers would look like late copies of old ones
+    stats = [decode_one(datagram([flow_sample([frame], seq=sample)], seq=number, uptime=5000 + number), decoder)
+             .stats for number, sample in ((1, 1), (2, 2), (3, 5))]
+    assert stats[0]["sequence_restarts"] == 1
+    assert decoder.flush_sequences().stats["lost_records"] == 2
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

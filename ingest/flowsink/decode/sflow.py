@@ -108,6 +108,7 @@ class SflowDecoder:
         window = int(getattr(settings, "sequence_window", 10_000) or 10_000)
         self._datagram_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
         self._sample_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
+        self._generations: dict[tuple[Any, ...], int] = {}  # (exporter, agent, sub-agent) -> restarts seen
         self._flow_records: dict[int, Callable[[bytes, int, int, dict[str, Any]], Any]] = {
             1: _flow_raw_header,
             2: _flow_ethernet,
@@ -162,8 +163,13 @@ class SflowDecoder:
         if outcome.lost:
             stats["sflow_datagram_gaps"] += outcome.gaps
             stats["sflow_lost_datagrams"] += outcome.lost
+        agent_key = (exporter, datagram.agent, datagram.sub_agent)
         if outcome.restart:
             stats["sequence_restarts"] += 1
+            # the agent's sample sequences start over too: track them as new streams from here on
+            if len(self._generations) >= MAX_SEQUENCE_STREAMS:
+                self._generations.clear()
+            self._generations[agent_key] = self._generations.get(agent_key, 0) + 1
         if outcome.reordered:
             stats["sequence_reordered"] += outcome.reordered
         if count > MAX_SAMPLES_PER_DATAGRAM:
@@ -174,7 +180,7 @@ class SflowDecoder:
         try:
             self._samples(data, offset, count, datagram, result, runs)
         finally:
-            self._track_runs(datagram, runs, stats)
+            self._track_runs((*agent_key, self._generations.get(agent_key, 0)), runs, stats)
 
     def _samples(
         self, data: bytes, offset: int, count: int, datagram: Datagram, result: DecodeResult,
@@ -234,9 +240,10 @@ class SflowDecoder:
         else:  # another enterprise's sample, or a format after v5: skipped by its length
             stats["sflow_unknown_samples"] += 1
 
-    def _track_runs(self, datagram: Datagram, runs: dict[tuple[Any, ...], list[int]], stats: Any) -> None:
+    def _track_runs(self, prefix: tuple[Any, ...], runs: dict[tuple[Any, ...], list[int]], stats: Any) -> None:
+        """Observe each source's run of sample sequence numbers; ``prefix``: exporter, agent, sub-agent, and
+        how many times that agent restarted (a restart starts new sample streams)."""
         observe = self._sample_sequences.observe
-        prefix = (datagram.exporter, datagram.agent, datagram.sub_agent)
         for source, (first, length) in runs.items():
             outcome = observe(prefix + source[:3], first, length)
             if outcome.lost:
