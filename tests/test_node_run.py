@@ -70,6 +70,9 @@ def test_garbage_interleaved_every_valid_record_indexed(node, es, unique_prefix)
 
 
 def test_sighup_reloads_safe_settings_only(node):
+    config = yaml.safe_load(node.config_path.read_text())
+    config["logging"]["format"] = "json"
+    node.config_path.write_text(yaml.safe_dump(config))
     node.start()
     config = yaml.safe_load(node.config_path.read_text())
     config["logging"]["level"] = "DEBUG"
@@ -99,6 +102,10 @@ def test_sighup_reloads_safe_settings_only(node):
         time.sleep(0.2)
     assert "pipeline.batch_max_datagrams: expected an integer, got 'lots'" in node.log()
     assert node.stop() == 0
+    # logging.format: json -> every line of every process is one JSON object naming its process role
+    entries = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
+    assert {e["role"] for e in entries} >= {"node", "receiver-0", "pipeline-0"}
+    assert all(line.startswith("{") for line in node.log().splitlines() if line.strip())
 
 
 def test_sigterm_drains_queue_and_exits_0(node, es, unique_prefix):
