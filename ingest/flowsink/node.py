@@ -166,7 +166,9 @@ class Node:
     def write_pids(self) -> None:
         """``<run_dir>/pids.json``: which process is which (for profilers and operators)."""
         pids = {"node": os.getpid()}
-        pids.update({child.name: child.process.pid for child in self.workers + self.receivers if child.process})
+        pids.update(
+            {child.name: child.process.pid for child in self.workers + self.receivers if child.process}
+        )
         (self.config.run_dir / "pids.json").write_text(json.dumps(pids, indent=1) + "\n")
 
     # -- supervision ----------------------------------------------------------------------------------
