@@ -27,22 +27,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ApiProcess:
-    """One API server subprocess; ``kill`` is SIGKILL (a crash), ``start`` again reuses port and queue."""
+class ApiClient:
+    """POST/GET helpers against an API at ``http://127.0.0.1:<port>``."""
 
-    def __init__(self, es_url: str, prefix: str, queue_dir: Path, *extra: str) -> None:
-        self.es_url = es_url
-        self.prefix = prefix
-        self.queue_dir = queue_dir
-        self.port = free_port()
-        self.extra = list(extra)
-        self.proc: subprocess.Popen | None = None
-        self.log_path = queue_dir.parent / f"api-{self.port}.log"
+    def __init__(self, port: int) -> None:
+        self.port = port
         self.http = urllib3.PoolManager(maxsize=16)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def post(self, body: bytes | list, headers: dict | None = None):
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        return self.http.request(
+            "POST", self.url + "/flows", body=data,
+            headers={**AUTH, "Content-Type": "application/json", **(headers or {})}, retries=False, timeout=60,
+        )  # fmt: skip
+
+    def get(self, query: str, headers: dict | None = None):
+        return self.http.request(
+            "GET", f"{self.url}/flows?{query}", headers=headers if headers is not None else AUTH, retries=False,
+            timeout=60,
+        )  # fmt: skip
+
+    def get_hour(self, hour: int) -> list[dict]:
+        response = self.get(f"hour={hour}")
+        assert response.status == 200, response.data
+        # json, not orjson: sums beyond 64 bits must stay exact integers
+        return json.loads(response.data)
+
+
+class ApiProcess(ApiClient):
+    """One API server subprocess; ``kill`` is SIGKILL (a crash), ``start`` again reuses port and queue."""
+
+    def __init__(self, es_url: str, prefix: str, queue_dir: Path, *extra: str) -> None:
+        super().__init__(free_port())
+        self.es_url = es_url
+        self.prefix = prefix
+        self.queue_dir = queue_dir
+        self.extra = list(extra)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = queue_dir.parent / f"api-{self.port}.log"
 
     def start(self, timeout_s: float = 60.0) -> ApiProcess:
         cmd = [
@@ -83,25 +109,6 @@ class ApiProcess:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-    def post(self, body: bytes | list, headers: dict | None = None):
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        return self.http.request(
-            "POST", self.url + "/flows", body=data,
-            headers={**AUTH, "Content-Type": "application/json", **(headers or {})}, retries=False, timeout=60,
-        )  # fmt: skip
-
-    def get(self, query: str, headers: dict | None = None):
-        return self.http.request(
-            "GET", f"{self.url}/flows?{query}", headers=headers if headers is not None else AUTH, retries=False,
-            timeout=60,
-        )  # fmt: skip
-
-    def get_hour(self, hour: int) -> list[dict]:
-        response = self.get(f"hour={hour}")
-        assert response.status == 200, response.data
-        # json, not orjson: sums beyond 64 bits must stay exact integers
-        return json.loads(response.data)
 
 
 def expected_sums(rows: list[dict]) -> dict[int, list[dict]]:

@@ -28,7 +28,7 @@ from aiohttp import web
 from flowsink import metrics
 from flowsink.api.ratelimit import RateLimiter
 from flowsink.api.settings import ApiSettings
-from flowsink.api.store import AggregateStore, DeltaRow, decode_cursor, doc_id, encode_cursor
+from flowsink.api.store import AggregateStore, PendingBatch, decode_cursor, doc_id, encode_cursor
 from flowsink.api.validate import Batch, RequestError, decompress, parse_hour, parse_limit, parse_rows
 from flowsink.log import RateLimitedLog
 from flowsink.queue import PersistentQueue, QueueFull
@@ -40,6 +40,8 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 JSON = "application/json"
 MAX_PAGE = 100_000
 QUEUE_SOURCE = "api"
+APPLIERS = 4  # group applications in flight at once: while some wait for a refresh, others gather batches
+MAX_GROUP = 64  # batches per group application
 
 
 def dumps(value: Any) -> bytes:
@@ -79,10 +81,12 @@ class FlowsApi:
             max_workers=1, thread_name_prefix="api-queue"
         )
         self.queue: PersistentQueue | None = None
-        self._pending: dict[int, tuple[str, list[DeltaRow], int, bool]] = {}  # seq -> (id, rows, n, fresh)
-        self._applied: set[int] = set()
-        # Never two applications of one batch at once: a second could rewrite deltas a fold just removed.
+        self._pending: dict[int, PendingBatch] = {}  # queue seq -> durable batch not yet applied
+        self._applied: set[int] = set()  # applied, waiting for the seqs before them to be acknowledged
+        # One application per batch at a time (a second could rewrite deltas a fold just removed); concurrent
+        # POSTs are applied together, several batches per Elasticsearch request.
         self._in_flight: dict[int, asyncio.Future] = {}
+        self._apply_requests: asyncio.Queue[int] = asyncio.Queue()
         self._next_ack = 0
         self._tasks: list[asyncio.Task] = []
         self._retry_wakeup = asyncio.Event()
@@ -92,8 +96,9 @@ class FlowsApi:
     async def start(self, _app: web.Application | None = None) -> None:
         await self.store.ensure_indices()
         self.queue = PersistentQueue(self.settings.queue_dir, max_bytes=self.settings.queue_max_bytes)
+        self._tasks = [asyncio.create_task(self._applier_loop()) for _ in range(APPLIERS)]
         await self._replay()
-        self._tasks = [asyncio.create_task(self._retry_loop()), asyncio.create_task(self._compact_loop())]
+        self._tasks += [asyncio.create_task(self._retry_loop()), asyncio.create_task(self._compact_loop())]
 
     async def stop(self, _app: web.Application | None = None) -> None:
         for task in self._tasks:
@@ -118,51 +123,74 @@ class FlowsApi:
             if not entries:
                 break
             for entry in entries:
-                batch_id, rows, count = decode_entry(entry.payload)
-                self._pending[entry.seq] = (batch_id, rows, count, False)
+                self._pending[entry.seq] = decode_entry(entry.payload)
                 replayed += 1
         stats = await self._in_queue_thread(self.queue.stats)
         self._next_ack = int(stats["acked_seq"]) + 1
         metrics.API_PENDING_BATCHES.set(len(self._pending))
         if replayed:
             log.info("flows API: re-applying %d batches left in %s", replayed, self.settings.queue_dir)
-            for seq in sorted(self._pending):
-                with contextlib.suppress(Exception):
-                    await self._apply(seq)
+            await self._apply_all_pending()
 
     # ------------------------------------------------------------------ apply
 
     async def _apply(self, seq: int) -> bool:
-        running = self._in_flight.get(seq)
-        if running is not None:
-            return await asyncio.shield(running)  # the same outcome as the application already under way
-        batch = self._pending.get(seq)
-        if batch is None:
-            return True
-        task = asyncio.ensure_future(self._apply_once(seq, batch))
-        self._in_flight[seq] = task
-        task.add_done_callback(lambda _: self._in_flight.pop(seq, None))
-        return await asyncio.shield(task)
+        """Apply one durable batch (joining an application already under way); raises when it failed."""
+        future = self._in_flight.get(seq)
+        if future is None:
+            if seq not in self._pending:
+                return True
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_ignore_result)
+            self._in_flight[seq] = future
+            self._apply_requests.put_nowait(seq)
+        return await asyncio.shield(future)
 
-    async def _apply_once(self, seq: int, batch: tuple[str, list[DeltaRow], int, bool]) -> bool:
-        batch_id, rows, count, fresh = batch
+    async def _apply_all_pending(self) -> bool:
+        """Apply every pending batch; False when some could not be applied yet."""
+        results = await asyncio.gather(
+            *(self._apply(seq) for seq in sorted(self._pending)), return_exceptions=True
+        )
+        return not any(isinstance(result, BaseException) for result in results)
+
+    async def _applier_loop(self) -> None:
+        while True:
+            seqs = [await self._apply_requests.get()]
+            while not self._apply_requests.empty() and len(seqs) < MAX_GROUP:
+                seqs.append(self._apply_requests.get_nowait())
+            await self._apply_group(seqs)
+
+    async def _apply_group(self, seqs: list[int]) -> None:
+        live = [seq for seq in seqs if seq in self._pending]
         try:
-            outcome = await self.store.apply(batch_id, rows, count, check_marker=not fresh)
+            outcomes = await self.store.apply_many([self._pending[seq] for seq in live])
         except Exception as exc:
-            # the attempt may have got as far as the marker: later attempts must look for it
-            self._pending[seq] = (batch_id, rows, count, False)
+            for seq in live:
+                # the attempt may have got as far as the marker: later attempts must look for it
+                self._pending[seq].check_marker = True
             metrics.API_APPLY_ERRORS.inc()
             limited_log.error(
-                "api_apply", "flows API: batch %s not applied yet (%s); retrying", batch_id, exc
+                "api_apply", "flows API: %d batches not applied yet (%s); retrying", len(live), exc
             )
             self._retry_wakeup.set()
-            raise
-        if self._pending.pop(seq, None) is not None:
+            self._settle(seqs, exc)
+            return
+        for seq, outcome in zip(live, outcomes, strict=True):
+            self._pending.pop(seq, None)
             metrics.API_BATCHES_APPLIED.labels(outcome="duplicate" if outcome.duplicate else "applied").inc()
-            metrics.API_PENDING_BATCHES.set(len(self._pending))
             self._applied.add(seq)
-            await self._ack_applied()
-        return True
+        metrics.API_PENDING_BATCHES.set(len(self._pending))
+        self._settle(seqs, None)
+        await self._ack_applied()
+
+    def _settle(self, seqs: list[int], error: Exception | None) -> None:
+        for seq in seqs:
+            future = self._in_flight.pop(seq, None)
+            if future is not None and not future.done():
+                if error is None:
+                    future.set_result(True)
+                else:
+                    future.set_exception(error)
 
     async def _ack_applied(self) -> None:
         """Acknowledge the longest run of applied seqs (the queue's ack means "everything <= seq")."""
@@ -175,20 +203,14 @@ class FlowsApi:
             await self._in_queue_thread(self.queue.ack, last)
 
     async def _retry_loop(self) -> None:
+        """Re-apply batches whose application failed (Elasticsearch down, overloaded), with capped backoff."""
         delay = 0.5
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._retry_wakeup.wait(), timeout=5.0)
             self._retry_wakeup.clear()
             await asyncio.sleep(delay)
-            failed = False
-            for seq in sorted(self._pending):
-                try:
-                    await self._apply(seq)
-                except Exception:
-                    failed = True
-                    break
-            delay = min(30.0, delay * 2) if failed else 0.5
+            delay = 0.5 if await self._apply_all_pending() else min(30.0, delay * 2)
 
     async def _compact_loop(self) -> None:
         interval = self.settings.compact_interval_s
@@ -301,8 +323,7 @@ class FlowsApi:
                 503, "queue_full", f"the node's queue is full ({exc}); retry later", retry_after=5
             ) from None
         # a random batch id cannot have been applied before: no marker look-up on its first attempt
-        fresh = not request_has_key
-        self._pending[seq] = (batch_id, rows, batch.rows, fresh)
+        self._pending[seq] = PendingBatch(batch_id, rows, batch.rows, check_marker=request_has_key)
         metrics.API_PENDING_BATCHES.set(len(self._pending))
         return seq
 
@@ -350,7 +371,7 @@ def _ignore_result(task: asyncio.Future) -> None:
         task.exception()  # retrieved: the retry loop owns the failure
 
 
-def decode_entry(payload: bytes) -> tuple[str, list[DeltaRow], int]:
-    """A queued batch: (batch id, aggregated rows, number of rows posted)."""
+def decode_entry(payload: bytes) -> PendingBatch:
+    """A queued batch, as :meth:`FlowsApi._make_durable` wrote it; replays always look for its marker."""
     entry = orjson.loads(payload)
-    return entry["id"], [tuple(row) for row in entry["rows"]], entry["n"]
+    return PendingBatch(entry["id"], [tuple(row) for row in entry["rows"]], entry["n"], check_marker=True)

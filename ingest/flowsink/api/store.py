@@ -22,7 +22,6 @@ No scripts, no ``_delete_by_query``: this works on any Elasticsearch 8/9 distrib
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
 import time
@@ -48,6 +47,16 @@ READ_ATTEMPTS = 5
 DeltaRow = tuple[int, str, str, str, int, int]
 # a packed row inside a document: [src_app, dest_app, vpc_id, "bytes_tx", "bytes_rx"] (decimal strings)
 PackedRow = list[str]
+
+
+@dataclass
+class PendingBatch:
+    """A batch to apply: its id, rows aggregated per key, rows posted, whether it may be applied already."""
+
+    batch_id: str
+    rows: list[DeltaRow]
+    row_count: int
+    check_marker: bool = True
 
 
 @dataclass
@@ -140,39 +149,51 @@ class AggregateStore:
     async def apply(
         self, batch_id: str, rows: Iterable[DeltaRow], row_count: int, check_marker: bool = True
     ) -> ApplyOutcome:
-        """Apply one batch idempotently: deltas first, then the marker that makes retries skip it.
+        """Apply one batch idempotently (see :meth:`apply_many`)."""
+        return (await self.apply_many([PendingBatch(batch_id, list(rows), row_count, check_marker)]))[0]
 
-        ``check_marker=False`` skips the look-up for a batch id that cannot have been applied yet (fresh).
+    async def apply_many(self, batches: list[PendingBatch]) -> list[ApplyOutcome]:
+        """Apply batches idempotently: their deltas in one bulk request, then their markers in another.
+
+        Batches with ``check_marker`` are looked up first and skipped when applied already; the others carry a
+        fresh random id that cannot have been applied. Several batches per request: under load the cost of an
+        Elasticsearch request, not its size, is what limits the rate.
         """
-        if check_marker and await self._marker_exists(batch_id):
-            return ApplyOutcome(duplicate=True, deltas=0)
-        by_hour: dict[int, list[PackedRow]] = {}
-        for hour, src, dst, vpc, tx, rx in rows:
-            by_hour.setdefault(hour, []).append([src, dst, vpc, str(tx), str(rx)])
+        to_check = [b.batch_id for b in batches if b.check_marker]
+        applied = await self._applied_batches(set(to_check)) if to_check else set()
+        outcomes: list[ApplyOutcome] = []
         lines: list[bytes] = []
-        for hour, packed in by_hour.items():
-            delta_id = doc_id(batch_id, hour)
-            lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": delta_id}}))
-            document = {"kind": "d", "hour": hour, "batch": batch_id, "tie": delta_id}
-            document["rows"] = packed
-            lines.append(orjson.dumps(document))
+        markers: list[bytes] = []
+        now_ms = int(time.time() * 1000)
+        for batch in batches:
+            if batch.batch_id in applied:
+                outcomes.append(ApplyOutcome(duplicate=True, deltas=0))
+                continue
+            by_hour: dict[int, list[PackedRow]] = {}
+            for hour, src, dst, vpc, tx, rx in batch.rows:
+                by_hour.setdefault(hour, []).append([src, dst, vpc, str(tx), str(rx)])
+            for hour, packed in by_hour.items():
+                delta_id = doc_id(batch.batch_id, hour)
+                lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": delta_id}}))
+                document = {
+                    "kind": "d",
+                    "hour": hour,
+                    "batch": batch.batch_id,
+                    "tie": delta_id,
+                    "rows": packed,
+                }
+                lines.append(orjson.dumps(document))
+            markers.append(orjson.dumps({"create": {"_index": self.batches, "_id": batch.batch_id}}))
+            markers.append(
+                orjson.dumps({"applied_ms": now_ms, "rows": batch.row_count, "node": self.node_id})
+            )
+            outcomes.append(ApplyOutcome(duplicate=False, deltas=len(by_hour)))
         if lines:
             await self._bulk(lines, refresh="wait_for" if self.refresh_on_write else False)
-        await self._write_marker(batch_id, row_count)
-        return ApplyOutcome(duplicate=False, deltas=len(by_hour))
-
-    async def _marker_exists(self, batch_id: str) -> bool:
-        # GET by id is real-time: no refresh needed to see a marker written an instant ago.
-        return bool(await self.es.exists(index=self.batches, id=batch_id))
-
-    async def _write_marker(self, batch_id: str, row_count: int) -> None:
-        # ConflictError: a concurrent retry of the same batch finished first (same deltas, same ids)
-        with contextlib.suppress(ConflictError):
-            await self.es.create(
-                index=self.batches,
-                id=batch_id,
-                document={"applied_ms": int(time.time() * 1000), "rows": row_count, "node": self.node_id},
-            )
+        if markers:
+            # 409: a concurrent retry of the same batch finished first (same deltas, same ids)
+            await self._bulk(markers)
+        return outcomes
 
     async def _bulk(self, lines: list[bytes], refresh: Any = False) -> dict:
         body = b"\n".join(lines) + b"\n"
