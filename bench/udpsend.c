@@ -1,11 +1,12 @@
 /*
  * udpsend: the receive benchmark's load generator. Python cannot send fast enough to find a receiver's limit.
  *
- *   udpsend PAYLOADS HOST PORT RATE SECONDS [SOCKETS]
+ *   udpsend PAYLOADS HOST PORT RATE SECONDS [SOCKETS [BURST]]
  *
  * PAYLOADS holds datagrams as <u16 big-endian length><bytes> records; they are sent in a loop at RATE
  * datagrams/s for SECONDS, in sendmmsg() batches, round-robin over SOCKETS connected sockets (default 8) so
- * that SO_REUSEPORT spreads them over several receivers the way several exporters would be spread.
+ * that SO_REUSEPORT spreads them over several receivers the way several exporters would be spread. BURST
+ * (default 32, at most 32) is how many datagrams leave together; 1 paces every datagram on its own.
  * Prints one line: "sent N errors E seconds S rate R".
  */
 #define _GNU_SOURCE
@@ -86,15 +87,16 @@ static int open_sockets(const char *host, const char *port, int wanted, int *soc
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s PAYLOADS HOST PORT RATE SECONDS [SOCKETS]\n", argv[0]);
+        fprintf(stderr, "usage: %s PAYLOADS HOST PORT RATE SECONDS [SOCKETS [BURST]]\n", argv[0]);
         return 2;
     }
     size_t count;
     struct iovec *payloads = load_payloads(argv[1], &count);
     double rate = atof(argv[4]), seconds = atof(argv[5]);
     int nsockets = argc > 6 ? atoi(argv[6]) : 8;
-    if (nsockets < 1 || nsockets > MAX_SOCKETS || rate <= 0 || seconds <= 0) {
-        fprintf(stderr, "bad RATE, SECONDS or SOCKETS\n");
+    int burst = argc > 7 ? atoi(argv[7]) : BATCH;
+    if (nsockets < 1 || nsockets > MAX_SOCKETS || rate <= 0 || seconds <= 0 || burst < 1 || burst > BATCH) {
+        fprintf(stderr, "bad RATE, SECONDS, SOCKETS or BURST\n");
         return 2;
     }
     int sockets[MAX_SOCKETS];
@@ -112,12 +114,12 @@ int main(int argc, char **argv) {
         uint64_t done = sent + errors;
         if (due <= done) {
             /* ahead of schedule: sleep until one batch is due */
-            double wake = (double)(done + BATCH) / rate - elapsed;
+            double wake = (double)(done + (uint64_t)burst) / rate - elapsed;
             struct timespec pause = {(time_t)wake, (long)((wake - (time_t)wake) * 1e9)};
             nanosleep(&pause, NULL);
             continue;
         }
-        unsigned int batch = (unsigned int)(due - done < BATCH ? due - done : BATCH);
+        unsigned int batch = (unsigned int)(due - done < (uint64_t)burst ? due - done : (uint64_t)burst);
         for (unsigned int i = 0; i < batch; i++) {
             messages[i].msg_hdr.msg_iov = &payloads[next_payload];
             messages[i].msg_hdr.msg_iovlen = 1;

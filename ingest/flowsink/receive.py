@@ -35,6 +35,7 @@ _BUFFER_BYTES = 65536  # above the largest UDP payload, so recvfrom_into never t
 _POLL_TIMEOUT_S = 0.2  # how quickly a stop request is noticed when no traffic arrives
 _STOP_DRAIN_S = 2.0  # at most this long to empty the socket buffers when stopping
 _BATCHES_PER_WAKEUP = 4
+_COALESCE_BELOW = 16  # a wakeup that found fewer datagrams than this waits ``coalesce_ms`` before the next
 # Without this option name in the socket module (it is Linux's SO_RCVBUFFORCE): lets root exceed rmem_max.
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -49,6 +50,9 @@ class ReceiverSettings:
     rcvbuf_bytes: int = 32 << 20
     reuse_port: bool = True
     batch_max: int = 64  # datagrams per queue write when the sockets have a backlog
+    # Wait this long after a wakeup that found only a few datagrams, so the next one finds more. Far below
+    # what the socket buffer holds at any rate (32 MiB is about 300 ms of 100k datagrams/s); 0 turns it off.
+    coalesce_ms: float = 1.0
     max_datagram_bytes: int = 65535
     counters_interval_s: float = 1.0
 
@@ -233,15 +237,23 @@ class Receiver:
             poller.register(fd, select.EPOLLIN)
         next_report = time.monotonic() + self.settings.counters_interval_s
         batch_max = self.settings.batch_max
+        coalesce_s = self.settings.coalesce_ms / 1000.0
         try:
             while not stop.is_set():
+                taken = 0
                 for fd, _ in poller.poll(_POLL_TIMEOUT_S):
                     sock = by_fd[fd]
                     # A socket with a backlog gets a few batches before the next epoll round (saves syscalls),
                     # not unlimited ones (the other sockets' buffers fill meanwhile).
                     for _ in range(_BATCHES_PER_WAKEUP):
-                        if self.drain(sock) < batch_max:
+                        got = self.drain(sock)
+                        taken += got
+                        if got < batch_max:
                             break
+                if 0 < taken < _COALESCE_BELOW and coalesce_s:
+                    # Few datagrams per wakeup: the fixed cost of a wakeup (epoll, a write, a lock) dominates.
+                    # Letting the kernel gather more for a moment halves the CPU per datagram at moderate rates.
+                    time.sleep(coalesce_s)
                 if time.monotonic() >= next_report:
                     self.report()
                     next_report = time.monotonic() + self.settings.counters_interval_s
