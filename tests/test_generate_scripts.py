@@ -55,6 +55,10 @@ def test_bad_options_are_one_line_errors():
     assert done.returncode == 2 and "IPv4 only" in done.stderr and "Traceback" not in done.stderr
     done = run_script("send_ipfix.py", "--protocol-mix", "sctp=1", "--count", "10", "--no-progress")
     assert done.returncode == 2 and "unknown protocol" in done.stderr
+    done = run_script("send_ipfix.py", "--count", "5", "--manifest", "/nonexistent/m.json", "--no-progress")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    done = run_script("send_ipfix.py", "--host", "192.0.2.10", "--exporters", "2", "--count", "5", "--no-progress")
+    assert done.returncode == 2 and "own source addresses" in done.stderr
     done = run_script("check_accuracy.py", "--manifest", "/nonexistent.json", "--no-progress")
     assert done.returncode == 2 and "Traceback" not in done.stderr
 

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser, protocol: str | None = None) 
     target.add_argument("--exporters", type=int, default=1,
                         help="simulated exporters, each from its own source address and domain (default 1)")
     target.add_argument("--source-base", help="first exporter's source address; the next ones count up from it "
-                        "(default 127.0.0.11 for a loopback target, else this host's address for all)")
+                        "(default 127.0.0.11 for a loopback target; else this host's address, one exporter only)")
     target.add_argument("--domain-base", type=int, default=100,
                         help="observation domain / source id / engine id of the first exporter, +1 per exporter")
     model = parser.add_argument_group("traffic shape")
@@ -132,6 +132,8 @@ def settings_from_args(args: argparse.Namespace) -> GeneratorSettings:
         ipv6_share = 0.0
     if args.protocol == "sflow" and args.sampling_rate < 1:
         raise UserError(f"--sampling-rate must be at least 1, got {args.sampling_rate}")
+    if args.manifest is not None and not args.manifest.resolve().parent.is_dir():
+        raise UserError(f"--manifest {args.manifest}: directory {args.manifest.resolve().parent} does not exist")
     duration = args.duration if args.duration is not None else (None if args.count else 10.0)
     return GeneratorSettings(
         protocol=args.protocol, host=args.host, port=args.port, rate=args.rate, datagram_rate=args.datagram_rate,

@@ -95,11 +95,13 @@ def _source_addresses(settings: GeneratorSettings) -> list[str]:
         loopback = ipaddress.ip_address(socket.gethostbyname(settings.host)).is_loopback
         base = "127.0.0.11" if loopback else ""
     if base == "":
-        # one outgoing address for every exporter: they differ only by observation domain / source id
+        if settings.exporters > 1:
+            # a collector (and the check) tells exporters apart by address; several behind one would merge
+            raise UserError("several exporters need their own source addresses: give --source-base with "
+                            "addresses this host owns, or --exporters 1")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((settings.host, settings.target_port()))
-            own = probe.getsockname()[0]
-        return [own] * settings.exporters
+            return [probe.getsockname()[0]]
     first = ipaddress.IPv4Address(base)
     return [str(first + i) for i in range(settings.exporters)]
 
