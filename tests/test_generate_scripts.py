@@ -81,7 +81,7 @@ def test_replay_keeps_payloads_order_and_exporters_apart(tmp_path):
     by_source = {}
     for (address, _), original in zip(receiver.datagrams, [d.src for d in datagrams], strict=True):
         by_source.setdefault(original, set()).add(address)
-    assert by_source == {"192.0.2.1": {"127.0.1.1"}, "192.0.2.2": {"127.0.1.2"}, "192.0.2.3": {"127.0.1.3"}}
+    assert by_source == {"192.0.2.1": {"127.0.2.1"}, "192.0.2.2": {"127.0.2.2"}, "192.0.2.3": {"127.0.2.3"}}
     # 0.59 s of capture at double speed: about 0.3 s, plus the interpreter's start
     assert time.perf_counter() - started >= 0.29
 

@@ -1,6 +1,6 @@
 """Replay the UDP payloads of captures (pcap, pcapng) or raw payload files to a collector, at a given rate or with
 their original spacing. Exporters stay apart: each original source address is sent from its own loopback
-address (127.0.1.1, 127.0.1.2, ... in order of appearance) when the target is on this machine."""
+address (127.0.2.1, 127.0.2.2, ... in order of appearance) when the target is on this machine."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", type=int, default=1, help="send the whole set this many times (default 1)")
     parser.add_argument("--source-base", default=None,
                         help="send each original exporter from its own address counting up from this one "
-                        "(default 127.0.1.1 for a loopback target; 'none': from this host's address)")
+                        "(default 127.0.2.1 for a loopback target; 'none': from this host's address)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -153,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     base = args.source_base
     if base is None:
-        base = "127.0.1.1" if ipaddress.ip_address(socket.gethostbyname(args.host)).is_loopback else None
+        base = "127.0.2.1" if ipaddress.ip_address(socket.gethostbyname(args.host)).is_loopback else None
     elif base == "none":
         base = None
     if args.speed <= 0 or args.loop < 1 or (args.rate is not None and args.rate <= 0):
