@@ -332,8 +332,13 @@ class Receiver:
     def report(self) -> None:
         """Hand the counts gathered since the last report to the counts sink."""
         counts, self.counts = self.counts, ReceiveCounts()
-        if self.counts_sink is not None:
+        if self.counts_sink is None:
+            return
+        try:
             self.counts_sink.add(counts)
+        except Exception as exc:
+            # Metrics are worth less than the datagrams: a failing sink loses these counts, not the traffic.
+            _drops_log.error("receive_counts", "could not record receive counts: %s", exc)
 
 
 def run_receiver(
