@@ -28,7 +28,8 @@ class Datagram:
     payload: bytes
 
 
-def _checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 ones' complement sum, as IPv4 headers carry it."""
     if len(data) % 2:
         data += b"\x00"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -42,7 +43,7 @@ def frame(d: Datagram) -> bytes:
     udp = struct.pack("!HHHH", d.src_port, d.dst_port, 8 + len(d.payload), 0) + d.payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(d.src),
                      socket.inet_aton(d.dst))
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + udp
 
 

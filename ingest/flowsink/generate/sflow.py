@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowsink.generate.model import TCP, UDP, Flow, TrafficModel
+from flowsink.generate.pcap import internet_checksum
 
 DATAGRAM_HEADER = struct.Struct("!II4sIIII")
 FLOW_SAMPLE_HEAD = struct.Struct("!IIIIIIIII")     # format, length, seq, source id, rate, pool, drops, in, out
@@ -97,13 +98,6 @@ def frame_lengths(model: TrafficModel, draw: dict[str, np.ndarray]) -> np.ndarra
     return np.maximum(np.maximum(draw["size"], minimum) + ETHERNET_OVERHEAD, MIN_FRAME)
 
 
-def _ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _mac(raw_ip: bytes) -> bytes:
     return b"\x02\x00" + raw_ip[-4:]   # locally administered, derived from the address
 
@@ -124,7 +118,7 @@ def packet_header(sample: Sample, sequence: int) -> bytes:
         ethertype = 0x0800
         head = struct.pack("!BBHHHBBH4s4s", 0x45, flow.tos, sample.ip_length, sequence & 0xFFFF, 0x4000, 64,
                            flow.protocol, 0, flow.src_raw, flow.dst_raw)
-        head = head[:10] + struct.pack("!H", _ipv4_checksum(head)) + head[12:]
+        head = head[:10] + struct.pack("!H", internet_checksum(head)) + head[12:]
     else:
         ethertype = 0x86DD
         head = struct.pack("!IHBB16s16s", 6 << 28 | flow.tos << 20, sample.ip_length - 40, flow.protocol, 64,
