@@ -21,7 +21,9 @@ No scripts, no ``_delete_by_query``: this works on any Elasticsearch 8/9 distrib
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import bisect
 import hashlib
 import logging
 import time
@@ -35,6 +37,8 @@ import orjson
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
+from flowsink.api.validate import INT64_MAX
+
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
@@ -45,8 +49,9 @@ READ_ATTEMPTS = 5
 
 # one aggregated row of a batch: (hour, src_app, dest_app, vpc_id, bytes_tx, bytes_rx)
 DeltaRow = tuple[int, str, str, str, int, int]
-# a packed row inside a document: [src_app, dest_app, vpc_id, "bytes_tx", "bytes_rx"] (decimal strings)
-PackedRow = list[str]
+# a packed row inside a document: [src_app, dest_app, vpc_id, bytes_tx, bytes_rx]; a sum beyond 64 bits is
+# stored as decimal digits (orjson would turn it into a float)
+PackedRow = list[str | int]
 
 
 @dataclass
@@ -171,7 +176,7 @@ class AggregateStore:
                 continue
             by_hour: dict[int, list[PackedRow]] = {}
             for hour, src, dst, vpc, tx, rx in batch.rows:
-                by_hour.setdefault(hour, []).append([src, dst, vpc, str(tx), str(rx)])
+                by_hour.setdefault(hour, []).append([src, dst, vpc, _packed_int(tx), _packed_int(rx)])
             for hour, packed in by_hour.items():
                 delta_id = doc_id(batch.batch_id, hour)
                 lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": delta_id}}))
@@ -257,12 +262,14 @@ class AggregateStore:
         """
         for _ in range(READ_ATTEMPTS):
             state, seq_no, _ = await self.fold_state(hour)
-            sums: dict[tuple[str, str, str], list[int]] = {}
-            async for hit in self._hits(self._visible_query(hour, state)):
-                _add_packed(sums, hit["_source"]["rows"])
-            _, seq_after, _ = await self.fold_state(hour)
+            hits = [hit["_source"] async for hit in self._hits(self._visible_query(hour, state))]
+            # A fold that switched the hour meanwhile may have deleted what we were reading: check, in
+            # parallel with the summing.
+            recheck = asyncio.ensure_future(self.fold_state(hour))
+            result = _sum_hour(hits, hour, limit, after)
+            _, seq_after, _ = await recheck
             if seq_after == seq_no:
-                return _page(sums, hour, limit, after)
+                return result
         raise RuntimeError(f"hour {hour} was re-folded during {READ_ATTEMPTS} reads in a row")
 
     # ------------------------------------------------------------------ compaction
@@ -324,7 +331,7 @@ class AggregateStore:
         self, hour: int, fold: str, totals: dict[tuple[str, str, str], list[int]]
     ) -> list[str]:
         """Write the new generation in chunks of ``TOTALS_CHUNK`` keys; returns the document ids."""
-        packed = [[*key, str(tx), str(rx)] for key, (tx, rx) in sorted(totals.items())]
+        packed = [[*key, _packed_int(tx), _packed_int(rx)] for key, (tx, rx) in sorted(totals.items())]
         lines: list[bytes] = []
         ids: list[str] = []
         for chunk, start in enumerate(range(0, len(packed), TOTALS_CHUNK)):
@@ -381,6 +388,39 @@ class AggregateStore:
             folded += outcome["folded"]
             deleted += outcome["deleted"]
         return {"folded": folded, "deleted": deleted}
+
+
+def _packed_int(value: int) -> int | str:
+    """A sum as stored: a JSON number while it fits 64 bits (parsed back as int), else decimal digits."""
+    return value if value <= INT64_MAX else str(value)
+
+
+def _sum_hour(
+    sources: list[dict], hour: int, limit: int | None, after: tuple[str, str, str] | None
+) -> tuple[list[dict], tuple[str, str, str] | None]:
+    """The hour's rows from its visible documents: totals chunks, plus deltas to merge in."""
+    if any(source["kind"] != "t" for source in sources):
+        sums: dict[tuple[str, str, str], list[int]] = {}
+        for source in sources:
+            _add_packed(sums, source["rows"])
+        return _page(sums, hour, limit, after)
+    # Totals only (the usual case once folded): chunks hold sorted, distinct keys; no merge, no sort.
+    rows = [row for source in sorted(sources, key=lambda s: s["chunk"]) for row in source["rows"]]
+    start = bisect.bisect_right(rows, after, key=lambda row: (row[0], row[1], row[2])) if after else 0
+    end = len(rows) if limit is None else min(len(rows), start + limit)
+    page = [
+        {
+            "src_app": src,
+            "dest_app": dst,
+            "vpc_id": vpc,
+            "bytes_tx": int(tx),
+            "bytes_rx": int(rx),
+            "hour": hour,
+        }
+        for src, dst, vpc, tx, rx in rows[start:end]
+    ]
+    last = (rows[end - 1][0], rows[end - 1][1], rows[end - 1][2]) if end < len(rows) else None
+    return page, last
 
 
 def _add_packed(sums: dict[tuple[str, str, str], list[int]], rows: list[PackedRow]) -> None:
