@@ -22,7 +22,7 @@ import orjson
 from flowsink.errors import UserError
 
 # the RFC 1071 checksum the synthetic-traffic captures use too
-from flowsink.generate.pcap import _checksum
+from flowsink.generate.pcap import internet_checksum
 from flowsink.queue.persistent import PersistentQueue
 from flowsink.queue.records import Entry
 from flowsink.queue.segments import iter_valid_records, list_segments, read_checkpoint
@@ -95,7 +95,7 @@ def ip_udp_packet(entry: Entry) -> bytes | None:
         pseudo = source.packed + destination.packed + struct.pack("!I3xB", length, 17)
     else:  # RFC 768
         pseudo = source.packed + destination.packed + struct.pack("!xBH", 17, length)
-    udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp) or 0xFFFF) + udp[8:]
+    udp = udp[:6] + struct.pack("!H", internet_checksum(pseudo + udp) or 0xFFFF) + udp[8:]
     if source.version == 6:
         return struct.pack("!IHBB", 6 << 28, length, 17, 64) + source.packed + destination.packed + udp
     header = (
@@ -103,7 +103,7 @@ def ip_udp_packet(entry: Entry) -> bytes | None:
         + source.packed
         + destination.packed
     )
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     return header + udp
 
 
