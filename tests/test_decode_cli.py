@@ -99,11 +99,28 @@ def test_no_renormalize_switch():
     assert all(d["network"]["bytes"] == d["sflow"]["frame_length"] for d in flows)
 
 
+def test_error_lines_are_bounded_per_reason(tmp_path: Path):
+    junk = []
+    for number in range(30):
+        path = tmp_path / f"junk{number:02d}.bin"
+        path.write_bytes(b"\x00\x63garbage")
+        junk.append(str(path))
+    code, _, stderr = run_decode(*junk)
+    assert code == 0
+    assert stderr.count(": unknown_version: ") == 20
+    assert "further unknown_version errors counted in the summary only" in stderr
+    assert "errors: 30 (unknown_version=30)" in stderr
+
+
 def test_bad_exporter_and_missing_file_are_user_errors(tmp_path: Path):
     code, _, stderr = run_decode("--exporter", "not-an-ip", str(V5))
     assert code == 2 and "flowsink: error:" in stderr and "Traceback" not in stderr
     code, _, stderr = run_decode(str(tmp_path / "missing.pcap"))
     assert code == 2 and "cannot read" in stderr and "Traceback" not in stderr
+    huge = tmp_path / "huge.bin"
+    huge.write_bytes(b"\x00" * 70_000)
+    code, _, stderr = run_decode(str(huge))
+    assert code == 2 and "neither a pcap/pcapng capture nor a datagram" in stderr
 
 
 # --- the capture reader on its own: link types, fragments, damaged files ------------------------------------------

@@ -41,6 +41,7 @@ LINKTYPE_LINUX_SLL2 = 276
 
 MAX_RECORD_BYTES = 1 << 20  # larger than any snap length; a bigger length field means a corrupt file
 MAX_PENDING_FRAGMENTS = 1024
+MAX_UDP_PAYLOAD = 65507  # the largest UDP payload over IPv4
 
 
 class CapturedDatagram(NamedTuple):
@@ -85,7 +86,9 @@ def read_file(path: str | os.PathLike[str], stats: CaptureStats | None = None,
         elif head in PCAP_MAGICS:
             yield from _udp_datagrams(_pcap_frames(handle, stats), stats)
         else:
-            payload = handle.read()
+            payload = handle.read(MAX_UDP_PAYLOAD + 1)
+            if len(payload) > MAX_UDP_PAYLOAD:
+                raise UserError(f"{path} is neither a pcap/pcapng capture nor a datagram (over 65,507 bytes)")
             stats.packets += 1
             yield CapturedDatagram(path.stat().st_mtime_ns, exporter, payload)
 

@@ -21,6 +21,7 @@ from flowsink.decode.result import DecodeResult
 from flowsink.errors import UserError
 
 HELP = "decode pcap/pcapng captures or raw payload files to one JSON document per line"
+ERROR_LINES_PER_REASON = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,15 @@ class Summary:
         self.errors: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        self.printed: Counter[str] = Counter()
+
+    def report_error(self, path: str, reason: str, detail: str) -> None:
+        """One stderr line per error, at most ``ERROR_LINES_PER_REASON`` per reason (the summary counts all)."""
+        self.printed[reason] += 1
+        if self.printed[reason] <= ERROR_LINES_PER_REASON:
+            print(f"flowsink decode: {path}: {reason}: {detail}", file=sys.stderr)
+        elif self.printed[reason] == ERROR_LINES_PER_REASON + 1:
+            print(f"flowsink decode: further {reason} errors counted in the summary only", file=sys.stderr)
 
     def add(self, result: DecodeResult) -> None:
         for key, count in result.stats.items():
@@ -85,7 +95,7 @@ def decode_files(paths: list[str], exporter: str, renormalize: bool, out: Binary
             summary.add(result)
             _write(out, result.documents)
             for reason, detail in result.errors:
-                print(f"flowsink decode: {path}: {reason}: {detail}", file=sys.stderr)
+                summary.report_error(path, reason, detail)
             last_ns = max(last_ns, datagram.timestamp_ns)
         summary.skipped.update(capture_stats.skipped)
     # whatever still waits for its template never gets it now: count it, never drop it silently
