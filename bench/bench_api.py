@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ensure_elasticsearch
 
 BATCH = 1000
-CLIENTS = 16
+CLIENTS = 48
 HOT_HOUR = 500_000
 HOT_KEYS = 10_000
 JSON = {"Content-Type": "application/json"}

@@ -1,7 +1,7 @@
 """The flows API service: request handling, the write-ahead queue, the applier and the compactor.
 
 POST path: authenticate -> read the body (size-limited, gzip-aware) -> validate and aggregate per key ->
-rate limit -> append to the persistent queue and fsync -> apply to Elasticsearch (refresh=wait_for) -> 202.
+rate limit -> append to the persistent queue and fsync -> apply to Elasticsearch (refreshed: read-your-writes) -> 202.
 The queue is the write-ahead log: an entry is acknowledged once its batch is applied; entries left by a crash
 are applied again at start-up (idempotently, see store.py).
 """

@@ -31,8 +31,8 @@ class ApiSettings:
     queue_max_bytes: int = 1 << 30
     es_hosts: list[str] = field(default_factory=lambda: [os.environ.get("ES_URL", "http://127.0.0.1:9200")])
     index_prefix: str = "flowsink-app-flows"
-    # "wait_for": a POST is answered only once its rows are visible to searches (read-your-writes on every
-    # node); "off": answered once durable and applied, visible within the index refresh interval.
+    # True: a POST is answered only once its rows are visible to searches on every node (its bulk request
+    # refreshes the index); False: answered once durable and indexed, visible within refresh_interval.
     read_your_writes: bool = True
     refresh_interval: str = "200ms"
     # How often deltas of applied batches are folded into per-key totals: a read costs the totals plus the
