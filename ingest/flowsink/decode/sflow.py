@@ -80,7 +80,8 @@ class Datagram:
     """The datagram header every sample of it shares, plus what the normaliser derives from it once."""
 
     __slots__ = (
-        "agent", "arrival_ns", "exporter", "fields", "id_prefix", "sequence", "sub_agent", "timestamp", "uptime",
+        "agent", "arrival_ns", "exporter", "fields", "id_prefix", "sequence", "sub_agent", "tag", "timestamp",
+        "uptime",
     )
 
     def __init__(
@@ -94,6 +95,7 @@ class Datagram:
         self.arrival_ns = arrival_ns
         self.timestamp = ""
         self.id_prefix = ""
+        self.tag = ""  # the agent's tag at the head of flow.id
         self.fields: dict[str, Any] = {}
 
 

@@ -15,8 +15,8 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowsink.normalize.common import TRANSPORT_NAMES, community_id_packed
-from flowsink.normalize.netflow import flow_id
+from flowsink.normalize.common import TRANSPORT_NAMES, community_digest
+from flowsink.normalize.netflow import exporter_tag
 
 if TYPE_CHECKING:
     from flowsink.decode.packet import PacketInfo
@@ -30,6 +30,7 @@ _inet_ntop = socket.inet_ntop
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _b64 = base64.urlsafe_b64encode
+_b64std = base64.b64encode
 _blake2b = hashlib.blake2b
 
 # sFlow header_protocol numbers -> names (sFlow v5 spec, "header_protocol")
@@ -63,6 +64,7 @@ def prepare_datagram(datagram: Datagram, payload: bytes) -> None:
     hasher.update(b"|sflow|")
     hasher.update(payload)
     datagram.id_prefix = _b64(hasher.digest()).decode("ascii") + "-"
+    datagram.tag = _agent_tag(datagram.agent)
     datagram.fields = {
         "agent_address": datagram.agent,
         "sub_agent_id": datagram.sub_agent,
@@ -70,6 +72,29 @@ def prepare_datagram(datagram: Datagram, payload: bytes) -> None:
         "uptime_millis": datagram.uptime,
         "exporter_address": datagram.exporter,
     }
+
+
+_TAGS: dict[str, str] = {}
+
+
+def _agent_tag(agent: str) -> str:
+    tag = _TAGS.get(agent)
+    if tag is None:
+        if len(_TAGS) >= 65536:
+            _TAGS.clear()
+        tag = _TAGS[agent] = exporter_tag(agent)
+    return tag
+
+
+def _flow_ids(
+    datagram: Datagram, raw_src: bytes, raw_dst: bytes, proto: int, src_port: int, dst_port: int
+) -> tuple[str | None, str | None]:
+    """(Community ID, flow.id) from one SHA-1: flow.id is built as NetFlow/IPFIX documents build theirs (the
+    device's tag, then the Community ID hash), so a 5-tuple seen by sFlow and NetFlow from one device shares it."""
+    digest = community_digest(raw_src, raw_dst, proto, src_port, dst_port)
+    if digest is None:
+        return None, None
+    return "1:" + _b64std(digest).decode("ascii"), datagram.tag + digest[:10].hex()
 
 
 def _document_id(datagram: Datagram, index: int) -> str:
@@ -136,7 +161,9 @@ def _direction(sflow: dict[str, Any]) -> str:
     return "unknown"
 
 
-def _packet_fields(doc: dict[str, Any], sflow: dict[str, Any], info: PacketInfo | None) -> int | None:
+def _packet_fields(
+    datagram: Datagram, doc: dict[str, Any], sflow: dict[str, Any], info: PacketInfo | None
+) -> int | None:
     """Fill source/destination/network from the parsed header or, lacking one, the IP data record.
 
     Returns the IANA protocol number when one was found.
@@ -219,12 +246,10 @@ def _packet_fields(doc: dict[str, Any], sflow: dict[str, Any], info: PacketInfo 
                 ports = sflow.get("icmp_type", 0), sflow.get("icmp_code", 0)
             else:
                 ports = source.get("port", 0), destination.get("port", 0)
-            cid = community_id_packed(raw_src, raw_dst, proto, ports[0], ports[1])
+            cid, this_flow_id = _flow_ids(datagram, raw_src, raw_dst, proto, ports[0], ports[1])
             if cid is not None:
                 network["community_id"] = cid
-            # the same flow id a NetFlow/IPFIX record of this 5-tuple from this device gets
-            doc["flow"]["id"] = flow_id(doc["observer"]["ip"], source["ip"], destination["ip"], proto,
-                                        source.get("port"), destination.get("port"))
+                doc["flow"]["id"] = this_flow_id
     if source:
         doc["source"] = source
     if destination:
@@ -253,7 +278,7 @@ def flow_document(
     doc["flow"] = {"sampling_rate": rate}
     if "header_protocol" in sflow:
         sflow["header_protocol_name"] = HEADER_PROTOCOL_NAMES.get(sflow["header_protocol"], "unknown")
-    _packet_fields(doc, sflow, info)
+    _packet_fields(datagram, doc, sflow, info)
     _as_numbers(doc, sflow)
     _interfaces(doc, sflow)
     _datagram_fields(datagram, sflow)
@@ -269,7 +294,7 @@ def discard_document(datagram: Datagram, sflow: dict[str, Any], info: PacketInfo
     doc = _base(datagram, index, ACTION_DISCARD, "event", "denied")
     doc["network"] = {"bytes": sflow.get("frame_length", 0), "packets": 1, "direction": _direction(sflow)}
     doc["flow"] = {"sampling_rate": 1}
-    _packet_fields(doc, sflow, info)
+    _packet_fields(datagram, doc, sflow, info)
     _interfaces(doc, sflow)
     _datagram_fields(datagram, sflow)
     doc["event"]["reason"] = f"sflow drop reason {sflow['drop_reason']}"
@@ -338,7 +363,7 @@ def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int
     if vlan is not None:
         sflow["vlan"] = vlan
         network["vlan"] = {"id": str(vlan)}
-    cid = community_id_packed(raw_src, raw_dst, proto, src_port, dst_port)
+    cid, this_flow_id = _flow_ids(datagram, raw_src, raw_dst, proto, src_port, dst_port)
     if cid is not None:
         network["community_id"] = cid
     agent = datagram.agent
@@ -350,8 +375,8 @@ def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int
         "observer": {"ip": agent, "ingress": {"interface": {"id": str(input_if)}},
                      "egress": {"interface": {"id": str(output_if)}}},
         "network": network,
-        "flow": {"sampling_rate": effective_rate,
-                 "id": flow_id(agent, src_ip, dst_ip, proto, src_port, dst_port)},
+        "flow": {"sampling_rate": effective_rate, "id": this_flow_id} if this_flow_id else {
+            "sampling_rate": effective_rate},
         "source": {"ip": src_ip, "port": src_port, "mac": _ecs_mac(src_mac)},
         "destination": {"ip": dst_ip, "port": dst_port, "mac": _ecs_mac(dst_mac)},
         "sflow": sflow,
