@@ -183,8 +183,8 @@ def main() -> int:
     es_url, es_version = ensure_elasticsearch()
     header = machine_lines(es_url, es_version)
     env = dict(os.environ, ES_URL=es_url, PYTHONUNBUFFERED="1")
-    kept = earlier_blocks(args.output)
     runs = [run_one(script, extra, env, n, len(scripts)) for n, script in enumerate(scripts, 1)]
+    kept = earlier_blocks(args.output)  # read now, not at the start: others may have written it meanwhile
     fresh = {run.script.name: _block(run) for run in runs}
     names = sorted(set(fresh) | ({p.name for p in BENCH.glob("bench_*.py")} & set(kept)))
     text = render([fresh.get(name) or kept[name] for name in names], header, args.quick)
