@@ -14,6 +14,7 @@ and writes the machine, the date, each command with its wall time, and each sect
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import platform
 import re
@@ -184,11 +185,15 @@ def main() -> int:
     header = machine_lines(es_url, es_version)
     env = dict(os.environ, ES_URL=es_url, PYTHONUNBUFFERED="1")
     runs = [run_one(script, extra, env, n, len(scripts)) for n, script in enumerate(scripts, 1)]
-    kept = earlier_blocks(args.output)  # read now, not at the start: others may have written it meanwhile
     fresh = {run.script.name: _block(run) for run in runs}
-    names = sorted(set(fresh) | ({p.name for p in BENCH.glob("bench_*.py")} & set(kept)))
-    text = render([fresh.get(name) or kept[name] for name in names], header, args.quick)
-    args.output.write_text(text + "\n")
+    with open(args.output, "a+", encoding="utf-8") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # two runs finishing together must not drop each other's sections
+        kept = earlier_blocks(args.output)  # read now, not at the start: others may have written it meanwhile
+        names = sorted(set(fresh) | ({p.name for p in BENCH.glob("bench_*.py")} & set(kept)))
+        text = render([fresh.get(name) or kept[name] for name in names], header, args.quick)
+        out.seek(0)
+        out.truncate()
+        out.write(text + "\n")
     print(text)
     print(f"\nwritten to {args.output}", file=sys.stderr)
     return 0 if all(run.returncode == 0 for run in runs) else 1
