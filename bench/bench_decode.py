@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 
 from flowsink.decode import FlowDecoder
+from flowsink.decode.accel import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -217,17 +218,19 @@ def median_rate(runs: list[tuple[int, float]]) -> tuple[float, int]:
     return statistics.median(flows / seconds for flows, seconds in runs), runs[0][0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
-    parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
-    args = parser.parse_args(argv)
-    datagrams = 300 if args.quick else 2000
-    repeats = 3 if args.quick else 5
-    if os.environ.get("FLOWSINK_BENCH_CPU") is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(os.environ["FLOWSINK_BENCH_CPU"])})
+def python_path_rates(quick: bool) -> dict[str, float]:
+    """flowsink's rates with the C extension switched off (FLOWSINK_NO_EXTENSION=1), from a child process."""
+    env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
+    command = [sys.executable, __file__, "--flowsink-only"] + (["--quick"] if quick else [])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        print(f"(pure-Python run failed: {done.stderr.strip()[-300:]})", file=sys.stderr)
+        return {}
+    return orjson.loads(done.stdout)
 
-    traffic: dict[str, tuple[str, tuple[list[bytes], list[bytes]] | None]] = {
+
+def traffic_by_protocol(datagrams: int) -> dict[str, tuple[str, tuple[list[bytes], list[bytes]] | None]]:
+    return {
         "netflow_v5": ("synthetic, 30 records per datagram", v5_traffic(datagrams)),
         "netflow_v9": ("Cisco ASA capture (netflow9_test_cisco_asa_1), 14 records per datagram",
                        fixture_traffic("netflow9_test_cisco_asa_1_tpl.dat", "netflow9_test_cisco_asa_1_data.dat",
@@ -236,20 +239,44 @@ def main(argv: list[str] | None = None) -> int:
                   fixture_traffic("ipfix_test_mikrotik_tpl.dat", "ipfix_test_mikrotik_data258.dat", datagrams, 8)),
         "sflow": ("Telegraf sflow_v5_example capture", sflow_traffic(datagrams)),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
+    parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
+    parser.add_argument("--flowsink-only", action="store_true",
+                        help="print flowsink's rates as JSON, nothing else (the pure-Python child run)")
+    args = parser.parse_args(argv)
+    datagrams = 300 if args.quick else 2000
+    repeats = 3 if args.quick else 5
+    if os.environ.get("FLOWSINK_BENCH_CPU") is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(os.environ["FLOWSINK_BENCH_CPU"])})
+    traffic = traffic_by_protocol(datagrams)
+    if args.flowsink_only:
+        rates = {protocol: median_rate([run_flowsink(*data) for _ in range(repeats)])[0]
+                 for protocol, (_, data) in traffic.items() if data is not None}
+        print(orjson.dumps(rates).decode())
+        return 0
+    extension = FAST is not None
+    python_rates = python_path_rates(args.quick) if extension else {}
     goflow2 = None if args.no_goflow2 else GOFLOW2.exists()
     lines = [
         "## Decoders (bench/bench_decode.py)",
         "",
         f"Flows per CPU-second, {datagrams} datagrams per run, median of {repeats} runs. flowsink: decode + ECS "
-        "document + orjson bulk lines; netflow package: decode only; goflow2: UDP loopback -> JSON lines file "
-        "(its own CPU time, all threads).",
+        f"document + orjson bulk lines, {'with' if extension else 'WITHOUT (not built)'} the C extension "
+        "flowsink.decode._fast, and beside it the pure-Python path (FLOWSINK_NO_EXTENSION=1, child process); "
+        "peer ratios use the first column. netflow package: decode only; goflow2: UDP loopback -> JSON lines "
+        "file (its own CPU time, all threads).",
         "",
-        "| protocol | traffic | flowsink flows/s | netflow pkg flows/s | ratio | goflow2 flows/s | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| protocol | traffic | flowsink flows/s | pure Python flows/s | C ext / Python | netflow pkg flows/s "
+        "| ratio | goflow2 flows/s | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for protocol, (description, data) in traffic.items():
         if data is None:
-            lines.append(f"| {protocol} | decoder not available | - | - | - | - | - |")
+            lines.append(f"| {protocol} | decoder not available | - | - | - | - | - | - | - |")
             continue
         templates, payloads = data
         ours, flows = median_rate([run_flowsink(templates, payloads) for _ in range(repeats)])
@@ -266,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                 complete = all(run[0] >= flows for run in go_runs)
                 go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
                 go_ratio = f"{ours / go_rate:.2f}x"
-        lines.append(f"| {protocol} | {description} | {ours:,.0f} | {peer_text} | {ratio_text} | {go_text} | "
-                     f"{go_ratio} |")
+        python_rate = python_rates.get(protocol)
+        python_text, speedup = ("-", "-") if python_rate is None else (f"{python_rate:,.0f}",
+                                                                      f"{ours / python_rate:.2f}x")
+        lines.append(f"| {protocol} | {description} | {ours:,.0f} | {python_text} | {speedup} | {peer_text} | "
+                     f"{ratio_text} | {go_text} | {go_ratio} |")
     if goflow2 is False:
         lines += ["", "goflow2 not built: `GOBIN=$PWD/bench/.work go install "
                       "github.com/netsampler/goflow2/v2/cmd/goflow2@latest`"]

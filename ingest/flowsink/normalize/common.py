@@ -8,6 +8,8 @@ import ipaddress
 import socket
 import struct
 
+from flowsink.decode.accel import FAST
+
 # IANA protocol numbers -> ECS network.transport (lower-case keyword, as Filebeat writes it)
 TRANSPORT_NAMES: dict[int, str] = {
     1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
@@ -61,6 +63,18 @@ def community_digest(
     src: bytes, dst: bytes, proto: int, src_port: int = 0, dst_port: int = 0, seed: int = 0
 ) -> bytes | None:
     """The SHA-1 digest behind a Community ID (callers that also want a flow hash reuse it)."""
+    if FAST is not None:
+        try:
+            return FAST.community_digest(src, dst, proto, src_port, dst_port, seed)
+        except (OverflowError, TypeError, ValueError):
+            pass   # values the C path does not take (huge ports, odd types): the Python path decides
+    return community_digest_python(src, dst, proto, src_port, dst_port, seed)
+
+
+def community_digest_python(
+    src: bytes, dst: bytes, proto: int, src_port: int = 0, dst_port: int = 0, seed: int = 0
+) -> bytes | None:
+    """``community_digest`` in pure Python (the reference the C extension is tested against)."""
     if len(src) != len(dst):
         return None
     one_way = False

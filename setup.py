@@ -1,0 +1,18 @@
+"""Build of the optional C accelerator; everything else about the package is in pyproject.toml.
+
+optional=True: when compiling fails (no compiler, no Python headers) the install still succeeds and the
+decoders use their pure-Python path, which gives identical documents.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "flowsink.decode._fast",
+            sources=["ingest/flowsink/decode/_fast.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)
