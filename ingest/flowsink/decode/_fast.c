@@ -290,6 +290,8 @@ static const char *KEY_TEXT[K_COUNT] = {
 };
 
 static PyObject *KEYS[K_COUNT];
+static PyObject *SMALL_NS;   /* 1_000_000: ms -> ns */
+static PyObject *ONE;
 static PyObject *SMALL_TEXT[256];   /* "0".."255": network.iana_number */
 static PyObject *TRANSPORT[256];    /* protocol -> ECS transport name, NULL when unnamed */
 
@@ -499,11 +501,419 @@ done:
     return documents;
 }
 
+/* ---- generic flow records (NetFlow v9 / IPFIX): normalize.netflow.flow_document in C ---------------------- */
+
+/* set once by normalize.netflow through configure(): the Python pieces the rare cases call back into */
+static PyObject *CB_RELATIVE_TIMES, *CB_ISO_MS, *CB_FLOW_ID, *DIRECTIONS, *CATEGORY, *CONNECTION, *MAX_LONG_OBJ;
+static PyObject *MAX_DURATION_OBJ;
+
+enum {
+    A_SRC, A_DST, A_SRC_PORT, A_DST_PORT, A_FWD_BYTES, A_FWD_PACKETS, A_BIFLOW, A_TIMES, A_UPTIME_ONLY,
+    A_EXPORT_MS, A_UPTIME_MS, A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS,
+    F_PROTOCOL, F_START_UP, F_END_UP, F_FLOW_DIRECTION, F_INGRESS, F_EGRESS, F_NAME,
+    F_TC4, F_TC6, F_T4, F_T6, F_C4, F_C6, V_IPV6, P_FLOW_START, P_FLOW_END, N_COUNT
+};
+static const char *NAME_TEXT[N_COUNT] = {
+    "src", "dst", "src_port", "dst_port", "fwd_bytes", "fwd_packets", "biflow", "times", "uptime_only",
+    "export_ms", "uptime_ms", "timestamp", "exporter", "exporter_tag", "exporter_fields",
+    "protocol_identifier", "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_direction",
+    "ingress_interface", "egress_interface", "name",
+    "icmp_type_code_ipv4", "icmp_type_code_ipv6", "icmp_type_ipv4", "icmp_type_ipv6", "icmp_code_ipv4",
+    "icmp_code_ipv6", "ipv6", "flow_start_", "flow_end_",
+};
+static PyObject *NAMES[N_COUNT];
+
+/* record.get for a plan entry: a name, a tuple of names (first not None), or None; borrowed, NULL = None */
+static PyObject *pick(PyObject *record, PyObject *names) {
+    if (PyUnicode_CheckExact(names)) return PyDict_GetItemWithError(record, names);
+    if (PyTuple_CheckExact(names)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+            PyObject *v = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(names, i));
+            if (v != NULL && v != Py_None) return v;
+            if (PyErr_Occurred()) return NULL;
+        }
+        return NULL;
+    }
+    return NULL;   /* None: no such field in this layout */
+}
+
+static PyObject *first_of(PyObject *record, int a, int b) {
+    PyObject *v = PyDict_GetItemWithError(record, NAMES[a]);
+    if (v != NULL && v != Py_None) return v;
+    v = PyDict_GetItemWithError(record, NAMES[b]);
+    return v == Py_None ? NULL : v;
+}
+
+static int is_address_text(PyObject *v) {   /* "." or ":" in it: an address, not hex of an odd length */
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    return PyUnicode_FindChar(v, '.', 0, n, 1) >= 0 || PyUnicode_FindChar(v, ':', 0, n, 1) >= 0;
+}
+
+/* exact int fitting a long long: 1, else 0 */
+static int small_int(PyObject *v, long long *out) {
+    if (v == NULL || !PyLong_CheckExact(v)) return 0;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    return overflow == 0 && !(*out == -1 && PyErr_Occurred());
+}
+
+static PyObject *iso_any(PyObject *millis) {   /* iso_ms for any int (huge ones through Python's) */
+    long long ms;
+    if (small_int(millis, &ms)) return iso_ms(ms);
+    PyErr_Clear();
+    return PyObject_CallOneArg(CB_ISO_MS, millis);
+}
+
+/* counter * scale, clamped to an Elasticsearch long unless scale is 1 (flow_document's rule) */
+static PyObject *scaled(PyObject *value, PyObject *scale, int scale_is_one) {
+    if (scale_is_one) { Py_INCREF(value); return value; }
+    PyObject *product = PyNumber_Multiply(value, scale);
+    if (product == NULL) return NULL;
+    int over = PyObject_RichCompareBool(MAX_LONG_OBJ, product, Py_LT);
+    if (over < 0) { Py_DECREF(product); return NULL; }
+    if (over) { Py_DECREF(product); Py_INCREF(MAX_LONG_OBJ); return MAX_LONG_OBJ; }
+    return product;
+}
+
+static PyObject *interface_named(PyObject *index, PyObject *names) {
+    PyObject *outer = PyDict_New(), *inner = PyDict_New();
+    if (outer == NULL || inner == NULL) goto fail;
+    if (set_steal(inner, K_PLAIN_ID, PyObject_Str(index)) < 0) goto fail;
+    if (names != Py_None && PyDict_Check(names) && PyDict_GET_SIZE(names)) {
+        PyObject *name = PyDict_GetItemWithError(names, index);
+        if (name == NULL && PyErr_Occurred()) goto fail;
+        if (name != NULL && name != Py_None && PyDict_SetItem(inner, NAMES[F_NAME], name) < 0) goto fail;
+    }
+    if (PyDict_SetItem(outer, KEYS[K_INTERFACE], inner) < 0) goto fail;
+    Py_DECREF(inner);
+    return outer;
+fail:
+    Py_XDECREF(outer); Py_XDECREF(inner);
+    return NULL;
+}
+
+#define NTP_EPOCH_OFFSET_S 2208988800LL
+
+/* unit text of a time field ("ms", "s", "ntp") -> 0, 1, 2; -1 for anything else */
+static int time_unit(PyObject *unit) {
+    if (!PyUnicode_Check(unit)) return -1;
+    if (PyUnicode_CompareWithASCIIString(unit, "ms") == 0) return 0;
+    if (PyUnicode_CompareWithASCIIString(unit, "s") == 0) return 1;
+    if (PyUnicode_CompareWithASCIIString(unit, "ntp") == 0) return 2;
+    return -1;
+}
+
+/* 1 when every dateTime value of the record converts to epoch ms within 64 bits (the C path can take it),
+ * 0 when one does not (the Python path must: it is decided before the record is changed), -1 on error */
+static int time_values_fit(PyObject *record, PyObject *time_fields) {
+    if (!PyTuple_Check(time_fields)) return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(time_fields); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(time_fields, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) return 0;
+        int unit = time_unit(PyTuple_GET_ITEM(pair, 1));
+        PyObject *value = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(pair, 0));
+        if (value == NULL) { if (PyErr_Occurred()) return -1; continue; }
+        if (!PyLong_Check(value)) continue;             /* not an int: skipped by both paths */
+        if (!PyLong_CheckExact(value) || unit < 0) return 0;   /* bool, or a unit only Python knows */
+        long long v;
+        if (!small_int(value, &v)) { PyErr_Clear(); return 0; }
+        if (unit == 2) { if (v < 0) return 0; }
+        else if (v < 0 || v > LLONG_MAX / 1000) return 0;
+    }
+    return 1;
+}
+
+/* normalize.netflow._record_times: absolute dateTime elements (rewritten in the record as ISO text), then
+ * the Python _relative_times for whichever of start/end is still open */
+static PyObject *record_times(PyObject *record, PyObject *time_fields, PyObject *context, PyObject *system_init) {
+    PyObject *start = NULL, *end = NULL;   /* owned */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(time_fields); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(time_fields, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        PyObject *value = PyDict_GetItemWithError(record, name);
+        if (value == NULL) { if (PyErr_Occurred()) goto fail; continue; }
+        if (!PyLong_CheckExact(value)) continue;
+        long long v = PyLong_AsLongLong(value), millis;
+        int unit = time_unit(PyTuple_GET_ITEM(pair, 1));
+        if (unit == 0) millis = v;
+        else if (unit == 1) millis = v * 1000;
+        else {
+            unsigned long long raw = (unsigned long long)v;
+            millis = ((long long)(raw >> 32) - NTP_EPOCH_OFFSET_S) * 1000 +
+                     (long long)(((raw & 0xFFFFFFFFULL) * 1000) >> 32);
+        }
+        PyObject *text = iso_ms(millis);
+        if (text == NULL || PyDict_SetItem(record, name, text) < 0) { Py_XDECREF(text); goto fail; }
+        Py_DECREF(text);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+        if (start == NULL && PyUnicode_Tailmatch(name, NAMES[P_FLOW_START], 0, n, -1) == 1) {
+            if ((start = PyLong_FromLongLong(millis)) == NULL) goto fail;
+        } else if (end == NULL && PyUnicode_Tailmatch(name, NAMES[P_FLOW_END], 0, n, -1) == 1) {
+            if ((end = PyLong_FromLongLong(millis)) == NULL) goto fail;
+        }
+    }
+    if (start != NULL && end != NULL) return Py_BuildValue("(NN)", start, end);
+    PyObject *result = PyObject_CallFunctionObjArgs(CB_RELATIVE_TIMES, record, context, system_init,
+                                                    start ? start : Py_None, end ? end : Py_None, NULL);
+    Py_XDECREF(start); Py_XDECREF(end);
+    return result;
+fail:
+    Py_XDECREF(start); Py_XDECREF(end);
+    return NULL;
+}
+
+/* flow_document(record, context, doc_id, action, sampling_rate, renormalize, plan, time_fields, interfaces,
+ * system_init_ms) -> the document, or None when the record needs the Python path (nothing touched then) */
+static PyObject *py_flow_document(PyObject *self, PyObject *args) {
+    PyObject *record, *context, *doc_id, *action, *rate, *plan, *time_fields, *interfaces, *system_init;
+    int renormalize;
+    if (!PyArg_ParseTuple(args, "O!OUUOpOOOO", &PyDict_Type, &record, &context, &doc_id, &action, &rate,
+                          &renormalize, &plan, &time_fields, &interfaces, &system_init))
+        return NULL;
+    if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); return NULL; }
+    PyObject *plan_attr[9] = {NULL};
+    PyObject *ctx_attr[6] = {NULL};
+    PyObject *doc = NULL, *event = NULL, *network = NULL, *source = NULL, *destination = NULL;
+    PyObject *observer = NULL, *flow = NULL, *times = NULL, *start = NULL, *end = NULL, *scale = NULL;
+    PyObject *result = NULL;
+    for (int i = 0; i < 9; i++)
+        if ((plan_attr[i] = PyObject_GetAttr(plan, NAMES[A_SRC + i])) == NULL) goto done;
+    for (int i = 0; i < 6; i++)
+        if ((ctx_attr[i] = PyObject_GetAttr(context, NAMES[A_EXPORT_MS + i])) == NULL) goto done;
+    PyObject *export_ms = ctx_attr[0], *uptime = ctx_attr[1], *timestamp = ctx_attr[2], *exporter = ctx_attr[3];
+    PyObject *tag = ctx_attr[4], *exporter_fields = ctx_attr[5];
+
+    /* --- everything that may send the record to the Python path is decided before anything is changed --- */
+    if (PyObject_IsTrue(plan_attr[6])) { result = Py_None; Py_INCREF(result); goto done; }   /* biflow */
+    PyObject *src_ip = pick(record, plan_attr[0]);
+    PyObject *dst_ip = src_ip || !PyErr_Occurred() ? pick(record, plan_attr[1]) : NULL;
+    PyObject *src_port = !PyErr_Occurred() ? pick(record, plan_attr[2]) : NULL;
+    PyObject *dst_port = !PyErr_Occurred() ? pick(record, plan_attr[3]) : NULL;
+    PyObject *protocol = !PyErr_Occurred() ? PyDict_GetItemWithError(record, NAMES[F_PROTOCOL]) : NULL;
+    if (PyErr_Occurred()) goto done;
+    if ((src_ip && !PyUnicode_CheckExact(src_ip)) || (dst_ip && !PyUnicode_CheckExact(dst_ip))) {
+        result = Py_None; Py_INCREF(result); goto done;
+    }
+    if (src_ip && !is_address_text(src_ip)) src_ip = NULL;
+    if (dst_ip && !is_address_text(dst_ip)) dst_ip = NULL;
+    long long proto = -1, number;
+    if (protocol && small_int(protocol, &number)) {
+        if (number < 0) { result = Py_None; Py_INCREF(result); goto done; }
+        if (number <= 255) proto = number;
+    }
+    PyErr_Clear();
+    if (src_port && !PyLong_CheckExact(src_port)) src_port = NULL;
+    if (dst_port && !PyLong_CheckExact(dst_port)) dst_port = NULL;
+    unsigned long long sport = 0, dport = 0;
+    if ((src_port && as_u64(src_port, &sport) < 0) || (dst_port && as_u64(dst_port, &dport) < 0)) {
+        PyErr_Clear();
+        result = Py_None; Py_INCREF(result); goto done;
+    }
+
+    int times_ok = time_values_fit(record, time_fields);
+    if (times_ok <= 0) {
+        if (times_ok == 0) { result = Py_None; Py_INCREF(result); }
+        goto done;
+    }
+
+    doc = _PyDict_NewPresized(9); event = _PyDict_NewPresized(7); network = _PyDict_NewPresized(7);
+    source = PyDict_New(); destination = PyDict_New(); observer = PyDict_New(); flow = PyDict_New();
+    if (!doc || !event || !network || !source || !destination || !observer || !flow) goto done;
+    int scale_is_one = !renormalize;
+    if (renormalize) {
+        int one = PyObject_RichCompareBool(rate, ONE, Py_EQ);
+        if (one < 0) goto done;
+        scale_is_one = one;
+    }
+    scale = renormalize ? rate : ONE;
+    Py_INCREF(scale);
+
+    if (PyDict_SetItem(event, KEYS[K_KIND], KEYS[V_EVENT]) < 0 ||
+        PyDict_SetItem(event, KEYS[K_CATEGORY], CATEGORY) < 0 ||
+        PyDict_SetItem(event, KEYS[K_TYPE], CONNECTION) < 0 ||
+        PyDict_SetItem(event, KEYS[K_ACTION], action) < 0) goto done;
+    long long up;
+    if (PyObject_IsTrue(plan_attr[8]) && uptime != Py_None) {
+        PyObject *s = PyDict_GetItemWithError(record, NAMES[F_START_UP]);
+        PyObject *e = s || !PyErr_Occurred() ? PyDict_GetItemWithError(record, NAMES[F_END_UP]) : NULL;
+        if (PyErr_Occurred()) goto done;
+        if (s && e && PyLong_CheckExact(s) && PyLong_CheckExact(e)) {
+            long long sv, ev, xm;
+            if (!small_int(s, &sv) || !small_int(e, &ev) || !small_int(uptime, &up) || !small_int(export_ms, &xm)) {
+                /* values beyond 64 bits: let Python's arbitrary-precision path do the sums */
+                PyErr_Clear();
+                Py_CLEAR(doc);
+                result = Py_None; Py_INCREF(result); goto done;
+            }
+            uint32_t sb = (uint32_t)((unsigned long long)up - (unsigned long long)sv);
+            uint32_t eb = (uint32_t)((unsigned long long)up - (unsigned long long)ev);
+            long long st = xm - (sb < 0x80000000u ? (long long)sb : (long long)sb - 4294967296LL);
+            long long en = xm - (eb < 0x80000000u ? (long long)eb : (long long)eb - 4294967296LL);
+            if (set_steal(event, K_START, iso_ms(st)) < 0 || set_steal(event, K_END, iso_ms(en)) < 0) goto done;
+            if (en >= st && set_steal(event, K_DURATION, PyLong_FromLongLong((en - st) * 1000000LL)) < 0) goto done;
+        }
+    } else if (PyObject_IsTrue(plan_attr[7])) {
+        times = record_times(record, time_fields, context, system_init);
+        if (times == NULL || !PyTuple_Check(times) || PyTuple_GET_SIZE(times) != 2) goto done;
+        start = PyTuple_GET_ITEM(times, 0); end = PyTuple_GET_ITEM(times, 1);
+        if (start != Py_None && set_steal(event, K_START, iso_any(start)) < 0) goto done;
+        if (end != Py_None) {
+            if (set_steal(event, K_END, iso_any(end)) < 0) goto done;
+            if (start != Py_None) {
+                PyObject *span = PyNumber_Subtract(end, start);
+                if (span == NULL) goto done;
+                int zero_or_more = PyObject_RichCompareBool(end, start, Py_GE);
+                int fits = zero_or_more > 0 ? PyObject_RichCompareBool(span, MAX_DURATION_OBJ, Py_LE) : 0;
+                if (zero_or_more < 0 || fits < 0) { Py_DECREF(span); goto done; }
+                if (fits) {
+                    PyObject *ns = PyNumber_Multiply(span, SMALL_NS);
+                    Py_DECREF(span);
+                    if (set_steal(event, K_DURATION, ns) < 0) goto done;
+                } else {
+                    Py_DECREF(span);
+                }
+            }
+        }
+        start = end = NULL;
+    }
+
+    if (set_steal(doc, K_ID, (Py_INCREF(doc_id), doc_id)) < 0 ||
+        PyDict_SetItem(doc, KEYS[K_TIMESTAMP], timestamp) < 0 ||
+        PyDict_SetItem(doc, KEYS[K_EVENT], event) < 0 || PyDict_SetItem(doc, KEYS[K_NETWORK], network) < 0)
+        goto done;
+    if (src_ip) {
+        if (PyDict_SetItem(source, KEYS[K_IP], src_ip) < 0) goto done;
+        int six = PyUnicode_FindChar(src_ip, ':', 0, PyUnicode_GET_LENGTH(src_ip), 1) >= 0;
+        if (PyDict_SetItem(network, KEYS[K_TYPE], six ? NAMES[V_IPV6] : KEYS[V_IPV4]) < 0) goto done;
+    }
+    if (dst_ip) {
+        if (PyDict_SetItem(destination, KEYS[K_IP], dst_ip) < 0) goto done;
+        if (!src_ip) {
+            int six = PyUnicode_FindChar(dst_ip, ':', 0, PyUnicode_GET_LENGTH(dst_ip), 1) >= 0;
+            if (PyDict_SetItem(network, KEYS[K_TYPE], six ? NAMES[V_IPV6] : KEYS[V_IPV4]) < 0) goto done;
+        }
+    }
+    if (src_port && PyDict_SetItem(source, KEYS[K_PORT], src_port) < 0) goto done;
+    if (dst_port && PyDict_SetItem(destination, KEYS[K_PORT], dst_port) < 0) goto done;
+    if (proto >= 0) {
+        if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[proto]) < 0) goto done;
+        if (TRANSPORT[proto] && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[proto]) < 0) goto done;
+    }
+    PyObject *fwd_bytes = pick(record, plan_attr[4]);
+    PyObject *fwd_packets = !PyErr_Occurred() ? pick(record, plan_attr[5]) : NULL;
+    if (PyErr_Occurred()) goto done;
+    if (fwd_bytes && PyLong_CheckExact(fwd_bytes) && set_steal(network, K_BYTES, scaled(fwd_bytes, scale, scale_is_one)) < 0)
+        goto done;
+    if (fwd_packets && PyLong_CheckExact(fwd_packets) &&
+        set_steal(network, K_PACKETS, scaled(fwd_packets, scale, scale_is_one)) < 0)
+        goto done;
+    PyObject *direction_key = PyDict_GetItemWithError(record, NAMES[F_FLOW_DIRECTION]);
+    if (direction_key == NULL && PyErr_Occurred()) goto done;
+    PyObject *direction = PyDict_GetItemWithError(DIRECTIONS, direction_key ? direction_key : Py_None);
+    if (direction == NULL && PyErr_Occurred()) goto done;
+    if (PyDict_SetItem(network, KEYS[K_DIRECTION], direction ? direction : KEYS[V_UNKNOWN]) < 0) goto done;
+
+    /* Community ID, and flow.id from its hash */
+    int have_ids = 0;
+    unsigned char digest[20];
+    if (src_ip && dst_ip && proto >= 0) {
+        unsigned long long a = sport, b = dport;
+        int usable = 1;
+        if (proto == 1 || proto == 58) {
+            PyObject *code = first_of(record, F_TC4, F_TC6);
+            if (code == NULL && PyErr_Occurred()) goto done;
+            usable = 0;
+            if (code == NULL) {
+                PyObject *type = first_of(record, F_T4, F_T6);
+                if (type == NULL && PyErr_Occurred()) goto done;
+                if (type && PyLong_CheckExact(type)) {
+                    PyObject *icmp_code = first_of(record, F_C4, F_C6);
+                    if (icmp_code == NULL && PyErr_Occurred()) goto done;
+                    a = PyLong_AsUnsignedLongLongMask(type) & 0xFF;
+                    b = icmp_code && PyLong_CheckExact(icmp_code) ? PyLong_AsUnsignedLongLongMask(icmp_code) & 0xFF : 0;
+                    usable = 1;
+                } else {
+                    code = dst_port;
+                }
+            }
+            if (!usable && code && PyLong_CheckExact(code)) {
+                unsigned long long bits = PyLong_AsUnsignedLongLongMask(code);
+                a = (bits >> 8) & 0xFF; b = bits & 0xFF;
+                usable = 1;
+            }
+            if (PyErr_Occurred()) goto done;
+        }
+        if (usable) {
+            unsigned char pa[16], pb[16];
+            size_t la = pack_text(src_ip, pa), lb = pack_text(dst_ip, pb);
+            if (la && la == lb) {
+                community_raw(pa, pb, la, (int)proto, a, b, 0, digest);
+                have_ids = 1;
+            }
+        }
+    }
+    PyObject *this_flow_id;
+    if (have_ids) {
+        if (set_steal(network, K_COMMUNITY, community_text(digest)) < 0) goto done;
+        this_flow_id = flow_id_text(tag, digest);
+    } else {
+        PyObject *proto_obj = proto >= 0 ? protocol : Py_None;
+        this_flow_id = PyObject_CallFunctionObjArgs(CB_FLOW_ID, exporter, src_ip ? src_ip : Py_None,
+                                                    dst_ip ? dst_ip : Py_None, proto_obj,
+                                                    src_port ? src_port : Py_None, dst_port ? dst_port : Py_None,
+                                                    NULL);
+    }
+    if (this_flow_id == NULL) goto done;
+
+    if (PyDict_SetItem(observer, KEYS[K_IP], exporter) < 0) { Py_DECREF(this_flow_id); goto done; }
+    PyObject *ingress = PyDict_GetItemWithError(record, NAMES[F_INGRESS]);
+    if (ingress && PyLong_CheckExact(ingress) &&
+        set_steal(observer, K_INGRESS, interface_named(ingress, interfaces)) < 0) { Py_DECREF(this_flow_id); goto done; }
+    PyObject *egress = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(record, NAMES[F_EGRESS]);
+    if (egress && PyLong_CheckExact(egress) &&
+        set_steal(observer, K_EGRESS, interface_named(egress, interfaces)) < 0) { Py_DECREF(this_flow_id); goto done; }
+    if (PyErr_Occurred()) { Py_DECREF(this_flow_id); goto done; }
+    if (PyDict_SetItem(doc, KEYS[K_OBSERVER], observer) < 0 ||
+        (PyDict_GET_SIZE(source) && PyDict_SetItem(doc, KEYS[K_SOURCE], source) < 0) ||
+        (PyDict_GET_SIZE(destination) && PyDict_SetItem(doc, KEYS[K_DESTINATION], destination) < 0) ||
+        PyDict_SetItem(flow, KEYS[K_SAMPLING_RATE], rate) < 0 ||
+        set_steal(flow, K_PLAIN_ID, this_flow_id) < 0 ||
+        PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0 ||
+        PyDict_SetItem(record, KEYS[K_EXPORTER], exporter_fields) < 0 ||
+        PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto done;
+    result = doc;
+    doc = NULL;
+done:
+    for (int i = 0; i < 9; i++) Py_XDECREF(plan_attr[i]);
+    for (int i = 0; i < 6; i++) Py_XDECREF(ctx_attr[i]);
+    Py_XDECREF(doc); Py_XDECREF(event); Py_XDECREF(network); Py_XDECREF(source); Py_XDECREF(destination);
+    Py_XDECREF(observer); Py_XDECREF(flow); Py_XDECREF(times); Py_XDECREF(scale);
+    return result;
+}
+
+static PyObject *py_configure(PyObject *self, PyObject *kwargs_unused) {
+    PyObject *record_times, *iso, *flow_id, *directions, *category, *connection, *max_long, *max_duration;
+    if (!PyArg_ParseTuple(kwargs_unused, "OOOO!O!O!O!O!", &record_times, &iso, &flow_id, &PyDict_Type, &directions,
+                          &PyList_Type, &category, &PyList_Type, &connection, &PyLong_Type, &max_long,
+                          &PyLong_Type, &max_duration))
+        return NULL;
+    PyObject **slots[] = {&CB_RELATIVE_TIMES, &CB_ISO_MS, &CB_FLOW_ID, &DIRECTIONS, &CATEGORY, &CONNECTION,
+                          &MAX_LONG_OBJ, &MAX_DURATION_OBJ};
+    PyObject *values[] = {record_times, iso, flow_id, directions, category, connection, max_long, max_duration};
+    for (int i = 0; i < 8; i++) { Py_INCREF(values[i]); Py_XSETREF(*slots[i], values[i]); }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef METHODS[] = {
     {"v5_documents", py_v5_documents, METH_VARARGS,
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
      "connection, export_ms, uptime, rate, scale, engine_type, engine_id, sampling_interval, sampling_mode, "
      "sequence) -> list of ECS documents"},
+    {"flow_document", py_flow_document, METH_VARARGS,
+     "flow_document(record, context, doc_id, action, sampling_rate, renormalize, plan, time_fields, interfaces, "
+     "system_init_ms) -> ECS document, or None when the record needs the Python path"},
+    {"configure", py_configure, METH_VARARGS,
+     "configure(record_times, iso_ms, flow_id, directions, category, connection, max_long, max_duration_ms)"},
     {"community_pair", py_community_pair, METH_VARARGS,
      "community_pair(src_ip, dst_ip, proto, sport, dport, exporter_tag) -> (community_id, flow_id) or None"},
     {"community_digest", py_community_digest, METH_VARARGS,
@@ -524,5 +934,8 @@ PyMODINIT_FUNC PyInit__fast(void) {
     for (size_t i = 0; i < sizeof(TRANSPORT_NAMES) / sizeof(TRANSPORT_NAMES[0]); i++)
         if ((TRANSPORT[TRANSPORT_NAMES[i].number] = PyUnicode_InternFromString(TRANSPORT_NAMES[i].name)) == NULL)
             return NULL;
+    for (int i = 0; i < N_COUNT; i++)
+        if ((NAMES[i] = PyUnicode_InternFromString(NAME_TEXT[i])) == NULL) return NULL;
+    if ((SMALL_NS = PyLong_FromLong(1000000)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
     return PyModule_Create(&MODULE);
 }

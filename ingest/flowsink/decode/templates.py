@@ -8,6 +8,7 @@ templates with variable-length fields (IPFIX length 65535) fall back to a field-
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import struct
@@ -61,12 +62,9 @@ def _text(raw: bytes) -> str:
     return raw.rstrip(b"\x00").decode("utf-8", "replace")
 
 
-def _ipv4(raw: bytes) -> str:
-    return socket.inet_ntoa(raw)
-
-
-def _ipv6(raw: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET6, raw)
+# C functions called directly (no Python frame per address): only ever given exactly 4 / 16 bytes
+_ipv4 = socket.inet_ntoa
+_ipv6 = functools.partial(socket.inet_ntop, socket.AF_INET6)
 
 
 def _mac(raw: bytes) -> str:

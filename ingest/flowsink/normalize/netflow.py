@@ -115,6 +115,15 @@ def _record_times(
         elif name.startswith("flow_end_") and end is None:
             end = millis
     if start is None or end is None:
+        return _relative_times(record, context, system_init_ms, start, end)
+    return start, end
+
+
+def _relative_times(
+    record: dict[str, Any], context: ExportContext, system_init_ms: int | None, start: int | None, end: int | None,
+) -> tuple[int | None, int | None]:
+    """Start/end the absolute dateTime elements left open, from sysUpTime, delta or duration elements."""
+    if start is None or end is None:
         up_start = record.get("flow_start_sys_up_time")
         up_end = record.get("flow_end_sys_up_time")
         if context.uptime_ms is not None:   # NetFlow v9: relative to the header's sysUpTime
@@ -283,7 +292,26 @@ def flow_document(
     renormalize: bool, plan: FlowPlan, time_fields: tuple[tuple[str, str], ...] = (),
     interfaces: dict[int, str] | None = None, system_init_ms: int | None = None,
 ) -> dict[str, Any]:
-    """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object."""
+    """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object.
+
+    Built by the C extension when it is there (the same document, tests/test_decode_fast.py); records it
+    declines (biflows, values beyond 64 bits) and machines without it take ``flow_document_python``.
+    """
+    if FAST is not None:
+        document = FAST.flow_document(record, context, doc_id, action, sampling_rate, renormalize, plan,
+                                      time_fields, interfaces, system_init_ms)
+        if document is not None:
+            return document
+    return flow_document_python(record, context, doc_id, action, sampling_rate, renormalize, plan, time_fields,
+                                interfaces, system_init_ms)
+
+
+def flow_document_python(
+    record: dict[str, Any], context: ExportContext, doc_id: str, action: str, sampling_rate: int,
+    renormalize: bool, plan: FlowPlan, time_fields: tuple[tuple[str, str], ...] = (),
+    interfaces: dict[int, str] | None = None, system_init_ms: int | None = None,
+) -> dict[str, Any]:
+    """``flow_document`` in pure Python (the reference the C extension is tested against)."""
     get = record.get
     # A field sent with an unusual length is kept raw as hex text: only well-formed values feed ECS fields.
     src_ip = (get(plan.src) if plan.src.__class__ is not tuple else _pick(record, plan.src))
@@ -397,6 +425,11 @@ def flow_document(
     record["exporter"] = context.exporter_fields
     document["netflow"] = record
     return document
+
+
+if FAST is not None:   # the pieces the C flow_document calls back into for rare cases
+    FAST.configure(_relative_times, iso_ms, flow_id, _DIRECTIONS, EVENT_CATEGORY, EVENT_TYPE_CONNECTION, MAX_LONG,
+                   MAX_DURATION_MS)
 
 
 def _interface(index: int, names: dict[int, str] | None) -> dict[str, Any]:
