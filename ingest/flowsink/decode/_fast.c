@@ -319,10 +319,6 @@ static PyObject *ipv4_text(const unsigned char *p) {
     return ascii_text(text, n);
 }
 
-static PyObject *decimal_text(unsigned long long value) {
-    char text[24];
-    return ascii_text(text, decimal(text, value));
-}
 
 /* prefix + decimal index: the document _id */
 static PyObject *indexed_id(PyObject *prefix, Py_ssize_t index) {
@@ -349,16 +345,15 @@ static long long uptime_to_ms(long long export_ms, uint32_t uptime, uint32_t val
     return export_ms - offset;
 }
 
+static PyObject *interface_named(PyObject *index, PyObject *names);
+
+/* {"interface": {"id": "<index>"}}: v5 has no interface names */
 static PyObject *interface_object(uint32_t index) {
-    PyObject *outer = PyDict_New(), *inner = PyDict_New();
-    if (outer == NULL || inner == NULL) goto fail;
-    if (set_steal(inner, K_PLAIN_ID, decimal_text(index)) < 0) goto fail;
-    if (PyDict_SetItem(outer, KEYS[K_INTERFACE], inner) < 0) goto fail;
-    Py_DECREF(inner);
-    return outer;
-fail:
-    Py_XDECREF(outer); Py_XDECREF(inner);
-    return NULL;
+    PyObject *number = PyLong_FromUnsignedLong(index);
+    if (number == NULL) return NULL;
+    PyObject *object = interface_named(number, Py_None);
+    Py_DECREF(number);
+    return object;
 }
 
 /* The raw record, under the IPFIX names netflow_v5.py uses, in the same order. */
@@ -511,7 +506,8 @@ enum {
     A_SRC, A_DST, A_SRC_PORT, A_DST_PORT, A_FWD_BYTES, A_FWD_PACKETS, A_BIFLOW, A_TIMES, A_UPTIME_ONLY,
     A_EXPORT_MS, A_UPTIME_MS, A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS,
     F_PROTOCOL, F_START_UP, F_END_UP, F_FLOW_DIRECTION, F_INGRESS, F_EGRESS, F_NAME,
-    F_TC4, F_TC6, F_T4, F_T6, F_C4, F_C6, V_IPV6, P_FLOW_START, P_FLOW_END, N_COUNT
+    F_TC4, F_TC6, F_T4, F_T6, F_C4, F_C6, V_IPV6, P_FLOW_START, P_FLOW_END,
+    R_FIRST, R_END_UP = R_FIRST + 1, R_START_DELTA, R_END_DELTA, R_LAST, N_COUNT
 };
 static const char *NAME_TEXT[N_COUNT] = {
     "src", "dst", "src_port", "dst_port", "fwd_bytes", "fwd_packets", "biflow", "times", "uptime_only",
@@ -520,6 +516,8 @@ static const char *NAME_TEXT[N_COUNT] = {
     "ingress_interface", "egress_interface", "name",
     "icmp_type_code_ipv4", "icmp_type_code_ipv6", "icmp_type_ipv4", "icmp_type_ipv6", "icmp_code_ipv4",
     "icmp_code_ipv6", "ipv6", "flow_start_", "flow_end_",
+    "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_start_delta_microseconds",
+    "flow_end_delta_microseconds", "flow_duration_milliseconds",
 };
 static PyObject *NAMES[N_COUNT];
 
@@ -653,6 +651,15 @@ static PyObject *record_times(PyObject *record, PyObject *time_fields, PyObject 
         }
     }
     if (start != NULL && end != NULL) return Py_BuildValue("(NN)", start, end);
+    /* _relative_times reads only these elements: without any of them it has nothing to add */
+    int relative = 0;
+    for (int k = R_FIRST; k <= R_LAST && !relative; k++) {
+        PyObject *v = PyDict_GetItemWithError(record, NAMES[k]);
+        if (v == NULL && PyErr_Occurred()) goto fail;
+        relative = v != NULL && v != Py_None;
+    }
+    if (!relative)
+        return Py_BuildValue("(NN)", start ? start : Py_NewRef(Py_None), end ? end : Py_NewRef(Py_None));
     PyObject *result = PyObject_CallFunctionObjArgs(CB_RELATIVE_TIMES, record, context, system_init,
                                                     start ? start : Py_None, end ? end : Py_None, NULL);
     Py_XDECREF(start); Py_XDECREF(end);
@@ -904,6 +911,128 @@ static PyObject *py_configure(PyObject *self, PyObject *kwargs_unused) {
     Py_RETURN_NONE;
 }
 
+/* ---- fixed-length template records (NetFlow v9 / IPFIX) ------------------------------------------------------ */
+
+/* value kinds, as flowsink.decode.templates.c_layout numbers them */
+enum { KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64, KIND_IPV4, KIND_IPV6, KIND_MAC, KIND_STRING,
+       KIND_BOOLEAN, KIND_HEX };
+
+static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
+    switch (kind) {
+    case KIND_UNSIGNED: {
+        unsigned long long v = 0;
+        for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
+        return PyLong_FromUnsignedLongLong(v);
+    }
+    case KIND_SIGNED: {
+        unsigned long long v = (n && (p[0] & 0x80)) ? ~0ULL : 0;
+        for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
+        return PyLong_FromLongLong((long long)v);
+    }
+    case KIND_FLOAT32: {
+        uint32_t bits = be32(p);
+        float f;
+        memcpy(&f, &bits, 4);
+        return PyFloat_FromDouble((double)f);
+    }
+    case KIND_FLOAT64: {
+        uint64_t bits = ((uint64_t)be32(p) << 32) | be32(p + 4);
+        double d;
+        memcpy(&d, &bits, 8);
+        return PyFloat_FromDouble(d);
+    }
+    case KIND_IPV4: return ipv4_text(p);
+    case KIND_IPV6: {
+        char text[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, p, text, sizeof(text)) == NULL) return PyErr_SetFromErrno(PyExc_OSError);
+        return ascii_text(text, (Py_ssize_t)strlen(text));
+    }
+    case KIND_MAC: {
+        if (n == 0) return ascii_text("", 0);
+        PyObject *out = PyUnicode_New(3 * n - 1, 127);
+        if (out == NULL) return NULL;
+        Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i) *o++ = ':';
+            *o++ = (Py_UCS1)HEX[p[i] >> 4]; *o++ = (Py_UCS1)HEX[p[i] & 15];
+        }
+        return out;
+    }
+    case KIND_STRING: {
+        Py_ssize_t len = n;
+        while (len > 0 && p[len - 1] == 0) len--;
+        return PyUnicode_DecodeUTF8((const char *)p, len, "replace");
+    }
+    case KIND_BOOLEAN: {
+        int v = n ? p[0] : 0;
+        if (v == 1) Py_RETURN_TRUE;
+        if (v == 2) Py_RETURN_FALSE;
+        return PyLong_FromLong(v);
+    }
+    default: {
+        PyObject *out = PyUnicode_New(2 * n, 127);
+        if (out == NULL) return NULL;
+        Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
+        for (Py_ssize_t i = 0; i < n; i++) { o[2 * i] = (Py_UCS1)HEX[p[i] >> 4]; o[2 * i + 1] = (Py_UCS1)HEX[p[i] & 15]; }
+        return out;
+    }
+    }
+}
+
+/* fixed_records(data, start, count, record_length, layout) -> [record dicts]; layout: ((name, offset, length,
+ * kind), ...) in template order, 0-length fields already left out (templates.Template drops them too) */
+static PyObject *py_fixed_records(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t start, count, length;
+    PyObject *layout;
+    if (!PyArg_ParseTuple(args, "y*nnnO!", &data, &start, &count, &length, &PyTuple_Type, &layout)) return NULL;
+    PyObject *records = NULL;
+    Py_ssize_t fields = PyTuple_GET_SIZE(layout);
+    if (start < 0 || count < 0 || length <= 0 || start + count * length > data.len) {
+        PyErr_SetString(PyExc_ValueError, "records beyond the data");
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < fields; f++) {   /* the layout is ours, but a wrong one must not read past */
+        PyObject *spec = PyTuple_GET_ITEM(layout, f);
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(spec, 0))) {
+            PyErr_SetString(PyExc_ValueError, "bad layout");
+            goto done;
+        }
+        Py_ssize_t offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+        Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
+        if (PyErr_Occurred()) goto done;
+        if (offset < 0 || size < 0 || offset + size > length) {
+            PyErr_SetString(PyExc_ValueError, "layout field outside the record");
+            goto done;
+        }
+    }
+    records = PyList_New(count);
+    if (records == NULL) goto done;
+    const unsigned char *base = (const unsigned char *)data.buf + start;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *record = _PyDict_NewPresized(fields + 1);
+        if (record == NULL) { Py_CLEAR(records); goto done; }
+        PyList_SET_ITEM(records, r, record);
+        const unsigned char *row = base + r * length;
+        for (Py_ssize_t f = 0; f < fields; f++) {
+            PyObject *spec = PyTuple_GET_ITEM(layout, f);
+            Py_ssize_t offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+            Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
+            int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 3));
+            PyObject *value = field_value(row + offset, size, kind);
+            if (value == NULL || PyDict_SetItem(record, PyTuple_GET_ITEM(spec, 0), value) < 0) {
+                Py_XDECREF(value);
+                Py_CLEAR(records);
+                goto done;
+            }
+            Py_DECREF(value);
+        }
+    }
+done:
+    PyBuffer_Release(&data);
+    return records;
+}
+
 static PyMethodDef METHODS[] = {
     {"v5_documents", py_v5_documents, METH_VARARGS,
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
@@ -914,6 +1043,8 @@ static PyMethodDef METHODS[] = {
      "system_init_ms) -> ECS document, or None when the record needs the Python path"},
     {"configure", py_configure, METH_VARARGS,
      "configure(record_times, iso_ms, flow_id, directions, category, connection, max_long, max_duration_ms)"},
+    {"fixed_records", py_fixed_records, METH_VARARGS,
+     "fixed_records(data, start, count, record_length, layout) -> list of record dicts"},
     {"community_pair", py_community_pair, METH_VARARGS,
      "community_pair(src_ip, dst_ip, proto, sport, dport, exporter_tag) -> (community_id, flow_id) or None"},
     {"community_digest", py_community_digest, METH_VARARGS,

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from flowsink.decode.accel import FAST
 from flowsink.decode.fields import NETFLOW_V9_SCOPE_NAMES, field_info
 
 VARIABLE_LENGTH = 0xFFFF
@@ -115,6 +116,27 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
     return _hex  # octetArray, structured data (RFC 6313 lists: kept as octets), unknown elements
 
 
+# value kinds of flowsink.decode._fast.fixed_records (the numbering of its C enum)
+(KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64, KIND_IPV4, KIND_IPV6, KIND_MAC, KIND_STRING,
+ KIND_BOOLEAN, KIND_HEX) = range(10)
+
+
+def c_kind(data_type: str, length: int) -> int:
+    """The C extension's value kind for a field: the same value ``converter_for`` (or a struct code) gives."""
+    family = _type_family(data_type)
+    if family == "unsigned":
+        return KIND_UNSIGNED if 0 < length <= 8 else KIND_HEX
+    if family == "signed":
+        return KIND_SIGNED if 0 < length <= 8 else KIND_HEX
+    if family == "float":
+        return {4: KIND_FLOAT32, 8: KIND_FLOAT64}.get(length, KIND_HEX)
+    if data_type == "ipv4Address":
+        return KIND_IPV4 if length == 4 else KIND_HEX
+    if data_type == "ipv6Address":
+        return KIND_IPV6 if length == 16 else KIND_HEX
+    return {"macAddress": KIND_MAC, "string": KIND_STRING, "boolean": KIND_BOOLEAN}.get(data_type, KIND_HEX)
+
+
 # generated record builders shared by every template with the same layout (exporters re-send the same few)
 MAX_BUILDERS = 4096
 MAX_GENERATED_FIELDS = 512
@@ -134,7 +156,7 @@ class Template:
     """A compiled template: field names, record length, and a record decoder specialised to its layout."""
 
     __slots__ = (
-        "_converters", "_empty", "_fixed_decoder", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
+        "_converters", "_empty", "_fixed_decoder", "_layout", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
         "record_length", "scope_count", "template_id", "time_fields",
     )
 
@@ -195,6 +217,7 @@ class Template:
         else:
             self._struct = struct.Struct("".join(codes))
             self.record_length = self._struct.size
+        self._layout: tuple[tuple[str, int, int, int], ...] | None = None   # C extension's, on first use
         self._fixed_decoder = None   # generated on first use: a flood of templates costs no compiling
         # variable-length walks need a converter for every field
         if variable:
@@ -230,8 +253,24 @@ class Template:
         count = (end - start) // length
         if count <= 0:
             return []
+        if FAST is not None:
+            # the C extension reads the fields straight from the bytes (tests/test_decode_fast.py: same records)
+            layout = self._layout or self._c_layout()
+            return FAST.fixed_records(data, start, count, length, layout)
         build = self._fixed_decoder or self._specialise()
         return build(self._struct.iter_unpack(memoryview(data)[start:start + count * length]))
+
+    def _c_layout(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(name, offset, length, kind) of every field the records carry (0-length ones carry nothing)."""
+        layout = []
+        offset = 0
+        for index, spec in enumerate(self.fields):
+            if spec.length:
+                data_type = self._field_name(index, spec)[1]
+                layout.append((self.names[index], offset, spec.length, c_kind(data_type, spec.length)))
+            offset += spec.length
+        self._layout = tuple(layout)
+        return self._layout
 
     def _specialise(self) -> Callable[[Iterable[tuple[Any, ...]]], list[dict[str, Any]]]:
         """Generate this layout's record builder: one dict display per record, converters called inline.
