@@ -301,6 +301,13 @@ static const struct { int number; const char *name; } TRANSPORT_NAMES[] = {
     {132, "sctp"},
 };
 
+/* Documents are trees of dicts, never cycles, so the cyclic garbage collector has nothing to find in them;
+ * untracked, they cost it nothing. Measured: with a bulk batch of documents alive, collections traversing
+ * tracked documents took half of the decode time. A dict stays untracked until a container is put in it. */
+static void untrack(PyObject *object) {
+    if (object != NULL && PyObject_GC_IsTracked(object)) PyObject_GC_UnTrack(object);
+}
+
 /* set d[key] = value, stealing the reference to value; -1 on error */
 static int set_steal(PyObject *d, int key, PyObject *value) {
     if (value == NULL) return -1;
@@ -457,6 +464,8 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
         PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0) goto fail;
     record = v5_record(r, c->header, c->exporter_fields);
     if (record == NULL || PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto fail;
+    PyObject *tree[] = {record, event, network, source, destination, observer, flow, doc};
+    for (int i = 0; i < 8; i++) untrack(tree[i]);
     Py_DECREF(record); Py_DECREF(event); Py_DECREF(network); Py_DECREF(source); Py_DECREF(destination);
     Py_DECREF(observer); Py_DECREF(flow);
     return doc;
@@ -583,6 +592,8 @@ static PyObject *interface_named(PyObject *index, PyObject *names) {
         if (name != NULL && name != Py_None && PyDict_SetItem(inner, NAMES[F_NAME], name) < 0) goto fail;
     }
     if (PyDict_SetItem(outer, KEYS[K_INTERFACE], inner) < 0) goto fail;
+    untrack(inner);
+    untrack(outer);
     Py_DECREF(inner);
     return outer;
 fail:
@@ -888,6 +899,8 @@ static PyObject *py_flow_document(PyObject *self, PyObject *args) {
         PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0 ||
         PyDict_SetItem(record, KEYS[K_EXPORTER], exporter_fields) < 0 ||
         PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto done;
+    PyObject *tree[] = {record, event, network, source, destination, observer, flow, doc};
+    for (int i = 0; i < 8; i++) untrack(tree[i]);
     result = doc;
     doc = NULL;
 done:
