@@ -34,7 +34,9 @@ def test_session_node_is_a_live_local_process(es, es_url):
     if os.environ.get("ES_URL"):
         pytest.skip("ES_URL names an external cluster")
     status = subprocess.run(["bash", str(ES_SCRIPT), "status"], capture_output=True, text=True, check=True)
-    assert status.stdout.strip() == f"running {es_url}"
+    # "stopped" only when another checkout's script started the shared node (the pid file lives in its .run/);
+    # the process check below holds either way.
+    assert status.stdout.strip() in (f"running {es_url}", "stopped")
     node = next(iter(es.nodes.info(node_id="_local", metric="process,jvm")["nodes"].values()))
     os.kill(node["process"]["id"], 0)  # raises if there is no such process here
     assert node["jvm"]["version"]
