@@ -331,8 +331,9 @@ def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int
      tcp_flags) = values
     source_index = source_id & 0xFFFFFF
     effective_rate = rate or 1
-    src_ip = _ip(raw_src)
-    dst_ip = _ip(raw_dst)
+    family = _AF_INET if ethertype == 0x0800 else _AF_INET6
+    src_ip = _inet_ntop(family, raw_src)
+    dst_ip = _inet_ntop(family, raw_dst)
     ts = datagram.timestamp
     sflow: dict[str, Any] = {
         "sample_sequence": sequence, "source_id_type": source_id >> 24, "source_id_index": source_index,
@@ -377,7 +378,7 @@ def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int
         "network": network,
         "flow": {"sampling_rate": effective_rate, "id": this_flow_id} if this_flow_id else {
             "sampling_rate": effective_rate},
-        "source": {"ip": src_ip, "port": src_port, "mac": _ecs_mac(src_mac)},
-        "destination": {"ip": dst_ip, "port": dst_port, "mac": _ecs_mac(dst_mac)},
+        "source": {"ip": src_ip, "port": src_port, "mac": _MAC_CACHE.get(src_mac) or _ecs_mac(src_mac)},
+        "destination": {"ip": dst_ip, "port": dst_port, "mac": _MAC_CACHE.get(dst_mac) or _ecs_mac(dst_mac)},
         "sflow": sflow,
     }
