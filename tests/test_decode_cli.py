@@ -148,3 +148,30 @@ def test_capture_link_types_fragments_and_truncated_files(tmp_path: Path):
     survivors = list(read_file(cut, stats))
     assert [d.src_ip for d in survivors] == ["10.9.9.9"]
     assert stats.skipped["truncated_file"] == 1
+
+
+def test_capture_nanosecond_big_endian_pcap_and_pcapng_resolution(tmp_path: Path):
+    import struct
+
+    frame = bytes(udp("10.4.4.4", V5.read_bytes()))
+    # pcap, big-endian, nanosecond magic
+    big = tmp_path / "big-ns.pcap"
+    big.write_bytes(struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
+                    + struct.pack(">IIII", 1_700_000_000, 123_456_789, len(frame), len(frame)) + frame)
+    (datagram,) = read_file(big)
+    assert datagram.timestamp_ns == 1_700_000_000_123_456_789
+    assert (datagram.src_ip, datagram.payload) == ("10.4.4.4", V5.read_bytes())
+    # pcapng with if_tsresol = 9 (nanoseconds) in the interface description block
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    section = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    interface = block(1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0))
+    stamp = 1_700_000_000_987_654_321
+    packet = block(6, struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+    ng = tmp_path / "ns.pcapng"
+    ng.write_bytes(section + interface + packet)
+    (datagram,) = read_file(ng)
+    assert datagram.timestamp_ns == stamp
+    assert datagram.payload == V5.read_bytes()
