@@ -12,6 +12,8 @@
  *   v5_documents(...)   a whole NetFlow v5 datagram's records -> list of ECS documents (dicts), exactly as
  *                       flowsink.normalize.netflow.flow_document builds them (same keys, same order, same
  *                       shared sub-objects), so the pure-Python path and this one are interchangeable;
+ *   fixed_records(...)  fixed-length NetFlow v9/IPFIX template records -> record dicts;
+ *   flow_documents(...) a data set's records -> ECS documents, as normalize.netflow.flow_document;
  *   community_pair(src_text, dst_text, proto, sport, dport) -> ("1:<base64>", "<20 hex>") or None;
  *   community_digest(src_bytes, dst_bytes, proto, sport, dport, seed) -> 20-byte SHA-1 digest or None.
  *
@@ -680,24 +682,31 @@ fail:
     return NULL;
 }
 
-/* flow_document(record, context, doc_id, action, sampling_rate, renormalize, plan, time_fields, interfaces,
- * system_init_ms) -> the document, or None when the record needs the Python path (nothing touched then) */
-static PyObject *py_flow_document(PyObject *self, PyObject *args) {
-    PyObject *record, *context, *doc_id, *action, *rate, *plan, *time_fields, *interfaces, *system_init;
-    int renormalize;
-    if (!PyArg_ParseTuple(args, "O!OUUOpOOOO", &PyDict_Type, &record, &context, &doc_id, &action, &rate,
-                          &renormalize, &plan, &time_fields, &interfaces, &system_init))
-        return NULL;
-    if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); return NULL; }
-    PyObject *plan_attr[9] = {NULL};
-    PyObject *ctx_attr[6] = {NULL};
+/* a FlowPlan's and an ExportContext's attributes, read once per data set */
+typedef struct { PyObject *plan[9]; PyObject *ctx[6]; } SetAttrs;
+
+static void set_attrs_clear(SetAttrs *a) {
+    for (int i = 0; i < 9; i++) Py_CLEAR(a->plan[i]);
+    for (int i = 0; i < 6; i++) Py_CLEAR(a->ctx[i]);
+}
+
+static int set_attrs_read(SetAttrs *a, PyObject *plan, PyObject *context) {
+    memset(a, 0, sizeof(*a));
+    for (int i = 0; i < 9; i++)
+        if ((a->plan[i] = PyObject_GetAttr(plan, NAMES[A_SRC + i])) == NULL) { set_attrs_clear(a); return -1; }
+    for (int i = 0; i < 6; i++)
+        if ((a->ctx[i] = PyObject_GetAttr(context, NAMES[A_EXPORT_MS + i])) == NULL) { set_attrs_clear(a); return -1; }
+    return 0;
+}
+
+/* one flow document, or None (the record needs the Python path; nothing was changed), NULL on error */
+static PyObject *flow_document_from(PyObject *record, PyObject *context, const SetAttrs *attrs, PyObject *doc_id,
+                                    PyObject *action, PyObject *rate, int renormalize, PyObject *time_fields,
+                                    PyObject *interfaces, PyObject *system_init) {
+    PyObject *const *plan_attr = attrs->plan, *const *ctx_attr = attrs->ctx;
     PyObject *doc = NULL, *event = NULL, *network = NULL, *source = NULL, *destination = NULL;
     PyObject *observer = NULL, *flow = NULL, *times = NULL, *start = NULL, *end = NULL, *scale = NULL;
     PyObject *result = NULL;
-    for (int i = 0; i < 9; i++)
-        if ((plan_attr[i] = PyObject_GetAttr(plan, NAMES[A_SRC + i])) == NULL) goto done;
-    for (int i = 0; i < 6; i++)
-        if ((ctx_attr[i] = PyObject_GetAttr(context, NAMES[A_EXPORT_MS + i])) == NULL) goto done;
     PyObject *export_ms = ctx_attr[0], *uptime = ctx_attr[1], *timestamp = ctx_attr[2], *exporter = ctx_attr[3];
     PyObject *tag = ctx_attr[4], *exporter_fields = ctx_attr[5];
 
@@ -904,11 +913,41 @@ static PyObject *py_flow_document(PyObject *self, PyObject *args) {
     result = doc;
     doc = NULL;
 done:
-    for (int i = 0; i < 9; i++) Py_XDECREF(plan_attr[i]);
-    for (int i = 0; i < 6; i++) Py_XDECREF(ctx_attr[i]);
     Py_XDECREF(doc); Py_XDECREF(event); Py_XDECREF(network); Py_XDECREF(source); Py_XDECREF(destination);
     Py_XDECREF(observer); Py_XDECREF(flow); Py_XDECREF(times); Py_XDECREF(scale);
     return result;
+}
+
+/* flow_documents(records, context, id_prefix, action, sampling_rate, renormalize, plan, time_fields, interfaces,
+ * system_init_ms) -> list: a document per record (ids id_prefix + index), None where the Python path must go;
+ * sampling_rate is one rate for all, or a list of one per record */
+static PyObject *py_flow_documents(PyObject *self, PyObject *args) {
+    PyObject *records, *context, *prefix, *action, *rate, *plan, *time_fields, *interfaces, *system_init;
+    int renormalize;
+    if (!PyArg_ParseTuple(args, "O!OUUOpOOOO", &PyList_Type, &records, &context, &prefix, &action, &rate,
+                          &renormalize, &plan, &time_fields, &interfaces, &system_init))
+        return NULL;
+    if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); return NULL; }
+    SetAttrs attrs;
+    if (set_attrs_read(&attrs, plan, context) < 0) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    PyObject *documents = PyList_New(count);
+    for (Py_ssize_t i = 0; documents != NULL && i < count; i++) {
+        PyObject *record = PyList_GET_ITEM(records, i);
+        PyObject *doc = NULL, *doc_id = NULL;
+        if (!PyDict_CheckExact(record)) {
+            doc = Py_NewRef(Py_None);
+        } else if ((doc_id = indexed_id(prefix, i)) != NULL) {
+            PyObject *record_rate = PyList_Check(rate) && i < PyList_GET_SIZE(rate) ? PyList_GET_ITEM(rate, i) : rate;
+            doc = flow_document_from(record, context, &attrs, doc_id, action, record_rate, renormalize,
+                                     time_fields, interfaces, system_init);
+            Py_DECREF(doc_id);
+        }
+        if (doc == NULL) { Py_CLEAR(documents); break; }
+        PyList_SET_ITEM(documents, i, doc);
+    }
+    set_attrs_clear(&attrs);
+    return documents;
 }
 
 static PyObject *py_configure(PyObject *self, PyObject *kwargs_unused) {
@@ -1051,9 +1090,9 @@ static PyMethodDef METHODS[] = {
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
      "connection, export_ms, uptime, rate, scale, engine_type, engine_id, sampling_interval, sampling_mode, "
      "sequence) -> list of ECS documents"},
-    {"flow_document", py_flow_document, METH_VARARGS,
-     "flow_document(record, context, doc_id, action, sampling_rate, renormalize, plan, time_fields, interfaces, "
-     "system_init_ms) -> ECS document, or None when the record needs the Python path"},
+    {"flow_documents", py_flow_documents, METH_VARARGS,
+     "flow_documents(records, context, id_prefix, action, sampling_rate, renormalize, plan, time_fields, "
+     "interfaces, system_init_ms) -> list of documents, None where a record needs the Python path"},
     {"configure", py_configure, METH_VARARGS,
      "configure(record_times, iso_ms, flow_id, directions, category, connection, max_long, max_duration_ms)"},
     {"fixed_records", py_fixed_records, METH_VARARGS,

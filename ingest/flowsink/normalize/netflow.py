@@ -294,24 +294,9 @@ def flow_document(
 ) -> dict[str, Any]:
     """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object.
 
-    Built by the C extension when it is there (the same document, tests/test_decode_fast.py); records it
-    declines (biflows, values beyond 64 bits) and machines without it take ``flow_document_python``.
+    The reference for the C extension's ``flow_documents`` (tests/test_decode_fast.py), and the path for
+    the records it declines (biflows, values beyond 64 bits) and for machines without it.
     """
-    if FAST is not None:
-        document = FAST.flow_document(record, context, doc_id, action, sampling_rate, renormalize, plan,
-                                      time_fields, interfaces, system_init_ms)
-        if document is not None:
-            return document
-    return flow_document_python(record, context, doc_id, action, sampling_rate, renormalize, plan, time_fields,
-                                interfaces, system_init_ms)
-
-
-def flow_document_python(
-    record: dict[str, Any], context: ExportContext, doc_id: str, action: str, sampling_rate: int,
-    renormalize: bool, plan: FlowPlan, time_fields: tuple[tuple[str, str], ...] = (),
-    interfaces: dict[int, str] | None = None, system_init_ms: int | None = None,
-) -> dict[str, Any]:
-    """``flow_document`` in pure Python (the reference the C extension is tested against)."""
     get = record.get
     # A field sent with an unusual length is kept raw as hex text: only well-formed values feed ECS fields.
     src_ip = (get(plan.src) if plan.src.__class__ is not tuple else _pick(record, plan.src))
