@@ -7,6 +7,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import orjson
@@ -197,3 +198,17 @@ def test_schemathesis_finds_no_server_error(api):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout, done.stdout[-4000:]
+
+
+def test_sums_beyond_64_bits_stay_exact_through_compaction(api, es):
+    big = (1 << 63) - 1
+    rows = [{**ROW, "hour": 106, "bytes_tx": big, "bytes_rx": big - i} for i in range(3)]
+    assert api.post(rows).status == 202
+    expected = [{**ROW, "hour": 106, "bytes_tx": 3 * big, "bytes_rx": 3 * big - 3}]
+    assert api.get_hour(106) == expected  # deltas, summed at read
+    deadline = time.monotonic() + 60
+    query = {"bool": {"filter": [{"term": {"hour": 106}}, {"term": {"kind": "d"}}]}}
+    while es.count(index=f"{api.prefix}-aggregates", query=query)["count"]:
+        assert time.monotonic() < deadline, "the compactor did not fold hour 106"
+        time.sleep(0.5)
+    assert api.get_hour(106) == expected  # folded totals, stored beyond 64 bits

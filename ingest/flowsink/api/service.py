@@ -28,7 +28,14 @@ from aiohttp import web
 from flowsink import metrics
 from flowsink.api.ratelimit import RateLimiter
 from flowsink.api.settings import ApiSettings
-from flowsink.api.store import AggregateStore, PendingBatch, decode_cursor, doc_id, encode_cursor
+from flowsink.api.store import (
+    AggregateStore,
+    PendingBatch,
+    decode_cursor,
+    doc_id,
+    encode_cursor,
+    packed_int,
+)
 from flowsink.api.validate import Batch, RequestError, decompress, parse_hour, parse_limit, parse_rows
 from flowsink.log import RateLimitedLog
 from flowsink.queue import PersistentQueue, QueueFull
@@ -308,7 +315,9 @@ class FlowsApi:
     async def _make_durable(self, batch_id: str, batch: Batch, request_has_key: bool) -> int:
         assert self.queue is not None
         rows = [(*key, tx, rx) for key, (tx, rx) in batch.sums.items()]
-        payload = orjson.dumps({"id": batch_id, "n": batch.rows, "rows": rows})
+        # sums of one batch can pass 64 bits: those are queued as decimal strings (orjson writes 64 bits)
+        queued = [(*key, packed_int(tx), packed_int(rx)) for key, (tx, rx) in batch.sums.items()]
+        payload = orjson.dumps({"id": batch_id, "n": batch.rows, "rows": queued})
         queue = self.queue
 
         def append_and_sync() -> int:
@@ -360,6 +369,8 @@ class FlowsApi:
             cursor = encode_cursor(last)
             headers["X-Next-After"] = cursor
             headers["Link"] = f'</flows?hour={hour}&limit={limit}&after={cursor}>; rel="next"'
+        if isinstance(rows, bytes):  # already JSON (a folded hour)
+            return web.Response(body=rows, content_type=JSON, headers=headers)
         return json_response(rows, headers=headers)
 
     async def openapi(self, _request: web.Request) -> web.Response:
@@ -374,4 +385,5 @@ def _ignore_result(task: asyncio.Future) -> None:
 def decode_entry(payload: bytes) -> PendingBatch:
     """A queued batch, as :meth:`FlowsApi._make_durable` wrote it; replays always look for its marker."""
     entry = orjson.loads(payload)
-    return PendingBatch(entry["id"], [tuple(row) for row in entry["rows"]], entry["n"], check_marker=True)
+    rows = [(hour, src, dst, vpc, int(tx), int(rx)) for hour, src, dst, vpc, tx, rx in entry["rows"]]
+    return PendingBatch(entry["id"], rows, entry["n"], check_marker=True)

@@ -25,6 +25,7 @@ import asyncio
 import base64
 import bisect
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -176,7 +177,7 @@ class AggregateStore:
                 continue
             by_hour: dict[int, list[PackedRow]] = {}
             for hour, src, dst, vpc, tx, rx in batch.rows:
-                by_hour.setdefault(hour, []).append([src, dst, vpc, _packed_int(tx), _packed_int(rx)])
+                by_hour.setdefault(hour, []).append([src, dst, vpc, packed_int(tx), packed_int(rx)])
             for hour, packed in by_hour.items():
                 delta_id = doc_id(batch.batch_id, hour)
                 lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": delta_id}}))
@@ -257,8 +258,9 @@ class AggregateStore:
 
     async def read_hour(
         self, hour: int, limit: int | None = None, after: tuple[str, str, str] | None = None
-    ) -> tuple[list[dict], tuple[str, str, str] | None]:
-        """Exact sums per key for one hour, sorted by key; with ``limit``, one page and its last key.
+    ) -> tuple[list[dict] | bytes, tuple[str, str, str] | None]:
+        """Exact sums per key for one hour, sorted by key (objects, or their JSON when read from totals);
+        with ``limit``, one page and its last key.
 
         Retried when a fold switched the hour's generation during the read (the pages would mix two views).
         """
@@ -302,7 +304,7 @@ class AggregateStore:
             if source["kind"] == "t":
                 obsolete.append(hit["_id"])
                 if source["fold"] == base_fold:
-                    _add_packed(totals, source["rows"])
+                    _add_packed(totals, _source_rows(source))
             elif len(candidates) < MAX_FOLD_DELTAS:
                 candidates.append(hit)
         applied = await self._applied_batches({hit["_source"]["batch"] for hit in candidates})
@@ -333,19 +335,21 @@ class AggregateStore:
         self, hour: int, fold: str, totals: dict[tuple[str, str, str], list[int]]
     ) -> list[str]:
         """Write the new generation in chunks of ``TOTALS_CHUNK`` keys; returns the document ids."""
-        packed = [[*key, _packed_int(tx), _packed_int(rx)] for key, (tx, rx) in sorted(totals.items())]
+        packed = [[*key, tx, rx] for key, (tx, rx) in sorted(totals.items())]
         lines: list[bytes] = []
         ids: list[str] = []
         for chunk, start in enumerate(range(0, len(packed), TOTALS_CHUNK)):
             ids.append(doc_id(fold, hour, chunk))
             lines.append(orjson.dumps({"index": {"_index": self.aggregates, "_id": ids[-1]}}))
+            rendered, big = render_rows(packed[start : start + TOTALS_CHUNK], hour)
             document = {
                 "kind": "t",
                 "hour": hour,
                 "fold": fold,
                 "chunk": chunk,
                 "tie": ids[-1],
-                "rows": packed[start : start + TOTALS_CHUNK],
+                "rendered": rendered,
+                "big": big,
             }
             lines.append(orjson.dumps(document))
         for start in range(0, len(lines), 2 * 20):
@@ -392,22 +396,53 @@ class AggregateStore:
         return {"folded": folded, "deleted": deleted}
 
 
-def _packed_int(value: int) -> int | str:
+def packed_int(value: int) -> int | str:
     """A sum as stored: a JSON number while it fits 64 bits (parsed back as int), else decimal digits."""
     return value if value <= INT64_MAX else str(value)
 
 
+def render_rows(rows: list[list], hour: int) -> tuple[str, bool]:
+    """The GET answer's objects for sorted totals rows, as JSON text without the brackets.
+
+    Totals are stored rendered so that reading a folded hour is string concatenation, not 10k objects built
+    and serialised per GET. ``big``: some sum passes 64 bits (orjson cannot write or read it exactly).
+    """
+    objects = [
+        {"src_app": src, "dest_app": dst, "vpc_id": vpc, "bytes_tx": tx, "bytes_rx": rx, "hour": hour}
+        for src, dst, vpc, tx, rx in rows
+    ]
+    try:
+        return orjson.dumps(objects).decode()[1:-1], False
+    except TypeError:
+        return json.dumps(objects, ensure_ascii=False, separators=(",", ":"))[1:-1], True
+
+
+def _source_rows(source: dict) -> list[PackedRow]:
+    """Packed rows of a delta, or of a totals chunk (parsed back from its rendered JSON)."""
+    if source["kind"] == "d":
+        return source["rows"]
+    text = "[" + source["rendered"] + "]"
+    objects = json.loads(text) if source.get("big") else orjson.loads(text)
+    return [[o["src_app"], o["dest_app"], o["vpc_id"], o["bytes_tx"], o["bytes_rx"]] for o in objects]
+
+
 def _sum_hour(
     sources: list[dict], hour: int, limit: int | None, after: tuple[str, str, str] | None
-) -> tuple[list[dict], tuple[str, str, str] | None]:
-    """The hour's rows from its visible documents: totals chunks, plus deltas to merge in."""
+) -> tuple[list[dict] | bytes, tuple[str, str, str] | None]:
+    """The hour's rows from its visible documents: totals chunks, plus deltas to merge in.
+
+    A folded hour (totals only) asked for whole comes back as ready JSON bytes.
+    """
     if any(source["kind"] != "t" for source in sources):
         sums: dict[tuple[str, str, str], list[int]] = {}
         for source in sources:
-            _add_packed(sums, source["rows"])
+            _add_packed(sums, _source_rows(source))
         return _page(sums, hour, limit, after)
     # Totals only (the usual case once folded): chunks hold sorted, distinct keys; no merge, no sort.
-    rows = [row for source in sorted(sources, key=lambda s: s["chunk"]) for row in source["rows"]]
+    chunks = sorted(sources, key=lambda s: s["chunk"])
+    if limit is None and after is None:
+        return ("[" + ",".join(c["rendered"] for c in chunks if c["rendered"]) + "]").encode(), None
+    rows = [row for chunk in chunks for row in _source_rows(chunk)]
     start = bisect.bisect_right(rows, after, key=lambda row: (row[0], row[1], row[2])) if after else 0
     end = len(rows) if limit is None else min(len(rows), start + limit)
     page = [
