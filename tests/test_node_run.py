@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import urllib.request
@@ -117,3 +118,19 @@ def test_sigterm_drains_queue_and_exits_0(node, es, unique_prefix):
     # Everything the node accepted before SIGTERM is in Elasticsearch once it has exited: nothing left queued.
     assert count_docs(es, unique_prefix) == 12000
     assert "stopped" in node.log()
+
+
+def test_dead_pipeline_worker_is_restarted_without_loss(node, es, unique_prefix):
+    node.start()
+    exporter = V5Exporter(engine_id=4)
+    node.send([exporter.datagram(30) for _ in range(200)], rate_per_s=2000)
+    pids = json.loads((node.tmp / "run" / "pids.json").read_text())
+    os.kill(pids["pipeline-0"], signal.SIGKILL)  # mid-backlog, with its bulk perhaps in flight
+    node.wait_ready(timeout_s=60)
+    node.send([exporter.datagram(30) for _ in range(200)], rate_per_s=2000)
+    assert wait_for_count(es, unique_prefix, 12000) == 12000
+    assert distinct_flows(es, unique_prefix) == (12000, 1)
+    restarts = metric_sum(scrape(node.metrics_url), "flowsink_process_restarts_total", role="pipeline")
+    assert restarts == 1
+    assert "pipeline-0 exited" in node.log()
+    assert node.stop() == 0
