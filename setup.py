@@ -13,6 +13,12 @@ setup(
             sources=["ingest/flowsink/decode/_fast.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "flowsink.decode._fast_sflow",
+            sources=["ingest/flowsink/decode/_fast_sflow.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowsink.decode import packet
+from flowsink.decode.accel import FAST
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
 from flowsink.normalize import sflow as normalize
@@ -68,6 +69,22 @@ MAX_AS_PATH_LENGTH = 1024
 MAX_SEQUENCE_STREAMS = 100_000
 
 
+def _load_extension() -> Any:
+    """``flowsink.decode._fast_sflow`` configured with ``_fast``'s Community ID hash, or None (not built, or
+    FLOWSINK_NO_EXTENSION set: ``accel.FAST`` is None then too); the Python path gives identical documents."""
+    if FAST is None:
+        return None
+    try:
+        from flowsink.decode import _fast_sflow
+    except ImportError:
+        return None
+    _fast_sflow.configure(FAST.community_digest)
+    return _fast_sflow
+
+
+FAST_SFLOW = _load_extension()
+
+
 class SflowError(ValueError):
     """A structural problem in one datagram; ``reason`` is the bounded label counted in metrics."""
 
@@ -107,6 +124,8 @@ class SflowDecoder:
         # the common flow sample (Ethernet/IPv4 or IPv6/TCP or UDP header, maybe a switch record) in one pass;
         # everything else, and this too when off (tests compare both), takes the general path
         self.fast_path = True
+        # the same common case parsed and built in C when the extension is there (tests set this to None)
+        self.extension = FAST_SFLOW
         window = int(getattr(settings, "sequence_window", 10_000) or 10_000)
         self._datagram_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
         self._sample_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
@@ -194,6 +213,9 @@ class SflowDecoder:
         renormalize = self.renormalize
         fast = self.fast_path
         common_flow_document = normalize.common_flow_document
+        c_sample = self.extension.flow_sample if fast and self.extension is not None else None
+        timestamp, id_prefix, tag, agent, fields = (
+            datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields)
         flows = 0
         for index in range(count):
             if offset + 8 > end:
@@ -203,6 +225,16 @@ class SflowDecoder:
             sample_end = offset + length
             if sample_end > end:
                 raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
+            if data_format == SAMPLE_FLOW and c_sample is not None:
+                built = c_sample(data, offset, sample_end, index, renormalize, timestamp, id_prefix, tag, agent,
+                                 fields)
+                if built is not None:
+                    document, sequence, source_id = built
+                    _extend_run_of(runs, ("flow", source_id >> 24, source_id & 0xFFFFFF), sequence)
+                    documents.append(document)
+                    flows += 1
+                    offset = sample_end
+                    continue
             common = _common_flow_sample(data, offset, sample_end) if data_format == SAMPLE_FLOW and fast else None
             if common is not None:
                 _extend_run_of(runs, ("flow", common[1] >> 24, common[1] & 0xFFFFFF), common[0])

@@ -1,0 +1,520 @@
+/*
+ * flowsink.decode._fast_sflow: optional C accelerator for the common sFlow v5 flow sample.
+ *
+ * Why C: bench/bench_decode_sflow.py measured the pure-Python decoder at ~69k flows/s decode + normalise +
+ * serialise (87k decode only) on one core, against a target of 150k. Its profile put ~60% of the time in
+ * building each ECS document (a flow sample becomes ~35 values in seven nested objects, three address texts,
+ * two MAC texts and a Community ID) and most of the rest in unpacking the sample, its records and the sampled
+ * header layer by layer. The Python path had already been flattened into one parse and one dict literal per
+ * sample (decode.sflow._common_flow_sample, normalize.sflow.common_flow_document); what remained was the
+ * interpreter's cost per value, which only leaving the interpreter removes.
+ *
+ * What is here:
+ *   configure(community_digest)  the Community ID hash: flowsink.decode._fast.community_digest, called through
+ *                                the Python API so the SHA-1 and Community ID rules live in one place;
+ *   flow_sample(data, start, end, index, renormalize, timestamp, id_prefix, tag, agent, fields)
+ *                                one flow sample (format 1) -> (document, sample_sequence, source_id), or None
+ *                                when it is not the common case (the Python path decodes those).
+ *
+ * The common case is exactly decode.sflow._common_flow_sample's: known input and output ifIndex, at most two
+ * records, a raw header record of an Ethernet frame with at most one 802.1Q tag, an option-less IPv4 first
+ * fragment or an IPv6 packet whose next header is TCP or UDP, a complete TCP or UDP header, and at most one
+ * extended switch record. The document equals normalize.sflow.common_flow_document's key for key, value for
+ * value, in the same key order (tests/test_decode_fast_sflow.py compares the serialised bytes).
+ *
+ * Documents are trees, never cycles: they are left out of the cyclic GC as _fast.c does, for the same measured
+ * reason (collections walking a live bulk batch of tracked documents).
+ *
+ * The few text helpers below (decimal digits, IPv4 text, Community ID base64) repeat _fast.c's: C modules share
+ * static functions only through a capsule, which _fast does not export, and calling its Python-level functions
+ * for each of them would cost more than the text itself. The SHA-1 behind the Community ID is not repeated.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <string.h>
+
+enum {
+    K_ID, K_TIMESTAMP, K_EVENT, K_OBSERVER, K_NETWORK, K_FLOW, K_SOURCE, K_DESTINATION, K_SFLOW,
+    K_KIND, K_CATEGORY, K_TYPE, K_ACTION, K_START, K_END, K_DURATION,
+    K_IP, K_INGRESS, K_EGRESS, K_INTERFACE, K_PLAIN_ID, K_PORT, K_MAC,
+    K_BYTES, K_PACKETS, K_DIRECTION, K_IANA, K_TRANSPORT, K_VLAN, K_COMMUNITY, K_SAMPLING_RATE,
+    K_SAMPLE_SEQUENCE, K_SOURCE_ID_TYPE, K_SOURCE_ID_INDEX, K_SAMPLE_POOL, K_DROPS, K_INPUT_INTERFACE,
+    K_OUTPUT_INTERFACE, K_HEADER_PROTOCOL, K_FRAME_LENGTH, K_STRIPPED, K_HEADER_LENGTH, K_HEADER_PROTOCOL_NAME,
+    K_ETHERTYPE, K_IP_TOS, K_IP_TTL, K_IP_TOTAL_LENGTH, K_SRC_VLAN, K_SRC_PRIORITY, K_DST_VLAN, K_DST_PRIORITY,
+    K_IP_ID, K_IP_FLAGS, K_IPV6_FLOW_LABEL, K_TCP_FLAGS,
+    V_EVENT, V_NETWORK, V_CONNECTION, V_FLOW_SAMPLE, V_INGRESS, V_EGRESS, V_IPV4, V_IPV6, V_TCP, V_UDP,
+    V_SIX, V_SEVENTEEN, V_ETHERNET, K_COUNT
+};
+
+static const char *KEY_TEXT[K_COUNT] = {
+    "_id", "@timestamp", "event", "observer", "network", "flow", "source", "destination", "sflow",
+    "kind", "category", "type", "action", "start", "end", "duration",
+    "ip", "ingress", "egress", "interface", "id", "port", "mac",
+    "bytes", "packets", "direction", "iana_number", "transport", "vlan", "community_id", "sampling_rate",
+    "sample_sequence", "source_id_type", "source_id_index", "sample_pool", "drops", "input_interface",
+    "output_interface", "header_protocol", "frame_length", "stripped", "header_length", "header_protocol_name",
+    "ethertype", "ip_tos", "ip_ttl", "ip_total_length", "src_vlan", "src_priority", "dst_vlan", "dst_priority",
+    "ip_id", "ip_flags", "ipv6_flow_label", "tcp_flags",
+    "event", "network", "connection", "sflow_flow_sample", "ingress", "egress", "ipv4", "ipv6", "tcp", "udp",
+    "6", "17", "ethernet",
+};
+
+static PyObject *KEYS[K_COUNT];
+static PyObject *ZERO, *ONE;
+static PyObject *DIGEST;   /* flowsink.decode._fast.community_digest, set by configure() */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char HEX[] = "0123456789abcdef";
+static const char HEX_UPPER[] = "0123456789ABCDEF";
+
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+
+static PyObject *ascii_text(const char *text, Py_ssize_t n) {
+    PyObject *out = PyUnicode_New(n, 127);
+    if (out != NULL) memcpy(PyUnicode_1BYTE_DATA(out), text, (size_t)n);
+    return out;
+}
+
+static int decimal(char *out, unsigned long long value) {
+    char digits[24];
+    int n = 0;
+    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value);
+    for (int i = 0; i < n; i++) out[i] = digits[n - 1 - i];
+    return n;
+}
+
+static PyObject *decimal_text(unsigned long long value) {
+    char text[24];
+    return ascii_text(text, decimal(text, value));
+}
+
+/* a str prefix (ASCII or not) followed by ASCII characters */
+static PyObject *joined(PyObject *prefix, const char *tail, Py_ssize_t tail_length) {
+    if (!PyUnicode_IS_ASCII(prefix)) {
+        PyObject *rest = PyUnicode_FromStringAndSize(tail, tail_length);
+        if (rest == NULL) return NULL;
+        PyObject *out = PyUnicode_Concat(prefix, rest);
+        Py_DECREF(rest);
+        return out;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(prefix);
+    PyObject *out = PyUnicode_New(n + tail_length, 127);
+    if (out == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(out), PyUnicode_1BYTE_DATA(prefix), (size_t)n);
+    memcpy(PyUnicode_1BYTE_DATA(out) + n, tail, (size_t)tail_length);
+    return out;
+}
+
+static PyObject *ipv4_text(const unsigned char *p) {
+    char text[16];
+    int n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i) text[n++] = '.';
+        n += decimal(text + n, p[i]);
+    }
+    return ascii_text(text, n);
+}
+
+/* IPv6 text exactly as inet_ntop writes it (RFC 5952, and glibc's dotted tail for IPv4-mapped/compatible
+ * addresses), so through the same function; unlike socket.inet_ntop it needs no bytes object or call. */
+static PyObject *ipv6_text(const unsigned char *p) {
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, p, text, sizeof text) == NULL) return PyErr_SetFromErrno(PyExc_OSError);
+    return ascii_text(text, (Py_ssize_t)strlen(text));
+}
+
+/* ECS MAC text: upper-case hex, hyphens */
+static PyObject *mac_text(const unsigned char *p) {
+    char text[17];
+    for (int i = 0; i < 6; i++) {
+        text[3 * i] = HEX_UPPER[p[i] >> 4];
+        text[3 * i + 1] = HEX_UPPER[p[i] & 15];
+        if (i < 5) text[3 * i + 2] = '-';
+    }
+    return ascii_text(text, 17);
+}
+
+static PyObject *community_text(const unsigned char d[20]) {
+    char out[30];
+    int o = 2;
+    out[0] = '1'; out[1] = ':';
+    for (int i = 0; i < 18; i += 3) {
+        uint32_t v = ((uint32_t)d[i] << 16) | ((uint32_t)d[i + 1] << 8) | d[i + 2];
+        out[o++] = B64[(v >> 18) & 63]; out[o++] = B64[(v >> 12) & 63];
+        out[o++] = B64[(v >> 6) & 63]; out[o++] = B64[v & 63];
+    }
+    uint32_t v = ((uint32_t)d[18] << 16) | ((uint32_t)d[19] << 8);
+    out[o++] = B64[(v >> 18) & 63]; out[o++] = B64[(v >> 12) & 63]; out[o++] = B64[(v >> 6) & 63];
+    out[o++] = '=';
+    return ascii_text(out, o);
+}
+
+static void untrack(PyObject *object) {
+    if (object != NULL && PyObject_GC_IsTracked(object)) PyObject_GC_UnTrack(object);
+}
+
+/* d[key] = value, stealing value; -1 on error (value NULL included) */
+static int put(PyObject *d, int key, PyObject *value) {
+    if (value == NULL) return -1;
+    int rc = PyDict_SetItem(d, KEYS[key], value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static int put_u(PyObject *d, int key, unsigned long value) { return put(d, key, PyLong_FromUnsignedLong(value)); }
+
+/* d[key] = {inner_key: value}, stealing value */
+static int put_nested(PyObject *d, int key, int inner_key, PyObject *value) {
+    if (value == NULL) return -1;
+    PyObject *inner = PyDict_New();
+    if (inner == NULL) { Py_DECREF(value); return -1; }
+    if (put(inner, inner_key, value) < 0) { Py_DECREF(inner); return -1; }
+    untrack(inner);
+    return put(d, key, inner);
+}
+
+/* {"interface": {"id": "<index>"}} */
+static PyObject *interface_object(uint32_t index) {
+    PyObject *outer = PyDict_New();
+    if (outer == NULL) return NULL;
+    if (put_nested(outer, K_INTERFACE, K_PLAIN_ID, decimal_text(index)) < 0) { Py_DECREF(outer); return NULL; }
+    untrack(outer);
+    return outer;
+}
+
+static PyObject *one_item_list(int key) {
+    PyObject *list = PyList_New(1);
+    if (list == NULL) return NULL;
+    Py_INCREF(KEYS[key]);
+    PyList_SET_ITEM(list, 0, KEYS[key]);
+    untrack(list);
+    return list;
+}
+
+/* What the parse of one common flow sample found (names as in decode.sflow._common_flow_sample). */
+typedef struct {
+    uint32_t sequence, source_id, rate, pool, drops, input_if, output_if;
+    uint32_t frame_length, stripped, header_length;
+    int has_switch;
+    uint32_t switch_values[4];
+    const unsigned char *src_mac, *dst_mac, *src_ip, *dst_ip;
+    int vlan;   /* -1: untagged */
+    unsigned ethertype, tos, ttl, total_length, ip_id, ip_flags, flow_label, proto, src_port, dst_port;
+    int tcp_flags;   /* -1: not TCP */
+} Sample;
+
+/* 1 when [start, end) of data is the common flow sample (filled into s), 0 when the Python path must decode it */
+static int parse_common(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, Sample *s) {
+    if (start + 32 > end) return 0;
+    const unsigned char *p = data + start;
+    s->sequence = be32(p); s->source_id = be32(p + 4); s->rate = be32(p + 8); s->pool = be32(p + 12);
+    s->drops = be32(p + 16); s->input_if = be32(p + 20); s->output_if = be32(p + 24);
+    uint32_t count = be32(p + 28);
+    if (count > 2 || s->input_if >= 0x3FFFFFFF || s->output_if >= 0x3FFFFFFF) return 0;
+    Py_ssize_t position = start + 32, header_at = -1;
+    s->has_switch = 0;
+    s->frame_length = s->stripped = s->header_length = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (position + 8 > end) return 0;
+        uint32_t format = be32(data + position), length = be32(data + position + 4);
+        position += 8;
+        if ((Py_ssize_t)length > end - position) return 0;
+        const unsigned char *r = data + position;
+        if (format == 1 && header_at < 0 && length >= 16) {
+            uint32_t header_protocol = be32(r);
+            s->frame_length = be32(r + 4); s->stripped = be32(r + 8); s->header_length = be32(r + 12);
+            if (header_protocol != 1 || s->header_length > length - 16) return 0;
+            header_at = position + 16;
+        } else if (format == 1001 && !s->has_switch && length >= 16) {
+            s->has_switch = 1;
+            for (int k = 0; k < 4; k++) s->switch_values[k] = be32(r + 4 * k);
+        } else {
+            return 0;
+        }
+        position += length;
+    }
+    if (header_at < 0 || s->header_length < 14) return 0;
+    Py_ssize_t header_end = header_at + s->header_length, at = header_at + 14;
+    const unsigned char *h = data + header_at;
+    s->dst_mac = h; s->src_mac = h + 6;
+    unsigned ethertype = be16(h + 12);
+    s->vlan = -1;
+    if (ethertype == 0x8100) {
+        if (at + 4 > header_end) return 0;
+        s->vlan = be16(data + at) & 0x0FFF;
+        ethertype = be16(data + at + 2);
+        at += 4;
+    }
+    const unsigned char *l3 = data + at;
+    if (ethertype == 0x0800) {
+        if (at + 20 > header_end) return 0;
+        unsigned flags_fragment = be16(l3 + 6);
+        if (l3[0] != 0x45 || (flags_fragment & 0x1FFF)) return 0;
+        s->tos = l3[1]; s->total_length = be16(l3 + 2); s->ip_id = be16(l3 + 4); s->ip_flags = flags_fragment >> 13;
+        s->ttl = l3[8]; s->proto = l3[9]; s->src_ip = l3 + 12; s->dst_ip = l3 + 16;
+        at += 20;
+    } else if (ethertype == 0x86DD) {
+        if (at + 40 > header_end) return 0;
+        uint32_t first_word = be32(l3);
+        if (first_word >> 28 != 6) return 0;
+        s->tos = (first_word >> 20) & 0xFF; s->total_length = be16(l3 + 4) + 40u; s->flow_label = first_word & 0xFFFFF;
+        s->proto = l3[6]; s->ttl = l3[7]; s->src_ip = l3 + 8; s->dst_ip = l3 + 24;
+        at += 40;
+    } else {
+        return 0;
+    }
+    s->ethertype = ethertype;
+    if (s->proto == 6) {
+        if (at + 14 > header_end) return 0;
+        s->tcp_flags = be16(data + at + 12) & 0x01FF;
+    } else if (s->proto == 17) {
+        if (at + 8 > header_end) return 0;
+        s->tcp_flags = -1;
+    } else {
+        return 0;
+    }
+    s->src_port = be16(data + at);
+    s->dst_port = be16(data + at + 2);
+    return 1;
+}
+
+/* The Community ID hash through _fast.community_digest: 20 bytes into digest, 0; 1 when it gave None; -1 error */
+static int community_digest(const Sample *s, unsigned char digest[20]) {
+    Py_ssize_t size = s->ethertype == 0x0800 ? 4 : 16;
+    PyObject *args[6] = {
+        PyBytes_FromStringAndSize((const char *)s->src_ip, size),
+        PyBytes_FromStringAndSize((const char *)s->dst_ip, size),
+        PyLong_FromLong((long)s->proto), PyLong_FromLong((long)s->src_port), PyLong_FromLong((long)s->dst_port),
+        ZERO,
+    };
+    int rc = -1;
+    if (args[0] && args[1] && args[2] && args[3] && args[4]) {
+        PyObject *out = PyObject_Vectorcall(DIGEST, args, 6, NULL);
+        if (out == Py_None) {
+            rc = 1;
+        } else if (out != NULL && PyBytes_Check(out) && PyBytes_GET_SIZE(out) == 20) {
+            memcpy(digest, PyBytes_AS_STRING(out), 20);
+            rc = 0;
+        } else if (out != NULL) {
+            PyErr_SetString(PyExc_TypeError, "community_digest returned no 20-byte digest");
+        }
+        Py_XDECREF(out);
+    }
+    for (int i = 0; i < 5; i++) Py_XDECREF(args[i]);
+    return rc;
+}
+
+/* The sflow object, in common_flow_document's key order. */
+static PyObject *sflow_fields(const Sample *s, PyObject *fields) {
+    PyObject *sflow = _PyDict_NewPresized(32);
+    if (sflow == NULL) return NULL;
+    int is_v4 = s->ethertype == 0x0800;
+    if (put_u(sflow, K_SAMPLE_SEQUENCE, s->sequence) < 0 || put_u(sflow, K_SOURCE_ID_TYPE, s->source_id >> 24) < 0 ||
+        put_u(sflow, K_SOURCE_ID_INDEX, s->source_id & 0xFFFFFF) < 0 || put_u(sflow, K_SAMPLING_RATE, s->rate) < 0 ||
+        put_u(sflow, K_SAMPLE_POOL, s->pool) < 0 || put_u(sflow, K_DROPS, s->drops) < 0 ||
+        put_u(sflow, K_INPUT_INTERFACE, s->input_if) < 0 || put_u(sflow, K_OUTPUT_INTERFACE, s->output_if) < 0 ||
+        PyDict_SetItem(sflow, KEYS[K_HEADER_PROTOCOL], ONE) < 0 ||
+        put_u(sflow, K_FRAME_LENGTH, s->frame_length) < 0 || put_u(sflow, K_STRIPPED, s->stripped) < 0 ||
+        put_u(sflow, K_HEADER_LENGTH, s->header_length) < 0 ||
+        PyDict_SetItem(sflow, KEYS[K_HEADER_PROTOCOL_NAME], KEYS[V_ETHERNET]) < 0 ||
+        put_u(sflow, K_ETHERTYPE, s->ethertype) < 0 || put_u(sflow, K_IP_TOS, s->tos) < 0 ||
+        put_u(sflow, K_IP_TTL, s->ttl) < 0 || put_u(sflow, K_IP_TOTAL_LENGTH, s->total_length) < 0)
+        goto fail;
+    if (s->has_switch) {
+        static const int names[4] = {K_SRC_VLAN, K_SRC_PRIORITY, K_DST_VLAN, K_DST_PRIORITY};
+        for (int k = 0; k < 4; k++)
+            if (put_u(sflow, names[k], s->switch_values[k]) < 0) goto fail;
+    }
+    if (is_v4) {
+        if (put_u(sflow, K_IP_ID, s->ip_id) < 0 || put_u(sflow, K_IP_FLAGS, s->ip_flags) < 0) goto fail;
+    } else if (put_u(sflow, K_IPV6_FLOW_LABEL, s->flow_label) < 0) {
+        goto fail;
+    }
+    if (s->tcp_flags >= 0 && put_u(sflow, K_TCP_FLAGS, (unsigned long)s->tcp_flags) < 0) goto fail;
+    if (PyDict_Update(sflow, fields) < 0) goto fail;
+    if (s->vlan >= 0 && put_u(sflow, K_VLAN, (unsigned long)s->vlan) < 0) goto fail;
+    untrack(sflow);
+    return sflow;
+fail:
+    Py_DECREF(sflow);
+    return NULL;
+}
+
+static PyObject *network_fields(const Sample *s, int renormalize, PyObject *community) {
+    PyObject *network = _PyDict_NewPresized(8);
+    if (network == NULL) return NULL;
+    unsigned long long rate = s->rate ? s->rate : 1;
+    unsigned long long bytes = renormalize ? (unsigned long long)s->frame_length * rate : s->frame_length;
+    int ingress = (s->source_id & 0xFFFFFF) == s->input_if, tcp = s->proto == 6;
+    if (put(network, K_BYTES, PyLong_FromUnsignedLongLong(bytes)) < 0 ||
+        put(network, K_PACKETS, PyLong_FromUnsignedLongLong(renormalize ? rate : 1)) < 0 ||
+        PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[ingress ? V_INGRESS : V_EGRESS]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_TYPE], KEYS[s->ethertype == 0x0800 ? V_IPV4 : V_IPV6]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_IANA], KEYS[tcp ? V_SIX : V_SEVENTEEN]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_TRANSPORT], KEYS[tcp ? V_TCP : V_UDP]) < 0)
+        goto fail;
+    if (s->vlan >= 0 && put_nested(network, K_VLAN, K_PLAIN_ID, decimal_text((unsigned long long)s->vlan)) < 0)
+        goto fail;
+    if (community != NULL && PyDict_SetItem(network, KEYS[K_COMMUNITY], community) < 0) goto fail;
+    untrack(network);
+    return network;
+fail:
+    Py_DECREF(network);
+    return NULL;
+}
+
+static PyObject *endpoint(const Sample *s, const unsigned char *ip, unsigned port, const unsigned char *mac) {
+    PyObject *object = PyDict_New();
+    if (object == NULL) return NULL;
+    if (put(object, K_IP, s->ethertype == 0x0800 ? ipv4_text(ip) : ipv6_text(ip)) < 0 ||
+        put_u(object, K_PORT, port) < 0 || put(object, K_MAC, mac_text(mac)) < 0) {
+        Py_DECREF(object);
+        return NULL;
+    }
+    untrack(object);
+    return object;
+}
+
+static PyObject *event_fields(PyObject *timestamp) {
+    PyObject *event = _PyDict_NewPresized(7);
+    if (event == NULL) return NULL;
+    if (PyDict_SetItem(event, KEYS[K_KIND], KEYS[V_EVENT]) < 0 ||
+        put(event, K_CATEGORY, one_item_list(V_NETWORK)) < 0 || put(event, K_TYPE, one_item_list(V_CONNECTION)) < 0 ||
+        PyDict_SetItem(event, KEYS[K_ACTION], KEYS[V_FLOW_SAMPLE]) < 0 ||
+        PyDict_SetItem(event, KEYS[K_START], timestamp) < 0 || PyDict_SetItem(event, KEYS[K_END], timestamp) < 0 ||
+        PyDict_SetItem(event, KEYS[K_DURATION], ZERO) < 0) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    untrack(event);
+    return event;
+}
+
+static PyObject *observer_fields(const Sample *s, PyObject *agent) {
+    PyObject *observer = PyDict_New();
+    if (observer == NULL) return NULL;
+    if (PyDict_SetItem(observer, KEYS[K_IP], agent) < 0 || put(observer, K_INGRESS, interface_object(s->input_if)) < 0 ||
+        put(observer, K_EGRESS, interface_object(s->output_if)) < 0) {
+        Py_DECREF(observer);
+        return NULL;
+    }
+    untrack(observer);
+    return observer;
+}
+
+static PyObject *flow_fields(const Sample *s, PyObject *tag, const unsigned char *digest) {
+    PyObject *flow = PyDict_New();
+    if (flow == NULL) return NULL;
+    if (put_u(flow, K_SAMPLING_RATE, s->rate ? s->rate : 1) < 0) goto fail;
+    if (digest != NULL) {
+        char hex[20];
+        for (int i = 0; i < 10; i++) { hex[2 * i] = HEX[digest[i] >> 4]; hex[2 * i + 1] = HEX[digest[i] & 15]; }
+        if (put(flow, K_PLAIN_ID, joined(tag, hex, 20)) < 0) goto fail;
+    }
+    untrack(flow);
+    return flow;
+fail:
+    Py_DECREF(flow);
+    return NULL;
+}
+
+/* common_flow_document in C; NULL with an exception set on failure */
+static PyObject *flow_document(const Sample *s, Py_ssize_t index, int renormalize, PyObject *timestamp,
+                               PyObject *id_prefix, PyObject *tag, PyObject *agent, PyObject *fields) {
+    unsigned char digest_bytes[20];
+    int digest_rc = community_digest(s, digest_bytes);
+    if (digest_rc < 0) return NULL;
+    const unsigned char *digest = digest_rc == 0 ? digest_bytes : NULL;
+    PyObject *community = digest ? community_text(digest) : NULL;
+    if (digest && community == NULL) return NULL;
+    char digits[24];
+    PyObject *parts[K_SFLOW + 1] = {NULL};
+    parts[K_ID] = joined(id_prefix, digits, decimal(digits, (unsigned long long)index));
+    parts[K_EVENT] = event_fields(timestamp);
+    parts[K_OBSERVER] = observer_fields(s, agent);
+    parts[K_NETWORK] = network_fields(s, renormalize, community);
+    parts[K_FLOW] = flow_fields(s, tag, digest);
+    parts[K_SOURCE] = endpoint(s, s->src_ip, s->src_port, s->src_mac);
+    parts[K_DESTINATION] = endpoint(s, s->dst_ip, s->dst_port, s->dst_mac);
+    parts[K_SFLOW] = sflow_fields(s, fields);
+    Py_XDECREF(community);
+    Py_INCREF(timestamp);
+    parts[K_TIMESTAMP] = timestamp;
+    PyObject *doc = _PyDict_NewPresized(K_SFLOW + 1);
+    int failed = doc == NULL;
+    for (int key = K_ID; key <= K_SFLOW; key++) {
+        if (!failed && (parts[key] == NULL || PyDict_SetItem(doc, KEYS[key], parts[key]) < 0)) failed = 1;
+        Py_XDECREF(parts[key]);
+    }
+    if (failed) {
+        Py_XDECREF(doc);
+        return NULL;
+    }
+    untrack(doc);
+    return doc;
+}
+
+static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1 || !PyCallable_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "configure(community_digest) takes one callable");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(DIGEST, args[0]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "flow_sample takes 10 arguments");
+        return NULL;
+    }
+    if (DIGEST == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+        return NULL;
+    }
+    PyObject *data = args[0], *timestamp = args[5], *id_prefix = args[6], *tag = args[7], *agent = args[8];
+    PyObject *fields = args[9];
+    if (!PyBytes_Check(data) || !PyUnicode_Check(timestamp) || !PyUnicode_Check(id_prefix) ||
+        !PyUnicode_Check(tag) || !PyUnicode_Check(agent) || !PyDict_Check(fields)) {
+        PyErr_SetString(PyExc_TypeError, "flow_sample: bytes, int, int, int, bool, str, str, str, str, dict");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]), index = PyLong_AsSsize_t(args[3]);
+    if ((start == -1 || end == -1 || index == -1) && PyErr_Occurred()) return NULL;
+    int renormalize = PyObject_IsTrue(args[4]);
+    if (renormalize < 0) return NULL;
+    if (start < 0 || end > PyBytes_GET_SIZE(data) || start > end || index < 0) {
+        PyErr_SetString(PyExc_ValueError, "flow_sample: sample bounds outside the data");
+        return NULL;
+    }
+    Sample s;
+    if (!parse_common((const unsigned char *)PyBytes_AS_STRING(data), start, end, &s)) Py_RETURN_NONE;
+    PyObject *doc = flow_document(&s, index, renormalize, timestamp, id_prefix, tag, agent, fields);
+    if (doc == NULL) return NULL;
+    return Py_BuildValue("(Nkk)", doc, (unsigned long)s.sequence, (unsigned long)s.source_id);
+}
+
+static PyMethodDef METHODS[] = {
+    {"configure", (PyCFunction)(void (*)(void))py_configure, METH_FASTCALL,
+     "configure(community_digest): the callable that hashes a Community ID (flowsink.decode._fast's)"},
+    {"flow_sample", (PyCFunction)(void (*)(void))py_flow_sample, METH_FASTCALL,
+     "flow_sample(data, start, end, index, renormalize, timestamp, id_prefix, tag, agent, fields) -> "
+     "(document, sample_sequence, source_id), or None when the sample is not the common case"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_fast_sflow",
+                                    "C accelerator for flowsink's sFlow decoder", -1, METHODS};
+
+PyMODINIT_FUNC PyInit__fast_sflow(void) {
+    for (int i = 0; i < K_COUNT; i++)
+        if ((KEYS[i] = PyUnicode_InternFromString(KEY_TEXT[i])) == NULL) return NULL;
+    if ((ZERO = PyLong_FromLong(0)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
+    return PyModule_Create(&MODULE);
+}
