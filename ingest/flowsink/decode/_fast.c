@@ -434,18 +434,22 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
         PyDict_SetItem(doc, KEYS[K_EVENT], event) < 0 || PyDict_SetItem(doc, KEYS[K_NETWORK], network) < 0)
         goto fail;
 
-    PyObject *src_ip = ipv4_text(r), *dst_ip = src_ip ? ipv4_text(r + 4) : NULL;
-    if (src_ip == NULL || set_steal(source, K_IP, src_ip) < 0) { Py_XDECREF(dst_ip); goto fail; }
-    if (PyDict_SetItem(network, KEYS[K_TYPE], KEYS[V_IPV4]) < 0) { Py_XDECREF(dst_ip); goto fail; }
-    if (set_steal(destination, K_IP, dst_ip) < 0) goto fail;
-    if (set_steal(source, K_PORT, PyLong_FromLong(src_port)) < 0 ||
-        set_steal(destination, K_PORT, PyLong_FromLong(dst_port)) < 0) goto fail;
+    /* the raw record first: the ECS fields share its values (the same objects, as in the Python path) */
+    record = v5_record(r, c->header, c->exporter_fields);
+    if (record == NULL) goto fail;
+    if (PyDict_SetItem(source, KEYS[K_IP], PyDict_GetItem(record, KEYS[K_SRCADDR])) < 0 ||
+        PyDict_SetItem(network, KEYS[K_TYPE], KEYS[V_IPV4]) < 0 ||
+        PyDict_SetItem(destination, KEYS[K_IP], PyDict_GetItem(record, KEYS[K_DSTADDR])) < 0 ||
+        PyDict_SetItem(source, KEYS[K_PORT], PyDict_GetItem(record, KEYS[K_SRCPORT])) < 0 ||
+        PyDict_SetItem(destination, KEYS[K_PORT], PyDict_GetItem(record, KEYS[K_DSTPORT])) < 0) goto fail;
     if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[protocol]) < 0) goto fail;
     if (TRANSPORT[protocol] != NULL && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[protocol]) < 0)
         goto fail;
     unsigned long long bytes = be32(r + 20), packets = be32(r + 16);
-    if (set_steal(network, K_BYTES, PyLong_FromUnsignedLongLong(bytes * c->scale)) < 0 ||
-        set_steal(network, K_PACKETS, PyLong_FromUnsignedLongLong(packets * c->scale)) < 0 ||
+    if ((c->scale == 1 ? PyDict_SetItem(network, KEYS[K_BYTES], PyDict_GetItem(record, KEYS[K_DOCTETS]))
+                       : set_steal(network, K_BYTES, PyLong_FromUnsignedLongLong(bytes * c->scale))) < 0 ||
+        (c->scale == 1 ? PyDict_SetItem(network, KEYS[K_PACKETS], PyDict_GetItem(record, KEYS[K_DPKTS]))
+                       : set_steal(network, K_PACKETS, PyLong_FromUnsignedLongLong(packets * c->scale))) < 0 ||
         PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[V_UNKNOWN]) < 0) goto fail;
 
     /* Community ID: ICMP type/code come from the destination port, as Cisco sends them */
@@ -464,8 +468,7 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
     if (PyDict_SetItem(flow, KEYS[K_SAMPLING_RATE], c->rate) < 0 ||
         set_steal(flow, K_PLAIN_ID, flow_id_text(c->tag, digest)) < 0 ||
         PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0) goto fail;
-    record = v5_record(r, c->header, c->exporter_fields);
-    if (record == NULL || PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto fail;
+    if (PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto fail;
     PyObject *tree[] = {record, event, network, source, destination, observer, flow, doc};
     for (int i = 0; i < 8; i++) untrack(tree[i]);
     Py_DECREF(record); Py_DECREF(event); Py_DECREF(network); Py_DECREF(source); Py_DECREF(destination);
