@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 import struct
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import orjson
@@ -167,6 +169,14 @@ def test_fixed_records_match_the_generated_builders_for_every_type_and_length() 
             assert orjson.dumps(fast) == orjson.dumps(python), (data_type, length)
             checked += 1
     assert checked > 100
+
+
+def test_extension_is_built_where_a_compiler_is() -> None:
+    """pip install -e . compiles it optionally: a failed build must not pass unnoticed where it should work."""
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if shutil.which("gcc") is None or not headers.exists() or os.environ.get("FLOWSINK_NO_EXTENSION"):
+        pytest.skip("no compiler or Python headers here: the pure-Python path is the expected one")
+    assert accel.FAST is not None, "flowsink.decode._fast missing: run `pip install -e .` (it builds the extension)"
 
 
 def test_no_extension_switch_gives_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
