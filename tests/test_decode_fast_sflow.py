@@ -136,15 +136,15 @@ def _assert_same_everywhere(payloads: list[bytes]) -> int:
     """Decode every payload three ways; return how many documents the C path built."""
     in_c, in_python, general = _decoders()
     built_in_c = 0
-    original = sflow_module.FAST_SFLOW.flow_sample
+    original = sflow_module.FAST_SFLOW.flow_samples
 
     def counting(*args):
         nonlocal built_in_c
-        built = original(*args)
-        built_in_c += built is not None
-        return built
+        stopped = original(*args)
+        built_in_c += stopped[2]
+        return stopped
 
-    in_c.extension = type("Counting", (), {"flow_sample": staticmethod(counting)})()
+    in_c.extension = type("Counting", (), {"flow_samples": staticmethod(counting)})()
     for payload in payloads:
         ours = in_c.decode(payload, EXPORTER, ARRIVAL_NS)
         python_fast = in_python.decode(payload, EXPORTER, ARRIVAL_NS)
@@ -200,21 +200,33 @@ def test_c_entry_point_refuses_bad_arguments_without_crashing():
     raw = _record(1, struct.pack("!IIII", 1, 64, 4, len(frame)) + frame)
     sample = _record(1, struct.pack("!IIIIIIII", 1, 3, 512, 512, 0, 3, 4, 1) + raw)
     data = struct.pack("!II4sIIII", 5, 1, bytes(4), 0, 1, 1, 1) + sample
-    good = (data, 28, len(data), 0, True, "t", "p-", "tag", "10.0.0.1", {})
+    context = ("t", "p-", "tag", "10.0.0.1", {}, True)
     with pytest.raises(TypeError):
-        flow_sample(*good[:9])
+        flow_sample(data, *context, 36, len(data))
     with pytest.raises(TypeError):
-        flow_sample(bytearray(data), *good[1:])
+        flow_sample(bytearray(data), *context, 36, len(data), 0)
     with pytest.raises(ValueError):
-        flow_sample(data, 28, len(data) + 1, *good[3:])
+        flow_sample(data, *context, 36, len(data) + 1, 0)
     with pytest.raises(ValueError):
-        flow_sample(data, -1, len(data), *good[3:])
-    assert flow_sample(data, 0, 0, *good[3:]) is None
-    # a sample whose bytes are all gone, or a non-ASCII id prefix and tag, still behave
-    assert flow_sample(b"", 0, 0, *good[3:]) is None
-    document, sequence, source_id = flow_sample(data, 36, len(data), 0, True, "t", "é-", "ü", "10.0.0.1", {})
+        flow_sample(data, *context, -1, len(data), 0)
+    assert flow_sample(data, *context, 0, 0, 0) is None
+    assert flow_sample(b"", *context, 0, 0, 0) is None
+    # a non-ASCII id prefix and tag still make whole texts
+    document, sequence, source_id = flow_sample(data, "t", "é-", "ü", "10.0.0.1", {}, True, 36, len(data), 0)
     assert (document["_id"], sequence, source_id) == ("é-0", 1, 3)
     assert document["flow"]["id"].startswith("ü") and len(document["flow"]["id"]) == 21
+    flow_samples = sflow_module.FAST_SFLOW.flow_samples
+    documents: list = []
+    runs: dict = {}
+    with pytest.raises(TypeError):
+        flow_samples(data, *context, 28, 0, 1, (), runs)
+    with pytest.raises(ValueError):
+        flow_samples(data, *context, len(data) + 1, 0, 1, documents, runs)
+    assert flow_samples(data, *context, 28, 0, 1, documents, runs) == (len(data), 1, 1)
+    assert runs == {("flow", 0, 3): [1, 1]} and documents[0]["_id"] == "p-0"
+    # a sample past the end, or a count already reached, stops at once
+    assert flow_samples(data, *context, 28, 0, 5, documents, runs)[1:] == (1, 1)
+    assert flow_samples(data[:-1], *context, 28, 0, 1, documents, runs) == (28, 0, 0)
 
 
 def test_without_the_extension_the_python_path_gives_the_same_documents(tmp_path):

@@ -12,9 +12,13 @@
  * What is here:
  *   configure(community_digest)  the Community ID hash: flowsink.decode._fast.community_digest, called through
  *                                the Python API so the SHA-1 and Community ID rules live in one place;
- *   flow_sample(data, start, end, index, renormalize, timestamp, id_prefix, tag, agent, fields)
- *                                one flow sample (format 1) -> (document, sample_sequence, source_id), or None
- *                                when it is not the common case (the Python path decodes those).
+ *   flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents,
+ *                runs)           a datagram's samples from offset while they are common flow samples (format 1):
+ *                                documents appended, sequence runs extended as decode.sflow._extend_run_of does;
+ *                                returns where it stopped, at a sample the Python path decodes (or the end);
+ *   flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index)
+ *                                one flow sample's body -> (document, sample_sequence, source_id), or None
+ *                                when it is not the common case.
  *
  * The common case is exactly decode.sflow._common_flow_sample's: known input and output ifIndex, at most two
  * records, a raw header record of an Ethernet frame with at most one 802.1Q tag, an option-less IPv4 first
@@ -469,43 +473,149 @@ static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* Unpacked and checked arguments of both entry points (borrowed references). */
+typedef struct {
+    PyObject *data, *timestamp, *id_prefix, *tag, *agent, *fields;
+    int renormalize;
+} Context;
+
+static int read_context(PyObject *const *args, Context *c) {
+    c->data = args[0]; c->timestamp = args[1]; c->id_prefix = args[2]; c->tag = args[3]; c->agent = args[4];
+    c->fields = args[5];
+    if (DIGEST == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+        return -1;
+    }
+    if (!PyBytes_Check(c->data) || !PyUnicode_Check(c->timestamp) || !PyUnicode_Check(c->id_prefix) ||
+        !PyUnicode_Check(c->tag) || !PyUnicode_Check(c->agent) || !PyDict_Check(c->fields)) {
+        PyErr_SetString(PyExc_TypeError, "expected data: bytes, timestamp, id_prefix, tag, agent: str, fields: dict");
+        return -1;
+    }
+    c->renormalize = PyObject_IsTrue(args[6]);
+    return c->renormalize < 0 ? -1 : 0;
+}
+
+static int read_sizes(PyObject *const *args, Py_ssize_t n, Py_ssize_t *out) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyLong_AsSsize_t(args[i]);
+        if (out[i] == -1 && PyErr_Occurred()) return -1;
+        if (out[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "offsets, indexes and counts cannot be negative");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) */
 static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Context c;
+    Py_ssize_t sizes[3];
     if (nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "flow_sample takes 10 arguments");
         return NULL;
     }
-    if (DIGEST == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
-        return NULL;
-    }
-    PyObject *data = args[0], *timestamp = args[5], *id_prefix = args[6], *tag = args[7], *agent = args[8];
-    PyObject *fields = args[9];
-    if (!PyBytes_Check(data) || !PyUnicode_Check(timestamp) || !PyUnicode_Check(id_prefix) ||
-        !PyUnicode_Check(tag) || !PyUnicode_Check(agent) || !PyDict_Check(fields)) {
-        PyErr_SetString(PyExc_TypeError, "flow_sample: bytes, int, int, int, bool, str, str, str, str, dict");
-        return NULL;
-    }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]), index = PyLong_AsSsize_t(args[3]);
-    if ((start == -1 || end == -1 || index == -1) && PyErr_Occurred()) return NULL;
-    int renormalize = PyObject_IsTrue(args[4]);
-    if (renormalize < 0) return NULL;
-    if (start < 0 || end > PyBytes_GET_SIZE(data) || start > end || index < 0) {
+    if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
+    if (sizes[1] > PyBytes_GET_SIZE(c.data) || sizes[0] > sizes[1]) {
         PyErr_SetString(PyExc_ValueError, "flow_sample: sample bounds outside the data");
         return NULL;
     }
     Sample s;
-    if (!parse_common((const unsigned char *)PyBytes_AS_STRING(data), start, end, &s)) Py_RETURN_NONE;
-    PyObject *doc = flow_document(&s, index, renormalize, timestamp, id_prefix, tag, agent, fields);
+    if (!parse_common((const unsigned char *)PyBytes_AS_STRING(c.data), sizes[0], sizes[1], &s)) Py_RETURN_NONE;
+    PyObject *doc = flow_document(&s, sizes[2], c.renormalize, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
     if (doc == NULL) return NULL;
     return Py_BuildValue("(Nkk)", doc, (unsigned long)s.sequence, (unsigned long)s.source_id);
+}
+
+static PyObject *FLOW_KIND;   /* "flow": the first item of a runs key */
+
+/* decode.sflow._extend_run_of for a flow sample's (source id, sequence), on the same runs dict */
+static int extend_run(PyObject *runs, uint32_t source_id, uint32_t sequence) {
+    PyObject *key = Py_BuildValue("(Okk)", FLOW_KIND, (unsigned long)(source_id >> 24),
+                                  (unsigned long)(source_id & 0xFFFFFF));
+    if (key == NULL) return -1;
+    PyObject *run = PyDict_GetItemWithError(runs, key);
+    int rc = -1;
+    if (run == NULL) {
+        if (!PyErr_Occurred()) {
+            PyObject *fresh = Py_BuildValue("[kn]", (unsigned long)sequence, (Py_ssize_t)1);
+            if (fresh != NULL) { rc = PyDict_SetItem(runs, key, fresh); Py_DECREF(fresh); }
+        }
+        Py_DECREF(key);
+        return rc;
+    }
+    unsigned long long first, length;
+    if (!PyList_Check(run) || PyList_GET_SIZE(run) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a run is a [first, length] list");
+        Py_DECREF(key);
+        return -1;
+    }
+    first = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(run, 0));
+    length = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(run, 1));
+    if (PyErr_Occurred()) { Py_DECREF(key); return -1; }
+    if (((first + length) & 0xFFFFFFFFull) == sequence) {
+        rc = PyList_SetItem(run, 1, PyLong_FromUnsignedLongLong(length + 1));
+    } else {   /* out of order within the datagram: tracked on its own, under the key and the runs so far */
+        PyObject *own_key = Py_BuildValue("(OkkN)", FLOW_KIND, (unsigned long)(source_id >> 24),
+                                          (unsigned long)(source_id & 0xFFFFFF), PyLong_FromSsize_t(PyDict_GET_SIZE(runs)));
+        PyObject *fresh = Py_BuildValue("[kn]", (unsigned long)sequence, (Py_ssize_t)1);
+        if (own_key != NULL && fresh != NULL) rc = PyDict_SetItem(runs, own_key, fresh);
+        Py_XDECREF(own_key);
+        Py_XDECREF(fresh);
+    }
+    Py_DECREF(key);
+    return rc;
+}
+
+/* flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs)
+ * -> (offset, index, built): decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while
+ * they are common flow samples, appending documents and extending runs; stops at the first that is not (or runs
+ * past the data), which the Python path then decodes. One call per run of samples instead of one per sample. */
+static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Context c;
+    Py_ssize_t sizes[3];
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "flow_samples takes 12 arguments");
+        return NULL;
+    }
+    if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
+    PyObject *documents = args[10], *runs = args[11];
+    if (!PyList_Check(documents) || !PyDict_Check(runs)) {
+        PyErr_SetString(PyExc_TypeError, "flow_samples: documents must be a list, runs a dict");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(c.data);
+    Py_ssize_t end = PyBytes_GET_SIZE(c.data), offset = sizes[0], index = sizes[1], count = sizes[2], built = 0;
+    if (offset > end) {
+        PyErr_SetString(PyExc_ValueError, "flow_samples: offset past the data");
+        return NULL;
+    }
+    Sample s;
+    for (; index < count; index++) {
+        if (offset + 8 > end || be32(data + offset) != 1) break;
+        Py_ssize_t length = be32(data + offset + 4);
+        if (length > end - offset - 8) break;
+        if (!parse_common(data, offset + 8, offset + 8 + length, &s)) break;
+        PyObject *doc = flow_document(&s, index, c.renormalize, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
+        if (doc == NULL) return NULL;
+        int rc = PyList_Append(documents, doc);
+        Py_DECREF(doc);
+        if (rc < 0 || extend_run(runs, s.source_id, s.sequence) < 0) return NULL;
+        offset += 8 + length;
+        built++;
+    }
+    return Py_BuildValue("(nnn)", offset, index, built);
 }
 
 static PyMethodDef METHODS[] = {
     {"configure", (PyCFunction)(void (*)(void))py_configure, METH_FASTCALL,
      "configure(community_digest): the callable that hashes a Community ID (flowsink.decode._fast's)"},
     {"flow_sample", (PyCFunction)(void (*)(void))py_flow_sample, METH_FASTCALL,
-     "flow_sample(data, start, end, index, renormalize, timestamp, id_prefix, tag, agent, fields) -> "
+     "flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) -> "
      "(document, sample_sequence, source_id), or None when the sample is not the common case"},
+    {"flow_samples", (PyCFunction)(void (*)(void))py_flow_samples, METH_FASTCALL,
+     "flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, "
+     "runs) -> (offset, index, built): the run of common flow samples from offset, into documents and runs"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -515,6 +625,7 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_fast_sflow",
 PyMODINIT_FUNC PyInit__fast_sflow(void) {
     for (int i = 0; i < K_COUNT; i++)
         if ((KEYS[i] = PyUnicode_InternFromString(KEY_TEXT[i])) == NULL) return NULL;
+    if ((FLOW_KIND = PyUnicode_InternFromString("flow")) == NULL) return NULL;
     if ((ZERO = PyLong_FromLong(0)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
     return PyModule_Create(&MODULE);
 }

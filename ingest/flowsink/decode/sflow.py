@@ -213,11 +213,18 @@ class SflowDecoder:
         renormalize = self.renormalize
         fast = self.fast_path
         common_flow_document = normalize.common_flow_document
-        c_sample = self.extension.flow_sample if fast and self.extension is not None else None
-        timestamp, id_prefix, tag, agent, fields = (
-            datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields)
+        c_samples = self.extension.flow_samples if fast and self.extension is not None else None
         flows = 0
-        for index in range(count):
+        index = 0
+        while index < count:
+            if c_samples is not None:
+                # the run of common flow samples from here, in C; it stops at one the code below decodes
+                offset, index, built = c_samples(
+                    data, datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields,
+                    renormalize, offset, index, count, documents, runs)
+                flows += built
+                if index >= count:
+                    break
             if offset + 8 > end:
                 raise SflowError("truncated", f"sample {index} of {count} starts past the datagram's end")
             data_format, length = _U32X2.unpack_from(data, offset)
@@ -225,17 +232,9 @@ class SflowDecoder:
             sample_end = offset + length
             if sample_end > end:
                 raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
-            if data_format == SAMPLE_FLOW and c_sample is not None:
-                built = c_sample(data, offset, sample_end, index, renormalize, timestamp, id_prefix, tag, agent,
-                                 fields)
-                if built is not None:
-                    document, sequence, source_id = built
-                    _extend_run_of(runs, ("flow", source_id >> 24, source_id & 0xFFFFFF), sequence)
-                    documents.append(document)
-                    flows += 1
-                    offset = sample_end
-                    continue
-            common = _common_flow_sample(data, offset, sample_end) if data_format == SAMPLE_FLOW and fast else None
+            # what C refused the Python fast path refuses too: straight to the general path then
+            python_fast = data_format == SAMPLE_FLOW and fast and c_samples is None
+            common = _common_flow_sample(data, offset, sample_end) if python_fast else None
             if common is not None:
                 _extend_run_of(runs, ("flow", common[1] >> 24, common[1] & 0xFFFFFF), common[0])
                 documents.append(common_flow_document(datagram, common, index, renormalize))
@@ -249,6 +248,7 @@ class SflowDecoder:
             else:
                 self._other_sample(data, offset, sample_end, data_format, datagram, index, result, runs)
             offset = sample_end
+            index += 1
         if flows:
             stats["records.sflow_flow_sample"] += flows
         if offset != end:
