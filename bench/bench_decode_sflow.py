@@ -8,7 +8,9 @@ sflow_issue_15918: 6 flow samples and a counter sample per datagram).
 flowsink figures are documents per CPU-second of this process (``time.process_time``), median of the runs;
 goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same datagrams over loopback UDP and
 writes JSON lines to a file, measured by its own CPU time (all threads), through bench_decode's runner. The
-decode-only column (documents built, not serialised) shows what serialisation costs.
+decode-only column (documents built, not serialised) shows what serialisation costs. flowsink runs twice: with
+its C extension (flowsink.decode._fast_sflow, the default when built) and without it (FLOWSINK_NO_EXTENSION=1,
+the pure-Python path, in a child process started by this one), so the two paths are compared in the same run.
 
     python bench/bench_decode_sflow.py            # full run
     python bench/bench_decode_sflow.py --quick    # a few seconds
@@ -17,9 +19,11 @@ decode-only column (documents built, not serialised) shows what serialisation co
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_decode import FIXTURES, GOFLOW2, median_rate, run_flowsink, run_goflow2
 from flowsink.decode import FlowDecoder
+from flowsink.decode.sflow import FAST_SFLOW
 
 SAMPLES_PER_DATAGRAM = 6
 SAMPLING_RATE = 1024
@@ -98,44 +103,86 @@ def run_decode_only(datagrams: list[bytes]) -> tuple[int, float]:
     return documents, time.process_time() - started
 
 
+def flowsink_rates(traffic: dict[str, list[bytes] | None], repeats: int) -> dict[str, tuple[float, float, int]]:
+    """(decode + serialise flows/s, decode-only flows/s, flows) per traffic, medians of ``repeats`` runs each."""
+    rates = {}
+    for description, datagrams in traffic.items():
+        if datagrams is None:
+            continue
+        full, flows = median_rate([run_flowsink([], datagrams) for _ in range(repeats)])
+        decode_only, _ = median_rate([run_decode_only(datagrams) for _ in range(repeats)])
+        rates[description] = (full, decode_only, flows)
+    return rates
+
+
+def python_path_rates(quick: bool) -> dict[str, list[float]]:
+    """The same measurements with the C extension switched off (FLOWSINK_NO_EXTENSION=1), from a child process."""
+    env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
+    command = [sys.executable, __file__, "--flowsink-only"] + (["--quick"] if quick else [])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        print(f"(pure-Python run failed: {done.stderr.strip()[-300:]})", file=sys.stderr)
+        return {}
+    return json.loads(done.stdout)
+
+
+def _ratio(ours: float, peer: float | None) -> str:
+    return f"{ours / peer:.2f}x" if peer else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
     parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
+    parser.add_argument("--flowsink-only", action="store_true",
+                        help="print this process's flowsink rates as JSON (the pure-Python child run uses it)")
     args = parser.parse_args(argv)
-    count = 300 if args.quick else 3000
+    count = 1000 if args.quick else 5000
     repeats = 3 if args.quick else 5
-    goflow2 = not args.no_goflow2 and GOFLOW2.exists()
-    lines = [
-        "## sFlow decoder (bench/bench_decode_sflow.py)",
-        "",
-        f"Documents per CPU-second, {count} datagrams per run, median of {repeats} runs; flowsink: decode + ECS "
-        "document + orjson bulk action/source lines; goflow2: UDP loopback -> JSON lines file (its CPU time).",
-        "",
-        "| traffic | flowsink flows/s | decode only flows/s | goflow2 flows/s | flowsink / goflow2 |",
-        "|---|---:|---:|---:|---:|",
-    ]
     traffic = {
         f"synthetic switch export, {SAMPLES_PER_DATAGRAM} flow samples per datagram": switch_traffic(count),
         "Telegraf sflow_issue_15918 capture (6 flow + 1 counter sample)": capture_traffic(count),
     }
+    if args.flowsink_only:
+        print(json.dumps(flowsink_rates(traffic, repeats)))
+        return 0
+    with_c = flowsink_rates(traffic, repeats) if FAST_SFLOW is not None else {}
+    pure_python = python_path_rates(args.quick)
+    goflow2 = not args.no_goflow2 and GOFLOW2.exists()
+    lines = [
+        "## sFlow decoder (bench/bench_decode_sflow.py)",
+        "",
+        f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: decode + ECS document "
+        "+ orjson bulk action/source lines (\"full\"), and decode + document only; \"C\" with the "
+        "flowsink.decode._fast_sflow extension, \"Python\" with FLOWSINK_NO_EXTENSION=1 (a child process of the "
+        "same run). goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
+        "",
+        "| traffic | C full | Python full | C / Python | C decode only | Python decode only | goflow2 "
+        "| C full / goflow2 | Python full / goflow2 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for description, datagrams in traffic.items():
         if datagrams is None:
             continue
-        ours, flows = median_rate([run_flowsink([], datagrams) for _ in range(repeats)])
-        decode_only, _ = median_rate([run_decode_only(datagrams) for _ in range(repeats)])
-        go_text = ratio = "-"
-        if goflow2 and "synthetic" in description:
+        c_full, c_decode, flows = with_c.get(description, (0.0, 0.0, 0))
+        py_full, py_decode, py_flows = pure_python.get(description, (0.0, 0.0, 0))
+        flows = flows or py_flows
+        go_rate = None
+        go_text = "-"
+        if goflow2 and "synthetic" in description and flows:
             runs = [run_goflow2("sflow", [], datagrams, flows) for _ in range(max(1, repeats // 2))]
             runs = [run for run in runs if run and run[0]]
             if runs:
                 go_rate, _ = median_rate(runs)
                 complete = all(run[0] >= flows for run in runs)
                 go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
-                ratio = f"{ours / go_rate:.2f}x"
-        lines.append(f"| {description} | {ours:,.0f} | {decode_only:,.0f} | {go_text} | {ratio} |")
+        cells = [f"{c_full:,.0f}" if c_full else "-", f"{py_full:,.0f}" if py_full else "-",
+                 _ratio(c_full, py_full), f"{c_decode:,.0f}" if c_decode else "-",
+                 f"{py_decode:,.0f}" if py_decode else "-", go_text, _ratio(c_full, go_rate), _ratio(py_full, go_rate)]
+        lines.append(f"| {description} | " + " | ".join(cells) + " |")
     lines += ["", f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
-                  f"visible; goflow2 {'present' if goflow2 else 'absent'}; a shared machine makes figures noisy.", ""]
+                  f"visible; C extension {'built' if FAST_SFLOW is not None else 'absent'}; goflow2 "
+                  f"{'present' if goflow2 else 'absent'}; a shared machine makes figures noisy.", ""]
     print("\n".join(lines))
     return 0
 
