@@ -130,7 +130,7 @@ class PipelineWorker:
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
         self._inflight: tuple[Future, int, float] | None = None  # (index call, last seq, perf_counter start)
         # count acks from the checkpoint an earlier run left
-        self.cursor.acked = (_call_optional(queue, "stats") or {}).get("acked_seq")
+        self.cursor.acked = queue.stats()["acked_seq"]
 
     # -- one batch ------------------------------------------------------------------------------------
 
@@ -258,8 +258,7 @@ class PipelineWorker:
         result = self.decoder.expire(time.time_ns())
         self._account(result, "held")
         self._index(result.documents)
-        pending = _call_optional(self.decoder, "pending_count")
-        if pending == 0:
+        if self.decoder.pending_count() == 0:
             self.cursor.release_all()
         else:
             # After pending_max_seconds the decoder has decoded or expired whatever it held from then.
@@ -273,8 +272,6 @@ class PipelineWorker:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.decoder.save_templates(str(path))
-        except NotImplementedError:
-            pass
         except OSError as exc:
             self.errors_log.error("template_save", "cannot save templates to %s: %s", path, exc)
 
@@ -283,29 +280,19 @@ class PipelineWorker:
         if not path.exists():
             return 0
         try:
-            return int(self.decoder.load_templates(str(path)) or 0)
-        except NotImplementedError:
-            return 0
-        except (
-            Exception
-        ) as exc:  # a damaged cache must not stop the node: templates come again from exporters
+            return self.decoder.load_templates(str(path))
+        except Exception as exc:  # a damaged cache must not stop the node: exporters re-send templates
             log.warning("ignoring unreadable template cache %s: %s", path, exc)
             return 0
 
     def update_gauges(self) -> None:
         self.update_queue_gauges()
-        templates = _call_optional(self.decoder, "template_count")
-        if templates is not None:
-            metrics.TEMPLATES.set(templates)
-        pending = _call_optional(self.decoder, "pending_count")
-        if pending is not None:
-            metrics.PENDING_DATAGRAMS.set(pending)
+        metrics.TEMPLATES.set(self.decoder.template_count())
+        metrics.PENDING_DATAGRAMS.set(self.decoder.pending_count())
 
     def update_queue_gauges(self) -> None:
         """Queue depth, bytes, oldest age; safe from another thread (``stats`` only reads)."""
-        stats = _call_optional(self.queue, "stats")
-        if not stats:
-            return
+        stats = self.queue.stats()
         metrics.QUEUE_DEPTH_DATAGRAMS.set(stats.get("depth_entries", 0))
         metrics.QUEUE_DEPTH_BYTES.set(stats.get("depth_bytes", 0))
         metrics.QUEUE_OLDEST_AGE_SECONDS.set(stats.get("oldest_age_seconds", 0.0))
@@ -370,16 +357,6 @@ class PipelineWorker:
             sink_settings.max_docs = self.config.elasticsearch.bulk_max_docs
             sink_settings.max_bytes = self.config.elasticsearch.bulk_max_bytes
         return apply, restart
-
-
-def _call_optional(obj: Any, name: str) -> Any:
-    method = getattr(obj, name, None)
-    if method is None:
-        return None
-    try:
-        return method()
-    except NotImplementedError:
-        return None
 
 
 # ---------------------------------------------------------------- building the parts from the config
