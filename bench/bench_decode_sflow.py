@@ -9,8 +9,8 @@ flowsink figures are documents per CPU-second of this process (``time.process_ti
 goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same datagrams over loopback UDP and
 writes JSON lines to a file, measured by its own CPU time (all threads), through bench_decode's runner. The
 decode-only column (documents built, not serialised) shows what serialisation costs. flowsink runs twice: with
-its C extension (flowsink.decode._fast_sflow, the default when built) and without it (FLOWSINK_NO_EXTENSION=1,
-the pure-Python path, in a child process started by this one), so the two paths are compared in the same run.
+its C extensions (flowsink.decode._fast_sflow, the default when built) and without them (the pure-Python path
+FLOWSINK_NO_EXTENSION=1 gives, switched in this process), so the two paths are compared in the same run.
 
     python bench/bench_decode_sflow.py            # full run
     python bench/bench_decode_sflow.py --quick    # a few seconds
@@ -19,20 +19,23 @@ the pure-Python path, in a child process started by this one), so the two paths 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import struct
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_decode import FIXTURES, GOFLOW2, median_rate, run_flowsink, run_goflow2
 from flowsink.decode import FlowDecoder
-from flowsink.decode.sflow import FAST_SFLOW
+from flowsink.decode import sflow as sflow_module
+from flowsink.normalize import common
+
+FAST_SFLOW = sflow_module.FAST_SFLOW
 
 SAMPLES_PER_DATAGRAM = 6
 SAMPLING_RATE = 1024
@@ -103,27 +106,24 @@ def run_decode_only(datagrams: list[bytes]) -> tuple[int, float]:
     return documents, time.process_time() - started
 
 
-def flowsink_rates(traffic: dict[str, list[bytes] | None], repeats: int) -> dict[str, tuple[float, float, int]]:
-    """(decode + serialise flows/s, decode-only flows/s, flows) per traffic, medians of ``repeats`` runs each."""
-    rates = {}
-    for description, datagrams in traffic.items():
-        if datagrams is None:
-            continue
+@contextmanager
+def pure_python() -> Iterator[None]:
+    """Decoders made inside decode as without the C extension: no _fast_sflow, and the Community ID's SHA-1 in
+    Python (what FLOWSINK_NO_EXTENSION=1 gives; switched here so both paths run interleaved in one process)."""
+    saved = sflow_module.FAST_SFLOW, common.FAST
+    sflow_module.FAST_SFLOW = common.FAST = None
+    try:
+        yield
+    finally:
+        sflow_module.FAST_SFLOW, common.FAST = saved
+
+
+def flowsink_rates(datagrams: list[bytes], repeats: int, python: bool) -> tuple[float, float, int]:
+    """(decode + serialise flows/s, decode-only flows/s, flows) for one path, medians of ``repeats`` runs."""
+    with pure_python() if python else nullcontext():
         full, flows = median_rate([run_flowsink([], datagrams) for _ in range(repeats)])
         decode_only, _ = median_rate([run_decode_only(datagrams) for _ in range(repeats)])
-        rates[description] = (full, decode_only, flows)
-    return rates
-
-
-def python_path_rates(quick: bool) -> dict[str, list[float]]:
-    """The same measurements with the C extension switched off (FLOWSINK_NO_EXTENSION=1), from a child process."""
-    env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
-    command = [sys.executable, __file__, "--flowsink-only"] + (["--quick"] if quick else [])
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        print(f"(pure-Python run failed: {done.stderr.strip()[-300:]})", file=sys.stderr)
-        return {}
-    return json.loads(done.stdout)
+    return full, decode_only, flows
 
 
 def _ratio(ours: float, peer: float | None) -> str:
@@ -134,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
     parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
-    parser.add_argument("--flowsink-only", action="store_true",
-                        help="print this process's flowsink rates as JSON (the pure-Python child run uses it)")
     args = parser.parse_args(argv)
     count = 1000 if args.quick else 5000
     repeats = 3 if args.quick else 5
@@ -143,19 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         f"synthetic switch export, {SAMPLES_PER_DATAGRAM} flow samples per datagram": switch_traffic(count),
         "Telegraf sflow_issue_15918 capture (6 flow + 1 counter sample)": capture_traffic(count),
     }
-    if args.flowsink_only:
-        print(json.dumps(flowsink_rates(traffic, repeats)))
-        return 0
-    with_c = flowsink_rates(traffic, repeats) if FAST_SFLOW is not None else {}
-    pure_python = python_path_rates(args.quick)
     goflow2 = not args.no_goflow2 and GOFLOW2.exists()
     lines = [
         "## sFlow decoder (bench/bench_decode_sflow.py)",
         "",
         f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: decode + ECS document "
         "+ orjson bulk action/source lines (\"full\"), and decode + document only; \"C\" with the "
-        "flowsink.decode._fast_sflow extension, \"Python\" with FLOWSINK_NO_EXTENSION=1 (a child process of the "
-        "same run). goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
+        "flowsink.decode._fast_sflow extension, \"Python\" without any C extension (as FLOWSINK_NO_EXTENSION=1), "
+        "in the same process. goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
         "",
         "| traffic | C full | Python full | C / Python | C decode only | Python decode only | goflow2 "
         "| C full / goflow2 | Python full / goflow2 |",
@@ -164,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     for description, datagrams in traffic.items():
         if datagrams is None:
             continue
-        c_full, c_decode, flows = with_c.get(description, (0.0, 0.0, 0))
-        py_full, py_decode, py_flows = pure_python.get(description, (0.0, 0.0, 0))
-        flows = flows or py_flows
+        c_full, c_decode, _ = flowsink_rates(datagrams, repeats, False) if FAST_SFLOW else (0.0, 0.0, 0)
+        py_full, py_decode, flows = flowsink_rates(datagrams, repeats, True)
         go_rate = None
         go_text = "-"
         if goflow2 and "synthetic" in description and flows:
