@@ -179,6 +179,12 @@ def test_extension_is_built_where_a_compiler_is() -> None:
     assert accel.FAST is not None, "flowsink.decode._fast missing: run `pip install -e .` (it builds the extension)"
 
 
+@needs_extension
+def test_a_stale_build_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accel.FAST, "INTERFACE_VERSION", accel.INTERFACE_VERSION + 1)
+    assert accel.load_extension() is None
+
+
 def test_no_extension_switch_gives_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWSINK_NO_EXTENSION", "1")
     assert accel.load_extension() is None

@@ -1123,5 +1123,11 @@ PyMODINIT_FUNC PyInit__fast(void) {
     for (int i = 0; i < N_COUNT; i++)
         if ((NAMES[i] = PyUnicode_InternFromString(NAME_TEXT[i])) == NULL) return NULL;
     if ((SMALL_NS = PyLong_FromLong(1000000)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
-    return PyModule_Create(&MODULE);
+    PyObject *module = PyModule_Create(&MODULE);
+    /* flowsink.decode.accel refuses a build whose interface differs from the Python code's (a stale .so) */
+    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 1) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }
