@@ -160,8 +160,12 @@ def test_kill_9_of_a_node_with_retries_is_exact(es_url, cleanup, tmp_path):
         node_a.start()  # re-applies its queue before it serves
         assert_exact(api_b, rows)
         assert_exact(api_a, rows)
+        bad = api_b.post([{**rows[0], "bytes_tx": -1}])
+        assert bad.status == 400
         metrics = scrape(node_b.metrics_url)
         assert metric_sum(metrics, "flowsink_api_rows_accepted_total") >= len(rows) / 3
+        assert metric_sum(metrics, "flowsink_api_requests_rejected_total", reason="invalid_rows") == 1
+        assert metric_sum(metrics, "flowsink_api_request_duration_seconds_count", method="POST") > 0
     finally:
         node_a.stop()
         node_b.stop()

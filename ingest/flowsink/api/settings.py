@@ -46,15 +46,6 @@ class ApiSettings:
     es_client_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> ApiSettings:
-        """Build from a dict (the YAML ``api:`` section), rejecting unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"api: unknown settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    @classmethod
     def from_config(cls, config: Any) -> ApiSettings:
         """From a ``flowsink.config.Config`` (its ``api``, ``elasticsearch``, ``node`` and queue sections)."""
         if isinstance(config, ApiSettings):

@@ -29,7 +29,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,12 +151,6 @@ class AggregateStore:
         )
 
     # ------------------------------------------------------------------ write
-
-    async def apply(
-        self, batch_id: str, rows: Iterable[DeltaRow], row_count: int, check_marker: bool = True
-    ) -> ApplyOutcome:
-        """Apply one batch idempotently (see :meth:`apply_many`)."""
-        return (await self.apply_many([PendingBatch(batch_id, list(rows), row_count, check_marker)]))[0]
 
     async def apply_many(self, batches: list[PendingBatch]) -> list[ApplyOutcome]:
         """Apply batches idempotently: their deltas in one bulk request, then their markers in another.
