@@ -255,3 +255,20 @@ def test_without_the_extension_the_python_path_gives_the_same_documents(tmp_path
     here = [[orjson.dumps(d).decode() for d in decoder.decode(p, EXPORTER, ARRIVAL_NS).documents] for p in payloads]
     assert fallback == here
     assert sum(len(docs) for docs in here) > 150
+
+
+def test_a_stale_build_of_the_extension_is_not_used(monkeypatch, caplog):
+    """A build of another interface version (not rebuilt after an update) is refused with a warning."""
+    import types
+
+    import flowsink.decode
+
+    stale = types.ModuleType("flowsink.decode._fast_sflow")
+    stale.INTERFACE_VERSION = sflow_module.EXTENSION_INTERFACE_VERSION - 1
+    stale.configure = lambda digest: pytest.fail("a stale build was configured")
+    monkeypatch.setitem(sys.modules, "flowsink.decode._fast_sflow", stale)
+    monkeypatch.setattr(flowsink.decode, "_fast_sflow", stale, raising=False)
+    monkeypatch.setattr(sflow_module, "FAST", object())
+    with caplog.at_level("WARNING"):
+        assert sflow_module._load_extension() is None
+    assert "another version" in caplog.text

@@ -627,5 +627,9 @@ PyMODINIT_FUNC PyInit__fast_sflow(void) {
         if ((KEYS[i] = PyUnicode_InternFromString(KEY_TEXT[i])) == NULL) return NULL;
     if ((FLOW_KIND = PyUnicode_InternFromString("flow")) == NULL) return NULL;
     if ((ZERO = PyLong_FromLong(0)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
-    return PyModule_Create(&MODULE);
+    PyObject *module = PyModule_Create(&MODULE);
+    /* decode.sflow uses a build only when this matches its own: a stale build (not rebuilt after an update of
+     * this file) would otherwise be called with arguments it does not take */
+    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 2) < 0) Py_CLEAR(module);
+    return module;
 }

@@ -12,6 +12,7 @@ ends the datagram's decoding with a counted reason while keeping the samples dec
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import struct
@@ -69,14 +70,23 @@ MAX_AS_PATH_LENGTH = 1024
 MAX_SEQUENCE_STREAMS = 100_000
 
 
+# the version of _fast_sflow.c's entry points this module calls; a build of another version is not used
+EXTENSION_INTERFACE_VERSION = 2
+
+
 def _load_extension() -> Any:
-    """``flowsink.decode._fast_sflow`` configured with ``_fast``'s Community ID hash, or None (not built, or
-    FLOWSINK_NO_EXTENSION set: ``accel.FAST`` is None then too); the Python path gives identical documents."""
+    """``flowsink.decode._fast_sflow`` configured with ``_fast``'s Community ID hash, or None (not built, stale,
+    or FLOWSINK_NO_EXTENSION set: ``accel.FAST`` is None then too); the Python path gives identical documents."""
     if FAST is None:
         return None
     try:
         from flowsink.decode import _fast_sflow
     except ImportError:
+        return None
+    if getattr(_fast_sflow, "INTERFACE_VERSION", None) != EXTENSION_INTERFACE_VERSION:
+        logging.getLogger(__name__).warning(
+            "flowsink.decode._fast_sflow is a build of another version (rebuild with `pip install -e .`); "
+            "decoding sFlow in pure Python")
         return None
     _fast_sflow.configure(FAST.community_digest)
     return _fast_sflow
