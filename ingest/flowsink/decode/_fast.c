@@ -274,7 +274,7 @@ enum {
     K_SRCADDR, K_DSTADDR, K_NEXTHOP, K_INPUT, K_OUTPUT, K_DPKTS, K_DOCTETS, K_FIRST, K_LAST, K_SRCPORT,
     K_DSTPORT, K_TCPFLAGS, K_PROT, K_TOS, K_SRCAS, K_DSTAS, K_SRCMASK, K_DSTMASK, K_ENGINE_TYPE, K_ENGINE_ID,
     K_SAMPLING_INTERVAL, K_SAMPLING_ALGORITHM, K_FLOW_SEQUENCE,
-    V_EVENT, V_NETFLOW_FLOW, V_IPV4, V_UNKNOWN, K_COUNT
+    V_EVENT, V_NETFLOW_FLOW, V_IPV4, V_UNKNOWN, V_TRUNCATED_RECORD, K_COUNT
 };
 
 static const char *KEY_TEXT[K_COUNT] = {
@@ -288,7 +288,7 @@ static const char *KEY_TEXT[K_COUNT] = {
     "protocol_identifier", "ip_class_of_service", "bgp_source_as_number", "bgp_destination_as_number",
     "source_ipv4_prefix_length", "destination_ipv4_prefix_length", "engine_type", "engine_id",
     "sampling_interval", "sampling_algorithm", "flow_sequence",
-    "event", "netflow_flow", "ipv4", "unknown",
+    "event", "netflow_flow", "ipv4", "unknown", "truncated_record",
 };
 
 static PyObject *KEYS[K_COUNT];
@@ -970,7 +970,7 @@ static PyObject *py_configure(PyObject *self, PyObject *kwargs_unused) {
 
 /* value kinds, as flowsink.decode.templates.c_layout numbers them */
 enum { KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64, KIND_IPV4, KIND_IPV6, KIND_MAC, KIND_STRING,
-       KIND_BOOLEAN, KIND_HEX };
+       KIND_BOOLEAN, KIND_HEX, KIND_UNSIGNED_ANY, KIND_SIGNED_ANY, KIND_FLOAT_ANY };
 
 static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
     switch (kind) {
@@ -996,6 +996,12 @@ static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
         memcpy(&d, &bits, 8);
         return PyFloat_FromDouble(d);
     }
+    case KIND_UNSIGNED_ANY:   /* variable-length integers: past 8 bytes hex, as templates._unsigned_variable */
+        return field_value(p, n, n <= 8 ? KIND_UNSIGNED : KIND_HEX);
+    case KIND_SIGNED_ANY:
+        return field_value(p, n, n <= 8 ? KIND_SIGNED : KIND_HEX);
+    case KIND_FLOAT_ANY:
+        return field_value(p, n, n == 4 ? KIND_FLOAT32 : n == 8 ? KIND_FLOAT64 : KIND_HEX);
     case KIND_IPV4: return ipv4_text(p);
     case KIND_IPV6: {
         char text[INET6_ADDRSTRLEN];
@@ -1088,6 +1094,74 @@ done:
     return records;
 }
 
+/* variable_records(data, start, end, minimum, layout) -> (records, None | "truncated_record"); layout:
+ * ((name, length or -1 for variable, kind), ...) for every field; records end where a field runs past `end`,
+ * as templates.Template._decode_variable does (0-length fixed fields are left out, as it leaves them out) */
+static PyObject *py_variable_records(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t start, end, minimum;
+    PyObject *layout;
+    if (!PyArg_ParseTuple(args, "y*nnnO!", &data, &start, &end, &minimum, &PyTuple_Type, &layout)) return NULL;
+    PyObject *records = NULL, *error = Py_None, *result = NULL;
+    Py_ssize_t fields = PyTuple_GET_SIZE(layout);
+    if (start < 0 || end > data.len || minimum < 1) {
+        PyErr_SetString(PyExc_ValueError, "bad bounds");
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < fields; f++) {
+        PyObject *spec = PyTuple_GET_ITEM(layout, f);
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 3 || !PyUnicode_Check(PyTuple_GET_ITEM(spec, 0))) {
+            PyErr_SetString(PyExc_ValueError, "bad layout");
+            goto done;
+        }
+    }
+    records = PyList_New(0);
+    if (records == NULL) goto done;
+    const unsigned char *buf = (const unsigned char *)data.buf;
+    Py_ssize_t offset = start;
+    while (end - offset >= minimum) {
+        PyObject *record = _PyDict_NewPresized(fields);
+        if (record == NULL) goto fail;
+        for (Py_ssize_t f = 0; f < fields; f++) {
+            PyObject *spec = PyTuple_GET_ITEM(layout, f);
+            Py_ssize_t length = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+            int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 2));
+            if (PyErr_Occurred()) { Py_DECREF(record); goto fail; }
+            int variable = length < 0;
+            if (variable) {
+                if (offset >= end) { Py_DECREF(record); error = KEYS[V_TRUNCATED_RECORD]; goto finish; }
+                length = buf[offset++];
+                if (length == 255) {
+                    if (offset + 2 > end) { Py_DECREF(record); error = KEYS[V_TRUNCATED_RECORD]; goto finish; }
+                    length = (buf[offset] << 8) | buf[offset + 1];
+                    offset += 2;
+                }
+            }
+            if (offset + length > end) { Py_DECREF(record); error = KEYS[V_TRUNCATED_RECORD]; goto finish; }
+            if (length > 0 || variable) {
+                PyObject *value = field_value(buf + offset, length, kind);
+                if (value == NULL || PyDict_SetItem(record, PyTuple_GET_ITEM(spec, 0), value) < 0) {
+                    Py_XDECREF(value);
+                    Py_DECREF(record);
+                    goto fail;
+                }
+                Py_DECREF(value);
+            }
+            offset += length;
+        }
+        int rc = PyList_Append(records, record);
+        Py_DECREF(record);
+        if (rc < 0) goto fail;
+    }
+finish:
+    result = Py_BuildValue("(OO)", records, error);
+fail:
+    Py_XDECREF(records);
+done:
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"v5_documents", py_v5_documents, METH_VARARGS,
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
@@ -1098,6 +1172,8 @@ static PyMethodDef METHODS[] = {
      "interfaces, system_init_ms) -> list of documents, None where a record needs the Python path"},
     {"configure", py_configure, METH_VARARGS,
      "configure(record_times, iso_ms, flow_id, directions, category, connection, max_long, max_duration_ms)"},
+    {"variable_records", py_variable_records, METH_VARARGS,
+     "variable_records(data, start, end, minimum, layout) -> (records, None or 'truncated_record')"},
     {"fixed_records", py_fixed_records, METH_VARARGS,
      "fixed_records(data, start, count, record_length, layout) -> list of record dicts"},
     {"community_pair", py_community_pair, METH_VARARGS,
@@ -1125,7 +1201,7 @@ PyMODINIT_FUNC PyInit__fast(void) {
     if ((SMALL_NS = PyLong_FromLong(1000000)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
     /* flowsink.decode.accel refuses a build whose interface differs from the Python code's (a stale .so) */
-    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 1) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 2) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -80,6 +80,16 @@ def _signed(raw: bytes) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
+# Variable-length integers carry their own length: past 8 bytes they would not fit JSON's 64-bit integers
+# (orjson refuses them, Elasticsearch has no such type), so they are kept as hex, as fixed ones of that size.
+def _unsigned_variable(raw: bytes) -> int | str:
+    return int.from_bytes(raw, "big") if len(raw) <= 8 else raw.hex()
+
+
+def _signed_variable(raw: bytes) -> int | str:
+    return int.from_bytes(raw, "big", signed=True) if len(raw) <= 8 else raw.hex()
+
+
 def _boolean(raw: bytes) -> bool | int:
     # RFC 7011 section 6.1.5: true is 1, false is 2; anything else is kept as the number it is
     value = raw[0] if raw else 0
@@ -97,10 +107,12 @@ def _float(raw: bytes) -> float | str:
 def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
     """Function turning a field's raw octets (any length, reduced-size included) into a JSON-ready value."""
     family = _type_family(data_type)
+    if length == VARIABLE_LENGTH and family in ("unsigned", "signed"):
+        return _unsigned_variable if family == "unsigned" else _signed_variable
     if family == "unsigned":
-        return _unsigned if 0 < length <= 8 or length == VARIABLE_LENGTH else _hex
+        return _unsigned if 0 < length <= 8 else _hex
     if family == "signed":
-        return _signed if 0 < length <= 8 or length == VARIABLE_LENGTH else _hex
+        return _signed if 0 < length <= 8 else _hex
     if family == "float":
         return _float
     if data_type == "ipv4Address":
@@ -118,12 +130,15 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
 
 # value kinds of flowsink.decode._fast.fixed_records (the numbering of its C enum)
 (KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64, KIND_IPV4, KIND_IPV6, KIND_MAC, KIND_STRING,
- KIND_BOOLEAN, KIND_HEX) = range(10)
+ KIND_BOOLEAN, KIND_HEX, KIND_UNSIGNED_ANY, KIND_SIGNED_ANY, KIND_FLOAT_ANY) = range(13)
 
 
 def c_kind(data_type: str, length: int) -> int:
     """The C extension's value kind for a field: the same value ``converter_for`` (or a struct code) gives."""
     family = _type_family(data_type)
+    if length == VARIABLE_LENGTH and family in ("unsigned", "signed", "float"):
+        # converter_for's _unsigned/_signed/_float on whatever length each record carries
+        return {"unsigned": KIND_UNSIGNED_ANY, "signed": KIND_SIGNED_ANY, "float": KIND_FLOAT_ANY}[family]
     if family == "unsigned":
         return KIND_UNSIGNED if 0 < length <= 8 else KIND_HEX
     if family == "signed":
@@ -156,7 +171,7 @@ class Template:
     """A compiled template: field names, record length, and a record decoder specialised to its layout."""
 
     __slots__ = (
-        "_converters", "_empty", "_fixed_decoder", "_layout", "_struct", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
+        "_converters", "_empty", "_fixed_decoder", "_layout", "_struct", "_variable_layout", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
         "record_length", "scope_count", "template_id", "time_fields",
     )
 
@@ -218,6 +233,7 @@ class Template:
             self._struct = struct.Struct("".join(codes))
             self.record_length = self._struct.size
         self._layout: tuple[tuple[str, int, int, int], ...] | None = None   # C extension's, on first use
+        self._variable_layout: tuple[tuple[str, int, int], ...] | None = None
         self._fixed_decoder = None   # generated on first use: a flood of templates costs no compiling
         # variable-length walks need a converter for every field
         if variable:
@@ -316,6 +332,18 @@ class Template:
         return records
 
     def _decode_variable(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
+        minimum = max(self.min_record_length, 1)
+        if FAST is not None:   # the same walk in C (tests/test_decode_fast.py)
+            if self._variable_layout is None:
+                self._variable_layout = tuple(
+                    (self.names[i], -1 if spec.length == VARIABLE_LENGTH else spec.length,
+                     c_kind(self._field_name(i, spec)[1], spec.length))
+                    for i, spec in enumerate(self.fields)
+                )
+            return FAST.variable_records(data, start, end, minimum, self._variable_layout)
+        return self._decode_variable_python(data, start, end)
+
+    def _decode_variable_python(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
         records = []
         fields = self.fields
         names = self.names
