@@ -398,6 +398,7 @@ def test_samples_before_a_broken_one_are_kept():
     result = decode_one(datagram([good, broken]))
     assert len(result.documents) == 1
     assert [r for r, _ in result.errors] == ["truncated"]
+    assert result.stats["records.sflow_flow_sample"] == 1  # what is kept is counted
 
 
 def test_facade_dispatches_sflow():

@@ -226,41 +226,43 @@ class SflowDecoder:
         c_samples = self.extension.flow_samples if fast and self.extension is not None else None
         flows = 0
         index = 0
-        while index < count:
-            if c_samples is not None:
-                # the run of common flow samples from here, in C; it stops at one the code below decodes
-                offset, index, built = c_samples(
-                    data, datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields,
-                    renormalize, offset, index, count, documents, runs)
-                flows += built
-                if index >= count:
-                    break
-            if offset + 8 > end:
-                raise SflowError("truncated", f"sample {index} of {count} starts past the datagram's end")
-            data_format, length = _U32X2.unpack_from(data, offset)
-            offset += 8
-            sample_end = offset + length
-            if sample_end > end:
-                raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
-            # what C refused the Python fast path refuses too: straight to the general path then
-            python_fast = data_format == SAMPLE_FLOW and fast and c_samples is None
-            common = _common_flow_sample(data, offset, sample_end) if python_fast else None
-            if common is not None:
-                _extend_run_of(runs, ("flow", common[1] >> 24, common[1] & 0xFFFFFF), common[0])
-                documents.append(common_flow_document(datagram, common, index, renormalize))
-                flows += 1
-            elif data_format in (SAMPLE_FLOW, SAMPLE_FLOW_EXPANDED):  # the bulk of any export
-                sample, records_at = _flow_sample_header(data, offset, sample_end, data_format)
-                info = self._flow_records_into(data, records_at, sample_end, sample, result)
-                _extend_run(runs, "flow", sample)
-                documents.append(normalize.flow_document(datagram, sample, info, index, renormalize))
-                flows += 1
-            else:
-                self._other_sample(data, offset, sample_end, data_format, datagram, index, result, runs)
-            offset = sample_end
-            index += 1
-        if flows:
-            stats["records.sflow_flow_sample"] += flows
+        try:
+            while index < count:
+                if c_samples is not None:
+                    # the run of common flow samples from here, in C; it stops at one the code below decodes
+                    offset, index, built = c_samples(
+                        data, datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields,
+                        renormalize, offset, index, count, documents, runs)
+                    flows += built
+                    if index >= count:
+                        break
+                if offset + 8 > end:
+                    raise SflowError("truncated", f"sample {index} of {count} starts past the datagram's end")
+                data_format, length = _U32X2.unpack_from(data, offset)
+                offset += 8
+                sample_end = offset + length
+                if sample_end > end:
+                    raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
+                # what C refused the Python fast path refuses too: straight to the general path then
+                python_fast = data_format == SAMPLE_FLOW and fast and c_samples is None
+                common = _common_flow_sample(data, offset, sample_end) if python_fast else None
+                if common is not None:
+                    _extend_run_of(runs, ("flow", common[1] >> 24, common[1] & 0xFFFFFF), common[0])
+                    documents.append(common_flow_document(datagram, common, index, renormalize))
+                    flows += 1
+                elif data_format in (SAMPLE_FLOW, SAMPLE_FLOW_EXPANDED):  # the bulk of any export
+                    sample, records_at = _flow_sample_header(data, offset, sample_end, data_format)
+                    info = self._flow_records_into(data, records_at, sample_end, sample, result)
+                    _extend_run(runs, "flow", sample)
+                    documents.append(normalize.flow_document(datagram, sample, info, index, renormalize))
+                    flows += 1
+                else:
+                    self._other_sample(data, offset, sample_end, data_format, datagram, index, result, runs)
+                offset = sample_end
+                index += 1
+        finally:  # the flow samples before a broken one are kept, so they are counted too
+            if flows:
+                stats["records.sflow_flow_sample"] += flows
         if offset != end:
             stats["sflow_trailing_bytes"] += end - offset
 
