@@ -31,13 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include "_fast_common.h"
 
-/* ASCII text -> str without UTF-8 decoding */
-static PyObject *ascii_text(const char *text, Py_ssize_t n) {
-    PyObject *out = PyUnicode_New(n, 127);
-    if (out != NULL) memcpy(PyUnicode_1BYTE_DATA(out), text, (size_t)n);
-    return out;
-}
 
 /* ---- SHA-1 (FIPS 180-4), only what one short message needs ------------------------------------------ */
 
@@ -124,24 +119,7 @@ static void community_raw(const unsigned char *src, const unsigned char *dst, si
     sha1_short(msg, n, digest);
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char HEX[] = "0123456789abcdef";
 
-/* "1:" + base64 of the digest (28 characters with one '=') */
-static PyObject *community_text(const unsigned char d[20]) {
-    char out[30];
-    out[0] = '1'; out[1] = ':';
-    int o = 2;
-    for (int i = 0; i < 18; i += 3) {
-        uint32_t v = ((uint32_t)d[i] << 16) | ((uint32_t)d[i + 1] << 8) | d[i + 2];
-        out[o++] = B64[(v >> 18) & 63]; out[o++] = B64[(v >> 12) & 63];
-        out[o++] = B64[(v >> 6) & 63]; out[o++] = B64[v & 63];
-    }
-    uint32_t v = ((uint32_t)d[18] << 16) | ((uint32_t)d[19] << 8);
-    out[o++] = B64[(v >> 18) & 63]; out[o++] = B64[(v >> 12) & 63]; out[o++] = B64[(v >> 6) & 63];
-    out[o++] = '=';
-    return ascii_text(out, o);
-}
 
 /* exporter tag + hex of the digest's first 10 bytes: flow.id */
 static PyObject *flow_id_text(PyObject *tag, const unsigned char d[20]) {
@@ -224,13 +202,6 @@ static PyObject *py_community_digest(PyObject *self, PyObject *args) {
 
 /* ---- times ------------------------------------------------------------------------------------------------ */
 
-static int decimal(char *out, unsigned long long value) {   /* returns the number of digits written */
-    char digits[24];
-    int n = 0;
-    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value);
-    for (int i = 0; i < n; i++) out[i] = digits[n - 1 - i];
-    return n;
-}
 
 /* the last two seconds formatted: records of one export share very few (normalize.netflow caches too) */
 static long long second_key[2] = {LLONG_MIN, LLONG_MIN};
@@ -303,12 +274,6 @@ static const struct { int number; const char *name; } TRANSPORT_NAMES[] = {
     {132, "sctp"},
 };
 
-/* Documents are trees of dicts, never cycles, so the cyclic garbage collector has nothing to find in them;
- * untracked, they cost it nothing. Measured: with a bulk batch of documents alive, collections traversing
- * tracked documents took half of the decode time. A dict stays untracked until a container is put in it. */
-static void untrack(PyObject *object) {
-    if (object != NULL && PyObject_GC_IsTracked(object)) PyObject_GC_UnTrack(object);
-}
 
 /* set d[key] = value, stealing the reference to value; -1 on error */
 static int set_steal(PyObject *d, int key, PyObject *value) {
@@ -318,15 +283,6 @@ static int set_steal(PyObject *d, int key, PyObject *value) {
     return rc;
 }
 
-static PyObject *ipv4_text(const unsigned char *p) {
-    char text[16];
-    int n = 0;
-    for (int i = 0; i < 4; i++) {
-        if (i) text[n++] = '.';
-        n += decimal(text + n, p[i]);
-    }
-    return ascii_text(text, n);
-}
 
 
 /* prefix + decimal index: the document _id */
@@ -342,10 +298,6 @@ static PyObject *indexed_id(PyObject *prefix, Py_ssize_t index) {
     return out;
 }
 
-static inline uint32_t be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static inline uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
 /* uptime-relative time -> epoch ms across one 32-bit wrap either way (normalize.netflow.flow_document) */
 static long long uptime_to_ms(long long export_ms, uint32_t uptime, uint32_t value) {

@@ -29,15 +29,15 @@
  * Documents are trees, never cycles: they are left out of the cyclic GC as _fast.c does, for the same measured
  * reason (collections walking a live bulk batch of tracked documents).
  *
- * The few text helpers below (decimal digits, IPv4 text, Community ID base64) repeat _fast.c's: C modules share
- * static functions only through a capsule, which _fast does not export, and calling its Python-level functions
- * for each of them would cost more than the text itself. The SHA-1 behind the Community ID is not repeated.
+ * The small text helpers (decimal digits, IPv4 text, Community ID base64) come from _fast_common.h, shared with
+ * _fast.c; the SHA-1 behind the Community ID is called through _fast's Python API, not repeated.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <string.h>
+#include "_fast_common.h"
 
 enum {
     K_ID, K_TIMESTAMP, K_EVENT, K_OBSERVER, K_NETWORK, K_FLOW, K_SOURCE, K_DESTINATION, K_SFLOW,
@@ -69,28 +69,10 @@ static PyObject *KEYS[K_COUNT];
 static PyObject *ZERO, *ONE;
 static PyObject *DIGEST;   /* flowsink.decode._fast.community_digest, set by configure() */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char HEX[] = "0123456789abcdef";
 static const char HEX_UPPER[] = "0123456789ABCDEF";
 
-static inline uint32_t be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static inline uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
-static PyObject *ascii_text(const char *text, Py_ssize_t n) {
-    PyObject *out = PyUnicode_New(n, 127);
-    if (out != NULL) memcpy(PyUnicode_1BYTE_DATA(out), text, (size_t)n);
-    return out;
-}
 
-static int decimal(char *out, unsigned long long value) {
-    char digits[24];
-    int n = 0;
-    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value);
-    for (int i = 0; i < n; i++) out[i] = digits[n - 1 - i];
-    return n;
-}
 
 static PyObject *decimal_text(unsigned long long value) {
     char text[24];
@@ -114,15 +96,6 @@ static PyObject *joined(PyObject *prefix, const char *tail, Py_ssize_t tail_leng
     return out;
 }
 
-static PyObject *ipv4_text(const unsigned char *p) {
-    char text[16];
-    int n = 0;
-    for (int i = 0; i < 4; i++) {
-        if (i) text[n++] = '.';
-        n += decimal(text + n, p[i]);
-    }
-    return ascii_text(text, n);
-}
 
 /* IPv6 text exactly as inet_ntop writes it (RFC 5952, and glibc's dotted tail for IPv4-mapped/compatible
  * addresses), so through the same function; unlike socket.inet_ntop it needs no bytes object or call. */
@@ -143,24 +116,7 @@ static PyObject *mac_text(const unsigned char *p) {
     return ascii_text(text, 17);
 }
 
-static PyObject *community_text(const unsigned char d[20]) {
-    char out[30];
-    int o = 2;
-    out[0] = '1'; out[1] = ':';
-    for (int i = 0; i < 18; i += 3) {
-        uint32_t v = ((uint32_t)d[i] << 16) | ((uint32_t)d[i + 1] << 8) | d[i + 2];
-        out[o++] = B64[(v >> 18) & 63]; out[o++] = B64[(v >> 12) & 63];
-        out[o++] = B64[(v >> 6) & 63]; out[o++] = B64[v & 63];
-    }
-    uint32_t v = ((uint32_t)d[18] << 16) | ((uint32_t)d[19] << 8);
-    out[o++] = B64[(v >> 18) & 63]; out[o++] = B64[(v >> 12) & 63]; out[o++] = B64[(v >> 6) & 63];
-    out[o++] = '=';
-    return ascii_text(out, o);
-}
 
-static void untrack(PyObject *object) {
-    if (object != NULL && PyObject_GC_IsTracked(object)) PyObject_GC_UnTrack(object);
-}
 
 /* d[key] = value, stealing value; -1 on error (value NULL included) */
 static int put(PyObject *d, int key, PyObject *value) {
