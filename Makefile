@@ -21,7 +21,7 @@ deps:
 	@# stale one behind, which the decoders refuse. Rebuild whenever a module is missing or older than its source.
 	@for src in ingest/flowsink/decode/_fast*.c; do \
 	  so=$$(ls $${src%.c}.cpython-*.so 2>/dev/null | head -n 1); \
-	  if [ -z "$$so" ] || [ "$$src" -nt "$$so" ] || [ ingest/flowsink/decode/_fast_common.h -nt "$$so" ]; then \
+	  if [ -z "$$so" ] || [ "$$src" -nt "$$so" ] || [ -n "$$(find ingest/flowsink/decode -name '_fast*.h' -newer $$so)" ]; then \
 	    $(PYTHON) setup.py -q build_ext --inplace >/dev/null 2>&1 || echo "C decoders not built: using pure Python"; \
 	    break; fi; done
 

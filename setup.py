@@ -6,22 +6,22 @@ decoders use their pure-Python path, which gives identical documents.
 
 from setuptools import Extension, setup
 
-# helpers both modules include; listed so that changing it rebuilds them
-COMMON_HEADER = "ingest/flowsink/decode/_fast_common.h"
+# helpers both modules include; listed so that changing one rebuilds them
+HEADERS = ["ingest/flowsink/decode/_fast_common.h", "ingest/flowsink/decode/_fast_json.h"]
 
 setup(
     ext_modules=[
         Extension(
             "flowsink.decode._fast",
             sources=["ingest/flowsink/decode/_fast.c"],
-            depends=[COMMON_HEADER],
+            depends=HEADERS,
             extra_compile_args=["-O2"],
             optional=True,
         ),
         Extension(
             "flowsink.decode._fast_sflow",
             sources=["ingest/flowsink/decode/_fast_sflow.c"],
-            depends=[COMMON_HEADER],
+            depends=HEADERS,
             extra_compile_args=["-O2"],
             optional=True,
         ),

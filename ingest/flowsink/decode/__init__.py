@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from flowsink.bulk import BulkFormat, encode_document
 from flowsink.decode.result import DecodeResult
 
 __all__ = ["DecodeResult", "DecoderSettings", "FlowDecoder"]
@@ -28,6 +29,8 @@ class DecoderSettings:
     ``sequence_window``: how far back a sequence number may arrive (reordering) before it counts as a restart.
     ``max_templates_per_exporter``: cap per (exporter, domain); the least recently used is evicted and counted.
     ``max_exporters``: cap on distinct (exporter, domain) states kept, same eviction rule.
+    ``bulk``: when set, documents come out as Elasticsearch bulk lines in ``DecodeResult.encoded`` (the C
+    decoders write them without building dicts); None gives dicts in ``DecodeResult.documents``.
     """
 
     renormalize: bool = True
@@ -38,6 +41,7 @@ class DecoderSettings:
     sequence_window: int = 10_000
     max_templates_per_exporter: int = 1024
     max_exporters: int = 10_000
+    bulk: BulkFormat | None = None
 
 
 def detect_protocol(payload: bytes) -> str | None:
@@ -82,6 +86,8 @@ class FlowDecoder:
         self._decoders: dict[str, Any] = {}
         self._unavailable: set[str] = set()
         self.cache_error: str | None = None   # why the template cache could not be read at start, if so
+        # documents encoded by the Python reference (no C writer, or one that declined them): tests watch it
+        self.reference_encoded = 0
         if s.template_cache_path:
             try:
                 self.load_templates(s.template_cache_path)
@@ -123,11 +129,28 @@ class FlowDecoder:
             result.error("unsupported_protocol", f"datagram from {exporter}: no {protocol} decoder available")
             return result
         try:
-            return decoder.decode(payload, exporter, arrival_ns)
+            return self._encoded(decoder.decode(payload, exporter, arrival_ns))
         except Exception as exc:  # a decoder bug must cost one datagram, not the worker
             result = DecodeResult(protocol=protocol)
             result.error("decoder_error", f"{protocol} from {exporter}: {type(exc).__name__}: {exc}")
             return result
+
+    def _encoded(self, result: DecodeResult) -> DecodeResult:
+        """With a bulk format, the documents a decoder left as dicts (its pure-Python path) become bulk lines.
+
+        They follow the lines a C writer made for the same datagram: order within a bulk request is free.
+        """
+        bulk = self.settings.bulk
+        if bulk is not None and result.documents:
+            self.reference_encoded += len(result.documents)
+            encoded = result.encoded
+            for document in result.documents:
+                try:
+                    encoded.append(encode_document(document, bulk))
+                except TypeError as exc:   # a decoder bug: one document lost, counted, never the worker
+                    result.error("unserialisable_document", f"{result.protocol}: {exc}")
+            result.documents = []
+        return result
 
     def expire(self, now_ns: int) -> DecodeResult:
         """Count data held longer than ``pending_max_seconds`` as expired; forget templates past their expiry."""
@@ -136,7 +159,7 @@ class FlowDecoder:
             expire = getattr(decoder, "expire", None)
             if expire is not None:
                 result.merge(expire(now_ns))
-        return result
+        return self._encoded(result)
 
     def pending_count(self) -> int:
         """Data sets held waiting for their template (the pipeline keeps their datagrams un-acked meanwhile)."""

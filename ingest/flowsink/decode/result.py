@@ -15,17 +15,21 @@ class DecodeResult:
     label), ``detail`` a human-readable sentence for a rate-limited log line.
     ``stats`` counts what metrics need: ``records.<kind>``, ``sequence_gaps``, ``lost_records``,
     ``pending``, ``expired``, ``templates`` ... (keys are stable; missing means 0).
+    ``encoded`` holds documents already written as bulk lines (``flowsink.bulk``), when the decoder was given a
+    ``BulkFormat``: then ``documents`` is empty once ``FlowDecoder.decode`` returns.
     """
 
     protocol: str | None = None
     documents: list[dict[str, Any]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     stats: Counter[str] = field(default_factory=Counter)
+    encoded: list[bytes] = field(default_factory=list)
 
     def error(self, reason: str, detail: str) -> None:
         self.errors.append((reason, detail))
 
     def merge(self, other: DecodeResult) -> None:
         self.documents.extend(other.documents)
+        self.encoded.extend(other.encoded)
         self.errors.extend(other.errors)
         self.stats.update(other.stats)

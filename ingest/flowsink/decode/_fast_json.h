@@ -1,0 +1,268 @@
+/* A growable byte buffer and the JSON pieces the C decoders write bulk lines with (flowsink/bulk.py is the
+ * reference: every byte here must equal what orjson writes for the same document, key order included).
+ *
+ * Hand-written because no library writes JSON straight from C values into a buffer a Python bytes object is cut
+ * from: building a dict per flow for orjson to walk cost more than decoding the flow (bench/bench_decode.py).
+ *
+ * Conventions: writers return 0 on success, -1 with a Python exception set (out of memory), and the value
+ * writers for Python objects return 1 (no exception) for a value they do not write the way orjson would
+ * (floats, odd types, surrogates, integers beyond 64 bits): the caller then hands that one document to the
+ * pure-Python path, which is the reference for it.
+ */
+#ifndef FLOWSINK_FAST_JSON_H
+#define FLOWSINK_FAST_JSON_H
+
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "_fast_common.h"
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} JsonBuf;
+
+static inline int jb_init(JsonBuf *b, Py_ssize_t cap) {
+    b->data = PyMem_Malloc((size_t)cap);
+    b->len = 0;
+    b->cap = cap;
+    if (b->data == NULL) { PyErr_NoMemory(); return -1; }
+    return 0;
+}
+
+static inline void jb_free(JsonBuf *b) {
+    PyMem_Free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* room for extra more bytes */
+static inline int jb_reserve(JsonBuf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap * 2;
+    if (cap < b->len + extra) cap = b->len + extra + 256;
+    char *data = PyMem_Realloc(b->data, (size_t)cap);
+    if (data == NULL) { PyErr_NoMemory(); return -1; }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int jb_put(JsonBuf *b, const char *text, Py_ssize_t n) {
+    if (jb_reserve(b, n) < 0) return -1;
+    memcpy(b->data + b->len, text, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* a string literal, its length known at compile time: JB_LIT(b, "\"network\":{") */
+#define JB_LIT(b, literal) jb_put((b), (literal), (Py_ssize_t)(sizeof(literal) - 1))
+
+static inline int jb_char(JsonBuf *b, char c) {
+    if (jb_reserve(b, 1) < 0) return -1;
+    b->data[b->len++] = c;
+    return 0;
+}
+
+static inline int jb_u64(JsonBuf *b, unsigned long long value) {
+    if (jb_reserve(b, 24) < 0) return -1;
+    b->len += decimal(b->data + b->len, value);
+    return 0;
+}
+
+static inline int jb_i64(JsonBuf *b, long long value) {
+    if (value >= 0) return jb_u64(b, (unsigned long long)value);
+    if (jb_reserve(b, 24) < 0) return -1;
+    b->data[b->len++] = '-';
+    b->len += decimal(b->data + b->len, 0ULL - (unsigned long long)value);
+    return 0;
+}
+
+/* "a.b.c.d" (quoted) from 4 bytes, as inet_ntop writes it */
+static inline int jb_ipv4(JsonBuf *b, const unsigned char *p) {
+    if (jb_reserve(b, 18) < 0) return -1;
+    char *out = b->data + b->len;
+    int n = 0;
+    out[n++] = '"';
+    for (int i = 0; i < 4; i++) {
+        if (i) out[n++] = '.';
+        n += decimal(out + n, p[i]);
+    }
+    out[n++] = '"';
+    b->len += n;
+    return 0;
+}
+
+/* UTF-8 text as a quoted JSON string, escaped exactly as orjson does: ", \ and control characters only
+ * (\b \t \n \f \r by name, the rest as \u00xx in lowercase hex); everything else, DEL and non-ASCII too, as is */
+static inline int jb_text(JsonBuf *b, const char *text, Py_ssize_t n) {
+    if (jb_reserve(b, n * 6 + 2) < 0) return -1;
+    char *out = b->data + b->len;
+    Py_ssize_t o = 0;
+    out[o++] = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c >= 0x20 && c != '"' && c != '\\') { out[o++] = (char)c; continue; }
+        out[o++] = '\\';
+        switch (c) {
+        case '"': out[o++] = '"'; break;
+        case '\\': out[o++] = '\\'; break;
+        case '\b': out[o++] = 'b'; break;
+        case '\t': out[o++] = 't'; break;
+        case '\n': out[o++] = 'n'; break;
+        case '\f': out[o++] = 'f'; break;
+        case '\r': out[o++] = 'r'; break;
+        default:
+            out[o++] = 'u'; out[o++] = '0'; out[o++] = '0';
+            out[o++] = HEX[c >> 4]; out[o++] = HEX[c & 15];
+        }
+    }
+    out[o++] = '"';
+    b->len += o;
+    return 0;
+}
+
+/* a str object as a quoted JSON string; 1 when it holds lone surrogates (orjson refuses those) */
+static inline int jb_pystr(JsonBuf *b, PyObject *text) {
+    if (PyUnicode_IS_COMPACT_ASCII(text))
+        return jb_text(b, (const char *)PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text));
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    if (utf8 == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    return jb_text(b, utf8, n);
+}
+
+/* an int object; 1 when it is beyond 64 bits (orjson refuses those) */
+static inline int jb_pyint(JsonBuf *b, PyObject *value) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow == 0) {
+        if (v == -1 && PyErr_Occurred()) return -1;
+        return jb_i64(b, v);
+    }
+    if (overflow < 0) return 1;
+    unsigned long long u = PyLong_AsUnsignedLongLong(value);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    return jb_u64(b, u);
+}
+
+static int jb_pyvalue(JsonBuf *b, PyObject *value, int depth);
+
+/* "key":value pairs of a dict with str keys, in its order, without the braces */
+static inline int jb_pydict_items(JsonBuf *b, PyObject *dict, int depth) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int first = 1, rc;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) return 1;
+        if (!first && jb_char(b, ',') < 0) return -1;
+        first = 0;
+        if ((rc = jb_pystr(b, key)) != 0) return rc;
+        if (jb_char(b, ':') < 0) return -1;
+        if ((rc = jb_pyvalue(b, value, depth + 1)) != 0) return rc;
+    }
+    return 0;
+}
+
+/* any value a document holds: str, int, bool, None, list/tuple and dict of those; 1 for anything else */
+static int jb_pyvalue(JsonBuf *b, PyObject *value, int depth) {
+    if (depth > 32) return 1;
+    if (PyUnicode_CheckExact(value)) return jb_pystr(b, value);
+    if (PyLong_CheckExact(value)) return jb_pyint(b, value);
+    if (value == Py_True) return JB_LIT(b, "true");
+    if (value == Py_False) return JB_LIT(b, "false");
+    if (value == Py_None) return JB_LIT(b, "null");
+    if (PyList_CheckExact(value) || PyTuple_CheckExact(value)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(value);
+        PyObject **items = PySequence_Fast_ITEMS(value);
+        if (jb_char(b, '[') < 0) return -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i && jb_char(b, ',') < 0) return -1;
+            int rc = jb_pyvalue(b, items[i], depth + 1);
+            if (rc) return rc;
+        }
+        return jb_char(b, ']');
+    }
+    if (PyDict_CheckExact(value)) {
+        if (jb_char(b, '{') < 0) return -1;
+        int rc = jb_pydict_items(b, value, depth);
+        if (rc) return rc;
+        return jb_char(b, '}');
+    }
+    return 1;
+}
+
+/* ---- times and the action line ---------------------------------------------------------------------------- */
+
+/* The last two seconds formatted (records of one export share very few). Per translation unit; the GIL
+ * serialises callers. */
+static long long jb_second_key[2] = {LLONG_MIN, LLONG_MIN};
+static char jb_second_text[2][40];
+static int jb_second_len[2];
+static int jb_second_next;
+
+/* epoch ms -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (unquoted) into out[48]; returns its length, 0 when gmtime cannot
+ * (the caller then declines the document). Same text as flowsink.normalize.netflow.iso_ms. */
+static inline int jb_iso_ms_text(long long epoch_ms, char out[48]) {
+    long long seconds = epoch_ms / 1000, millis = epoch_ms % 1000;
+    if (millis < 0) { millis += 1000; seconds -= 1; }
+    int slot = jb_second_key[0] == seconds ? 0 : jb_second_key[1] == seconds ? 1 : -1;
+    if (slot < 0) {
+        time_t t = (time_t)seconds;
+        struct tm tm;
+        slot = jb_second_next;
+        if ((long long)t != seconds || gmtime_r(&t, &tm) == NULL ||
+            (jb_second_len[slot] = (int)strftime(jb_second_text[slot], 40, "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
+            return 0;
+        jb_second_key[slot] = seconds;
+        jb_second_next = 1 - slot;
+    }
+    int n = jb_second_len[slot];
+    memcpy(out, jb_second_text[slot], (size_t)n);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + millis / 100);
+    out[n + 2] = (char)('0' + millis / 10 % 10);
+    out[n + 3] = (char)('0' + millis % 10);
+    out[n + 4] = 'Z';
+    return n + 5;
+}
+
+/* The action line and its newline: head is BulkFormat.action_head (`{"create":{"_index":"<prefix>-`), kind
+ * "flows" or "meta", timestamp the document's @timestamp text (unquoted). The day comes from its first ten
+ * characters, as flowsink.bulk.index_name takes it; 1 when they are not YYYY-MM-DD (a year past 9999, before
+ * 0): the Python path decides those. doc_id NULL, or keep_ids 0, writes no _id. */
+static inline int jb_action(JsonBuf *b, const char *head, Py_ssize_t head_len, const char *kind,
+                            const char *timestamp, int timestamp_len, const char *doc_id, Py_ssize_t id_len,
+                            int keep_ids) {
+    const char *t = timestamp;
+    if (timestamp_len < 11 || t[4] != '-' || t[7] != '-' || t[timestamp_len - 1] != 'Z') return 1;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (t[i] < '0' || t[i] > '9')) return 1;
+    char day[10] = {t[0], t[1], t[2], t[3], '.', t[5], t[6], '.', t[8], t[9]};
+    if (jb_put(b, head, head_len) < 0 || jb_put(b, kind, (Py_ssize_t)strlen(kind)) < 0 || jb_char(b, '-') < 0 ||
+        jb_put(b, day, 10) < 0 || jb_char(b, '"') < 0)
+        return -1;
+    if (keep_ids && doc_id != NULL) {
+        if (JB_LIT(b, ",\"_id\":") < 0 || jb_text(b, doc_id, id_len) < 0) return -1;
+    }
+    return JB_LIT(b, "}}\n");
+}
+
+/* b->data[start:] as a bytes object, and the buffer rewound to start for the next document */
+static inline PyObject *jb_take(JsonBuf *b, Py_ssize_t start) {
+    PyObject *out = PyBytes_FromStringAndSize(b->data + start, b->len - start);
+    b->len = start;
+    return out;
+}
+
+#endif

@@ -1,0 +1,119 @@
+"""Bulk lines written by the C decoders equal the reference encoding of the pure-Python documents, byte for byte.
+
+With a ``BulkFormat`` the decoders hand the sink ``action\\nsource\\n`` bytes (``DecodeResult.encoded``). The
+same corpus (every fixture, generated NetFlow v5 and sFlow, mutated fixtures) is decoded in this process (C
+extension) and in a child started with FLOWSINK_NO_EXTENSION=1 (Python dicts + ``flowsink.bulk.encode_document``);
+every datagram's lines (as a set: the C writers put the documents they leave to Python last), errors and
+counters must be equal.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from flowsink.bulk import BulkFormat, encode_document, index_name, split_encoded
+from flowsink.decode import DecoderSettings, FlowDecoder, accel
+from test_decode_fast import FIXTURES, corpus
+from test_decode_fast_sflow import _generated_payloads
+
+ARRIVAL_NS = 1_700_000_000_123_456_789
+FORMATS = {
+    "create": BulkFormat("flowsink", "create", True),
+    "index-no-ids": BulkFormat("fs\"odd\\prefix", "index", False),
+}
+
+needs_extension = pytest.mark.skipif(accel.FAST is None, reason="C extension not built (pip install -e . builds it)")
+
+
+def bulk_corpus() -> list[tuple[str, bytes]]:
+    sflow = [(f"203.0.113.{n % 5}", payload) for n, payload in enumerate(_generated_payloads(400))]
+    return corpus() + sflow
+
+
+def decode_corpus(datagrams: list[tuple[str, bytes]], fmt: BulkFormat) -> tuple[list[bytes], int]:
+    """One line per datagram (its bulk lines, errors and counters), and how many the Python reference wrote."""
+    decoder = FlowDecoder(DecoderSettings(bulk=fmt))
+    lines = []
+    for exporter, payload in datagrams:
+        result = decoder.decode(payload, exporter, ARRIVAL_NS)
+        assert not result.documents
+        lines.append(orjson.dumps({"encoded": sorted(line.decode() for line in result.encoded),
+                                   "errors": result.errors, "stats": dict(sorted(result.stats.items()))}))
+    return lines, decoder.reference_encoded
+
+
+@needs_extension
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures is not beside the checkout")
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> None:
+    datagrams = bulk_corpus()
+    source = tmp_path / "corpus.pickle"
+    source.write_bytes(pickle.dumps(datagrams))
+    python_out = tmp_path / "python.jsonl"
+    env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
+    subprocess.run([sys.executable, __file__, str(source), str(python_out), name], env=env, check=True,
+                   timeout=600)
+    fast_lines, by_reference = decode_corpus(datagrams, FORMATS[name])
+    python_lines = python_out.read_bytes().split(b"\n")
+    assert len(python_lines) == len(fast_lines)
+    differing = [i for i, (a, b) in enumerate(zip(fast_lines, python_lines, strict=True)) if a != b]
+    assert not differing, (f"{len(differing)} datagrams differ, first {differing[0]} "
+                           f"{datagrams[differing[0]]!r}:\nC:      {fast_lines[differing[0]][:3000]!r}\n"
+                           f"Python: {python_lines[differing[0]][:3000]!r}")
+    documents = sum(line.count(b'"_index') for line in fast_lines)
+    assert documents > 30_000
+    # the C writers wrote (nearly) all of them: only options records and odd values are left to Python
+    assert by_reference < documents * 0.05, (by_reference, documents)
+
+
+def test_encode_document_moves_the_id_into_the_action_line() -> None:
+    doc = {"_id": "abc.0", "@timestamp": "2023-11-14T22:13:20.000Z", "event": {"action": "netflow_flow"},
+           "source": {"ip": "10.0.0.1"}}
+    line = encode_document(dict(doc), BulkFormat("fs"))
+    assert line == (b'{"create":{"_index":"fs-flows-2023.11.14","_id":"abc.0"}}\n'
+                    b'{"@timestamp":"2023-11-14T22:13:20.000Z","event":{"action":"netflow_flow"},'
+                    b'"source":{"ip":"10.0.0.1"}}\n')
+    meta, source = split_encoded(line)
+    assert meta == {"_index": "fs-flows-2023.11.14", "_id": "abc.0"}
+    assert orjson.loads(source) == {k: v for k, v in doc.items() if k != "_id"}
+    plain = encode_document(dict(doc), BulkFormat("fs", "index", keep_ids=False))
+    assert plain.startswith(b'{"index":{"_index":"fs-flows-2023.11.14"}}\n')
+
+
+def test_meta_documents_go_to_the_meta_index() -> None:
+    for action in ("netflow_options", "sflow_counter_sample"):
+        doc = {"@timestamp": "2024-02-29T00:00:00.000Z", "event": {"action": action}}
+        assert index_name(doc, "p") == "p-meta-2024.02.29"
+        assert encode_document(doc, BulkFormat("p")).startswith(b'{"create":{"_index":"p-meta-2024.02.29"}}\n')
+
+
+def test_bulk_format_refuses_an_unknown_operation() -> None:
+    with pytest.raises(ValueError, match="op_type"):
+        BulkFormat("fs", "update")
+
+
+def test_python_path_encodes_every_document_the_dict_path_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the path, the bulk source lines are the dict documents, in the same order."""
+    rng = random.Random(3)
+    datagrams = [d for d in corpus() if rng.random() < 0.2]
+    plain, bulk = FlowDecoder(), FlowDecoder(DecoderSettings(bulk=BulkFormat("x")))
+    for exporter, payload in datagrams:
+        docs = plain.decode(payload, exporter, ARRIVAL_NS).documents
+        encoded = bulk.decode(payload, exporter, ARRIVAL_NS).encoded
+        assert [orjson.loads(split_encoded(line)[1]) for line in encoded] == [
+            {k: v for k, v in doc.items() if k != "_id"} for doc in docs]
+
+
+if __name__ == "__main__":   # the child process: decode the corpus with whatever path this environment gives
+    if os.environ.get("FLOWSINK_NO_EXTENSION") and accel.FAST is not None:
+        sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
+    lines, _ = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()), FORMATS[sys.argv[3]])
+    Path(sys.argv[2]).write_bytes(b"\n".join(lines))
