@@ -83,8 +83,8 @@ def test_replay_after_unacked_batch_adds_no_duplicates(tmp_path, es, es_url, pre
     append_all(queue, [exporter.datagram(30) for _ in range(20)])
     # What a crash between indexing and acking leaves behind: documents in Elasticsearch, entries in the queue.
     entries = queue.read(1000, 1.0)
-    decoded = [worker.decoder.decode(e.payload, e.source, e.arrival_ns).documents for e in entries]
-    worker._index([doc for docs in decoded for doc in docs])
+    decoded = [worker.decoder.decode(e.payload, e.source, e.arrival_ns).encoded for e in entries]
+    worker._index([line for lines in decoded for line in lines])
     queue.rewind()
     duplicates_before = metrics.DOCUMENTS_DUPLICATE._value.get()
     assert drain(worker) == 20

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import orjson
+
+from flowsink.bulk import split_encoded
 from flowsink.config import load_config
 from flowsink.decode import FlowDecoder
 from flowsink.pipeline import PipelineWorker, open_queue
@@ -14,14 +17,16 @@ ASA = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "l
 
 
 class RecordingSink:
-    """Stands in for Elasticsearch: every document is 'indexed' and kept for inspection."""
+    """Stands in for Elasticsearch: every document is 'indexed' and kept (parsed back) for inspection."""
 
     def __init__(self) -> None:
         self.docs: list[dict] = []
 
-    def index(self, docs: list[dict]) -> BulkOutcome:
-        self.docs.extend(docs)
-        return BulkOutcome(indexed=len(docs))
+    def index_encoded(self, lines: list[bytes]) -> BulkOutcome:
+        for line in lines:
+            meta, source = split_encoded(line)
+            self.docs.append({**orjson.loads(source), "_index": meta["_index"], "_id": meta.get("_id")})
+        return BulkOutcome(indexed=len(lines))
 
 
 class ExplodingDecoder(FlowDecoder):
@@ -101,3 +106,32 @@ def test_decoder_exception_costs_one_datagram_not_the_worker(tmp_path):
     )
     assert len(sink.docs) == 2 * len(FlowDecoder().decode(v5, "192.0.2.7", 0).documents)
     assert queue.stats()["acked_seq"] == 3
+
+
+def test_decoder_writing_bulk_lines_gives_the_documents_of_the_dict_path(tmp_path):
+    """The node's decoders write bulk lines themselves (``decoder_settings`` sets the format): same documents,
+    daily index from @timestamp, deterministic ids; with deterministic ids off, ``index`` without ids."""
+    from flowsink.pipeline import decoder_settings
+
+    payloads = [(ASA / name).read_bytes() for name in ("netflow5.dat", "netflow9_test_cisco_asa_1_tpl.dat",
+                                                        "netflow9_test_cisco_asa_1_data.dat")]
+    arrival = time.time_ns()
+    reference = FlowDecoder()
+    expected = [doc for payload in payloads for doc in reference.decode(payload, "192.0.2.9", arrival).documents]
+    for deterministic in ("true", "false"):
+        run = tmp_path / deterministic
+        worker, queue, sink = make_worker(run, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10",
+                                          FLOWSINK_PIPELINE_DETERMINISTIC_IDS=deterministic)
+        worker.decoder = FlowDecoder(decoder_settings(worker.config, 0))
+        assert worker.decoder.settings.bulk == worker.bulk
+        for payload in payloads:
+            queue.append(payload, "192.0.2.9", arrival)
+        worker.process_batch(0.5)
+        worker.finish_inflight()
+        assert len(sink.docs) == len(expected) == 16
+        for got, want in zip(sink.docs, expected, strict=True):
+            day = want["@timestamp"][:10].replace("-", ".")
+            kind = "meta" if want["event"]["action"] == "netflow_options" else "flows"
+            assert got.pop("_index") == f"flowsink-{kind}-{day}"
+            assert got.pop("_id") == (want["_id"] if deterministic == "true" else None)
+            assert got == {k: v for k, v in want.items() if k != "_id"}

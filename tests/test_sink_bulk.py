@@ -172,3 +172,32 @@ def test_daily_index_name_from_iso_epoch_and_datetime():
     assert daily_index_name("flowsink", "flows", "2026-11-23T23:59:59.999Z") == "flowsink-flows-2026.11.23"
     assert daily_index_name("flowsink", "meta", 1795478399999) == "flowsink-meta-2026.11.23"
     assert daily_index_name("x", "flows", datetime(2026, 1, 2, tzinfo=UTC)) == "x-flows-2026.01.02"
+
+
+def _bulk_lines(docs: list[dict]) -> list[bytes]:
+    """Documents as the decoders hand them to the sink: action + source lines (``index_encoded``)."""
+    lines = []
+    for doc in docs:
+        source = {k: v for k, v in doc.items() if k[0] != "_"}
+        action = orjson.dumps({"create": {"_index": doc["_index"], "_id": doc["_id"]}})
+        lines.append(action + b"\n" + orjson.dumps(source) + b"\n")
+    return lines
+
+
+def test_bulk_lines_are_indexed_replayed_and_dead_lettered_like_documents(es, prefix, sink_factory, tmp_path):
+    good = list(flow_documents(600, prefix))
+    bad = [dict(good[0], _id="bad-ip", source={"ip": "not-an-address"})]
+    sink = sink_factory(max_docs=250)
+    outcome = sink.index_encoded(_bulk_lines(good[:300] + bad + good[300:]))
+    assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered) == (600, 0, 1)
+    assert _count(es, f"{prefix}-flows-*") == 600
+    sample = good[123]
+    stored = es.get(index=sample["_index"], id=sample["_id"])["_source"]
+    assert stored == orjson.loads(orjson.dumps({k: v for k, v in sample.items() if k[0] != "_"}))
+
+    replay = sink.index_encoded(_bulk_lines(good[:100] + list(flow_documents(50, prefix, start=600))))
+    assert (replay.indexed, replay.duplicates, replay.dead_lettered) == (50, 100, 0)
+    assert _count(es, f"{prefix}-flows-*") == 650
+    record = json.loads((tmp_path / "dead-letter.jsonl").read_text().splitlines()[0])
+    assert record["id"] == "bad-ip" and record["status"] == 400 and record["index"] == good[0]["_index"]
+    assert record["document"]["source"] == {"ip": "not-an-address"}

@@ -53,6 +53,24 @@ def _docs(n: int) -> list[dict]:
     return [{"_index": "flows", "_id": f"d{i}", "n": i} for i in range(n)]
 
 
+def _lines(docs: list[dict]) -> list[bytes]:
+    """The documents as the decoders hand them over: bulk lines (``index_encoded``)."""
+    out = []
+    for doc in docs:
+        source = {k: v for k, v in doc.items() if k[0] != "_"}
+        action = {"create": {"_index": doc["_index"], "_id": doc["_id"]}}
+        out.append(orjson.dumps(action) + b"\n" + orjson.dumps(source) + b"\n")
+    return out
+
+
+@pytest.fixture(params=["dicts", "lines"])
+def index(request):
+    """Both ways into the sink: ``index(dicts)`` and ``index_encoded(bulk lines)`` follow the same rules."""
+    if request.param == "dicts":
+        return lambda sink, docs: sink.index(docs)
+    return lambda sink, docs: sink.index_encoded(_lines(docs))
+
+
 def _sink(client, tmp_path, **settings) -> ElasticsearchSink:
     settings = {
         "initial_backoff_s": 0.001,
@@ -63,31 +81,31 @@ def _sink(client, tmp_path, **settings) -> ElasticsearchSink:
     return ElasticsearchSink(client=client, **settings)
 
 
-def test_only_items_refused_with_429_or_503_are_sent_again(tmp_path):
+def test_only_items_refused_with_429_or_503_are_sent_again(tmp_path, index):
     def script(call, ids):
         if call == 1:
             return _items([201, 429, 201, 503, 409])
         return _items([201] * len(ids))
 
     client = ScriptedBulk(script)
-    outcome = _sink(client, tmp_path).index(_docs(5))
+    outcome = index(_sink(client, tmp_path), _docs(5))
     assert client.sent == [["d0", "d1", "d2", "d3", "d4"], ["d1", "d3"]]
     assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered, outcome.retries) == (4, 1, 0, 2)
 
 
-def test_observer_sees_each_request_with_its_own_size(tmp_path):
+def test_observer_sees_each_request_with_its_own_size(tmp_path, index):
     seen: list[tuple[int, str]] = []
     client = ScriptedBulk(lambda call, ids: _items([429, 201, 201] if call == 1 else [201] * len(ids)))
     sink = _sink(
         client, tmp_path, concurrency=1, observer=lambda _s, docs, _b, result: seen.append((docs, result))
     )
-    sink.index(_docs(3))
+    index(sink, _docs(3))
     assert seen == [(3, "item_errors"), (1, "ok")]
 
 
-def test_persistent_500_item_is_dead_lettered_after_its_attempts(tmp_path):
+def test_persistent_500_item_is_dead_lettered_after_its_attempts(tmp_path, index):
     client = ScriptedBulk(lambda call, ids: _items([500 if i == "d1" else 201 for i in ids]))
-    outcome = _sink(client, tmp_path, max_item_attempts=4).index(_docs(3))
+    outcome = index(_sink(client, tmp_path, max_item_attempts=4), _docs(3))
     assert [len(ids) for ids in client.sent] == [3, 1, 1, 1]
     assert (outcome.indexed, outcome.dead_lettered) == (2, 1)
     assert outcome.dead_letter_reasons == {"error_500": 1}
@@ -95,13 +113,13 @@ def test_persistent_500_item_is_dead_lettered_after_its_attempts(tmp_path):
     assert record["id"] == "d1" and record["status"] == 500 and record["document"] == {"n": 1}
 
 
-def test_429_items_are_retried_for_ever(tmp_path):
+def test_429_items_are_retried_for_ever(tmp_path, index):
     client = ScriptedBulk(lambda call, ids: _items([429] * len(ids) if call < 30 else [201] * len(ids)))
-    outcome = _sink(client, tmp_path, max_item_attempts=2).index(_docs(2))
+    outcome = index(_sink(client, tmp_path, max_item_attempts=2), _docs(2))
     assert outcome.indexed == 2 and outcome.dead_lettered == 0 and len(client.sent) == 30
 
 
-def test_unreachable_cluster_is_retried_until_it_answers(tmp_path):
+def test_unreachable_cluster_is_retried_until_it_answers(tmp_path, index):
     def script(call, ids):
         if call <= 5:
             return ConnectionError("Connection refused")
@@ -110,26 +128,26 @@ def test_unreachable_cluster_is_retried_until_it_answers(tmp_path):
         return _items([201] * len(ids))
 
     client = ScriptedBulk(script)
-    outcome = _sink(client, tmp_path).index(_docs(4))
+    outcome = index(_sink(client, tmp_path), _docs(4))
     assert outcome.indexed == 4 and outcome.retries == 4 * 7
     assert all(ids == ["d0", "d1", "d2", "d3"] for ids in client.sent)
 
 
-def test_request_too_large_is_halved_down_to_the_culprit(tmp_path):
+def test_request_too_large_is_halved_down_to_the_culprit(tmp_path, index):
     def script(call, ids):
         return _api_error(413) if "d5" in ids else _items([201] * len(ids))
 
     client = ScriptedBulk(script)
-    outcome = _sink(client, tmp_path).index(_docs(8))
+    outcome = index(_sink(client, tmp_path), _docs(8))
     assert (outcome.indexed, outcome.dead_lettered) == (7, 1)
     assert outcome.dead_letter_reasons == {"request_rejected": 1}
     assert ["d5"] in client.sent
 
 
-def test_chunks_respect_count_and_bytes(tmp_path):
+def test_chunks_respect_count_and_bytes(tmp_path, index):
     client = ScriptedBulk(lambda call, ids: _items([201] * len(ids)))
     docs = [{"_index": "flows", "_id": f"d{i}", "pad": "x" * 400} for i in range(50)]
-    _sink(client, tmp_path, max_docs=20, max_bytes=4096, concurrency=1).index(docs)
+    index(_sink(client, tmp_path, max_docs=20, max_bytes=4096, concurrency=1), docs)
     assert max(len(ids) for ids in client.sent) <= 20
     assert all(len(ids) * 450 <= 4096 for ids in client.sent)
     assert sum(len(ids) for ids in client.sent) == 50

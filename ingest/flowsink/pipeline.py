@@ -17,47 +17,15 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from flowsink import metrics
+from flowsink.bulk import BulkFormat, encode_document, index_name
 from flowsink.config import Config, apply_reloadable, load_config
 from flowsink.log import RateLimitedLog, get_logger, set_level, setup_logging
 
 log = get_logger(__name__)
-
-# event.action values that go to the meta indices; every other document is a flow
-META_ACTIONS = frozenset({"netflow_options", "sflow_counter_sample"})
-
-
-def index_name(doc: dict[str, Any], prefix: str) -> str:
-    """``<prefix>-flows-YYYY.MM.DD`` or ``<prefix>-meta-YYYY.MM.DD``, the day of ``@timestamp`` in UTC.
-
-    Documents without a usable ``@timestamp`` go to the day of ``event.ingested`` if present, else today's
-    index; the decoders always set ``@timestamp``, so this is a fallback, never the normal path.
-    """
-    action = (doc.get("event") or {}).get("action")
-    kind = "meta" if action in META_ACTIONS else "flows"
-    return f"{prefix}-{kind}-{_day(doc.get('@timestamp'))}"
-
-
-def _day(timestamp: Any) -> str:
-    # ISO-8601 strings in UTC are what the decoders emit: slicing beats parsing by ~20x on the hot path.
-    if isinstance(timestamp, str) and len(timestamp) >= 10 and timestamp[4] == "-" and timestamp[7] == "-":
-        if timestamp.endswith("Z") or ("+" not in timestamp[10:] and "-" not in timestamp[10:]):
-            return f"{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
-        from datetime import datetime
-
-        try:
-            return datetime.fromisoformat(timestamp).astimezone(UTC).strftime("%Y.%m.%d")
-        except ValueError:
-            pass
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
-        seconds = timestamp / 1000 if timestamp > 1e11 else timestamp  # epoch millis or seconds
-        return time.strftime("%Y.%m.%d", time.gmtime(seconds))
-    return time.strftime("%Y.%m.%d", time.gmtime())
-
 
 class AckCursor:
     """Which queue sequence number is safe to acknowledge.
@@ -108,8 +76,10 @@ class BatchReport:
 class PipelineWorker:
     """Reads one partition, decodes, routes to indices, indexes through the sink, acks.
 
-    ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``;
-    ``sink``: anything with ``index(docs) -> BulkOutcome`` that returns only when every doc is safe.
+    ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``, best
+    given ``bulk=bulk_format(config)`` so that it writes bulk lines itself (documents it returns as dicts are
+    encoded here); ``sink``: anything with ``index_encoded(lines) -> BulkOutcome`` that returns only when every
+    document is safe.
 
     One batch is indexed (in a helper thread: the sink waits on the network with the GIL released) while the
     next is decoded; batches are acked strictly in order, each only after its ``index`` call returned.
@@ -121,6 +91,7 @@ class PipelineWorker:
         self.sink = sink
         self.config = config
         self.partition = partition
+        self.bulk = bulk_format(config)
         self.cursor = AckCursor()
         self.errors_log = RateLimitedLog(log, config.logging.rate_limit_interval_s)
         self._last_expire = time.monotonic()
@@ -143,23 +114,37 @@ class PipelineWorker:
             self.finish_inflight()
             return report
         started = time.perf_counter()
-        docs: list[dict[str, Any]] = []
+        lines: list[bytes] = []
         now = time.monotonic()
         read_bytes = 0
         for entry in entries:
             read_bytes += len(entry.payload)
             result = self._decode(entry)
-            docs.extend(result.documents)
+            lines += self._lines(result)
             metrics.DATAGRAMS_DECODED.labels(protocol=metrics.protocol_label(result.protocol)).inc()
             report.decode_errors += self._account(result, entry.source)
             if result.stats.get("pending"):
                 self.cursor.hold(entry.seq, now)
         metrics.QUEUE_READ_DATAGRAMS.inc(len(entries))
         metrics.QUEUE_READ_BYTES.inc(read_bytes)
-        report.documents = len(docs)
+        report.documents = len(lines)
         self.finish_inflight()
-        self._inflight = (self._indexer.submit(self._index, docs), entries[-1].seq, started)
+        self._inflight = (self._indexer.submit(self._index, lines), entries[-1].seq, started)
         return report
+
+    def _lines(self, result: Any) -> list[bytes]:
+        """The bulk lines of a decode result: those the decoder wrote, then its dict documents encoded."""
+        if not result.documents:
+            return result.encoded
+        lines = list(result.encoded)
+        for document in result.documents:
+            try:
+                lines.append(encode_document(document, self.bulk))
+            except TypeError as exc:   # only a decoder bug makes one; it costs that document, counted
+                metrics.DECODE_ERRORS.labels(protocol=metrics.protocol_label(result.protocol),
+                                             reason="unserialisable_document").inc()
+                self.errors_log.warning("decode:unserialisable_document", "document not serialisable: %s", exc)
+        return lines
 
     def _decode(self, entry: Any) -> Any:
         """Decode one queued datagram; a decoder bug costs that datagram (counted), never the worker.
@@ -212,16 +197,10 @@ class PipelineWorker:
                 metrics.EXPIRED_RECORDS.inc(stats["expired"])
         return len(result.errors)
 
-    def _index(self, docs: list[dict[str, Any]]) -> int:
-        if not docs:
+    def _index(self, lines: list[bytes]) -> int:
+        if not lines:
             return 0
-        prefix = self.config.elasticsearch.index_prefix
-        keep_ids = self.config.pipeline.deterministic_ids
-        for doc in docs:
-            doc["_index"] = index_name(doc, prefix)
-            if not keep_ids:
-                doc.pop("_id", None)
-        outcome = self.sink.index(docs)
+        outcome = self.sink.index_encoded(lines)
         metrics.DOCUMENTS_INDEXED.inc(outcome.indexed)
         if outcome.duplicates:
             metrics.DOCUMENTS_DUPLICATE.inc(outcome.duplicates)
@@ -257,7 +236,7 @@ class PipelineWorker:
         self.finish_inflight()
         result = self.decoder.expire(time.time_ns())
         self._account(result, "held")
-        self._index(result.documents)
+        self._index(self._lines(result))
         if self.decoder.pending_count() == 0:
             self.cursor.release_all()
         else:
@@ -362,14 +341,23 @@ class PipelineWorker:
 # ---------------------------------------------------------------- building the parts from the config
 
 
+def bulk_format(config: Config) -> BulkFormat:
+    """How documents become bulk lines: the index prefix, and ``create`` with deterministic ids (replays are
+    409s) unless ``pipeline.deterministic_ids`` is off (then ``index`` and ids chosen by Elasticsearch)."""
+    keep_ids = config.pipeline.deterministic_ids
+    return BulkFormat(config.elasticsearch.index_prefix, "create" if keep_ids else "index", keep_ids)
+
+
 def decoder_settings(config: Config, partition: int) -> Any:
-    """``DecoderSettings`` from the ``decode`` section: keys with the same name pass through."""
+    """``DecoderSettings`` from the ``decode`` section (keys with the same name pass through), writing bulk
+    lines in the format of ``bulk_format``."""
     from flowsink.decode import DecoderSettings
 
     names = {f.name for f in dataclasses.fields(DecoderSettings)}
     values = {k: v for k, v in dataclasses.asdict(config.decode).items() if k in names}
     if "template_cache_path" in names:
         values["template_cache_path"] = str(config.template_cache_path(partition))
+    values["bulk"] = bulk_format(config)
     return DecoderSettings(**values)
 
 
@@ -495,6 +483,7 @@ __all__ = [
     "AckCursor",
     "PipelineWorker",
     "build_sink",
+    "bulk_format",
     "decoder_settings",
     "index_name",
     "open_queue",

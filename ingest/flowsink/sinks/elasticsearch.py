@@ -12,7 +12,9 @@ against elasticsearch-py's ``streaming_bulk``/``parallel_bulk`` (which re-serial
 client's serializer), and the response is trimmed with ``filter_path`` to the per-item status and error.
 
 Each document names its target with ``_index`` and may carry a deterministic ``_id``; both go to the action
-line, never into the stored source. Thread-safe: several pipeline threads may call ``index`` at once; the
+line, never into the stored source. ``index_encoded(lines)`` takes documents already written as bulk lines
+(``flowsink.bulk``; the decoders write them): a request whose items all succeed costs no per-document Python
+work at all; only items that fail are split out of their lines to be retried or dead-lettered. Thread-safe: several pipeline threads may call ``index`` at once; the
 chunks of one call are sent ``concurrency`` at a time.
 """
 
@@ -35,6 +37,7 @@ import orjson
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch.serializer import OrjsonSerializer
 
+from flowsink.bulk import split_encoded
 from flowsink.sinks.templates import short_reason
 
 log = logging.getLogger(__name__)
@@ -269,6 +272,23 @@ class ElasticsearchSink:
             self._totals.add(outcome)
         return outcome
 
+    def index_encoded(self, lines: Sequence[bytes]) -> BulkOutcome:
+        """Index documents given as bulk lines (``action\nsource\n`` each, ``flowsink.bulk.encode_document``);
+        block until each has a final outcome, as ``index`` does."""
+        if self._closing.is_set():
+            raise SinkClosed("sink is closed")
+        chunks = list(self._encoded_chunks(lines))
+        if len(chunks) > 1 and self.settings.concurrency > 1:
+            outcomes = [future.result() for future in [self._pool.submit(self._send_encoded, c) for c in chunks]]
+        else:
+            outcomes = [self._send_encoded(chunk) for chunk in chunks]
+        outcome = BulkOutcome()
+        for part in outcomes:
+            outcome.add(part)
+        with self._totals_lock:
+            self._totals.add(outcome)
+        return outcome
+
     def totals(self) -> BulkOutcome:
         """Everything this sink did since it was created (a copy)."""
         with self._totals_lock:
@@ -326,12 +346,67 @@ class ElasticsearchSink:
         if chunk:
             yield chunk
 
+    def _encoded_chunks(self, lines: Sequence[bytes]) -> Iterable[list[bytes]]:
+        max_docs, max_bytes = self.settings.max_docs, self.settings.max_bytes
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            if chunk and (len(chunk) >= max_docs or size + len(line) > max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            yield chunk
+
+    @staticmethod
+    def _items_from_encoded(lines: Sequence[bytes]) -> list[_Item]:
+        items = []
+        for line in lines:
+            meta, source = split_encoded(line)
+            items.append(_Item(str(meta.get("_index", "")), meta.get("_id"), line[:line.index(b"\n")], source))
+        return items
+
     # -- sending ------------------------------------------------------------------------------------------
 
-    def _send(self, items: Sequence[_Item]) -> None:
+    def _send_encoded(self, lines: list[bytes]) -> BulkOutcome:
+        """One request for ``lines``; when anything in it fails, the per-item path (``_send``) takes over."""
+        body = b"".join(lines)
+        started = time.monotonic()
+        try:
+            response = self._client.bulk(body=body, filter_path=_FILTER_PATH, refresh=self.settings.refresh)
+            results = response["items"]
+            if len(results) != len(lines):
+                raise ValueError(f"{len(results)} results for {len(lines)} documents")
+        except (ApiError, TransportError, ValueError) as exc:
+            self._observe(started, lines, len(body), "failed")
+            items = self._items_from_encoded(lines)
+            for item in items:
+                item.attempts = 1
+            if isinstance(exc, ApiError) and exc.meta.status in (400, 413):
+                self._split_or_reject(items, exc)
+            else:
+                self._wait(0, "unreachable" if not isinstance(exc, ApiError) else "request",
+                           f"bulk request failed: {short_reason(exc)}", len(items))
+                self._send(items, first_round=1)
+            return self._outcome(items, [])
+        if not response.get("errors"):
+            self._observe(started, lines, len(body), "ok")
+            return BulkOutcome(indexed=len(lines))
+        self._observe(started, lines, len(body), "item_errors")
+        items = self._items_from_encoded(lines)
+        for item in items:
+            item.attempts = 1
+        pending = self._classify(items, results)
+        if pending:
+            self._wait(0, "item_retry", "retrying items refused with 429/5xx", len(pending))
+            self._send(pending, first_round=1)
+        return self._outcome(items, [])
+
+    def _send(self, items: Sequence[_Item], first_round: int = 0) -> None:
         """Send ``items`` until every one has a final status (indexed, duplicate or dead)."""
         pending = list(items)
-        round_ = 0
+        round_ = first_round
         while pending:
             body = b"".join(b"%b\n%b\n" % (item.action, item.source) for item in pending)
             for item in pending:
@@ -415,7 +490,7 @@ class ElasticsearchSink:
         if self._closing.wait(delay):
             raise SinkClosed("sink closed while retrying")
 
-    def _observe(self, started: float, items: Sequence[_Item], nbytes: int, result: str) -> None:
+    def _observe(self, started: float, items: Sequence[Any], nbytes: int, result: str) -> None:
         if self._observer is not None:
             self._observer(time.monotonic() - started, len(items), nbytes, result)
 
