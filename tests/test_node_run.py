@@ -43,8 +43,22 @@ def node(tmp_path, es, es_url, unique_prefix):
     cleanup_prefix(es, unique_prefix)
 
 
+def _series(values: dict[str, float], name: str, **labels: str) -> list[float]:
+    return [v for k, v in values.items()
+            if k.split("{", 1)[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())]
+
+
 def test_garbage_interleaved_every_valid_record_indexed(node, es, unique_prefix):
     node.start()
+    # Series known in advance exist at 0 before anything happens: a first burst then shows in increase(), and
+    # dashboards read 0 rather than "no data".
+    before = scrape(node.metrics_url)
+    for name, labels in (("flowsink_queue_dropped_total", {"reason": "full"}),
+                         ("flowsink_queue_dropped_total", {"reason": "disk_full"}),
+                         ("flowsink_decode_errors_total", {"protocol": "ipfix", "reason": "truncated"}),
+                         ("flowsink_documents_dead_lettered_total", {"reason": "document_parsing_exception"}),
+                         ("flowsink_bulk_requests_total", {"result": "failed"})):
+        assert _series(before, name, **labels) == [0.0], (name, labels)
     exporter = V5Exporter()
     payloads = []
     for i in range(300):
@@ -63,6 +77,9 @@ def test_garbage_interleaved_every_valid_record_indexed(node, es, unique_prefix)
     assert metric_sum(values, "flowsink_datagrams_received_total") == 600
     assert metric_sum(values, "flowsink_documents_indexed_total") == 9000
     assert metric_sum(values, "flowsink_queue_dropped_total") == 0
+    # an exporter's gap and loss series appear at 0 with its first datagram, not with its first gap
+    assert _series(values, "flowsink_sequence_gaps_total", protocol="netflow_v5") == [0.0]
+    assert _series(values, "flowsink_lost_records_total", protocol="netflow_v5") == [0.0]
     assert metric_sum(values, "flowsink_bulk_request_duration_seconds_count") >= 1
     assert "flowsink_udp_receive_drops" in "".join(values)
     with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/healthz") as response:

@@ -226,3 +226,50 @@ API_DELTAS_FOLDED = Counter(
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+# ---------------------------------------------------------------- series known in advance
+
+# Label values known before anything happens. Their series are created at 0 when the node starts: Prometheus's
+# increase() needs a sample before the first event, so a series born at 500 drops would never fire the
+# QueueDropping alert for that first burst, and dashboards would say "no data" where the truth is 0.
+_KNOWN_SERIES: tuple[tuple[Counter, tuple[dict[str, str], ...]], ...] = (
+    (QUEUE_DROPPED, tuple({"reason": r} for r in ("full", "disk_full", "io_error"))),
+    (QUEUE_CORRUPT_RECORDS, tuple({"reason": r} for r in ("torn", "corrupt"))),
+    (DATAGRAMS_DECODED, tuple({"protocol": p} for p in PROTOCOLS)),
+    (DECODE_ERRORS, (*({"protocol": p, "reason": "truncated"} for p in PROTOCOLS[:4]),
+                     {"protocol": "unknown", "reason": "unknown_version"},
+                     {"protocol": "netflow_v9", "reason": "template_missing"},
+                     {"protocol": "ipfix", "reason": "template_missing"})),
+    (RECORDS_DECODED, tuple({"protocol": p, "kind": k} for p, k in (
+        ("netflow_v5", "flow"), ("netflow_v9", "flow"), ("netflow_v9", "options"), ("ipfix", "flow"),
+        ("ipfix", "options"), ("sflow", "flow_sample"), ("sflow", "counter_sample")))),
+    (BULK_REQUESTS, tuple({"result": r} for r in ("ok", "item_errors", "failed"))),
+    (DOCUMENTS_DEAD_LETTERED, tuple({"reason": r} for r in (
+        "document_parsing_exception", "mapper_parsing_exception", "illegal_argument_exception",
+        "request_rejected", "serialization_error"))),
+    (PROCESS_RESTARTS, tuple({"role": r} for r in ("receiver", "pipeline"))),
+    (CONFIG_RELOADS, tuple({"result": r} for r in ("ok", "error"))),
+    (API_REQUESTS_REJECTED, tuple({"reason": r} for r in (
+        "invalid_rows", "malformed_json", "body_too_large", "unauthorized", "too_many_rows", "queue_full",
+        "elasticsearch_unavailable"))),
+)
+
+
+def create_known_series() -> None:
+    """Create every series of ``_KNOWN_SERIES`` at 0 (idempotent); the node calls it once at start."""
+    for counter, label_sets in _KNOWN_SERIES:
+        for labels in label_sets:
+            counter.labels(**labels)
+
+
+_exporter_series_made: set[tuple[str, str]] = set()
+
+
+def create_exporter_series(exporter: str, protocol: str) -> None:
+    """Sequence-gap and lost-record series of an exporter at 0, the first time a process sees it."""
+    key = (exporter, protocol)
+    if key not in _exporter_series_made:
+        _exporter_series_made.add(key)
+        SEQUENCE_GAPS.labels(exporter=exporter, protocol=protocol)
+        LOST_RECORDS.labels(exporter=exporter, protocol=protocol)

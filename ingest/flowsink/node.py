@@ -151,6 +151,9 @@ class Node:
             self.receivers.append(Child("receiver", index, receiver_target(), (self.config, index)))
 
     def start_children(self) -> None:
+        from flowsink import metrics
+
+        metrics.create_known_series()
         # Workers first: they drain what an earlier run left before receivers add more.
         for child in self.workers + self.receivers:
             child.start(self._context)

@@ -177,6 +177,8 @@ class PipelineWorker:
     def _account(self, result: Any, exporter: str) -> int:
         """Metrics and rate-limited log lines for one decode result; returns its error count."""
         protocol = metrics.protocol_label(result.protocol)
+        if result.protocol is not None:
+            metrics.create_exporter_series(metrics.exporter_label(exporter), protocol)
         for reason, detail in result.errors:
             metrics.DECODE_ERRORS.labels(protocol=protocol, reason=reason).inc()
             self.errors_log.warning(f"decode:{reason}", "decode error (%s): %s", reason, detail)
