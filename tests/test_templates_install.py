@@ -102,6 +102,21 @@ def test_render_applies_prefix_and_install_settings():
     assert "auto_expand_replicas" not in index
 
 
+def test_api_templates_follow_the_api_prefix():
+    """The flows API writes under api.index_prefix: its templates must match those indices whatever the node's
+    own prefix is (the node passes both)."""
+    files = {tf.path.stem: tf for tf in load_template_files(DEFAULT_TEMPLATE_DIR)}
+    settings = TemplateSettings(name_prefix="acme", api_prefix="acme-apps")
+    for stem in ("api-batches", "api-aggregates", "api-folds"):
+        name, body = render_template(files[stem], settings, NO_FEATURES)
+        assert name == f"acme-{stem}"
+        assert all(p.startswith(f"acme-apps-{stem[4:]}") for p in body["index_patterns"]), body["index_patterns"]
+    assert render_template(files["flows"], settings, NO_FEATURES)[1]["index_patterns"] == ["acme-flows-*"]
+    unset = TemplateSettings(name_prefix="acme")
+    assert render_template(files["api-batches"], unset, NO_FEATURES)[1]["index_patterns"] == [
+        "acme-app-flows-batches*"]
+
+
 def test_render_uses_optional_features_only_where_present():
     files = {tf.path.stem: tf for tf in load_template_files(DEFAULT_TEMPLATE_DIR)}
     settings = TemplateSettings(retention_days=30)

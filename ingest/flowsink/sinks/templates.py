@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
 SHIPPED_PREFIX = "flowsink"
+# the flows API's indices, named by api.index_prefix rather than elasticsearch.index_prefix
+SHIPPED_API_PREFIX = "flowsink-app-flows"
 
 HELP = "install or upgrade the Elasticsearch index templates (also done by `flowsink run` at start-up)"
 
@@ -44,6 +46,8 @@ class TemplateSettings:
 
     template_dir: Path = DEFAULT_TEMPLATE_DIR
     name_prefix: str = SHIPPED_PREFIX
+    # where the flows API writes (api.index_prefix); None: under name_prefix like every other index
+    api_prefix: str | None = None
     shards: int | None = None
     replicas: int | None = None
     refresh_interval: str | None = None
@@ -137,7 +141,9 @@ def _load_one(path: Path) -> TemplateFile:
     return TemplateFile(path, body)
 
 
-def _renamed(name: str, prefix: str) -> str:
+def _renamed(name: str, prefix: str, api_prefix: str | None = None) -> str:
+    if api_prefix is not None and name.startswith(SHIPPED_API_PREFIX + "-"):
+        return api_prefix + name[len(SHIPPED_API_PREFIX) :]
     if prefix != SHIPPED_PREFIX and name.startswith(SHIPPED_PREFIX + "-"):
         return prefix + name[len(SHIPPED_PREFIX) :]
     return name
@@ -165,7 +171,7 @@ def render_template(
     meta = body.pop("_meta")
     wants_geoip = bool(meta.pop("geoip", False))
     if "index_patterns" in body:
-        body["index_patterns"] = [_renamed(p, prefix) for p in body["index_patterns"]]
+        body["index_patterns"] = [_renamed(p, prefix, settings.api_prefix) for p in body["index_patterns"]]
     if "composed_of" in body:
         body["composed_of"] = [_renamed(c, prefix) for c in body["composed_of"]]
     template = body.setdefault("template", {})
@@ -358,6 +364,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--template-dir", type=Path, default=DEFAULT_TEMPLATE_DIR, help="folder of *.json templates"
     )
     parser.add_argument("--prefix", default=SHIPPED_PREFIX, help="template and index name prefix")
+    parser.add_argument("--api-prefix", default=None,
+                        help="index prefix of the flows API (api.index_prefix; default: under --prefix)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Elasticsearch")
 
 
@@ -366,7 +374,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)  # our one-line error says it all
     settings = TemplateSettings(
-        template_dir=args.template_dir, name_prefix=args.prefix, connect_timeout_s=args.timeout
+        template_dir=args.template_dir, name_prefix=args.prefix, api_prefix=args.api_prefix,
+        connect_timeout_s=args.timeout,
     )
     client = Elasticsearch(args.es_url)
     try:
