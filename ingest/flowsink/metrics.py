@@ -103,6 +103,16 @@ QUEUE_DEPTH_BYTES = Gauge(
     "bytes on disk of the queue not yet acknowledged",
     multiprocess_mode="livesum",
 )
+QUEUE_DISK_BYTES = Gauge(
+    "flowsink_queue_disk_bytes",
+    "bytes the queue's segments take on disk (acknowledged ones until their segment is deleted)",
+    multiprocess_mode="livesum",
+)
+QUEUE_CAPACITY_BYTES = Gauge(
+    "flowsink_queue_capacity_bytes",
+    "queue.max_bytes over every partition: disk_bytes reaching it means new datagrams are dropped (reason full)",
+    multiprocess_mode="livesum",
+)
 QUEUE_OLDEST_AGE_SECONDS = Gauge(
     "flowsink_queue_oldest_age_seconds",
     "age of the oldest unacknowledged datagram (0 when the queue is empty)",

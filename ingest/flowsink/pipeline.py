@@ -276,6 +276,8 @@ class PipelineWorker:
         stats = self.queue.stats()
         metrics.QUEUE_DEPTH_DATAGRAMS.set(stats.get("depth_entries", 0))
         metrics.QUEUE_DEPTH_BYTES.set(stats.get("depth_bytes", 0))
+        metrics.QUEUE_DISK_BYTES.set(stats.get("disk_bytes", 0))
+        metrics.QUEUE_CAPACITY_BYTES.set(stats.get("max_bytes", 0))
         metrics.QUEUE_OLDEST_AGE_SECONDS.set(stats.get("oldest_age_seconds", 0.0))
         for reason in ("torn", "corrupt"):
             total = stats.get(f"{reason}_records", 0)

@@ -153,6 +153,10 @@ def ingest_dashboard() -> Dashboard:
                   q(f"sum by (instance) (flowsink_queue_depth_datagrams{{{NODE}}})", "{{instance}}")),
             panel("Queue depth (bytes on disk)",
                   q(f"sum by (instance) (flowsink_queue_depth_bytes{{{NODE}}})", "{{instance}}"), unit="bytes"),
+            panel("Queue fill (disk bytes / queue.max_bytes)",
+                  q(f"sum by (instance) (flowsink_queue_disk_bytes{{{NODE}}}) / "
+                    f"sum by (instance) (flowsink_queue_capacity_bytes{{{NODE}}})", "{{instance}}"),
+                  unit="percentunit", description="at 100% new datagrams are dropped (reason full)"),
             panel("Age of the oldest queued datagram",
                   q(f"max by (instance) (flowsink_queue_oldest_age_seconds{{{NODE}}})", "{{instance}}"), unit="s"),
             panel("Queue write and read rate",
