@@ -225,3 +225,33 @@ def test_community_id_matches_the_shared_helper_and_flow_id_is_per_exporter() ->
     assert doc["network"]["community_id"] == community_id("140.82.121.3", "192.168.119.100", 6, 443, 55516)
     other = FlowDecoder().decode(packet, "192.0.2.34", NOW).documents[0]
     assert other["flow"]["id"] != doc["flow"]["id"] and len(doc["flow"]["id"]) == 28
+
+
+def test_sequence_holes_left_open_by_a_quiet_exporter_are_counted_after_their_age() -> None:
+    from flowsink.decode.sequence import SequenceTracker
+
+    tracker = SequenceTracker(window=10_000)
+    tracker.observe("r1", 0, 10)
+    tracker.observe("r1", 20, 10)    # 10..19 missing: open, a late export may still fill it
+    tracker.observe("r1", 40, 5)     # 30..39 missing
+    tracker.observe("r1", 30, 4)     # 30..33 came late: 34..39 stays open
+    assert tracker.close_stale(60.0) == []            # young holes stay open
+    closed = tracker.close_stale(0.0)
+    assert [(stream, o.gaps, o.lost) for stream, o in closed] == [("r1", 2, 16)]
+    assert tracker.close_stale(0.0) == [] and tracker.flush().gaps == 0   # counted once
+
+
+def test_decoder_counts_stale_holes_per_exporter_and_protocol() -> None:
+    import struct
+
+    from flowsink.decode import FlowDecoder
+
+    def v5(sequence: int, records: int = 1) -> bytes:
+        header = struct.pack("!HHIIIIBBH", 5, records, 1000, 1_700_000_000, 0, sequence, 0, 0, 0)
+        return header + bytes(48) * records
+
+    decoder = FlowDecoder()
+    for sequence in (0, 1, 5):        # 2..4 never arrive, and the exporter goes quiet
+        decoder.decode(v5(sequence), "192.0.2.1", 0)
+    assert decoder.close_stale_sequence_holes(30.0) == []
+    assert decoder.close_stale_sequence_holes(0.0) == [("192.0.2.1", "netflow_v5", 1, 3)]

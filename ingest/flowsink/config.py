@@ -159,6 +159,9 @@ class DecodeConfig:
     sequence_window: int = _setting(
         10_000, min=1, help="reordering tolerated before a sequence jump is a restart"
     )
+    sequence_hole_max_age_s: float = _setting(
+        10.0, min=0.1, help="a hole in an exporter's sequence numbers not filled this long is counted as lost"
+    )
     max_templates_per_exporter: int = _setting(1024, min=1)
     max_exporters: int = _setting(10_000, min=1)
     template_cache_path: str = _setting(

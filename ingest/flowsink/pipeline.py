@@ -98,6 +98,7 @@ class PipelineWorker:
         self._last_template_save = time.monotonic()
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
+        self._caught_up = False   # the last read found less than a full batch: nothing older waits in the queue
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
         self._inflight: tuple[Future, int, float] | None = None  # (index call, last seq, perf_counter start)
         # count acks from the checkpoint an earlier run left
@@ -109,6 +110,7 @@ class PipelineWorker:
         settings = self.config.pipeline
         wait = settings.batch_max_wait_ms / 1000 if timeout_s is None else timeout_s
         entries = self.queue.read(settings.batch_max_datagrams, wait)
+        self._caught_up = len(entries) < settings.batch_max_datagrams
         report = BatchReport(datagrams=len(entries))
         if not entries:
             self.finish_inflight()
@@ -227,12 +229,30 @@ class PipelineWorker:
         if now - self._last_expire >= self.config.decode.expire_interval_s:
             self._last_expire = now
             self.expire_held(now)
+            self.close_sequence_holes()
         if now - self._last_template_save >= self.config.decode.template_save_interval_s:
             self._last_template_save = now
             self.save_templates()
         if now - self._last_gauges >= 1.0:
             self._last_gauges = now
             self.update_gauges()
+
+    def close_sequence_holes(self) -> None:
+        """Count exporters' sequence holes that stayed open past ``decode.sequence_hole_max_age_s`` (a quiet or
+        stopped exporter never advances far enough for the reorder window to close them).
+
+        Only when caught up with the queue: a hole's age runs from when it was decoded, so while a backlog is
+        worked through, the export that fills it may still be waiting in the queue.
+        """
+        close = getattr(self.decoder, "close_stale_sequence_holes", None)
+        if close is None or not self._caught_up:
+            return
+        for exporter, protocol, gaps, lost in close(self.config.decode.sequence_hole_max_age_s):
+            label = metrics.exporter_label(exporter)
+            if gaps:
+                metrics.SEQUENCE_GAPS.labels(exporter=label, protocol=protocol).inc(gaps)
+            if lost:
+                metrics.LOST_RECORDS.labels(exporter=label, protocol=protocol).inc(lost)
 
     def expire_held(self, now: float) -> None:
         self.finish_inflight()

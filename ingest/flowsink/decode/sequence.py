@@ -6,13 +6,16 @@ decoder serves any of them: ``observe(stream, sequence, count)`` says "this expo
 ``sequence .. sequence + count - 1``".
 
 A hole is not counted at once: it stays *open* while the stream has advanced less than ``window`` units past it,
-so a late (reordered) export can still fill it; only then is it counted as a gap and its units as lost.
+so a late (reordered) export can still fill it; only then is it counted as a gap and its units as lost. A quiet
+exporter may take hours to advance ``window`` units, or stop altogether: ``close_stale`` also counts holes open
+longer than a few seconds (reordering on a network never lasts that long), which the pipeline calls on a timer.
 Counters therefore only ever grow, as Prometheus counters must. A sequence number far behind the head (more
 than ``window``), or an uptime going backwards, is an exporter restart: the stream starts over, nothing lost.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -48,7 +51,8 @@ class SequenceOutcome:
 class _Stream:
     head: int                                  # next expected sequence number (modulo)
     uptime_ms: int | None
-    holes: list[list[int]] = field(default_factory=list)   # open [start, end) ranges, oldest first
+    holes: list[list[int]] = field(default_factory=list)   # open [start, length] ranges, oldest first
+    opened: list[float] = field(default_factory=list)      # monotonic time each hole was opened
     records_per_unit: float = 1.0
 
 
@@ -97,6 +101,7 @@ class SequenceTracker:
             return outcome
         if ahead:
             state.holes.append([state.head, ahead])   # [start, length]
+            state.opened.append(time.monotonic())
         state.head = (sequence + count) % modulus
         state.uptime_ms = uptime_ms
         self._close_old(state, outcome)
@@ -127,6 +132,7 @@ class SequenceTracker:
                 if offset + covered < length:
                     pieces.append([(start + offset + covered) % modulus, length - offset - covered])
                 state.holes[index:index + 1] = pieces
+                state.opened[index:index + 1] = [state.opened[index]] * len(pieces)
                 return
         outcome.duplicates += 1
 
@@ -138,18 +144,34 @@ class SequenceTracker:
             if distance <= self.window and len(state.holes) <= MAX_OPEN_HOLES:
                 break
             state.holes.pop(0)
+            state.opened.pop(0)
             self._count(state, length, outcome)
 
     def _close_all(self, state: _Stream, outcome: SequenceOutcome) -> None:
         for _, length in state.holes:
             self._count(state, length, outcome)
         state.holes.clear()
+        state.opened.clear()
 
     @staticmethod
     def _count(state: _Stream, length: int, outcome: SequenceOutcome) -> None:
         outcome.gaps += 1
         outcome.lost += length
         outcome.lost_records += round(length * state.records_per_unit)
+
+    def close_stale(self, max_age_s: float, now: float | None = None) -> list[tuple[Hashable, SequenceOutcome]]:
+        """Count holes open longer than ``max_age_s`` as lost; returns ``(stream, outcome)`` per stream that had any."""
+        deadline = (time.monotonic() if now is None else now) - max_age_s
+        closed = []
+        for stream, state in self.streams.items():
+            if not state.opened or state.opened[0] > deadline:
+                continue
+            outcome = SequenceOutcome()
+            while state.opened and state.opened[0] <= deadline:   # opened in order: oldest first
+                state.opened.pop(0)
+                self._count(state, state.holes.pop(0)[1], outcome)
+            closed.append((stream, outcome))
+        return closed
 
     def flush(self) -> SequenceOutcome:
         """Count every still-open hole as lost (at shutdown, or in tests)."""
