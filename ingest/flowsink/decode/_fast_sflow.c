@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "_fast_common.h"
+#include "_fast_json.h"
 
 enum {
     K_ID, K_TIMESTAMP, K_EVENT, K_OBSERVER, K_NETWORK, K_FLOW, K_SOURCE, K_DESTINATION, K_SFLOW,
@@ -66,13 +67,15 @@ static const char *KEY_TEXT[K_COUNT] = {
 };
 
 static PyObject *KEYS[K_COUNT];
+/* the same keys as JSON object keys, quoted with their colon: "name": */
+static char KEY_JSON[K_COUNT][32];
+static int KEY_JSON_LEN[K_COUNT];
+/* every key the sflow object may hold: a datagram field of one of these names would change its order */
+static PyObject *SFLOW_KEYS;
 static PyObject *ZERO, *ONE;
 static PyObject *DIGEST;   /* flowsink.decode._fast.community_digest, set by configure() */
 
 static const char HEX_UPPER[] = "0123456789ABCDEF";
-
-
-
 
 static PyObject *decimal_text(unsigned long long value) {
     char text[24];
@@ -98,22 +101,40 @@ static PyObject *joined(PyObject *prefix, const char *tail, Py_ssize_t tail_leng
 
 
 /* IPv6 text exactly as inet_ntop writes it (RFC 5952, and glibc's dotted tail for IPv4-mapped/compatible
- * addresses), so through the same function; unlike socket.inet_ntop it needs no bytes object or call. */
+ * addresses), so through the same function; unlike socket.inet_ntop it needs no bytes object or call.
+ * Returns its length, -1 with OSError set. */
+static int ipv6_chars(const unsigned char *p, char text[INET6_ADDRSTRLEN]) {
+    if (inet_ntop(AF_INET6, p, text, INET6_ADDRSTRLEN) == NULL) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return (int)strlen(text);
+}
+
 static PyObject *ipv6_text(const unsigned char *p) {
     char text[INET6_ADDRSTRLEN];
-    if (inet_ntop(AF_INET6, p, text, sizeof text) == NULL) return PyErr_SetFromErrno(PyExc_OSError);
-    return ascii_text(text, (Py_ssize_t)strlen(text));
+    int n = ipv6_chars(p, text);
+    return n < 0 ? NULL : ascii_text(text, n);
 }
 
 /* ECS MAC text: upper-case hex, hyphens */
-static PyObject *mac_text(const unsigned char *p) {
-    char text[17];
+static void mac_chars(const unsigned char *p, char text[17]) {
     for (int i = 0; i < 6; i++) {
         text[3 * i] = HEX_UPPER[p[i] >> 4];
         text[3 * i + 1] = HEX_UPPER[p[i] & 15];
         if (i < 5) text[3 * i + 2] = '-';
     }
+}
+
+static PyObject *mac_text(const unsigned char *p) {
+    char text[17];
+    mac_chars(p, text);
     return ascii_text(text, 17);
+}
+
+/* flow.id's tail: hex of the Community ID digest's first 10 bytes (the agent's tag comes before it) */
+static void flow_id_hex(const unsigned char digest[20], char hex[20]) {
+    for (int i = 0; i < 10; i++) { hex[2 * i] = HEX[digest[i] >> 4]; hex[2 * i + 1] = HEX[digest[i] & 15]; }
 }
 
 
@@ -269,54 +290,96 @@ static int community_digest(const Sample *s, unsigned char digest[20]) {
     return rc;
 }
 
+/* The values common_flow_document computes from the parsed sample rather than copies from it; the dict builder
+ * and the bulk writer both take them from here. */
+typedef struct {
+    unsigned long long rate, bytes, packets;   /* rate: the sample's, 1 for 0 */
+    int ingress, is_v4, tcp, has_digest;
+    unsigned char digest[20];   /* the Community ID's, when has_digest */
+} Derived;
+
+static int derive(const Sample *s, int renormalize, Derived *d) {
+    d->rate = s->rate ? s->rate : 1;
+    d->bytes = renormalize ? (unsigned long long)s->frame_length * d->rate : s->frame_length;
+    d->packets = renormalize ? d->rate : 1;
+    d->ingress = (s->source_id & 0xFFFFFF) == s->input_if;
+    d->is_v4 = s->ethertype == 0x0800;
+    d->tcp = s->proto == 6;
+    int rc = community_digest(s, d->digest);
+    d->has_digest = rc == 0;
+    return rc < 0 ? -1 : 0;
+}
+
+/* The integers of the sflow object, as (key, value) in common_flow_document's order: sflow_head's come before
+ * header_protocol_name ("ethernet"), sflow_tail's after it and before the datagram's fields and the VLAN. */
+typedef struct {
+    int key;
+    unsigned long long value;
+} Pair;
+
+#define PAIR(k, v) (out[n].key = (k), out[n].value = (unsigned long long)(v), n++)
+
+static int sflow_head(const Sample *s, Pair out[12]) {
+    int n = 0;
+    PAIR(K_SAMPLE_SEQUENCE, s->sequence); PAIR(K_SOURCE_ID_TYPE, s->source_id >> 24);
+    PAIR(K_SOURCE_ID_INDEX, s->source_id & 0xFFFFFF); PAIR(K_SAMPLING_RATE, s->rate); PAIR(K_SAMPLE_POOL, s->pool);
+    PAIR(K_DROPS, s->drops); PAIR(K_INPUT_INTERFACE, s->input_if); PAIR(K_OUTPUT_INTERFACE, s->output_if);
+    PAIR(K_HEADER_PROTOCOL, 1); PAIR(K_FRAME_LENGTH, s->frame_length); PAIR(K_STRIPPED, s->stripped);
+    PAIR(K_HEADER_LENGTH, s->header_length);
+    return n;
+}
+
+static int sflow_tail(const Sample *s, Pair out[11]) {
+    static const int switch_keys[4] = {K_SRC_VLAN, K_SRC_PRIORITY, K_DST_VLAN, K_DST_PRIORITY};
+    int n = 0;
+    PAIR(K_ETHERTYPE, s->ethertype); PAIR(K_IP_TOS, s->tos); PAIR(K_IP_TTL, s->ttl);
+    PAIR(K_IP_TOTAL_LENGTH, s->total_length);
+    if (s->has_switch)
+        for (int k = 0; k < 4; k++) PAIR(switch_keys[k], s->switch_values[k]);
+    if (s->ethertype == 0x0800) {
+        PAIR(K_IP_ID, s->ip_id); PAIR(K_IP_FLAGS, s->ip_flags);
+    } else {
+        PAIR(K_IPV6_FLOW_LABEL, s->flow_label);
+    }
+    if (s->tcp_flags >= 0) PAIR(K_TCP_FLAGS, s->tcp_flags);
+    return n;
+}
+
+#undef PAIR
+
+/* ---- the document as dicts (bulk=None) ---------------------------------------------------------------------- */
+
+static int put_pairs(PyObject *d, const Pair *pairs, int n) {
+    for (int i = 0; i < n; i++)
+        if (put(d, pairs[i].key, PyLong_FromUnsignedLongLong(pairs[i].value)) < 0) return -1;
+    return 0;
+}
+
 /* The sflow object, in common_flow_document's key order. */
 static PyObject *sflow_fields(const Sample *s, PyObject *fields) {
     PyObject *sflow = _PyDict_NewPresized(32);
     if (sflow == NULL) return NULL;
-    int is_v4 = s->ethertype == 0x0800;
-    if (put_u(sflow, K_SAMPLE_SEQUENCE, s->sequence) < 0 || put_u(sflow, K_SOURCE_ID_TYPE, s->source_id >> 24) < 0 ||
-        put_u(sflow, K_SOURCE_ID_INDEX, s->source_id & 0xFFFFFF) < 0 || put_u(sflow, K_SAMPLING_RATE, s->rate) < 0 ||
-        put_u(sflow, K_SAMPLE_POOL, s->pool) < 0 || put_u(sflow, K_DROPS, s->drops) < 0 ||
-        put_u(sflow, K_INPUT_INTERFACE, s->input_if) < 0 || put_u(sflow, K_OUTPUT_INTERFACE, s->output_if) < 0 ||
-        PyDict_SetItem(sflow, KEYS[K_HEADER_PROTOCOL], ONE) < 0 ||
-        put_u(sflow, K_FRAME_LENGTH, s->frame_length) < 0 || put_u(sflow, K_STRIPPED, s->stripped) < 0 ||
-        put_u(sflow, K_HEADER_LENGTH, s->header_length) < 0 ||
+    Pair pairs[12];
+    if (put_pairs(sflow, pairs, sflow_head(s, pairs)) < 0 ||
         PyDict_SetItem(sflow, KEYS[K_HEADER_PROTOCOL_NAME], KEYS[V_ETHERNET]) < 0 ||
-        put_u(sflow, K_ETHERTYPE, s->ethertype) < 0 || put_u(sflow, K_IP_TOS, s->tos) < 0 ||
-        put_u(sflow, K_IP_TTL, s->ttl) < 0 || put_u(sflow, K_IP_TOTAL_LENGTH, s->total_length) < 0)
-        goto fail;
-    if (s->has_switch) {
-        static const int names[4] = {K_SRC_VLAN, K_SRC_PRIORITY, K_DST_VLAN, K_DST_PRIORITY};
-        for (int k = 0; k < 4; k++)
-            if (put_u(sflow, names[k], s->switch_values[k]) < 0) goto fail;
+        put_pairs(sflow, pairs, sflow_tail(s, pairs)) < 0 || PyDict_Update(sflow, fields) < 0 ||
+        (s->vlan >= 0 && put_u(sflow, K_VLAN, (unsigned long)s->vlan) < 0)) {
+        Py_DECREF(sflow);
+        return NULL;
     }
-    if (is_v4) {
-        if (put_u(sflow, K_IP_ID, s->ip_id) < 0 || put_u(sflow, K_IP_FLAGS, s->ip_flags) < 0) goto fail;
-    } else if (put_u(sflow, K_IPV6_FLOW_LABEL, s->flow_label) < 0) {
-        goto fail;
-    }
-    if (s->tcp_flags >= 0 && put_u(sflow, K_TCP_FLAGS, (unsigned long)s->tcp_flags) < 0) goto fail;
-    if (PyDict_Update(sflow, fields) < 0) goto fail;
-    if (s->vlan >= 0 && put_u(sflow, K_VLAN, (unsigned long)s->vlan) < 0) goto fail;
     untrack(sflow);
     return sflow;
-fail:
-    Py_DECREF(sflow);
-    return NULL;
 }
 
-static PyObject *network_fields(const Sample *s, int renormalize, PyObject *community) {
+static PyObject *network_fields(const Sample *s, const Derived *d, PyObject *community) {
     PyObject *network = _PyDict_NewPresized(8);
     if (network == NULL) return NULL;
-    unsigned long long rate = s->rate ? s->rate : 1;
-    unsigned long long bytes = renormalize ? (unsigned long long)s->frame_length * rate : s->frame_length;
-    int ingress = (s->source_id & 0xFFFFFF) == s->input_if, tcp = s->proto == 6;
-    if (put(network, K_BYTES, PyLong_FromUnsignedLongLong(bytes)) < 0 ||
-        put(network, K_PACKETS, PyLong_FromUnsignedLongLong(renormalize ? rate : 1)) < 0 ||
-        PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[ingress ? V_INGRESS : V_EGRESS]) < 0 ||
-        PyDict_SetItem(network, KEYS[K_TYPE], KEYS[s->ethertype == 0x0800 ? V_IPV4 : V_IPV6]) < 0 ||
-        PyDict_SetItem(network, KEYS[K_IANA], KEYS[tcp ? V_SIX : V_SEVENTEEN]) < 0 ||
-        PyDict_SetItem(network, KEYS[K_TRANSPORT], KEYS[tcp ? V_TCP : V_UDP]) < 0)
+    if (put(network, K_BYTES, PyLong_FromUnsignedLongLong(d->bytes)) < 0 ||
+        put(network, K_PACKETS, PyLong_FromUnsignedLongLong(d->packets)) < 0 ||
+        PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[d->ingress ? V_INGRESS : V_EGRESS]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_TYPE], KEYS[d->is_v4 ? V_IPV4 : V_IPV6]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_IANA], KEYS[d->tcp ? V_SIX : V_SEVENTEEN]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_TRANSPORT], KEYS[d->tcp ? V_TCP : V_UDP]) < 0)
         goto fail;
     if (s->vlan >= 0 && put_nested(network, K_VLAN, K_PLAIN_ID, decimal_text((unsigned long long)s->vlan)) < 0)
         goto fail;
@@ -328,10 +391,10 @@ fail:
     return NULL;
 }
 
-static PyObject *endpoint(const Sample *s, const unsigned char *ip, unsigned port, const unsigned char *mac) {
+static PyObject *endpoint(const Derived *d, const unsigned char *ip, unsigned port, const unsigned char *mac) {
     PyObject *object = PyDict_New();
     if (object == NULL) return NULL;
-    if (put(object, K_IP, s->ethertype == 0x0800 ? ipv4_text(ip) : ipv6_text(ip)) < 0 ||
+    if (put(object, K_IP, d->is_v4 ? ipv4_text(ip) : ipv6_text(ip)) < 0 ||
         put_u(object, K_PORT, port) < 0 || put(object, K_MAC, mac_text(mac)) < 0) {
         Py_DECREF(object);
         return NULL;
@@ -367,13 +430,13 @@ static PyObject *observer_fields(const Sample *s, PyObject *agent) {
     return observer;
 }
 
-static PyObject *flow_fields(const Sample *s, PyObject *tag, const unsigned char *digest) {
+static PyObject *flow_fields(const Derived *d, PyObject *tag) {
     PyObject *flow = PyDict_New();
     if (flow == NULL) return NULL;
-    if (put_u(flow, K_SAMPLING_RATE, s->rate ? s->rate : 1) < 0) goto fail;
-    if (digest != NULL) {
+    if (put_u(flow, K_SAMPLING_RATE, (unsigned long)d->rate) < 0) goto fail;
+    if (d->has_digest) {
         char hex[20];
-        for (int i = 0; i < 10; i++) { hex[2 * i] = HEX[digest[i] >> 4]; hex[2 * i + 1] = HEX[digest[i] & 15]; }
+        flow_id_hex(d->digest, hex);
         if (put(flow, K_PLAIN_ID, joined(tag, hex, 20)) < 0) goto fail;
     }
     untrack(flow);
@@ -384,23 +447,19 @@ fail:
 }
 
 /* common_flow_document in C; NULL with an exception set on failure */
-static PyObject *flow_document(const Sample *s, Py_ssize_t index, int renormalize, PyObject *timestamp,
+static PyObject *flow_document(const Sample *s, const Derived *d, Py_ssize_t index, PyObject *timestamp,
                                PyObject *id_prefix, PyObject *tag, PyObject *agent, PyObject *fields) {
-    unsigned char digest_bytes[20];
-    int digest_rc = community_digest(s, digest_bytes);
-    if (digest_rc < 0) return NULL;
-    const unsigned char *digest = digest_rc == 0 ? digest_bytes : NULL;
-    PyObject *community = digest ? community_text(digest) : NULL;
-    if (digest && community == NULL) return NULL;
+    PyObject *community = d->has_digest ? community_text(d->digest) : NULL;
+    if (d->has_digest && community == NULL) return NULL;
     char digits[24];
     PyObject *parts[K_SFLOW + 1] = {NULL};
     parts[K_ID] = joined(id_prefix, digits, decimal(digits, (unsigned long long)index));
     parts[K_EVENT] = event_fields(timestamp);
     parts[K_OBSERVER] = observer_fields(s, agent);
-    parts[K_NETWORK] = network_fields(s, renormalize, community);
-    parts[K_FLOW] = flow_fields(s, tag, digest);
-    parts[K_SOURCE] = endpoint(s, s->src_ip, s->src_port, s->src_mac);
-    parts[K_DESTINATION] = endpoint(s, s->dst_ip, s->dst_port, s->dst_mac);
+    parts[K_NETWORK] = network_fields(s, d, community);
+    parts[K_FLOW] = flow_fields(d, tag);
+    parts[K_SOURCE] = endpoint(d, s->src_ip, s->src_port, s->src_mac);
+    parts[K_DESTINATION] = endpoint(d, s->dst_ip, s->dst_port, s->dst_mac);
     parts[K_SFLOW] = sflow_fields(s, fields);
     Py_XDECREF(community);
     Py_INCREF(timestamp);
@@ -419,7 +478,153 @@ static PyObject *flow_document(const Sample *s, Py_ssize_t index, int renormaliz
     return doc;
 }
 
+/* Unpacked and checked arguments of both entry points (borrowed references). */
+typedef struct {
+    PyObject *data, *timestamp, *id_prefix, *tag, *agent, *fields;
+    int renormalize;
+} Context;
+
+/* ---- the document as bulk lines (flowsink.bulk.encode_document of the dict above, written directly) ------- */
+
+/* What every line of one call shares, its JSON written once. */
+typedef struct {
+    JsonBuf pre;              /* three pieces, one after the other: */
+    Py_ssize_t head_end;      /* [0, head_end): the source line up to observer.ingress.interface.id's digits */
+    Py_ssize_t tag_end;       /* [head_end, tag_end): flow.id's opening quote and the agent's tag, escaped */
+    Py_ssize_t fields_end;    /* [tag_end, fields_end): ,"agent_address":... the datagram's sflow fields */
+    const char *action_head, *timestamp;   /* BulkFormat.action_head; @timestamp as UTF-8 */
+    Py_ssize_t action_head_len, timestamp_len;
+    char *id;                 /* id_prefix as UTF-8, room after it for an index's digits */
+    Py_ssize_t id_prefix_len;
+    int keep_ids;
+} Bulk;
+
+static void bulk_free(Bulk *k) {
+    jb_free(&k->pre);
+    PyMem_Free(k->id);
+    k->id = NULL;
+}
+
+/* 0 when ready, -1 on error, 1 when the datagram's values are not written as orjson would (a lone surrogate, a
+ * @timestamp with no YYYY-MM-DD day, a datagram field named like a sample's): its samples then become dicts and
+ * flowsink.bulk encodes them. Either way bulk_free(k) follows. */
+static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObject *keep_ids) {
+    k->id = NULL;
+    if (jb_init(&k->pre, 512) < 0) return -1;
+    if (!PyBytes_Check(action_head)) {
+        PyErr_SetString(PyExc_TypeError, "flow_samples: action_head must be bytes");
+        return -1;
+    }
+    if ((k->keep_ids = PyObject_IsTrue(keep_ids)) < 0) return -1;
+    k->action_head = PyBytes_AS_STRING(action_head);
+    k->action_head_len = PyBytes_GET_SIZE(action_head);
+    const char *prefix = PyUnicode_AsUTF8AndSize(c->id_prefix, &k->id_prefix_len);
+    k->timestamp = PyUnicode_AsUTF8AndSize(c->timestamp, &k->timestamp_len);
+    if (prefix == NULL || k->timestamp == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    if ((k->id = PyMem_Malloc((size_t)k->id_prefix_len + 24)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(k->id, prefix, (size_t)k->id_prefix_len);
+    if (!PyDict_CheckExact(c->fields) || k->timestamp_len > INT_MAX) return 1;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(c->fields, &pos, &key, &value)) {
+        int clash = PySet_Contains(SFLOW_KEYS, key);
+        if (clash != 0) return clash;   /* -1 for an unhashable key, as PyDict_Update would fail on it */
+    }
+    /* the action line once to learn whether it can be written at all (its day), then rewound */
+    int rc = jb_action(&k->pre, k->action_head, k->action_head_len, "flows", k->timestamp, (int)k->timestamp_len,
+                       NULL, 0, 0);
+    if (rc != 0) return rc;
+    k->pre.len = 0;
+    if (JB_LIT(&k->pre, "{\"@timestamp\":") < 0 || (rc = jb_pystr(&k->pre, c->timestamp)) != 0 ||
+        JB_LIT(&k->pre, ",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\"type\":[\"connection\"],"
+                        "\"action\":\"sflow_flow_sample\",\"start\":") < 0 ||
+        (rc = jb_pystr(&k->pre, c->timestamp)) != 0 || JB_LIT(&k->pre, ",\"end\":") < 0 ||
+        (rc = jb_pystr(&k->pre, c->timestamp)) != 0 ||
+        JB_LIT(&k->pre, ",\"duration\":0},\"observer\":{\"ip\":") < 0 || (rc = jb_pystr(&k->pre, c->agent)) != 0 ||
+        JB_LIT(&k->pre, ",\"ingress\":{\"interface\":{\"id\":\"") < 0)
+        return rc ? rc : -1;
+    k->head_end = k->pre.len;
+    if ((rc = jb_pystr(&k->pre, c->tag)) != 0) return rc;
+    k->tag_end = --k->pre.len;   /* without its closing quote: the digest's hex follows */
+    if (PyDict_GET_SIZE(c->fields) && jb_char(&k->pre, ',') < 0) return -1;
+    if ((rc = jb_pydict_items(&k->pre, c->fields, 0)) != 0) return rc;
+    k->fields_end = k->pre.len;
+    return 0;
+}
+
+static int json_pairs(JsonBuf *b, const Pair *pairs, int n, int first) {
+    for (int i = 0; i < n; i++) {
+        if (!(first && i == 0) && jb_char(b, ',') < 0) return -1;
+        if (jb_put(b, KEY_JSON[pairs[i].key], KEY_JSON_LEN[pairs[i].key]) < 0 || jb_u64(b, pairs[i].value) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* {"ip":"...","port":N,"mac":"..."} */
+static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, unsigned port,
+                         const unsigned char *mac) {
+    char text[INET6_ADDRSTRLEN];
+    int n;
+    if (JB_LIT(b, "{\"ip\":") < 0) return -1;
+    if (d->is_v4) {
+        if (jb_ipv4(b, ip) < 0) return -1;
+    } else if ((n = ipv6_chars(ip, text)) < 0 || jb_text(b, text, n) < 0) {
+        return -1;
+    }
+    if (JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, port) < 0 || JB_LIT(b, ",\"mac\":\"") < 0) return -1;
+    mac_chars(mac, text);
+    if (jb_put(b, text, 17) < 0) return -1;
+    return JB_LIT(b, "\"}");
+}
+
+/* One sample's action and source lines, appended to b: 0, or -1 on error (b then holds a partial line). */
+static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived *d, Py_ssize_t index) {
+    int digits = decimal(k->id + k->id_prefix_len, (unsigned long long)index);
+    int rc = jb_action(b, k->action_head, k->action_head_len, "flows", k->timestamp, (int)k->timestamp_len, k->id,
+                       k->id_prefix_len + digits, k->keep_ids);
+    if (rc != 0) return rc < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "action line refused"), -1);
+    if (jb_put(b, k->pre.data, k->head_end) < 0 || jb_u64(b, s->input_if) < 0 ||
+        JB_LIT(b, "\"}},\"egress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, s->output_if) < 0 ||
+        JB_LIT(b, "\"}}},\"network\":{\"bytes\":") < 0 || jb_u64(b, d->bytes) < 0 ||
+        JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, d->packets) < 0 ||
+        (d->ingress ? JB_LIT(b, ",\"direction\":\"ingress\"") : JB_LIT(b, ",\"direction\":\"egress\"")) < 0 ||
+        (d->is_v4 ? JB_LIT(b, ",\"type\":\"ipv4\"") : JB_LIT(b, ",\"type\":\"ipv6\"")) < 0 ||
+        (d->tcp ? JB_LIT(b, ",\"iana_number\":\"6\",\"transport\":\"tcp\"")
+                : JB_LIT(b, ",\"iana_number\":\"17\",\"transport\":\"udp\"")) < 0)
+        return -1;
+    if (s->vlan >= 0 && (JB_LIT(b, ",\"vlan\":{\"id\":\"") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0 ||
+                         JB_LIT(b, "\"}") < 0))
+        return -1;
+    if (d->has_digest && (JB_LIT(b, ",\"community_id\":") < 0 || jb_community(b, d->digest) < 0)) return -1;
+    if (JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, d->rate) < 0) return -1;
+    if (d->has_digest) {
+        char hex[20];
+        flow_id_hex(d->digest, hex);
+        if (JB_LIT(b, ",\"id\":") < 0 || jb_put(b, k->pre.data + k->head_end, k->tag_end - k->head_end) < 0 ||
+            jb_put(b, hex, 20) < 0 || jb_char(b, '"') < 0)
+            return -1;
+    }
+    Pair pairs[12];
+    if (JB_LIT(b, "},\"source\":") < 0 || endpoint_json(b, d, s->src_ip, s->src_port, s->src_mac) < 0 ||
+        JB_LIT(b, ",\"destination\":") < 0 || endpoint_json(b, d, s->dst_ip, s->dst_port, s->dst_mac) < 0 ||
+        JB_LIT(b, ",\"sflow\":{") < 0 || json_pairs(b, pairs, sflow_head(s, pairs), 1) < 0 ||
+        JB_LIT(b, ",\"header_protocol_name\":\"ethernet\"") < 0 || json_pairs(b, pairs, sflow_tail(s, pairs), 0) < 0 ||
+        jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0)
+        return -1;
+    if (s->vlan >= 0 && (JB_LIT(b, ",\"vlan\":") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0)) return -1;
+    return JB_LIT(b, "}}\n");
+}
+
 static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
     if (nargs != 1 || !PyCallable_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "configure(community_digest) takes one callable");
         return NULL;
@@ -428,12 +633,6 @@ static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_XSETREF(DIGEST, args[0]);
     Py_RETURN_NONE;
 }
-
-/* Unpacked and checked arguments of both entry points (borrowed references). */
-typedef struct {
-    PyObject *data, *timestamp, *id_prefix, *tag, *agent, *fields;
-    int renormalize;
-} Context;
 
 static int read_context(PyObject *const *args, Context *c) {
     c->data = args[0]; c->timestamp = args[1]; c->id_prefix = args[2]; c->tag = args[3]; c->agent = args[4];
@@ -465,6 +664,7 @@ static int read_sizes(PyObject *const *args, Py_ssize_t n, Py_ssize_t *out) {
 
 /* flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) */
 static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
     Context c;
     Py_ssize_t sizes[3];
     if (nargs != 10) {
@@ -477,8 +677,10 @@ static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     Sample s;
+    Derived d;
     if (!parse_common((const unsigned char *)PyBytes_AS_STRING(c.data), sizes[0], sizes[1], &s)) Py_RETURN_NONE;
-    PyObject *doc = flow_document(&s, sizes[2], c.renormalize, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
+    if (derive(&s, c.renormalize, &d) < 0) return NULL;
+    PyObject *doc = flow_document(&s, &d, sizes[2], c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
     if (doc == NULL) return NULL;
     return Py_BuildValue("(Nkk)", doc, (unsigned long)s.sequence, (unsigned long)s.source_id);
 }
@@ -523,21 +725,25 @@ static int extend_run(PyObject *runs, uint32_t source_id, uint32_t sequence) {
     return rc;
 }
 
-/* flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs)
- * -> (offset, index, built): decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while
- * they are common flow samples, appending documents and extending runs; stops at the first that is not (or runs
- * past the data), which the Python path then decodes. One call per run of samples instead of one per sample. */
+/* flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs
+ *              [, encoded, action_head, keep_ids]) -> (offset, index, built)
+ * decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while they are common flow samples,
+ * extending runs; stops at the first that is not (or runs past the data), which the Python path then decodes. One
+ * call per run of samples instead of one per sample. Each becomes a document dict appended to documents or, given
+ * the encoded list and a BulkFormat's c_format, its bulk lines (bytes) appended to encoded; when the datagram's
+ * values cannot be written as orjson would, dicts again (flowsink.bulk encodes them). */
 static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
     Context c;
     Py_ssize_t sizes[3];
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "flow_samples takes 12 arguments");
+    if (nargs != 12 && nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "flow_samples takes 12 or 15 arguments");
         return NULL;
     }
     if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
-    PyObject *documents = args[10], *runs = args[11];
-    if (!PyList_Check(documents) || !PyDict_Check(runs)) {
-        PyErr_SetString(PyExc_TypeError, "flow_samples: documents must be a list, runs a dict");
+    PyObject *documents = args[10], *runs = args[11], *encoded = nargs == 15 ? args[12] : NULL;
+    if (!PyList_Check(documents) || !PyDict_Check(runs) || (encoded != NULL && !PyList_Check(encoded))) {
+        PyErr_SetString(PyExc_TypeError, "flow_samples: documents and encoded must be lists, runs a dict");
         return NULL;
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(c.data);
@@ -546,21 +752,85 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
         PyErr_SetString(PyExc_ValueError, "flow_samples: offset past the data");
         return NULL;
     }
+    Bulk bulk;
+    JsonBuf out = {NULL, 0, 0};
+    int writing = 0;
+    if (encoded != NULL) {
+        writing = bulk_prepare(&bulk, &c, args[13], args[14]);
+        if (writing == 0) writing = jb_init(&out, 4096) < 0 ? -1 : 1;
+        else if (writing == 1) writing = 0;
+        if (writing < 0) goto fail;
+    }
     Sample s;
+    Derived d;
     for (; index < count; index++) {
         if (offset + 8 > end || be32(data + offset) != 1) break;
         Py_ssize_t length = be32(data + offset + 4);
         if (length > end - offset - 8) break;
         if (!parse_common(data, offset + 8, offset + 8 + length, &s)) break;
-        PyObject *doc = flow_document(&s, index, c.renormalize, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
-        if (doc == NULL) return NULL;
-        int rc = PyList_Append(documents, doc);
-        Py_DECREF(doc);
-        if (rc < 0 || extend_run(runs, s.source_id, s.sequence) < 0) return NULL;
+        if (derive(&s, c.renormalize, &d) < 0) goto fail;
+        PyObject *item, *into = documents;
+        if (writing) {
+            if (bulk_lines(&out, &bulk, &s, &d, index) < 0) goto fail;
+            item = jb_take(&out, 0);
+            into = encoded;
+        } else {
+            item = flow_document(&s, &d, index, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
+        }
+        if (item == NULL) goto fail;
+        int rc = PyList_Append(into, item);
+        Py_DECREF(item);
+        if (rc < 0 || extend_run(runs, s.source_id, s.sequence) < 0) goto fail;
         offset += 8 + length;
         built++;
     }
+    if (encoded != NULL) bulk_free(&bulk);
+    jb_free(&out);
     return Py_BuildValue("(nnn)", offset, index, built);
+fail:
+    if (encoded != NULL) bulk_free(&bulk);
+    jb_free(&out);
+    return NULL;
+}
+
+/* encode_documents(documents, encoded, action_head, keep_ids) -> written: documents the Python path built (the
+ * samples flow_samples leaves to it) as bulk lines appended to encoded; those jb_document cannot write stay in
+ * documents, in their order, for flowsink.bulk. */
+static PyObject *py_encode_documents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "encode_documents(documents: list, encoded: list, action_head: bytes, "
+                                         "keep_ids)");
+        return NULL;
+    }
+    PyObject *documents = args[0], *encoded = args[1];
+    int keep_ids = PyObject_IsTrue(args[3]);
+    JsonBuf b;
+    if (keep_ids < 0 || jb_init(&b, 4096) < 0) return NULL;
+    Py_ssize_t kept = 0, written = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(documents); i++) {
+        PyObject *doc = PyList_GET_ITEM(documents, i);
+        int rc = jb_document(&b, doc, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]), keep_ids);
+        if (rc < 0) goto fail;
+        if (rc == 1) {   /* compacted towards the front; the item it replaces was written already */
+            Py_INCREF(doc);
+            PyList_SetItem(documents, kept++, doc);
+            continue;
+        }
+        PyObject *line = jb_take(&b, 0);
+        if (line == NULL || PyList_Append(encoded, line) < 0) {
+            Py_XDECREF(line);
+            goto fail;
+        }
+        Py_DECREF(line);
+        written++;
+    }
+    jb_free(&b);
+    if (PyList_SetSlice(documents, kept, PyList_GET_SIZE(documents), NULL) < 0) return NULL;
+    return PyLong_FromSsize_t(written);
+fail:
+    jb_free(&b);
+    return NULL;
 }
 
 static PyMethodDef METHODS[] = {
@@ -571,21 +841,37 @@ static PyMethodDef METHODS[] = {
      "(document, sample_sequence, source_id), or None when the sample is not the common case"},
     {"flow_samples", (PyCFunction)(void (*)(void))py_flow_samples, METH_FASTCALL,
      "flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, "
-     "runs) -> (offset, index, built): the run of common flow samples from offset, into documents and runs"},
+     "runs[, encoded, action_head, keep_ids]) -> (offset, index, built): the run of common flow samples from "
+     "offset, into documents (or, with a bulk format, encoded as bulk lines) and runs"},
+    {"encode_documents", (PyCFunction)(void (*)(void))py_encode_documents, METH_FASTCALL,
+     "encode_documents(documents, encoded, action_head, keep_ids) -> written: dict documents as bulk lines into "
+     "encoded; those not written as orjson would stay in documents"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_fast_sflow",
-                                    "C accelerator for flowsink's sFlow decoder", -1, METHODS};
+                                    "C accelerator for flowsink's sFlow decoder", -1, METHODS, NULL, NULL, NULL,
+                                    NULL};
 
 PyMODINIT_FUNC PyInit__fast_sflow(void) {
     for (int i = 0; i < K_COUNT; i++)
         if ((KEYS[i] = PyUnicode_InternFromString(KEY_TEXT[i])) == NULL) return NULL;
+    for (int i = 0; i < K_COUNT; i++) {
+        KEY_JSON_LEN[i] = snprintf(KEY_JSON[i], sizeof KEY_JSON[i], "\"%s\":", KEY_TEXT[i]);
+        if (KEY_JSON_LEN[i] >= (int)sizeof KEY_JSON[i]) {
+            PyErr_SetString(PyExc_SystemError, "a key longer than KEY_JSON holds");
+            return NULL;
+        }
+    }
+    if ((SFLOW_KEYS = PySet_New(NULL)) == NULL) return NULL;
+    for (int i = K_SAMPLE_SEQUENCE; i <= K_TCP_FLAGS; i++)
+        if (PySet_Add(SFLOW_KEYS, KEYS[i]) < 0) return NULL;
+    if (PySet_Add(SFLOW_KEYS, KEYS[K_SAMPLING_RATE]) < 0 || PySet_Add(SFLOW_KEYS, KEYS[K_VLAN]) < 0) return NULL;
     if ((FLOW_KIND = PyUnicode_InternFromString("flow")) == NULL) return NULL;
     if ((ZERO = PyLong_FromLong(0)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
     /* decode.sflow uses a build only when this matches its own: a stale build (not rebuilt after an update of
      * this file) would otherwise be called with arguments it does not take */
-    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 2) < 0) Py_CLEAR(module);
+    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 3) < 0) Py_CLEAR(module);
     return module;
 }

@@ -71,7 +71,7 @@ MAX_SEQUENCE_STREAMS = 100_000
 
 
 # the version of _fast_sflow.c's entry points this module calls; a build of another version is not used
-EXTENSION_INTERFACE_VERSION = 2
+EXTENSION_INTERFACE_VERSION = 3
 
 
 def _load_extension() -> Any:
@@ -136,6 +136,11 @@ class SflowDecoder:
         self.fast_path = True
         # the same common case parsed and built in C when the extension is there (tests set this to None)
         self.extension = FAST_SFLOW
+        # given a BulkFormat, the C path writes each common flow sample's bulk lines into result.encoded, and
+        # those of the documents the Python path builds for the other samples; the rare document it cannot write
+        # as orjson would stays a dict, for the FlowDecoder facade to encode with flowsink.bulk
+        bulk = getattr(settings, "bulk", None)
+        self.bulk_format: tuple[bytes, bool] | None = bulk.c_format if bulk is not None else None
         window = int(getattr(settings, "sequence_window", 10_000) or 10_000)
         self._datagram_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
         self._sample_sequences = SequenceTracker(window=window, max_streams=MAX_SEQUENCE_STREAMS)
@@ -224,15 +229,21 @@ class SflowDecoder:
         fast = self.fast_path
         common_flow_document = normalize.common_flow_document
         c_samples = self.extension.flow_samples if fast and self.extension is not None else None
+        bulk = () if self.bulk_format is None else (result.encoded, *self.bulk_format)
+        encode = self.extension.encode_documents if bulk and c_samples is not None else None
+        held: list[dict[str, Any]] = []
         flows = 0
         index = 0
         try:
             while index < count:
                 if c_samples is not None:
+                    if encode is not None and documents:
+                        # what Python decoded goes out before C's next lines: a datagram's lines in sample order
+                        _encode_documents(encode, documents, held, bulk)
                     # the run of common flow samples from here, in C; it stops at one the code below decodes
                     offset, index, built = c_samples(
                         data, datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields,
-                        renormalize, offset, index, count, documents, runs)
+                        renormalize, offset, index, count, documents, runs, *bulk)
                     flows += built
                     if index >= count:
                         break
@@ -263,6 +274,9 @@ class SflowDecoder:
         finally:  # the flow samples before a broken one are kept, so they are counted too
             if flows:
                 stats["records.sflow_flow_sample"] += flows
+            if encode is not None and documents:
+                _encode_documents(encode, documents, held, bulk)
+            documents[:0] = held
         if offset != end:
             stats["sflow_trailing_bytes"] += end - offset
 
@@ -354,6 +368,17 @@ class SflowDecoder:
             offset += length
         if count > MAX_RECORDS_PER_SAMPLE:
             raise SflowError("too_many_records", f"{count} counter records in one sample")
+
+
+def _encode_documents(
+    encode: Callable[..., int], documents: list[dict[str, Any]], held: list[dict[str, Any]], bulk: tuple[Any, ...]
+) -> None:
+    """The documents decoded in Python so far as bulk lines, written in C; those it cannot write as orjson would
+    (a float) move to ``held``, never tried twice, for the facade's ``flowsink.bulk`` reference."""
+    encode(documents, *bulk)
+    if documents:
+        held += documents
+        documents.clear()
 
 
 def _extend_run(runs: dict[tuple[Any, ...], list[int]], kind: str, sample: dict[str, Any]) -> None:
