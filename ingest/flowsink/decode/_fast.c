@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 #include "_fast_common.h"
+#include "_fast_json.h"
 
 
 /* ---- SHA-1 (FIPS 180-4), only what one short message needs ------------------------------------------ */
@@ -157,7 +158,7 @@ static size_t pack_text(PyObject *text, unsigned char out[16]) {
     return inet_pton(AF_INET, s, out) == 1 ? 4 : 0;
 }
 
-static PyObject *py_community_pair(PyObject *self, PyObject *args) {
+static PyObject *py_community_pair(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *src, *dst, *tag, *sport_obj, *dport_obj;
     int proto;
     if (!PyArg_ParseTuple(args, "UUiOOU", &src, &dst, &proto, &sport_obj, &dport_obj, &tag)) return NULL;
@@ -174,7 +175,7 @@ static PyObject *py_community_pair(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NN)", cid, fid);
 }
 
-static PyObject *py_community_digest(PyObject *self, PyObject *args) {
+static PyObject *py_community_digest(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer src, dst;
     int proto;
     unsigned int seed;
@@ -203,36 +204,12 @@ static PyObject *py_community_digest(PyObject *self, PyObject *args) {
 /* ---- times ------------------------------------------------------------------------------------------------ */
 
 
-/* the last two seconds formatted: records of one export share very few (normalize.netflow caches too) */
-static long long second_key[2] = {LLONG_MIN, LLONG_MIN};
-static char second_text[2][40];
-static int second_len[2];
-static int second_next;
-
-/* epoch ms -> "YYYY-MM-DDTHH:MM:SS.mmmZ", as flowsink.normalize.netflow.iso_ms (floor division, UTC) */
+/* epoch ms -> "YYYY-MM-DDTHH:MM:SS.mmmZ", as flowsink.normalize.netflow.iso_ms (floor division, UTC; a second
+ * gmtime cannot take gives the epoch, as Python's does) */
 static PyObject *iso_ms(long long epoch_ms) {
-    long long seconds = epoch_ms / 1000, millis = epoch_ms % 1000;
-    if (millis < 0) { millis += 1000; seconds -= 1; }
-    int slot = second_key[0] == seconds ? 0 : second_key[1] == seconds ? 1 : -1;
-    if (slot < 0) {
-        time_t t = (time_t)seconds;
-        struct tm tm;
-        slot = second_next;
-        if ((long long)t != seconds || gmtime_r(&t, &tm) == NULL ||
-            (second_len[slot] = (int)strftime(second_text[slot], 40, "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
-            return PyUnicode_FromString("1970-01-01T00:00:00.000Z");
-        second_key[slot] = seconds;
-        second_next = 1 - slot;
-    }
     char text[48];
-    int n = second_len[slot];
-    memcpy(text, second_text[slot], (size_t)n);
-    text[n] = '.';
-    text[n + 1] = (char)('0' + millis / 100);
-    text[n + 2] = (char)('0' + millis / 10 % 10);
-    text[n + 3] = (char)('0' + millis % 10);
-    text[n + 4] = 'Z';
-    return ascii_text(text, n + 5);
+    int n = jb_iso_ms_text(epoch_ms, text);
+    return n ? ascii_text(text, n) : PyUnicode_FromString(ISO_FALLBACK);
 }
 
 /* ---- NetFlow v5 documents --------------------------------------------------------------------------------- */
@@ -264,7 +241,8 @@ static const char *KEY_TEXT[K_COUNT] = {
 
 static PyObject *KEYS[K_COUNT];
 static PyObject *SMALL_NS;   /* 1_000_000: ms -> ns */
-static PyObject *ONE;
+static PyObject *ONE, *SMALL_ZERO;
+static PyObject *INFO_TYPE;   /* ["info"]: an options document's event.type */
 static PyObject *SMALL_TEXT[256];   /* "0".."255": network.iana_number */
 static PyObject *TRANSPORT[256];    /* protocol -> ECS transport name, NULL when unnamed */
 
@@ -354,10 +332,31 @@ typedef struct {
     PyObject *exporter, *timestamp, *exporter_fields, *tag, *id_prefix, *category, *connection;
     PyObject *header[6];
     PyObject *rate;
+    unsigned long long rate_value;
     long long export_ms;
     uint32_t uptime;
     unsigned long long scale;
 } V5Context;
+
+/* what a v5 record's ECS fields are computed from, shared by the document and the bulk-line writers */
+typedef struct {
+    long long start, end;
+    int protocol;
+    unsigned src_port, dst_port;
+    unsigned char digest[20];   /* Community ID */
+} V5Flow;
+
+static void v5_flow(const unsigned char *r, const V5Context *c, V5Flow *f) {
+    f->protocol = r[38];
+    f->src_port = be16(r + 32);
+    f->dst_port = be16(r + 34);
+    f->start = uptime_to_ms(c->export_ms, c->uptime, be32(r + 24));
+    f->end = uptime_to_ms(c->export_ms, c->uptime, be32(r + 28));
+    /* ICMP type/code come from the destination port, as Cisco sends them */
+    unsigned long long a = f->src_port, b = f->dst_port;
+    if (f->protocol == 1 || f->protocol == 58) { a = (f->dst_port >> 8) & 0xFF; b = f->dst_port & 0xFF; }
+    community_raw(r, r + 4, 4, f->protocol, a, b, 0, f->digest);
+}
 
 static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5Context *c) {
     PyObject *doc = NULL, *event = NULL, *network = NULL, *source = NULL, *destination = NULL;
@@ -366,18 +365,16 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
     source = PyDict_New();
     destination = PyDict_New(); observer = PyDict_New(); flow = PyDict_New();
     if (!doc || !event || !network || !source || !destination || !observer || !flow) goto fail;
-    int protocol = r[38];
-    unsigned src_port = be16(r + 32), dst_port = be16(r + 34);
+    V5Flow f;
+    v5_flow(r, c, &f);
 
     /* event */
     if (PyDict_SetItem(event, KEYS[K_KIND], KEYS[V_EVENT]) < 0 ||
         PyDict_SetItem(event, KEYS[K_CATEGORY], c->category) < 0 ||
         PyDict_SetItem(event, KEYS[K_TYPE], c->connection) < 0 ||
         PyDict_SetItem(event, KEYS[K_ACTION], KEYS[V_NETFLOW_FLOW]) < 0) goto fail;
-    long long start = uptime_to_ms(c->export_ms, c->uptime, be32(r + 24));
-    long long end = uptime_to_ms(c->export_ms, c->uptime, be32(r + 28));
-    if (set_steal(event, K_START, iso_ms(start)) < 0 || set_steal(event, K_END, iso_ms(end)) < 0) goto fail;
-    if (end >= start && set_steal(event, K_DURATION, PyLong_FromLongLong((end - start) * 1000000LL)) < 0)
+    if (set_steal(event, K_START, iso_ms(f.start)) < 0 || set_steal(event, K_END, iso_ms(f.end)) < 0) goto fail;
+    if (f.end >= f.start && set_steal(event, K_DURATION, PyLong_FromLongLong((f.end - f.start) * 1000000LL)) < 0)
         goto fail;
 
     /* the document's first keys, in flow_document's order */
@@ -394,8 +391,8 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
         PyDict_SetItem(destination, KEYS[K_IP], PyDict_GetItem(record, KEYS[K_DSTADDR])) < 0 ||
         PyDict_SetItem(source, KEYS[K_PORT], PyDict_GetItem(record, KEYS[K_SRCPORT])) < 0 ||
         PyDict_SetItem(destination, KEYS[K_PORT], PyDict_GetItem(record, KEYS[K_DSTPORT])) < 0) goto fail;
-    if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[protocol]) < 0) goto fail;
-    if (TRANSPORT[protocol] != NULL && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[protocol]) < 0)
+    if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[f.protocol]) < 0) goto fail;
+    if (TRANSPORT[f.protocol] != NULL && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[f.protocol]) < 0)
         goto fail;
     unsigned long long bytes = be32(r + 20), packets = be32(r + 16);
     if ((c->scale == 1 ? PyDict_SetItem(network, KEYS[K_BYTES], PyDict_GetItem(record, KEYS[K_DOCTETS]))
@@ -403,13 +400,7 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
         (c->scale == 1 ? PyDict_SetItem(network, KEYS[K_PACKETS], PyDict_GetItem(record, KEYS[K_DPKTS]))
                        : set_steal(network, K_PACKETS, PyLong_FromUnsignedLongLong(packets * c->scale))) < 0 ||
         PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[V_UNKNOWN]) < 0) goto fail;
-
-    /* Community ID: ICMP type/code come from the destination port, as Cisco sends them */
-    unsigned long long a = src_port, b = dst_port;
-    if (protocol == 1 || protocol == 58) { a = (dst_port >> 8) & 0xFF; b = dst_port & 0xFF; }
-    unsigned char digest[20];
-    community_raw(r, r + 4, 4, protocol, a, b, 0, digest);
-    if (set_steal(network, K_COMMUNITY, community_text(digest)) < 0) goto fail;
+    if (set_steal(network, K_COMMUNITY, community_text(f.digest)) < 0) goto fail;
 
     if (PyDict_SetItem(observer, KEYS[K_IP], c->exporter) < 0 ||
         set_steal(observer, K_INGRESS, interface_object(be16(r + 12))) < 0 ||
@@ -418,7 +409,7 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
         PyDict_SetItem(doc, KEYS[K_SOURCE], source) < 0 ||
         PyDict_SetItem(doc, KEYS[K_DESTINATION], destination) < 0) goto fail;
     if (PyDict_SetItem(flow, KEYS[K_SAMPLING_RATE], c->rate) < 0 ||
-        set_steal(flow, K_PLAIN_ID, flow_id_text(c->tag, digest)) < 0 ||
+        set_steal(flow, K_PLAIN_ID, flow_id_text(c->tag, f.digest)) < 0 ||
         PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0) goto fail;
     if (PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto fail;
     PyObject *tree[] = {record, event, network, source, destination, observer, flow, doc};
@@ -432,16 +423,19 @@ fail:
     return NULL;
 }
 
-static PyObject *py_v5_documents(PyObject *self, PyObject *args) {
+/* v5_documents and v5_bulk take the same arguments up to here */
+#define V5_ARGS "y*nUUO!UUO!O!LkOkOOOOO"
+#define V5_ARG_POINTERS(c, payload, count, uptime, scale)                                                          \
+    &payload, &count, &c.exporter, &c.timestamp, &PyDict_Type, &c.exporter_fields, &c.tag, &c.id_prefix,         \
+        &PyList_Type, &c.category, &PyList_Type, &c.connection, &c.export_ms, &uptime, &c.rate, &scale,          \
+        &c.header[0], &c.header[1], &c.header[2], &c.header[3], &c.header[4]
+
+static PyObject *py_v5_documents(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer payload;
     Py_ssize_t count;
     V5Context c;
     unsigned long scale, uptime;
-    if (!PyArg_ParseTuple(args, "y*nUUO!UUO!O!LkOkOOOOO", &payload, &count, &c.exporter, &c.timestamp,
-                          &PyDict_Type, &c.exporter_fields, &c.tag, &c.id_prefix, &PyList_Type, &c.category,
-                          &PyList_Type, &c.connection, &c.export_ms, &uptime, &c.rate, &scale,
-                          &c.header[0], &c.header[1], &c.header[2], &c.header[3], &c.header[4]))
-        return NULL;
+    if (!PyArg_ParseTuple(args, V5_ARGS, V5_ARG_POINTERS(c, payload, count, uptime, scale))) return NULL;
     c.scale = scale;
     c.uptime = (uint32_t)uptime;
     PyObject *documents = NULL;
@@ -462,6 +456,231 @@ done:
     return documents;
 }
 
+/* ---- bulk lines (flowsink.bulk.encode_document, written without the document dicts) ---------------------- */
+
+static const char *TRANSPORT_TEXT[256];   /* TRANSPORT as C text */
+
+/* a writer's 1 (the Python path decides) or -1 (error) goes straight back to the caller */
+#define TRY(expr) do { int rc_ = (expr); if (rc_) return rc_ < 0 ? -1 : rc_; } while (0)
+
+/* What every document of one call shares, JSON-encoded once: pieces cut from one buffer. */
+enum { SEG_HEAD, SEG_OBSERVER, SEG_FLOW, SEG_TAIL, SEG_EXTRA, SEG_COUNT };
+typedef struct {
+    JsonBuf pieces;
+    Py_ssize_t cut[SEG_COUNT + 1];
+    const char *head, *timestamp, *prefix;   /* action head; @timestamp and the id prefix as UTF-8 */
+    Py_ssize_t head_len, timestamp_len, prefix_len;
+    int keep_ids;
+    const char *kind;   /* index kind: "flows" or "meta" */
+} BulkShared;
+
+static int jb_piece(JsonBuf *b, const BulkShared *s, int piece) {
+    return jb_put(b, s->pieces.data + s->cut[piece], s->cut[piece + 1] - s->cut[piece]);
+}
+
+/* The pieces every document of a call shares: SEG_HEAD `{"@timestamp":..,"event":{..,"action":..`, SEG_OBSERVER
+ * `"observer":{"ip":..`, SEG_FLOW `,"id":"<exporter tag` (the digest's hex follows), SEG_TAIL `"exporter":{..}}}\n`
+ * (SEG_EXTRA is the caller's). 0; 1 when a value cannot be written as orjson would (the caller makes documents
+ * instead); -1 on error. bulk_shared_free(s) in every case. */
+static int bulk_shared_begin(BulkShared *s, PyObject *head, int keep_ids, PyObject *timestamp, PyObject *prefix,
+                             PyObject *category, PyObject *connection, PyObject *action, PyObject *exporter,
+                             PyObject *tag, PyObject *exporter_fields) {
+    memset(s, 0, sizeof(*s));
+    if (jb_init(&s->pieces, 512) < 0) return -1;
+    s->head = PyBytes_AS_STRING(head);
+    s->head_len = PyBytes_GET_SIZE(head);
+    s->keep_ids = keep_ids;
+    s->kind = "flows";
+    s->timestamp = PyUnicode_Check(timestamp) ? PyUnicode_AsUTF8AndSize(timestamp, &s->timestamp_len) : NULL;
+    s->prefix = s->timestamp && PyUnicode_Check(prefix) ? PyUnicode_AsUTF8AndSize(prefix, &s->prefix_len) : NULL;
+    if (s->prefix == NULL) {   /* not text, or surrogates: the Python path decides */
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    JsonBuf *b = &s->pieces;
+    s->cut[SEG_HEAD] = b->len;
+    TRY(JB_LIT(b, "{\"@timestamp\":"));
+    TRY(jb_text(b, s->timestamp, s->timestamp_len));
+    TRY(JB_LIT(b, ",\"event\":{\"kind\":\"event\",\"category\":"));
+    TRY(jb_pyvalue(b, category, 0));
+    TRY(JB_LIT(b, ",\"type\":"));
+    TRY(jb_pyvalue(b, connection, 0));
+    TRY(JB_LIT(b, ",\"action\":"));
+    TRY(jb_pyvalue(b, action, 0));
+    s->cut[SEG_OBSERVER] = b->len;
+    TRY(JB_LIT(b, "\"observer\":{\"ip\":"));
+    TRY(jb_pyvalue(b, exporter, 0));
+    s->cut[SEG_FLOW] = b->len;
+    TRY(JB_LIT(b, ",\"id\":"));
+    if (!PyUnicode_Check(tag)) return 1;
+    TRY(jb_pystr(b, tag));
+    b->len--;   /* the closing quote comes after the digest's hex */
+    s->cut[SEG_TAIL] = b->len;
+    TRY(JB_LIT(b, "\"exporter\":"));
+    TRY(jb_pyvalue(b, exporter_fields, 0));
+    TRY(JB_LIT(b, "}}\n"));
+    s->cut[SEG_EXTRA] = s->cut[SEG_COUNT] = b->len;
+    return 0;
+}
+
+/* the action line of document `index` (its _id: prefix + index); 1 when the Python path must write it */
+static int bulk_action(JsonBuf *b, const BulkShared *s, Py_ssize_t index) {
+    char id[128];
+    if (s->prefix_len > 100) return 1;   /* ids are a 16-character digest and a set index: never this long */
+    memcpy(id, s->prefix, (size_t)s->prefix_len);
+    int n = (int)s->prefix_len + decimal(id + s->prefix_len, (unsigned long long)index);
+    return jb_action(b, s->head, s->head_len, s->kind, s->timestamp, (int)s->timestamp_len, id, n, s->keep_ids);
+}
+
+/* {"interface":{"id":"<index>"[,"name":...]}} */
+static int jb_interface(JsonBuf *b, unsigned long long index, PyObject *name) {
+    if (JB_LIT(b, "{\"interface\":{\"id\":\"") < 0 || jb_u64(b, index) < 0) return -1;
+    if (name != NULL) {
+        if (JB_LIT(b, "\",\"name\":") < 0) return -1;
+        int rc = jb_pyvalue(b, name, 0);
+        if (rc) return rc;
+        return JB_LIT(b, "}}");
+    }
+    return JB_LIT(b, "\"}}");
+}
+
+/* "<tag><first 10 bytes of the digest in hex>" closing the flow object: SEG_FLOW ends inside the quotes */
+static int jb_flow_id_tail(JsonBuf *b, const unsigned char digest[20]) {
+    if (jb_hex(b, digest, 10) < 0) return -1;
+    return JB_LIT(b, "\"}");
+}
+
+/* SEG_EXTRA for v5: the header's values that close each record, before its exporter object; 0, 1, -1 */
+static int v5_shared_extra(BulkShared *s, V5Context *c) {
+    static const int keys[5] = {K_ENGINE_TYPE, K_ENGINE_ID, K_SAMPLING_INTERVAL, K_SAMPLING_ALGORITHM,
+                                K_FLOW_SEQUENCE};
+    JsonBuf *b = &s->pieces;
+    if (!PyLong_CheckExact(c->rate)) return 1;
+    c->rate_value = PyLong_AsUnsignedLongLong(c->rate);
+    if (PyErr_Occurred()) { PyErr_Clear(); return 1; }
+    for (int i = 0; i < 5; i++) {
+        TRY(jb_char(b, ','));
+        TRY(jb_text(b, KEY_TEXT[keys[i]], (Py_ssize_t)strlen(KEY_TEXT[keys[i]])));
+        TRY(jb_char(b, ':'));
+        TRY(jb_pyvalue(b, c->header[i], 0));
+    }
+    TRY(jb_char(b, ','));
+    s->cut[SEG_COUNT] = b->len;
+    return 0;
+}
+
+/* one v5 record's bulk lines; 0, 1 to decline (nothing written that stays), -1 on error */
+static int v5_bulk_one(JsonBuf *b, const unsigned char *r, Py_ssize_t index, const V5Context *c,
+                       const BulkShared *s) {
+    V5Flow f;
+    v5_flow(r, c, &f);
+    int rc = bulk_action(b, s, index);
+    if (rc) return rc;
+    if (jb_piece(b, s, SEG_HEAD) < 0 || JB_LIT(b, ",\"start\":") < 0 || jb_iso_ms(b, f.start) < 0 ||
+        JB_LIT(b, ",\"end\":") < 0 || jb_iso_ms(b, f.end) < 0) return -1;
+    if (f.end >= f.start && (JB_LIT(b, ",\"duration\":") < 0 || jb_i64(b, (f.end - f.start) * 1000000LL) < 0))
+        return -1;
+    if (JB_LIT(b, "},\"network\":{\"type\":\"ipv4\",\"iana_number\":\"") < 0 || jb_u64(b, (unsigned)f.protocol) < 0 ||
+        jb_char(b, '"') < 0) return -1;
+    if (TRANSPORT_TEXT[f.protocol] != NULL &&
+        (JB_LIT(b, ",\"transport\":\"") < 0 || jb_put(b, TRANSPORT_TEXT[f.protocol],
+                                                       (Py_ssize_t)strlen(TRANSPORT_TEXT[f.protocol])) < 0 ||
+         jb_char(b, '"') < 0)) return -1;
+    if (JB_LIT(b, ",\"bytes\":") < 0 || jb_u64(b, be32(r + 20) * c->scale) < 0 ||
+        JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, be32(r + 16) * c->scale) < 0 ||
+        JB_LIT(b, ",\"direction\":\"unknown\",\"community_id\":") < 0 || jb_community(b, f.digest) < 0 ||
+        JB_LIT(b, "},") < 0 || jb_piece(b, s, SEG_OBSERVER) < 0 ||
+        JB_LIT(b, ",\"ingress\":") < 0 || jb_interface(b, be16(r + 12), NULL) < 0 ||
+        JB_LIT(b, ",\"egress\":") < 0 || jb_interface(b, be16(r + 14), NULL) < 0 ||
+        JB_LIT(b, "},\"source\":{\"ip\":") < 0 || jb_ipv4(b, r) < 0 ||
+        JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.src_port) < 0 ||
+        JB_LIT(b, "},\"destination\":{\"ip\":") < 0 || jb_ipv4(b, r + 4) < 0 ||
+        JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.dst_port) < 0 ||
+        JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, c->rate_value) < 0 ||
+        jb_piece(b, s, SEG_FLOW) < 0 || jb_flow_id_tail(b, f.digest) < 0 ||
+        /* netflow.*: the record under the names (and in the order) of v5_record */
+        JB_LIT(b, ",\"netflow\":{\"source_ipv4_address\":") < 0 || jb_ipv4(b, r) < 0 ||
+        JB_LIT(b, ",\"destination_ipv4_address\":") < 0 || jb_ipv4(b, r + 4) < 0 ||
+        JB_LIT(b, ",\"ip_next_hop_ipv4_address\":") < 0 || jb_ipv4(b, r + 8) < 0 ||
+        JB_LIT(b, ",\"ingress_interface\":") < 0 || jb_u64(b, be16(r + 12)) < 0 ||
+        JB_LIT(b, ",\"egress_interface\":") < 0 || jb_u64(b, be16(r + 14)) < 0 ||
+        JB_LIT(b, ",\"packet_delta_count\":") < 0 || jb_u64(b, be32(r + 16)) < 0 ||
+        JB_LIT(b, ",\"octet_delta_count\":") < 0 || jb_u64(b, be32(r + 20)) < 0 ||
+        JB_LIT(b, ",\"flow_start_sys_up_time\":") < 0 || jb_u64(b, be32(r + 24)) < 0 ||
+        JB_LIT(b, ",\"flow_end_sys_up_time\":") < 0 || jb_u64(b, be32(r + 28)) < 0 ||
+        JB_LIT(b, ",\"source_transport_port\":") < 0 || jb_u64(b, f.src_port) < 0 ||
+        JB_LIT(b, ",\"destination_transport_port\":") < 0 || jb_u64(b, f.dst_port) < 0 ||
+        JB_LIT(b, ",\"tcp_control_bits\":") < 0 || jb_u64(b, r[37]) < 0 ||
+        JB_LIT(b, ",\"protocol_identifier\":") < 0 || jb_u64(b, r[38]) < 0 ||
+        JB_LIT(b, ",\"ip_class_of_service\":") < 0 || jb_u64(b, r[39]) < 0 ||
+        JB_LIT(b, ",\"bgp_source_as_number\":") < 0 || jb_u64(b, be16(r + 40)) < 0 ||
+        JB_LIT(b, ",\"bgp_destination_as_number\":") < 0 || jb_u64(b, be16(r + 42)) < 0 ||
+        JB_LIT(b, ",\"source_ipv4_prefix_length\":") < 0 || jb_u64(b, r[44]) < 0 ||
+        JB_LIT(b, ",\"destination_ipv4_prefix_length\":") < 0 || jb_u64(b, r[45]) < 0 ||
+        jb_piece(b, s, SEG_EXTRA) < 0 || jb_piece(b, s, SEG_TAIL) < 0)
+        return -1;
+    return 0;
+}
+
+static void bulk_shared_free(BulkShared *s) { jb_free(&s->pieces); }
+
+/* Append a document's lines (bytes), or on decline its dict document, to out; the buffer is rewound. */
+static int bulk_append(PyObject *out, JsonBuf *b, int rc, PyObject *(*document)(void *), void *arg) {
+    PyObject *item = rc == 0 ? jb_take(b, 0) : (b->len = 0, document(arg));
+    if (item == NULL) return -1;
+    int added = PyList_Append(out, item);
+    Py_DECREF(item);
+    return added;
+}
+
+typedef struct { const unsigned char *r; Py_ssize_t index; const V5Context *c; } V5Item;
+static PyObject *v5_item_document(void *arg) {
+    const V5Item *item = arg;
+    return v5_document(item->r, item->index, item->c);
+}
+
+/* v5_bulk(<v5_documents' arguments>, action_head, keep_ids) -> list: each record's bulk lines (bytes), or
+ * its document (dict) where a value cannot be written the way orjson writes it (flowsink.bulk encodes those) */
+static PyObject *py_v5_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer payload;
+    Py_ssize_t count;
+    V5Context c;
+    unsigned long scale, uptime;
+    PyObject *head;
+    int keep_ids;
+    if (!PyArg_ParseTuple(args, V5_ARGS "O!p", V5_ARG_POINTERS(c, payload, count, uptime, scale), &PyBytes_Type,
+                          &head, &keep_ids))
+        return NULL;
+    c.scale = scale;
+    c.uptime = (uint32_t)uptime;
+    PyObject *out = NULL;
+    BulkShared s;
+    JsonBuf b = {NULL, 0, 0};
+    int shared = -1;
+    memset(&s, 0, sizeof(s));
+    if (count < 0 || payload.len < 24 + count * 48) {
+        PyErr_SetString(PyExc_ValueError, "payload shorter than its records");
+        goto done;
+    }
+    shared = bulk_shared_begin(&s, head, keep_ids, c.timestamp, c.id_prefix, c.category, c.connection,
+                               KEYS[V_NETFLOW_FLOW], c.exporter, c.tag, c.exporter_fields);
+    if (shared == 0) shared = v5_shared_extra(&s, &c);
+    if (shared < 0) goto done;
+    if ((out = PyList_New(0)) == NULL || jb_init(&b, 2048) < 0) { Py_CLEAR(out); goto done; }
+    const unsigned char *records = (const unsigned char *)payload.buf + 24;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int rc = shared == 0 ? v5_bulk_one(&b, records + 48 * i, i, &c, &s) : 1;
+        V5Item item = {records + 48 * i, i, &c};
+        if (rc < 0 || bulk_append(out, &b, rc, v5_item_document, &item) < 0) { Py_CLEAR(out); goto done; }
+    }
+done:
+    bulk_shared_free(&s);
+    jb_free(&b);
+    PyBuffer_Release(&payload);
+    return out;
+}
+
 /* ---- generic flow records (NetFlow v9 / IPFIX): normalize.netflow.flow_document in C ---------------------- */
 
 /* set once by normalize.netflow through configure(): the Python pieces the rare cases call back into */
@@ -470,18 +689,20 @@ static PyObject *MAX_DURATION_OBJ;
 
 enum {
     A_SRC, A_DST, A_SRC_PORT, A_DST_PORT, A_FWD_BYTES, A_FWD_PACKETS, A_BIFLOW, A_TIMES, A_UPTIME_ONLY,
+    A_REV_BYTES, A_REV_PACKETS,
     A_EXPORT_MS, A_UPTIME_MS, A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS,
     F_PROTOCOL, F_START_UP, F_END_UP, F_FLOW_DIRECTION, F_INGRESS, F_EGRESS, F_NAME,
-    F_TC4, F_TC6, F_T4, F_T6, F_C4, F_C6, V_IPV6, P_FLOW_START, P_FLOW_END,
+    F_TC4, F_TC6, F_T4, F_T6, F_C4, F_C6, V_IPV6, P_FLOW_START, P_FLOW_END, V_OPTIONS,
     R_FIRST, R_END_UP = R_FIRST + 1, R_START_DELTA, R_END_DELTA, R_LAST, N_COUNT
 };
 static const char *NAME_TEXT[N_COUNT] = {
     "src", "dst", "src_port", "dst_port", "fwd_bytes", "fwd_packets", "biflow", "times", "uptime_only",
+    "rev_bytes", "rev_packets",
     "export_ms", "uptime_ms", "timestamp", "exporter", "exporter_tag", "exporter_fields",
     "protocol_identifier", "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_direction",
     "ingress_interface", "egress_interface", "name",
     "icmp_type_code_ipv4", "icmp_type_code_ipv6", "icmp_type_ipv4", "icmp_type_ipv6", "icmp_code_ipv4",
-    "icmp_code_ipv6", "ipv6", "flow_start_", "flow_end_",
+    "icmp_code_ipv6", "ipv6", "flow_start_", "flow_end_", "netflow_options",
     "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_start_delta_microseconds",
     "flow_end_delta_microseconds", "flow_duration_milliseconds",
 };
@@ -581,47 +802,79 @@ static int time_values_fit(PyObject *record, PyObject *time_fields) {
         if (value == NULL) { if (PyErr_Occurred()) return -1; continue; }
         if (!PyLong_Check(value)) continue;             /* not an int: skipped by both paths */
         if (!PyLong_CheckExact(value) || unit < 0) return 0;   /* bool, or a unit only Python knows */
-        long long v;
-        if (!small_int(value, &v)) { PyErr_Clear(); return 0; }
-        if (unit == 2) { if (v < 0) return 0; }
-        else if (v < 0 || v > LLONG_MAX / 1000) return 0;
+        PyLong_AsUnsignedLongLong(value);   /* 0 .. 2**64-1, what a dateTime element of up to 8 bytes holds */
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+            PyErr_Clear();
+            return 0;
+        }
     }
     return 1;
 }
 
-/* normalize.netflow._record_times: absolute dateTime elements (rewritten in the record as ISO text), then
- * the Python _relative_times for whichever of start/end is still open */
-static PyObject *record_times(PyObject *record, PyObject *time_fields, PyObject *context, PyObject *system_init) {
-    PyObject *start = NULL, *end = NULL;   /* owned */
+/* a time element's value -> epoch ms, as normalize.netflow.time_to_ms (exact: up to 75 bits) */
+static __int128 time_value_ms(unsigned long long v, int unit) {
+    if (unit == 0) return (__int128)v;
+    if (unit == 1) return (__int128)v * 1000;
+    return ((__int128)(v >> 32) - NTP_EPOCH_OFFSET_S) * 1000 + (__int128)(((v & 0xFFFFFFFFULL) * 1000) >> 32);
+}
+
+/* epoch ms beyond 64 bits as a Python int */
+static PyObject *wide_int(__int128 value) {
+    if (value >= LLONG_MIN && value <= LLONG_MAX) return PyLong_FromLongLong((long long)value);
+    unsigned char bytes[16];
+    unsigned __int128 bits = (unsigned __int128)value;
+    for (int i = 0; i < 16; i++) bytes[i] = (unsigned char)(bits >> (8 * i));
+    return _PyLong_FromByteArray(bytes, 16, 1, 1);
+}
+
+/* iso_ms for epoch ms beyond 64 bits too: the text Python's iso_ms gives */
+static PyObject *iso_wide(__int128 epoch_ms) {
+    if (epoch_ms >= LLONG_MIN && epoch_ms <= LLONG_MAX) return iso_ms((long long)epoch_ms);
+    __int128 seconds = epoch_ms / 1000, millis = epoch_ms % 1000;
+    if (millis < 0) { millis += 1000; seconds -= 1; }
+    char text[48];
+    int n = seconds >= LLONG_MIN && seconds <= LLONG_MAX ? jb_iso_parts_text((long long)seconds, (int)millis, text) : 0;
+    return n ? ascii_text(text, n) : PyUnicode_FromString(ISO_FALLBACK);
+}
+
+/* The record's absolute dateTime elements rewritten as ISO text (normalize.netflow._record_times and
+ * options_document do that); with start/end given, the first flow_start_* and flow_end_* as epoch-ms ints
+ * (new references, left NULL when there is none). time_values_fit(record) must have said 1. */
+static int absolute_times(PyObject *record, PyObject *time_fields, PyObject **start, PyObject **end) {
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(time_fields); i++) {
         PyObject *pair = PyTuple_GET_ITEM(time_fields, i);
         PyObject *name = PyTuple_GET_ITEM(pair, 0);
         PyObject *value = PyDict_GetItemWithError(record, name);
-        if (value == NULL) { if (PyErr_Occurred()) goto fail; continue; }
+        if (value == NULL) { if (PyErr_Occurred()) return -1; continue; }
         if (!PyLong_CheckExact(value)) continue;
-        long long v = PyLong_AsLongLong(value), millis;
-        int unit = time_unit(PyTuple_GET_ITEM(pair, 1));
-        if (unit == 0) millis = v;
-        else if (unit == 1) millis = v * 1000;
-        else {
-            unsigned long long raw = (unsigned long long)v;
-            millis = ((long long)(raw >> 32) - NTP_EPOCH_OFFSET_S) * 1000 +
-                     (long long)(((raw & 0xFFFFFFFFULL) * 1000) >> 32);
-        }
-        PyObject *text = iso_ms(millis);
-        if (text == NULL || PyDict_SetItem(record, name, text) < 0) { Py_XDECREF(text); goto fail; }
+        __int128 millis = time_value_ms(PyLong_AsUnsignedLongLong(value), time_unit(PyTuple_GET_ITEM(pair, 1)));
+        PyObject *text = iso_wide(millis);
+        if (text == NULL || PyDict_SetItem(record, name, text) < 0) { Py_XDECREF(text); return -1; }
         Py_DECREF(text);
+        if (start == NULL) continue;
         Py_ssize_t n = PyUnicode_GET_LENGTH(name);
-        if (start == NULL && PyUnicode_Tailmatch(name, NAMES[P_FLOW_START], 0, n, -1) == 1) {
-            if ((start = PyLong_FromLongLong(millis)) == NULL) goto fail;
-        } else if (end == NULL && PyUnicode_Tailmatch(name, NAMES[P_FLOW_END], 0, n, -1) == 1) {
-            if ((end = PyLong_FromLongLong(millis)) == NULL) goto fail;
+        if (*start == NULL && PyUnicode_Tailmatch(name, NAMES[P_FLOW_START], 0, n, -1) == 1) {
+            if ((*start = wide_int(millis)) == NULL) return -1;
+        } else if (*end == NULL && PyUnicode_Tailmatch(name, NAMES[P_FLOW_END], 0, n, -1) == 1) {
+            if ((*end = wide_int(millis)) == NULL) return -1;
         }
     }
+    return 0;
+}
+
+/* normalize.netflow._record_times: absolute dateTime elements (rewritten in the record as ISO text), then
+ * the Python _relative_times for whichever of start/end is still open */
+static PyObject *record_times(PyObject *record, PyObject *time_fields, PyObject *context, PyObject *uptime,
+                              PyObject *system_init) {
+    PyObject *start = NULL, *end = NULL;   /* owned */
+    if (absolute_times(record, time_fields, &start, &end) < 0) goto fail;
     if (start != NULL && end != NULL) return Py_BuildValue("(NN)", start, end);
-    /* _relative_times reads only these elements: without any of them it has nothing to add */
+    /* _relative_times reads only these elements: without any of them it has nothing to add (nor with only
+     * sysUpTime ones and no uptime or system init time to add them to, IPFIX's usual case) */
     int relative = 0;
-    for (int k = R_FIRST; k <= R_LAST && !relative; k++) {
+    int first = uptime == Py_None && system_init == Py_None ? R_START_DELTA : R_FIRST;
+    for (int k = first; k <= R_LAST && !relative; k++) {
         PyObject *v = PyDict_GetItemWithError(record, NAMES[k]);
         if (v == NULL && PyErr_Occurred()) goto fail;
         relative = v != NULL && v != Py_None;
@@ -638,50 +891,101 @@ fail:
 }
 
 /* a FlowPlan's and an ExportContext's attributes, read once per data set */
-typedef struct { PyObject *plan[9]; PyObject *ctx[6]; } SetAttrs;
+#define PLAN_ATTRS 11
+typedef struct { PyObject *plan[PLAN_ATTRS]; PyObject *ctx[6]; } SetAttrs;
 
 static void set_attrs_clear(SetAttrs *a) {
-    for (int i = 0; i < 9; i++) Py_CLEAR(a->plan[i]);
+    for (int i = 0; i < PLAN_ATTRS; i++) Py_CLEAR(a->plan[i]);
     for (int i = 0; i < 6; i++) Py_CLEAR(a->ctx[i]);
 }
 
 static int set_attrs_read(SetAttrs *a, PyObject *plan, PyObject *context) {
     memset(a, 0, sizeof(*a));
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < PLAN_ATTRS; i++)
         if ((a->plan[i] = PyObject_GetAttr(plan, NAMES[A_SRC + i])) == NULL) { set_attrs_clear(a); return -1; }
     for (int i = 0; i < 6; i++)
         if ((a->ctx[i] = PyObject_GetAttr(context, NAMES[A_EXPORT_MS + i])) == NULL) { set_attrs_clear(a); return -1; }
     return 0;
 }
 
-/* one flow document, or None (the record needs the Python path; nothing was changed), NULL on error */
-static PyObject *flow_document_from(PyObject *record, PyObject *context, const SetAttrs *attrs, PyObject *doc_id,
-                                    PyObject *action, PyObject *rate, int renormalize, PyObject *time_fields,
-                                    PyObject *interfaces, PyObject *system_init) {
+/* A flow record's ECS values, as normalize.netflow.flow_document computes them: the document writer and the
+ * bulk-line writer both start from these. */
+typedef struct {
+    PyObject *src_ip, *dst_ip, *src_port, *dst_port, *protocol;   /* borrowed from the record; NULL: none */
+    long long proto;                 /* 0..255; -1: none */
+    int start_set, end_set;          /* 0: none, 1: in *_ms, 2: in *_obj (beyond 64 bits) */
+    long long start_ms, end_ms;
+    PyObject *start_obj, *end_obj;   /* owned */
+    int duration_set;                /* 0: none, 1: duration_ns, 2: duration_obj */
+    long long duration_ns;
+    PyObject *duration_obj;          /* owned */
+    PyObject *bytes, *packets;       /* owned; NULL: none */
+    PyObject *counters[4];           /* owned biflow source.bytes, source.packets, destination.bytes, .packets */
+    PyObject *direction;             /* borrowed */
+    int have_ids;                    /* Community ID in digest; else flow_id holds flow.id */
+    unsigned char digest[20];
+    PyObject *flow_id;               /* owned */
+    PyObject *ingress, *egress;      /* borrowed ints; NULL: none */
+} FlowEcs;
+
+static void flow_ecs_clear(FlowEcs *e) {
+    Py_CLEAR(e->start_obj); Py_CLEAR(e->end_obj); Py_CLEAR(e->duration_obj);
+    Py_CLEAR(e->bytes); Py_CLEAR(e->packets); Py_CLEAR(e->flow_id);
+    for (int i = 0; i < 4; i++) Py_CLEAR(e->counters[i]);
+}
+
+/* a start or end from _record_times/_relative_times (an int, or None) */
+static void flow_ecs_time(PyObject *value, int *set, long long *ms, PyObject **obj) {
+    if (value == Py_None) return;
+    if (small_int(value, ms)) { *set = 1; return; }
+    PyErr_Clear();
+    *set = 2;
+    *obj = Py_NewRef(value);
+}
+
+/* event.duration from start and end (not 64-bit, or far apart: Python's ints decide) */
+static int flow_ecs_duration(FlowEcs *e, PyObject *start, PyObject *end) {
+    long long span;
+    if (e->start_set == 1 && e->end_set == 1 && !__builtin_sub_overflow(e->end_ms, e->start_ms, &span)) {
+        if (span >= 0 && span <= LLONG_MAX / 1000000LL) { e->duration_set = 1; e->duration_ns = span * 1000000LL; }
+        return 0;
+    }
+    PyObject *diff = PyNumber_Subtract(end, start);
+    if (diff == NULL) return -1;
+    int zero_or_more = PyObject_RichCompareBool(end, start, Py_GE);
+    int fits = zero_or_more > 0 ? PyObject_RichCompareBool(diff, MAX_DURATION_OBJ, Py_LE) : 0;
+    if (zero_or_more < 0 || fits < 0) { Py_DECREF(diff); return -1; }
+    if (fits) {
+        e->duration_obj = PyNumber_Multiply(diff, SMALL_NS);
+        e->duration_set = 2;
+    }
+    Py_DECREF(diff);
+    return fits && e->duration_obj == NULL ? -1 : 0;
+}
+
+/* 0 with e filled, 1 when the record needs the Python path (decided before the record is changed), -1 on error;
+ * flow_ecs_clear(e) either way */
+static int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *attrs, PyObject *rate,
+                    int renormalize, PyObject *time_fields, PyObject *system_init) {
     PyObject *const *plan_attr = attrs->plan, *const *ctx_attr = attrs->ctx;
-    PyObject *doc = NULL, *event = NULL, *network = NULL, *source = NULL, *destination = NULL;
-    PyObject *observer = NULL, *flow = NULL, *times = NULL, *start = NULL, *end = NULL, *scale = NULL;
-    PyObject *result = NULL;
-    PyObject *export_ms = ctx_attr[0], *uptime = ctx_attr[1], *timestamp = ctx_attr[2], *exporter = ctx_attr[3];
-    PyObject *tag = ctx_attr[4], *exporter_fields = ctx_attr[5];
+    PyObject *export_ms = ctx_attr[0], *uptime = ctx_attr[1], *exporter = ctx_attr[3];
+    memset(e, 0, sizeof(*e));
+    e->proto = -1;
 
     /* --- everything that may send the record to the Python path is decided before anything is changed --- */
-    if (PyObject_IsTrue(plan_attr[6])) { result = Py_None; Py_INCREF(result); goto done; }   /* biflow */
     PyObject *src_ip = pick(record, plan_attr[0]);
     PyObject *dst_ip = src_ip || !PyErr_Occurred() ? pick(record, plan_attr[1]) : NULL;
     PyObject *src_port = !PyErr_Occurred() ? pick(record, plan_attr[2]) : NULL;
     PyObject *dst_port = !PyErr_Occurred() ? pick(record, plan_attr[3]) : NULL;
     PyObject *protocol = !PyErr_Occurred() ? PyDict_GetItemWithError(record, NAMES[F_PROTOCOL]) : NULL;
-    if (PyErr_Occurred()) goto done;
-    if ((src_ip && !PyUnicode_CheckExact(src_ip)) || (dst_ip && !PyUnicode_CheckExact(dst_ip))) {
-        result = Py_None; Py_INCREF(result); goto done;
-    }
+    if (PyErr_Occurred()) return -1;
+    if ((src_ip && !PyUnicode_CheckExact(src_ip)) || (dst_ip && !PyUnicode_CheckExact(dst_ip))) return 1;
     if (src_ip && !is_address_text(src_ip)) src_ip = NULL;
     if (dst_ip && !is_address_text(dst_ip)) dst_ip = NULL;
-    long long proto = -1, number;
+    long long number;
     if (protocol && small_int(protocol, &number)) {
-        if (number < 0) { result = Py_None; Py_INCREF(result); goto done; }
-        if (number <= 255) proto = number;
+        if (number < 0) return 1;
+        if (number <= 255) e->proto = number;
     }
     PyErr_Clear();
     if (src_port && !PyLong_CheckExact(src_port)) src_port = NULL;
@@ -689,128 +993,107 @@ static PyObject *flow_document_from(PyObject *record, PyObject *context, const S
     unsigned long long sport = 0, dport = 0;
     if ((src_port && as_u64(src_port, &sport) < 0) || (dst_port && as_u64(dst_port, &dport) < 0)) {
         PyErr_Clear();
-        result = Py_None; Py_INCREF(result); goto done;
+        return 1;
     }
-
+    /* forward and (biflow) reverse counters; a bool among them is an int to isinstance only: Python decides */
+    int biflow = PyObject_IsTrue(plan_attr[6]);
+    PyObject *counter[4] = {pick(record, plan_attr[4]), NULL, NULL, NULL};
+    for (int i = 1; i < (biflow ? 4 : 2) && !PyErr_Occurred(); i++) counter[i] = pick(record, plan_attr[i == 1 ? 5 : 8 + i - 1]);
+    if (PyErr_Occurred()) return -1;
+    for (int i = 0; i < 4; i++)
+        if (counter[i] && PyLong_Check(counter[i]) && !PyLong_CheckExact(counter[i])) return 1;
     int times_ok = time_values_fit(record, time_fields);
-    if (times_ok <= 0) {
-        if (times_ok == 0) { result = Py_None; Py_INCREF(result); }
-        goto done;
-    }
-
-    doc = _PyDict_NewPresized(9); event = _PyDict_NewPresized(7); network = _PyDict_NewPresized(7);
-    source = PyDict_New(); destination = PyDict_New(); observer = PyDict_New(); flow = PyDict_New();
-    if (!doc || !event || !network || !source || !destination || !observer || !flow) goto done;
-    int scale_is_one = !renormalize;
-    if (renormalize) {
-        int one = PyObject_RichCompareBool(rate, ONE, Py_EQ);
-        if (one < 0) goto done;
-        scale_is_one = one;
-    }
-    scale = renormalize ? rate : ONE;
-    Py_INCREF(scale);
-
-    if (PyDict_SetItem(event, KEYS[K_KIND], KEYS[V_EVENT]) < 0 ||
-        PyDict_SetItem(event, KEYS[K_CATEGORY], CATEGORY) < 0 ||
-        PyDict_SetItem(event, KEYS[K_TYPE], CONNECTION) < 0 ||
-        PyDict_SetItem(event, KEYS[K_ACTION], action) < 0) goto done;
-    long long up;
-    if (PyObject_IsTrue(plan_attr[8]) && uptime != Py_None) {
-        PyObject *s = PyDict_GetItemWithError(record, NAMES[F_START_UP]);
-        PyObject *e = s || !PyErr_Occurred() ? PyDict_GetItemWithError(record, NAMES[F_END_UP]) : NULL;
-        if (PyErr_Occurred()) goto done;
-        if (s && e && PyLong_CheckExact(s) && PyLong_CheckExact(e)) {
-            long long sv, ev, xm;
-            if (!small_int(s, &sv) || !small_int(e, &ev) || !small_int(uptime, &up) || !small_int(export_ms, &xm)) {
-                /* values beyond 64 bits: let Python's arbitrary-precision path do the sums */
-                PyErr_Clear();
-                Py_CLEAR(doc);
-                result = Py_None; Py_INCREF(result); goto done;
+    if (times_ok <= 0) return times_ok == 0 ? 1 : -1;
+    int uptime_only = PyObject_IsTrue(plan_attr[8]) && uptime != Py_None;
+    PyObject *start_up = NULL, *end_up = NULL;
+    long long sv = 0, ev = 0, up = 0, xm = 0;
+    if (uptime_only) {
+        start_up = PyDict_GetItemWithError(record, NAMES[F_START_UP]);
+        end_up = start_up || !PyErr_Occurred() ? PyDict_GetItemWithError(record, NAMES[F_END_UP]) : NULL;
+        if (PyErr_Occurred()) return -1;
+        if (start_up && end_up && PyLong_CheckExact(start_up) && PyLong_CheckExact(end_up)) {
+            if (!small_int(start_up, &sv) || !small_int(end_up, &ev) || !small_int(uptime, &up) ||
+                !small_int(export_ms, &xm)) {
+                PyErr_Clear();   /* values beyond 64 bits: Python's arbitrary-precision path does the sums */
+                return 1;
             }
+        } else {
+            start_up = NULL;
+        }
+    }
+    e->src_ip = src_ip; e->dst_ip = dst_ip; e->src_port = src_port; e->dst_port = dst_port;
+    e->protocol = protocol;
+
+    /* --- event times (the absolute dateTime elements are rewritten in the record as ISO text) --- */
+    if (uptime_only) {
+        if (start_up) {
             uint32_t sb = (uint32_t)((unsigned long long)up - (unsigned long long)sv);
             uint32_t eb = (uint32_t)((unsigned long long)up - (unsigned long long)ev);
-            long long st = xm - (sb < 0x80000000u ? (long long)sb : (long long)sb - 4294967296LL);
-            long long en = xm - (eb < 0x80000000u ? (long long)eb : (long long)eb - 4294967296LL);
-            if (set_steal(event, K_START, iso_ms(st)) < 0 || set_steal(event, K_END, iso_ms(en)) < 0) goto done;
-            if (en >= st && set_steal(event, K_DURATION, PyLong_FromLongLong((en - st) * 1000000LL)) < 0) goto done;
+            e->start_ms = xm - (sb < 0x80000000u ? (long long)sb : (long long)sb - 4294967296LL);
+            e->end_ms = xm - (eb < 0x80000000u ? (long long)eb : (long long)eb - 4294967296LL);
+            e->start_set = e->end_set = 1;
+            if (e->end_ms >= e->start_ms) { e->duration_set = 1; e->duration_ns = (e->end_ms - e->start_ms) * 1000000LL; }
         }
     } else if (PyObject_IsTrue(plan_attr[7])) {
-        times = record_times(record, time_fields, context, system_init);
-        if (times == NULL || !PyTuple_Check(times) || PyTuple_GET_SIZE(times) != 2) goto done;
-        start = PyTuple_GET_ITEM(times, 0); end = PyTuple_GET_ITEM(times, 1);
-        if (start != Py_None && set_steal(event, K_START, iso_any(start)) < 0) goto done;
-        if (end != Py_None) {
-            if (set_steal(event, K_END, iso_any(end)) < 0) goto done;
-            if (start != Py_None) {
-                PyObject *span = PyNumber_Subtract(end, start);
-                if (span == NULL) goto done;
-                int zero_or_more = PyObject_RichCompareBool(end, start, Py_GE);
-                int fits = zero_or_more > 0 ? PyObject_RichCompareBool(span, MAX_DURATION_OBJ, Py_LE) : 0;
-                if (zero_or_more < 0 || fits < 0) { Py_DECREF(span); goto done; }
-                if (fits) {
-                    PyObject *ns = PyNumber_Multiply(span, SMALL_NS);
-                    Py_DECREF(span);
-                    if (set_steal(event, K_DURATION, ns) < 0) goto done;
-                } else {
-                    Py_DECREF(span);
-                }
-            }
+        PyObject *times = record_times(record, time_fields, context, uptime, system_init);
+        if (times == NULL) return -1;
+        if (!PyTuple_Check(times) || PyTuple_GET_SIZE(times) != 2) {
+            Py_DECREF(times);
+            PyErr_SetString(PyExc_TypeError, "_relative_times must return (start, end)");
+            return -1;
         }
-        start = end = NULL;
+        PyObject *start = PyTuple_GET_ITEM(times, 0), *end = PyTuple_GET_ITEM(times, 1);
+        flow_ecs_time(start, &e->start_set, &e->start_ms, &e->start_obj);
+        flow_ecs_time(end, &e->end_set, &e->end_ms, &e->end_obj);
+        int rc = e->start_set && e->end_set ? flow_ecs_duration(e, start, end) : 0;
+        Py_DECREF(times);
+        if (rc < 0) return -1;
     }
 
-    if (set_steal(doc, K_ID, (Py_INCREF(doc_id), doc_id)) < 0 ||
-        PyDict_SetItem(doc, KEYS[K_TIMESTAMP], timestamp) < 0 ||
-        PyDict_SetItem(doc, KEYS[K_EVENT], event) < 0 || PyDict_SetItem(doc, KEYS[K_NETWORK], network) < 0)
-        goto done;
-    if (src_ip) {
-        if (PyDict_SetItem(source, KEYS[K_IP], src_ip) < 0) goto done;
-        int six = PyUnicode_FindChar(src_ip, ':', 0, PyUnicode_GET_LENGTH(src_ip), 1) >= 0;
-        if (PyDict_SetItem(network, KEYS[K_TYPE], six ? NAMES[V_IPV6] : KEYS[V_IPV4]) < 0) goto done;
+    /* --- counters, direction --- */
+    int scale_is_one = !renormalize;
+    if (renormalize && (scale_is_one = PyObject_RichCompareBool(rate, ONE, Py_EQ)) < 0) return -1;
+    PyObject *scale = renormalize ? rate : ONE;
+    /* biflow (RFC 5103 reverse elements, NSEL initiator/responder): each side's counters, clamped, and the
+     * network totals of both */
+    PyObject *total[2] = {Py_XNewRef(counter[0]), Py_XNewRef(counter[1])};
+    for (int i = 0; biflow && i < 4; i++) {
+        if (counter[i] == NULL || !PyLong_CheckExact(counter[i])) continue;
+        if ((e->counters[i] = scaled(counter[i], scale, 0)) == NULL) goto counters_failed;
+        if (i < 2) continue;
+        PyObject *forward = counter[i - 2] && PyLong_CheckExact(counter[i - 2]) ? counter[i - 2] : SMALL_ZERO;
+        PyObject *sum = PyNumber_Add(forward, counter[i]);
+        if (sum == NULL) goto counters_failed;
+        Py_XSETREF(total[i - 2], sum);
     }
-    if (dst_ip) {
-        if (PyDict_SetItem(destination, KEYS[K_IP], dst_ip) < 0) goto done;
-        if (!src_ip) {
-            int six = PyUnicode_FindChar(dst_ip, ':', 0, PyUnicode_GET_LENGTH(dst_ip), 1) >= 0;
-            if (PyDict_SetItem(network, KEYS[K_TYPE], six ? NAMES[V_IPV6] : KEYS[V_IPV4]) < 0) goto done;
-        }
-    }
-    if (src_port && PyDict_SetItem(source, KEYS[K_PORT], src_port) < 0) goto done;
-    if (dst_port && PyDict_SetItem(destination, KEYS[K_PORT], dst_port) < 0) goto done;
-    if (proto >= 0) {
-        if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[proto]) < 0) goto done;
-        if (TRANSPORT[proto] && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[proto]) < 0) goto done;
-    }
-    PyObject *fwd_bytes = pick(record, plan_attr[4]);
-    PyObject *fwd_packets = !PyErr_Occurred() ? pick(record, plan_attr[5]) : NULL;
-    if (PyErr_Occurred()) goto done;
-    if (fwd_bytes && PyLong_CheckExact(fwd_bytes) && set_steal(network, K_BYTES, scaled(fwd_bytes, scale, scale_is_one)) < 0)
-        goto done;
-    if (fwd_packets && PyLong_CheckExact(fwd_packets) &&
-        set_steal(network, K_PACKETS, scaled(fwd_packets, scale, scale_is_one)) < 0)
-        goto done;
+    if (total[0] && PyLong_CheckExact(total[0]) && (e->bytes = scaled(total[0], scale, scale_is_one)) == NULL)
+        goto counters_failed;
+    if (total[1] && PyLong_CheckExact(total[1]) && (e->packets = scaled(total[1], scale, scale_is_one)) == NULL)
+        goto counters_failed;
+    Py_XDECREF(total[0]); Py_XDECREF(total[1]);
     PyObject *direction_key = PyDict_GetItemWithError(record, NAMES[F_FLOW_DIRECTION]);
-    if (direction_key == NULL && PyErr_Occurred()) goto done;
-    PyObject *direction = PyDict_GetItemWithError(DIRECTIONS, direction_key ? direction_key : Py_None);
-    if (direction == NULL && PyErr_Occurred()) goto done;
-    if (PyDict_SetItem(network, KEYS[K_DIRECTION], direction ? direction : KEYS[V_UNKNOWN]) < 0) goto done;
+    if (direction_key == NULL && PyErr_Occurred()) return -1;
+    e->direction = PyDict_GetItemWithError(DIRECTIONS, direction_key ? direction_key : Py_None);
+    if (e->direction == NULL) {
+        if (PyErr_Occurred()) return -1;
+        e->direction = KEYS[V_UNKNOWN];
+    }
 
-    /* Community ID, and flow.id from its hash */
-    int have_ids = 0;
-    unsigned char digest[20];
-    if (src_ip && dst_ip && proto >= 0) {
+    /* --- Community ID, and flow.id from its hash --- */
+    if (src_ip && dst_ip && e->proto >= 0) {
+        long long proto = e->proto;
         unsigned long long a = sport, b = dport;
         int usable = 1;
         if (proto == 1 || proto == 58) {
             PyObject *code = first_of(record, F_TC4, F_TC6);
-            if (code == NULL && PyErr_Occurred()) goto done;
+            if (code == NULL && PyErr_Occurred()) return -1;
             usable = 0;
             if (code == NULL) {
                 PyObject *type = first_of(record, F_T4, F_T6);
-                if (type == NULL && PyErr_Occurred()) goto done;
+                if (type == NULL && PyErr_Occurred()) return -1;
                 if (type && PyLong_CheckExact(type)) {
                     PyObject *icmp_code = first_of(record, F_C4, F_C6);
-                    if (icmp_code == NULL && PyErr_Occurred()) goto done;
+                    if (icmp_code == NULL && PyErr_Occurred()) return -1;
                     a = PyLong_AsUnsignedLongLongMask(type) & 0xFF;
                     b = icmp_code && PyLong_CheckExact(icmp_code) ? PyLong_AsUnsignedLongLongMask(icmp_code) & 0xFF : 0;
                     usable = 1;
@@ -823,43 +1106,91 @@ static PyObject *flow_document_from(PyObject *record, PyObject *context, const S
                 a = (bits >> 8) & 0xFF; b = bits & 0xFF;
                 usable = 1;
             }
-            if (PyErr_Occurred()) goto done;
+            if (PyErr_Occurred()) return -1;
         }
         if (usable) {
             unsigned char pa[16], pb[16];
             size_t la = pack_text(src_ip, pa), lb = pack_text(dst_ip, pb);
             if (la && la == lb) {
-                community_raw(pa, pb, la, (int)proto, a, b, 0, digest);
-                have_ids = 1;
+                community_raw(pa, pb, la, (int)proto, a, b, 0, e->digest);
+                e->have_ids = 1;
             }
         }
     }
-    PyObject *this_flow_id;
-    if (have_ids) {
-        if (set_steal(network, K_COMMUNITY, community_text(digest)) < 0) goto done;
-        this_flow_id = flow_id_text(tag, digest);
-    } else {
-        PyObject *proto_obj = proto >= 0 ? protocol : Py_None;
-        this_flow_id = PyObject_CallFunctionObjArgs(CB_FLOW_ID, exporter, src_ip ? src_ip : Py_None,
-                                                    dst_ip ? dst_ip : Py_None, proto_obj,
-                                                    src_port ? src_port : Py_None, dst_port ? dst_port : Py_None,
-                                                    NULL);
+    if (!e->have_ids) {
+        e->flow_id = PyObject_CallFunctionObjArgs(CB_FLOW_ID, exporter, src_ip ? src_ip : Py_None,
+                                                  dst_ip ? dst_ip : Py_None, e->proto >= 0 ? protocol : Py_None,
+                                                  src_port ? src_port : Py_None, dst_port ? dst_port : Py_None, NULL);
+        if (e->flow_id == NULL) return -1;
     }
-    if (this_flow_id == NULL) goto done;
+    e->ingress = PyDict_GetItemWithError(record, NAMES[F_INGRESS]);
+    e->egress = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(record, NAMES[F_EGRESS]);
+    if (PyErr_Occurred()) return -1;
+    if (e->ingress && !PyLong_CheckExact(e->ingress)) e->ingress = NULL;
+    if (e->egress && !PyLong_CheckExact(e->egress)) e->egress = NULL;
+    return 0;
+counters_failed:
+    Py_XDECREF(total[0]); Py_XDECREF(total[1]);
+    return -1;
+}
 
-    if (PyDict_SetItem(observer, KEYS[K_IP], exporter) < 0) { Py_DECREF(this_flow_id); goto done; }
-    PyObject *ingress = PyDict_GetItemWithError(record, NAMES[F_INGRESS]);
-    if (ingress && PyLong_CheckExact(ingress) &&
-        set_steal(observer, K_INGRESS, interface_named(ingress, interfaces)) < 0) { Py_DECREF(this_flow_id); goto done; }
-    PyObject *egress = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(record, NAMES[F_EGRESS]);
-    if (egress && PyLong_CheckExact(egress) &&
-        set_steal(observer, K_EGRESS, interface_named(egress, interfaces)) < 0) { Py_DECREF(this_flow_id); goto done; }
-    if (PyErr_Occurred()) { Py_DECREF(this_flow_id); goto done; }
-    if (PyDict_SetItem(doc, KEYS[K_OBSERVER], observer) < 0 ||
+static int is_ipv6_text(PyObject *ip) { return PyUnicode_FindChar(ip, ':', 0, PyUnicode_GET_LENGTH(ip), 1) >= 0; }
+
+static PyObject *ecs_time_text(int set, long long ms, PyObject *obj) { return set == 1 ? iso_ms(ms) : iso_any(obj); }
+
+/* the document of flow_ecs's values: flow_document's keys, in its order; the record becomes its netflow object */
+static PyObject *flow_ecs_document(const FlowEcs *e, PyObject *record, const SetAttrs *attrs, PyObject *doc_id,
+                                   PyObject *action, PyObject *rate, PyObject *interfaces) {
+    PyObject *const *ctx_attr = attrs->ctx;
+    PyObject *timestamp = ctx_attr[2], *exporter = ctx_attr[3], *tag = ctx_attr[4], *exporter_fields = ctx_attr[5];
+    PyObject *doc = _PyDict_NewPresized(9), *event = _PyDict_NewPresized(7), *network = _PyDict_NewPresized(7);
+    PyObject *source = PyDict_New(), *destination = PyDict_New(), *observer = PyDict_New(), *flow = PyDict_New();
+    PyObject *result = NULL;
+    if (!doc || !event || !network || !source || !destination || !observer || !flow) goto done;
+    if (PyDict_SetItem(event, KEYS[K_KIND], KEYS[V_EVENT]) < 0 ||
+        PyDict_SetItem(event, KEYS[K_CATEGORY], CATEGORY) < 0 ||
+        PyDict_SetItem(event, KEYS[K_TYPE], CONNECTION) < 0 ||
+        PyDict_SetItem(event, KEYS[K_ACTION], action) < 0) goto done;
+    if (e->start_set && set_steal(event, K_START, ecs_time_text(e->start_set, e->start_ms, e->start_obj)) < 0) goto done;
+    if (e->end_set && set_steal(event, K_END, ecs_time_text(e->end_set, e->end_ms, e->end_obj)) < 0) goto done;
+    if (e->duration_set && set_steal(event, K_DURATION, e->duration_set == 1 ? PyLong_FromLongLong(e->duration_ns)
+                                                                              : Py_NewRef(e->duration_obj)) < 0)
+        goto done;
+    if (PyDict_SetItem(doc, KEYS[K_ID], doc_id) < 0 || PyDict_SetItem(doc, KEYS[K_TIMESTAMP], timestamp) < 0 ||
+        PyDict_SetItem(doc, KEYS[K_EVENT], event) < 0 || PyDict_SetItem(doc, KEYS[K_NETWORK], network) < 0)
+        goto done;
+    if (e->src_ip) {
+        if (PyDict_SetItem(source, KEYS[K_IP], e->src_ip) < 0 ||
+            PyDict_SetItem(network, KEYS[K_TYPE], is_ipv6_text(e->src_ip) ? NAMES[V_IPV6] : KEYS[V_IPV4]) < 0)
+            goto done;
+    }
+    if (e->dst_ip) {
+        if (PyDict_SetItem(destination, KEYS[K_IP], e->dst_ip) < 0) goto done;
+        if (!e->src_ip &&
+            PyDict_SetItem(network, KEYS[K_TYPE], is_ipv6_text(e->dst_ip) ? NAMES[V_IPV6] : KEYS[V_IPV4]) < 0)
+            goto done;
+    }
+    if (e->src_port && PyDict_SetItem(source, KEYS[K_PORT], e->src_port) < 0) goto done;
+    if (e->dst_port && PyDict_SetItem(destination, KEYS[K_PORT], e->dst_port) < 0) goto done;
+    for (int i = 0; i < 4; i++)
+        if (e->counters[i] && PyDict_SetItem(i < 2 ? source : destination, KEYS[i % 2 ? K_PACKETS : K_BYTES],
+                                             e->counters[i]) < 0) goto done;
+    if (e->proto >= 0) {
+        if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[e->proto]) < 0) goto done;
+        if (TRANSPORT[e->proto] && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[e->proto]) < 0) goto done;
+    }
+    if ((e->bytes && PyDict_SetItem(network, KEYS[K_BYTES], e->bytes) < 0) ||
+        (e->packets && PyDict_SetItem(network, KEYS[K_PACKETS], e->packets) < 0) ||
+        PyDict_SetItem(network, KEYS[K_DIRECTION], e->direction) < 0) goto done;
+    if (e->have_ids && set_steal(network, K_COMMUNITY, community_text(e->digest)) < 0) goto done;
+    if (PyDict_SetItem(observer, KEYS[K_IP], exporter) < 0 ||
+        (e->ingress && set_steal(observer, K_INGRESS, interface_named(e->ingress, interfaces)) < 0) ||
+        (e->egress && set_steal(observer, K_EGRESS, interface_named(e->egress, interfaces)) < 0) ||
+        PyDict_SetItem(doc, KEYS[K_OBSERVER], observer) < 0 ||
         (PyDict_GET_SIZE(source) && PyDict_SetItem(doc, KEYS[K_SOURCE], source) < 0) ||
         (PyDict_GET_SIZE(destination) && PyDict_SetItem(doc, KEYS[K_DESTINATION], destination) < 0) ||
         PyDict_SetItem(flow, KEYS[K_SAMPLING_RATE], rate) < 0 ||
-        set_steal(flow, K_PLAIN_ID, this_flow_id) < 0 ||
+        set_steal(flow, K_PLAIN_ID, e->have_ids ? flow_id_text(tag, e->digest) : Py_NewRef(e->flow_id)) < 0 ||
         PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0 ||
         PyDict_SetItem(record, KEYS[K_EXPORTER], exporter_fields) < 0 ||
         PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto done;
@@ -869,19 +1200,38 @@ static PyObject *flow_document_from(PyObject *record, PyObject *context, const S
     doc = NULL;
 done:
     Py_XDECREF(doc); Py_XDECREF(event); Py_XDECREF(network); Py_XDECREF(source); Py_XDECREF(destination);
-    Py_XDECREF(observer); Py_XDECREF(flow); Py_XDECREF(times); Py_XDECREF(scale);
+    Py_XDECREF(observer); Py_XDECREF(flow);
     return result;
+}
+
+/* one flow document, or None (the record needs the Python path; nothing was changed), NULL on error */
+static PyObject *flow_document_from(PyObject *record, PyObject *context, const SetAttrs *attrs, PyObject *doc_id,
+                                    PyObject *action, PyObject *rate, int renormalize, PyObject *time_fields,
+                                    PyObject *interfaces, PyObject *system_init) {
+    FlowEcs e;
+    int rc = flow_ecs(&e, record, context, attrs, rate, renormalize, time_fields, system_init);
+    PyObject *doc = rc < 0 ? NULL : rc ? Py_NewRef(Py_None)
+                                       : flow_ecs_document(&e, record, attrs, doc_id, action, rate, interfaces);
+    flow_ecs_clear(&e);
+    return doc;
 }
 
 /* flow_documents(records, context, id_prefix, action, sampling_rate, renormalize, plan, time_fields, interfaces,
  * system_init_ms) -> list: a document per record (ids id_prefix + index), None where the Python path must go;
  * sampling_rate is one rate for all, or a list of one per record */
-static PyObject *py_flow_documents(PyObject *self, PyObject *args) {
+#define FLOW_ARGS "O!OUUOpOOOO"
+#define FLOW_ARG_POINTERS \
+    &PyList_Type, &records, &context, &prefix, &action, &rate, &renormalize, &plan, &time_fields, &interfaces, \
+        &system_init
+
+static PyObject *record_rate(PyObject *rate, Py_ssize_t i) {
+    return PyList_Check(rate) && i < PyList_GET_SIZE(rate) ? PyList_GET_ITEM(rate, i) : rate;
+}
+
+static PyObject *py_flow_documents(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *records, *context, *prefix, *action, *rate, *plan, *time_fields, *interfaces, *system_init;
     int renormalize;
-    if (!PyArg_ParseTuple(args, "O!OUUOpOOOO", &PyList_Type, &records, &context, &prefix, &action, &rate,
-                          &renormalize, &plan, &time_fields, &interfaces, &system_init))
-        return NULL;
+    if (!PyArg_ParseTuple(args, FLOW_ARGS, FLOW_ARG_POINTERS)) return NULL;
     if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); return NULL; }
     SetAttrs attrs;
     if (set_attrs_read(&attrs, plan, context) < 0) return NULL;
@@ -893,8 +1243,7 @@ static PyObject *py_flow_documents(PyObject *self, PyObject *args) {
         if (!PyDict_CheckExact(record)) {
             doc = Py_NewRef(Py_None);
         } else if ((doc_id = indexed_id(prefix, i)) != NULL) {
-            PyObject *record_rate = PyList_Check(rate) && i < PyList_GET_SIZE(rate) ? PyList_GET_ITEM(rate, i) : rate;
-            doc = flow_document_from(record, context, &attrs, doc_id, action, record_rate, renormalize,
+            doc = flow_document_from(record, context, &attrs, doc_id, action, record_rate(rate, i), renormalize,
                                      time_fields, interfaces, system_init);
             Py_DECREF(doc_id);
         }
@@ -905,7 +1254,226 @@ static PyObject *py_flow_documents(PyObject *self, PyObject *args) {
     return documents;
 }
 
-static PyObject *py_configure(PyObject *self, PyObject *kwargs_unused) {
+static int jb_ecs_time(JsonBuf *b, int set, long long ms, PyObject *obj) {
+    if (set == 1) return jb_iso_ms(b, ms);
+    PyObject *text = iso_any(obj);
+    if (text == NULL) return -1;
+    int rc = jb_pyvalue(b, text, 0);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* observer.<ingress|egress>: {"interface":{"id":"<index>"[,"name":<its name from options data>]}} */
+static int jb_ecs_interface(JsonBuf *b, PyObject *index, PyObject *names) {
+    PyObject *name = NULL;
+    if (names != Py_None && PyDict_Check(names) && PyDict_GET_SIZE(names)) {
+        name = PyDict_GetItemWithError(names, index);
+        if (name == NULL && PyErr_Occurred()) return -1;
+        if (name == Py_None) name = NULL;
+    }
+    TRY(JB_LIT(b, "{\"interface\":{\"id\":\""));
+    TRY(jb_pyint(b, index));
+    if (name != NULL) {
+        TRY(JB_LIT(b, "\",\"name\":"));
+        TRY(jb_pyvalue(b, name, 0));
+        return JB_LIT(b, "}}");
+    }
+    return JB_LIT(b, "\"}}");
+}
+
+/* ,"key": before every member but an object's first */
+static int jb_key(JsonBuf *b, int *first, const char *key) {
+    if (!*first && jb_char(b, ',') < 0) return -1;
+    *first = 0;
+    return jb_text(b, key, (Py_ssize_t)strlen(key)) < 0 || jb_char(b, ':') < 0 ? -1 : 0;
+}
+
+/* ,"source":{"ip":..,"port":..,"bytes":..,"packets":..} with the members there are; nothing without any */
+static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject *port, PyObject *const counters[2]) {
+    if (!ip && !port && !counters[0] && !counters[1]) return 0;
+    int first = 1;
+    TRY(jb_char(b, ','));
+    TRY(jb_text(b, name, (Py_ssize_t)strlen(name)));
+    TRY(JB_LIT(b, ":{"));
+    if (ip) { TRY(jb_key(b, &first, "ip")); TRY(jb_pystr(b, ip)); }
+    if (port) { TRY(jb_key(b, &first, "port")); TRY(jb_pyint(b, port)); }
+    if (counters[0]) { TRY(jb_key(b, &first, "bytes")); TRY(jb_pyint(b, counters[0])); }
+    if (counters[1]) { TRY(jb_key(b, &first, "packets")); TRY(jb_pyint(b, counters[1])); }
+    return jb_char(b, '}');
+}
+
+/* the bulk lines of flow_ecs's values (flow_ecs_document's, serialised); 0, 1 when a value is not one orjson
+ * writes this way (the caller makes the document instead), -1 on error */
+static int flow_ecs_bulk(JsonBuf *b, const FlowEcs *e, PyObject *record, const BulkShared *s, Py_ssize_t index,
+                         PyObject *rate, PyObject *interfaces) {
+    PyObject *exporter_key = PyDict_GetItemWithError(record, KEYS[K_EXPORTER]);
+    if (exporter_key != NULL) return 1;   /* a field of that name: the document replaces it in place */
+    if (PyErr_Occurred()) return -1;
+    TRY(bulk_action(b, s, index));
+    TRY(jb_piece(b, s, SEG_HEAD));
+    if (e->start_set) { TRY(JB_LIT(b, ",\"start\":")); TRY(jb_ecs_time(b, e->start_set, e->start_ms, e->start_obj)); }
+    if (e->end_set) { TRY(JB_LIT(b, ",\"end\":")); TRY(jb_ecs_time(b, e->end_set, e->end_ms, e->end_obj)); }
+    if (e->duration_set) {
+        TRY(JB_LIT(b, ",\"duration\":"));
+        TRY(e->duration_set == 1 ? jb_i64(b, e->duration_ns) : jb_pyvalue(b, e->duration_obj, 0));
+    }
+    TRY(JB_LIT(b, "},\"network\":{"));
+    int first = 1;
+    PyObject *typed = e->src_ip ? e->src_ip : e->dst_ip;
+    if (typed) { TRY(jb_key(b, &first, "type")); TRY(is_ipv6_text(typed) ? JB_LIT(b, "\"ipv6\"") : JB_LIT(b, "\"ipv4\"")); }
+    if (e->proto >= 0) {
+        TRY(jb_key(b, &first, "iana_number"));
+        TRY(jb_char(b, '"')); TRY(jb_u64(b, (unsigned long long)e->proto)); TRY(jb_char(b, '"'));
+        const char *transport = TRANSPORT_TEXT[e->proto];
+        if (transport) { TRY(jb_key(b, &first, "transport")); TRY(jb_text(b, transport, (Py_ssize_t)strlen(transport))); }
+    }
+    if (e->bytes) { TRY(jb_key(b, &first, "bytes")); TRY(jb_pyint(b, e->bytes)); }
+    if (e->packets) { TRY(jb_key(b, &first, "packets")); TRY(jb_pyint(b, e->packets)); }
+    TRY(jb_key(b, &first, "direction"));
+    TRY(jb_pyvalue(b, e->direction, 0));
+    if (e->have_ids) { TRY(JB_LIT(b, ",\"community_id\":")); TRY(jb_community(b, e->digest)); }
+    TRY(JB_LIT(b, "},"));
+    TRY(jb_piece(b, s, SEG_OBSERVER));
+    if (e->ingress) { TRY(JB_LIT(b, ",\"ingress\":")); TRY(jb_ecs_interface(b, e->ingress, interfaces)); }
+    if (e->egress) { TRY(JB_LIT(b, ",\"egress\":")); TRY(jb_ecs_interface(b, e->egress, interfaces)); }
+    TRY(jb_char(b, '}'));
+    TRY(jb_ecs_endpoint(b, "source", e->src_ip, e->src_port, e->counters));
+    TRY(jb_ecs_endpoint(b, "destination", e->dst_ip, e->dst_port, e->counters + 2));
+    TRY(JB_LIT(b, ",\"flow\":{\"sampling_rate\":"));
+    TRY(jb_pyvalue(b, rate, 0));
+    if (e->have_ids) {
+        TRY(jb_piece(b, s, SEG_FLOW));
+        TRY(jb_flow_id_tail(b, e->digest));
+    } else {
+        TRY(JB_LIT(b, ",\"id\":"));
+        TRY(jb_pyvalue(b, e->flow_id, 0));
+        TRY(jb_char(b, '}'));
+    }
+    TRY(JB_LIT(b, ",\"netflow\":{"));
+    TRY(jb_pydict_items(b, record, 0));
+    if (PyDict_GET_SIZE(record)) TRY(jb_char(b, ','));
+    return jb_piece(b, s, SEG_TAIL);
+}
+
+typedef struct {
+    const FlowEcs *e;
+    PyObject *record, *prefix, *action, *rate, *interfaces;
+    const SetAttrs *attrs;
+    Py_ssize_t index;
+} FlowItem;
+
+static PyObject *flow_item_document(void *arg) {
+    const FlowItem *item = arg;
+    PyObject *doc_id = indexed_id(item->prefix, item->index);
+    if (doc_id == NULL) return NULL;
+    PyObject *doc = flow_ecs_document(item->e, item->record, item->attrs, doc_id, item->action, item->rate,
+                                      item->interfaces);
+    Py_DECREF(doc_id);
+    return doc;
+}
+
+/* flow_bulk(<flow_documents' arguments>, action_head, keep_ids) -> list: per record its bulk lines (bytes), its
+ * document (dict: a value orjson writes differently, flowsink.bulk encodes it), or None (the Python path) */
+static PyObject *py_flow_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *records, *context, *prefix, *action, *rate, *plan, *time_fields, *interfaces, *system_init, *head;
+    int renormalize, keep_ids;
+    if (!PyArg_ParseTuple(args, FLOW_ARGS "O!p", FLOW_ARG_POINTERS, &PyBytes_Type, &head, &keep_ids)) return NULL;
+    if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); return NULL; }
+    SetAttrs attrs;
+    if (set_attrs_read(&attrs, plan, context) < 0) return NULL;
+    PyObject *out = NULL;
+    BulkShared s;
+    JsonBuf b = {NULL, 0, 0};
+    int shared = bulk_shared_begin(&s, head, keep_ids, attrs.ctx[2], prefix, CATEGORY, CONNECTION, action,
+                                   attrs.ctx[3], attrs.ctx[4], attrs.ctx[5]);
+    if (shared < 0 || (out = PyList_New(0)) == NULL || jb_init(&b, 4096) < 0) { Py_CLEAR(out); goto done; }
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *record = PyList_GET_ITEM(records, i), *item_rate = record_rate(rate, i);
+        FlowEcs e;
+        int rc = PyDict_CheckExact(record) ? flow_ecs(&e, record, context, &attrs, item_rate, renormalize,
+                                                      time_fields, system_init)
+                                           : (memset(&e, 0, sizeof(e)), 1);
+        if (rc == 1) {   /* untouched: the Python path makes the document */
+            flow_ecs_clear(&e);
+            if (PyList_Append(out, Py_None) < 0) { Py_CLEAR(out); goto done; }
+            continue;
+        }
+        if (rc == 0) {
+            rc = shared == 0 ? flow_ecs_bulk(&b, &e, record, &s, i, item_rate, interfaces) : 1;
+            FlowItem item = {&e, record, prefix, action, item_rate, interfaces, &attrs, i};
+            if (rc >= 0) rc = bulk_append(out, &b, rc, flow_item_document, &item);
+        }
+        flow_ecs_clear(&e);
+        if (rc < 0) { Py_CLEAR(out); goto done; }
+    }
+done:
+    bulk_shared_free(&s);
+    jb_free(&b);
+    set_attrs_clear(&attrs);
+    return out;
+}
+
+/* one options record's bulk lines: options_document's keys, in its order; 0, 1, -1 */
+static int options_bulk_one(JsonBuf *b, PyObject *record, const BulkShared *s, Py_ssize_t index) {
+    TRY(bulk_action(b, s, index));
+    TRY(jb_piece(b, s, SEG_HEAD));
+    TRY(JB_LIT(b, "},"));
+    TRY(jb_piece(b, s, SEG_OBSERVER));
+    TRY(JB_LIT(b, "},\"netflow\":{"));
+    TRY(jb_pydict_items(b, record, 0));
+    if (PyDict_GET_SIZE(record)) TRY(jb_char(b, ','));
+    return jb_piece(b, s, SEG_TAIL);
+}
+
+/* options_bulk(records, context, id_prefix, time_fields, action_head, keep_ids) -> list: per options record its
+ * bulk lines (normalize.netflow.options_document, serialised), or None where the Python path must write it (its
+ * dateTime elements are already ISO text then, which options_document leaves as they are) */
+static PyObject *py_options_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *records, *context, *prefix, *time_fields, *head;
+    int keep_ids;
+    if (!PyArg_ParseTuple(args, "O!OUO!O!p", &PyList_Type, &records, &context, &prefix, &PyTuple_Type, &time_fields,
+                          &PyBytes_Type, &head, &keep_ids))
+        return NULL;
+    PyObject *ctx[4] = {NULL, NULL, NULL, NULL};   /* timestamp, exporter, exporter_tag, exporter_fields */
+    static const int names[4] = {A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS};
+    PyObject *out = NULL;
+    BulkShared s;
+    JsonBuf b = {NULL, 0, 0};
+    memset(&s, 0, sizeof(s));
+    for (int i = 0; i < 4; i++)
+        if ((ctx[i] = PyObject_GetAttr(context, NAMES[names[i]])) == NULL) goto done;
+    int shared = bulk_shared_begin(&s, head, keep_ids, ctx[0], prefix, CATEGORY, INFO_TYPE, NAMES[V_OPTIONS],
+                                   ctx[1], ctx[2], ctx[3]);
+    s.kind = "meta";
+    if (shared < 0 || (out = PyList_New(0)) == NULL || jb_init(&b, 2048) < 0) { Py_CLEAR(out); goto done; }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *record = PyList_GET_ITEM(records, i), *line = NULL;
+        int rc = shared;
+        if (rc == 0 && PyDict_CheckExact(record)) {
+            PyObject *exporter_key = PyDict_GetItemWithError(record, KEYS[K_EXPORTER]);
+            rc = exporter_key != NULL ? 1 : PyErr_Occurred() ? -1 : time_values_fit(record, time_fields) == 1 ? 0 : 1;
+            if (PyErr_Occurred()) rc = -1;
+            if (rc == 0) rc = absolute_times(record, time_fields, NULL, NULL);
+            if (rc == 0) rc = options_bulk_one(&b, record, &s, i);
+        } else {
+            rc = rc < 0 ? rc : 1;
+        }
+        if (rc < 0) { Py_CLEAR(out); goto done; }
+        if (rc == 0 && (line = jb_take(&b, 0)) == NULL) { Py_CLEAR(out); goto done; }
+        b.len = 0;
+        int added = PyList_Append(out, line ? line : Py_None);
+        Py_XDECREF(line);
+        if (added < 0) { Py_CLEAR(out); goto done; }
+    }
+done:
+    for (int i = 0; i < 4; i++) Py_XDECREF(ctx[i]);
+    bulk_shared_free(&s);
+    jb_free(&b);
+    return out;
+}
+
+static PyObject *py_configure(PyObject *Py_UNUSED(self), PyObject *kwargs_unused) {
     PyObject *record_times, *iso, *flow_id, *directions, *category, *connection, *max_long, *max_duration;
     if (!PyArg_ParseTuple(kwargs_unused, "OOOO!O!O!O!O!", &record_times, &iso, &flow_id, &PyDict_Type, &directions,
                           &PyList_Type, &category, &PyList_Type, &connection, &PyLong_Type, &max_long,
@@ -994,7 +1562,7 @@ static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
 
 /* fixed_records(data, start, count, record_length, layout) -> [record dicts]; layout: ((name, offset, length,
  * kind), ...) in template order, 0-length fields already left out (templates.Template drops them too) */
-static PyObject *py_fixed_records(PyObject *self, PyObject *args) {
+static PyObject *py_fixed_records(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     Py_ssize_t start, count, length;
     PyObject *layout;
@@ -1049,7 +1617,7 @@ done:
 /* variable_records(data, start, end, minimum, layout) -> (records, None | "truncated_record"); layout:
  * ((name, length or -1 for variable, kind), ...) for every field; records end where a field runs past `end`,
  * as templates.Template._decode_variable does (0-length fixed fields are left out, as it leaves them out) */
-static PyObject *py_variable_records(PyObject *self, PyObject *args) {
+static PyObject *py_variable_records(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     Py_ssize_t start, end, minimum;
     PyObject *layout;
@@ -1119,6 +1687,15 @@ static PyMethodDef METHODS[] = {
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
      "connection, export_ms, uptime, rate, scale, engine_type, engine_id, sampling_interval, sampling_mode, "
      "sequence) -> list of ECS documents"},
+    {"v5_bulk", py_v5_bulk, METH_VARARGS,
+     "v5_bulk(<v5_documents' arguments>, action_head, keep_ids) -> list of bulk lines (bytes), a document "
+     "(dict) where a value must be encoded by flowsink.bulk"},
+    {"flow_bulk", py_flow_bulk, METH_VARARGS,
+     "flow_bulk(<flow_documents' arguments>, action_head, keep_ids) -> list of bulk lines (bytes), documents "
+     "(dict) for flowsink.bulk to encode, or None where a record needs the Python path"},
+    {"options_bulk", py_options_bulk, METH_VARARGS,
+     "options_bulk(records, context, id_prefix, time_fields, action_head, keep_ids) -> list of bulk lines "
+     "(bytes), None where a record needs the Python path"},
     {"flow_documents", py_flow_documents, METH_VARARGS,
      "flow_documents(records, context, id_prefix, action, sampling_rate, renormalize, plan, time_fields, "
      "interfaces, system_init_ms) -> list of documents, None where a record needs the Python path"},
@@ -1136,7 +1713,7 @@ static PyMethodDef METHODS[] = {
 };
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_fast", "C accelerator for flowsink's decoders",
-                                    -1, METHODS};
+                                    -1, METHODS, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fast(void) {
     for (int i = 0; i < K_COUNT; i++)
@@ -1146,14 +1723,18 @@ PyMODINIT_FUNC PyInit__fast(void) {
         TRANSPORT[i] = NULL;
     }
     for (size_t i = 0; i < sizeof(TRANSPORT_NAMES) / sizeof(TRANSPORT_NAMES[0]); i++)
+    {
         if ((TRANSPORT[TRANSPORT_NAMES[i].number] = PyUnicode_InternFromString(TRANSPORT_NAMES[i].name)) == NULL)
             return NULL;
+        TRANSPORT_TEXT[TRANSPORT_NAMES[i].number] = TRANSPORT_NAMES[i].name;
+    }
     for (int i = 0; i < N_COUNT; i++)
         if ((NAMES[i] = PyUnicode_InternFromString(NAME_TEXT[i])) == NULL) return NULL;
-    if ((SMALL_NS = PyLong_FromLong(1000000)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
+    if ((SMALL_NS = PyLong_FromLong(1000000)) == NULL || (ONE = PyLong_FromLong(1)) == NULL ||
+        (SMALL_ZERO = PyLong_FromLong(0)) == NULL || (INFO_TYPE = Py_BuildValue("[s]", "info")) == NULL) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
     /* flowsink.decode.accel refuses a build whose interface differs from the Python code's (a stale .so) */
-    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 2) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 3) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -12,7 +12,7 @@ import os
 from types import ModuleType
 
 # what the Python code calls; a build of another version of _fast.c (not rebuilt after an update) is not used
-INTERFACE_VERSION = 2
+INTERFACE_VERSION = 3
 
 
 def load_extension() -> ModuleType | None:

@@ -36,6 +36,8 @@ class NetflowV5Decoder:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.sequences = SequenceTracker(window=settings.sequence_window)
+        # (action_head, keep_ids) for the C bulk writer; None: documents as dicts
+        self._bulk = settings.bulk.c_format if settings.bulk is not None and FAST is not None else None
 
     def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
         result = DecodeResult(protocol=self.protocol)
@@ -66,11 +68,17 @@ class NetflowV5Decoder:
         renormalize = self.settings.renormalize
         id_prefix = context.id_prefix + "0."
         if FAST is not None:
-            # the C extension builds the very documents the loop below builds (tests/test_decode_fast.py)
-            result.documents = FAST.v5_documents(
-                payload, count, exporter, context.timestamp, context.exporter_fields, context.exporter_tag,
-                id_prefix, EVENT_CATEGORY, EVENT_TYPE_CONNECTION, export_ms, uptime, rate,
-                rate if renormalize else 1, engine_type, engine_id, sampling_interval, sampling_mode, sequence)
+            # the C extension builds the very documents the loop below builds (tests/test_decode_fast.py), or
+            # writes their bulk lines straight away (tests/test_decode_bulk.py)
+            args = (payload, count, exporter, context.timestamp, context.exporter_fields, context.exporter_tag,
+                    id_prefix, EVENT_CATEGORY, EVENT_TYPE_CONNECTION, export_ms, uptime, rate,
+                    rate if renormalize else 1, engine_type, engine_id, sampling_interval, sampling_mode, sequence)
+            if self._bulk is None:
+                result.documents = FAST.v5_documents(*args)
+            else:
+                for item in FAST.v5_bulk(*args, *self._bulk):
+                    # a dict is a document the C writer left to flowsink.bulk (FlowDecoder encodes it)
+                    (result.encoded if item.__class__ is bytes else result.documents).append(item)
             stats["records.flow"] += count
             return result
         documents = result.documents

@@ -56,6 +56,8 @@ class TemplateProtocolDecoder:
         )
         self.pending = pending or PendingSets(settings.pending_max_bytes, settings.pending_max_seconds)
         self.sequences = SequenceTracker(window=settings.sequence_window)
+        # (action_head, keep_ids) for the C bulk writer; None: documents as dicts
+        self._bulk = settings.bulk.c_format if settings.bulk is not None and FAST is not None else None
 
     # -- protocol specifics -------------------------------------------------------------------------------------
     def parse_header(self, payload: bytes, exporter: str, arrival_ns: int) -> tuple[ExportContext, int]:
@@ -183,13 +185,24 @@ class TemplateProtocolDecoder:
                                            f"{template.template_id} holds no whole {template.min_record_length}"
                                            "-byte record")
         documents = result.documents
+        encoded = result.encoded
         if template.is_options:
             state = self.store.options_for(key)
             state.last_seen_ns = max(state.last_seen_ns, template.last_seen_ns)
-            for index, record in enumerate(records):
+            for record in records:
                 self._apply_options(record, state)
-                documents.append(options_document(record, context, document_id(context, set_index, index),
-                                                  template.time_fields))
+            lines: list[bytes | None] = [None] * len(records)
+            if self._bulk is not None:
+                # bulk lines written in C; a record it leaves (None) is still the Python path's to write
+                lines = FAST.options_bulk(records, context, f"{context.id_prefix}{set_index}.", template.time_fields,
+                                          *self._bulk)
+            for index, record in enumerate(records):
+                line = lines[index]
+                if line is not None:
+                    encoded.append(line)
+                else:
+                    documents.append(options_document(record, context, document_id(context, set_index, index),
+                                                      template.time_fields))
             result.stats["records.options"] += len(records)
             return len(records)
         state = self.store.options.get(key)
@@ -214,14 +227,21 @@ class TemplateProtocolDecoder:
                 if rate is None:
                     rate = (sampling.get(sampler_key(record)) or default_rate) if sampling else 1
                 rates.append(rate)
-        if FAST is not None:
+        if FAST is None:
+            built: list[Any] = [None] * len(records)
+        elif self._bulk is None:
             # one C call for the set; records it declines (None) take the Python path untouched
             built = FAST.flow_documents(records, context, id_prefix, action, rates, renormalize, plan, time_fields,
                                         interfaces, system_init_ms)
         else:
-            built = [None] * len(records)
+            # the same, written as bulk lines (bytes); a dict is a document left to flowsink.bulk
+            built = FAST.flow_bulk(records, context, id_prefix, action, rates, renormalize, plan, time_fields,
+                                   interfaces, system_init_ms, *self._bulk)
         for index, record in enumerate(records):
             document = built[index]
+            if document.__class__ is bytes:
+                encoded.append(document)
+                continue
             if document is None:
                 document = flow_document(
                     record, context, f"{id_prefix}{index}", action, rates if rates.__class__ is int else rates[index],
