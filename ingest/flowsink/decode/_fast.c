@@ -1302,13 +1302,11 @@ static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject 
     return jb_char(b, '}');
 }
 
-/* the bulk lines of flow_ecs's values (flow_ecs_document's, serialised); 0, 1 when a value is not one orjson
- * writes this way (the caller makes the document instead), -1 on error */
-static int flow_ecs_bulk(JsonBuf *b, const FlowEcs *e, PyObject *record, const BulkShared *s, Py_ssize_t index,
-                         PyObject *rate, PyObject *interfaces) {
-    PyObject *exporter_key = PyDict_GetItemWithError(record, KEYS[K_EXPORTER]);
-    if (exporter_key != NULL) return 1;   /* a field of that name: the document replaces it in place */
-    if (PyErr_Occurred()) return -1;
+/* the bulk lines of flow_ecs's values (flow_ecs_document's, serialised) up to the netflow object's members,
+ * `"netflow":{` included; 0, 1 when a value is not one orjson writes this way (the caller makes the document
+ * instead), -1 on error */
+static int flow_ecs_bulk_head(JsonBuf *b, const FlowEcs *e, const BulkShared *s, Py_ssize_t index, PyObject *rate,
+                              PyObject *interfaces) {
     TRY(bulk_action(b, s, index));
     TRY(jb_piece(b, s, SEG_HEAD));
     if (e->start_set) { TRY(JB_LIT(b, ",\"start\":")); TRY(jb_ecs_time(b, e->start_set, e->start_ms, e->start_obj)); }
@@ -1349,7 +1347,16 @@ static int flow_ecs_bulk(JsonBuf *b, const FlowEcs *e, PyObject *record, const B
         TRY(jb_pyvalue(b, e->flow_id, 0));
         TRY(jb_char(b, '}'));
     }
-    TRY(JB_LIT(b, ",\"netflow\":{"));
+    return JB_LIT(b, ",\"netflow\":{");
+}
+
+/* flow_ecs_bulk_head, then the record's members and its exporter object */
+static int flow_ecs_bulk(JsonBuf *b, const FlowEcs *e, PyObject *record, const BulkShared *s, Py_ssize_t index,
+                         PyObject *rate, PyObject *interfaces) {
+    PyObject *exporter_key = PyDict_GetItemWithError(record, KEYS[K_EXPORTER]);
+    if (exporter_key != NULL) return 1;   /* a field of that name: the document replaces it in place */
+    if (PyErr_Occurred()) return -1;
+    TRY(flow_ecs_bulk_head(b, e, s, index, rate, interfaces));
     TRY(jb_pydict_items(b, record, 0));
     if (PyDict_GET_SIZE(record)) TRY(jb_char(b, ','));
     return jb_piece(b, s, SEG_TAIL);
@@ -1492,18 +1499,31 @@ static PyObject *py_configure(PyObject *Py_UNUSED(self), PyObject *kwargs_unused
 enum { KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64, KIND_IPV4, KIND_IPV6, KIND_MAC, KIND_STRING,
        KIND_BOOLEAN, KIND_HEX, KIND_UNSIGNED_ANY, KIND_SIGNED_ANY, KIND_FLOAT_ANY };
 
+/* big-endian integers of up to 8 bytes */
+static unsigned long long read_unsigned(const unsigned char *p, Py_ssize_t n) {
+    unsigned long long v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+static long long read_signed(const unsigned char *p, Py_ssize_t n) {
+    unsigned long long v = (n && (p[0] & 0x80)) ? ~0ULL : 0;
+    for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
+    return (long long)v;
+}
+
+/* "aa:bb:cc" text of n bytes into out[3n - 1] (nothing for 0 bytes) */
+static void mac_chars(char *out, const unsigned char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i) *out++ = ':';
+        *out++ = HEX[p[i] >> 4]; *out++ = HEX[p[i] & 15];
+    }
+}
+
 static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
     switch (kind) {
-    case KIND_UNSIGNED: {
-        unsigned long long v = 0;
-        for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
-        return PyLong_FromUnsignedLongLong(v);
-    }
-    case KIND_SIGNED: {
-        unsigned long long v = (n && (p[0] & 0x80)) ? ~0ULL : 0;
-        for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
-        return PyLong_FromLongLong((long long)v);
-    }
+    case KIND_UNSIGNED: return PyLong_FromUnsignedLongLong(read_unsigned(p, n));
+    case KIND_SIGNED: return PyLong_FromLongLong(read_signed(p, n));
     case KIND_FLOAT32: {
         uint32_t bits = be32(p);
         float f;
@@ -1531,12 +1551,7 @@ static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
     case KIND_MAC: {
         if (n == 0) return ascii_text("", 0);
         PyObject *out = PyUnicode_New(3 * n - 1, 127);
-        if (out == NULL) return NULL;
-        Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (i) *o++ = ':';
-            *o++ = (Py_UCS1)HEX[p[i] >> 4]; *o++ = (Py_UCS1)HEX[p[i] & 15];
-        }
+        if (out != NULL) mac_chars((char *)PyUnicode_1BYTE_DATA(out), p, n);
         return out;
     }
     case KIND_STRING: {
@@ -1552,9 +1567,7 @@ static PyObject *field_value(const unsigned char *p, Py_ssize_t n, int kind) {
     }
     default: {
         PyObject *out = PyUnicode_New(2 * n, 127);
-        if (out == NULL) return NULL;
-        Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
-        for (Py_ssize_t i = 0; i < n; i++) { o[2 * i] = (Py_UCS1)HEX[p[i] >> 4]; o[2 * i + 1] = (Py_UCS1)HEX[p[i] & 15]; }
+        if (out != NULL) hex_chars((char *)PyUnicode_1BYTE_DATA(out), p, n);
         return out;
     }
     }
@@ -1573,42 +1586,44 @@ static PyObject *py_fixed_records(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "records beyond the data");
         goto done;
     }
-    for (Py_ssize_t f = 0; f < fields; f++) {   /* the layout is ours, but a wrong one must not read past */
-        PyObject *spec = PyTuple_GET_ITEM(layout, f);
-        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(spec, 0))) {
+    /* the layout parsed once per call; the layout is ours, but a wrong one must not read past the record */
+    Py_ssize_t *spec = PyMem_Malloc(sizeof(Py_ssize_t) * 3 * (size_t)(fields ? fields : 1));
+    if (spec == NULL) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t f = 0; f < fields; f++) {
+        PyObject *item = PyTuple_GET_ITEM(layout, f);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 0))) {
             PyErr_SetString(PyExc_ValueError, "bad layout");
-            goto done;
+            goto free_spec;
         }
-        Py_ssize_t offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
-        Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
-        if (PyErr_Occurred()) goto done;
+        Py_ssize_t offset = spec[3 * f] = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 1));
+        Py_ssize_t size = spec[3 * f + 1] = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 2));
+        spec[3 * f + 2] = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, 3));
+        if (PyErr_Occurred()) goto free_spec;
         if (offset < 0 || size < 0 || offset + size > length) {
             PyErr_SetString(PyExc_ValueError, "layout field outside the record");
-            goto done;
+            goto free_spec;
         }
     }
     records = PyList_New(count);
-    if (records == NULL) goto done;
+    if (records == NULL) goto free_spec;
     const unsigned char *base = (const unsigned char *)data.buf + start;
     for (Py_ssize_t r = 0; r < count; r++) {
         PyObject *record = _PyDict_NewPresized(fields + 1);
-        if (record == NULL) { Py_CLEAR(records); goto done; }
+        if (record == NULL) { Py_CLEAR(records); goto free_spec; }
         PyList_SET_ITEM(records, r, record);
         const unsigned char *row = base + r * length;
         for (Py_ssize_t f = 0; f < fields; f++) {
-            PyObject *spec = PyTuple_GET_ITEM(layout, f);
-            Py_ssize_t offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
-            Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
-            int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 3));
-            PyObject *value = field_value(row + offset, size, kind);
-            if (value == NULL || PyDict_SetItem(record, PyTuple_GET_ITEM(spec, 0), value) < 0) {
+            PyObject *value = field_value(row + spec[3 * f], spec[3 * f + 1], (int)spec[3 * f + 2]);
+            if (value == NULL || PyDict_SetItem(record, PyTuple_GET_ITEM(PyTuple_GET_ITEM(layout, f), 0), value) < 0) {
                 Py_XDECREF(value);
                 Py_CLEAR(records);
-                goto done;
+                goto free_spec;
             }
             Py_DECREF(value);
         }
     }
+free_spec:
+    PyMem_Free(spec);
 done:
     PyBuffer_Release(&data);
     return records;
@@ -1682,6 +1697,189 @@ done:
     return result;
 }
 
+/* ---- fixed-length flow records straight to bulk lines ------------------------------------------------------- */
+
+/* one field of a fixed_bulk layout: where it is, how to read it, its `"name":` text, and whether the ECS
+ * values are computed from it (it then goes through the small record dict flow_ecs reads) */
+typedef struct {
+    PyObject *name;
+    Py_ssize_t offset, size;
+    int kind, needed;
+    const char *key;
+    Py_ssize_t key_len;
+} BulkField;
+
+/* a field's value as field_value + jb_pyvalue would write it; 1 where that is not orjson's text (floats) */
+static int jb_field(JsonBuf *b, const unsigned char *p, Py_ssize_t n, int kind) {
+    switch (kind) {
+    case KIND_UNSIGNED: return jb_u64(b, read_unsigned(p, n));
+    case KIND_SIGNED: return jb_i64(b, read_signed(p, n));
+    case KIND_IPV4: return jb_ipv4(b, p);
+    case KIND_MAC:
+        if (jb_reserve(b, 3 * n + 2) < 0) return -1;
+        b->data[b->len++] = '"';
+        if (n) { mac_chars(b->data + b->len, p, n); b->len += 3 * n - 1; }
+        b->data[b->len++] = '"';
+        return 0;
+    case KIND_HEX:
+        if (jb_char(b, '"') < 0 || jb_hex(b, p, n) < 0) return -1;
+        return jb_char(b, '"');
+    case KIND_BOOLEAN: {
+        int v = n ? p[0] : 0;
+        return v == 1 ? JB_LIT(b, "true") : v == 2 ? JB_LIT(b, "false") : jb_u64(b, (unsigned)v);
+    }
+    case KIND_STRING: {
+        Py_ssize_t len = n;
+        while (len > 0 && p[len - 1] == 0) len--;
+        int ascii = 1;
+        for (Py_ssize_t i = 0; i < len && ascii; i++) ascii = p[i] < 0x80;
+        if (ascii) return jb_text(b, (const char *)p, len);
+        break;   /* UTF-8 decoded with replacement, as field_value does */
+    }
+    default:
+        break;
+    }
+    PyObject *value = field_value(p, n, kind);
+    if (value == NULL) return -1;
+    int rc = jb_pyvalue(b, value, 0);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* the record as a dict, in layout order: the small record's (possibly rewritten) values where it has them */
+static PyObject *full_record(const unsigned char *row, const BulkField *fields, Py_ssize_t count, PyObject *small) {
+    PyObject *record = _PyDict_NewPresized(count + 1);
+    for (Py_ssize_t f = 0; record != NULL && f < count; f++) {
+        PyObject *value = fields[f].needed && small ? Py_XNewRef(PyDict_GetItemWithError(small, fields[f].name))
+                                                    : field_value(row + fields[f].offset, fields[f].size, fields[f].kind);
+        if (value == NULL || PyDict_SetItem(record, fields[f].name, value) < 0) Py_CLEAR(record);
+        Py_XDECREF(value);
+    }
+    return record;
+}
+
+/* fixed_bulk(data, start, count, record_length, layout, context, id_prefix, action, sampling_rate, renormalize,
+ * plan, time_fields, interfaces, system_init_ms, action_head, keep_ids) -> (items, declined): fixed-length flow
+ * records read straight into bulk lines, without a dict per record (only the fields the ECS values come from go
+ * through one). items: per record its lines (bytes), its document (dict: a value orjson writes differently), or
+ * None, where the record (in declined, in order) needs the Python path. layout: ((name, offset, length, kind,
+ * needed, b'"name":'), ...) in template order, 0-length fields left out. */
+static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t start, count, length;
+    PyObject *layout, *context, *prefix, *action, *rate, *plan, *time_fields, *interfaces, *system_init, *head;
+    int renormalize, keep_ids;
+    if (!PyArg_ParseTuple(args, "y*nnnO!OUUOpOOOOO!p", &data, &start, &count, &length, &PyTuple_Type, &layout,
+                          &context, &prefix, &action, &rate, &renormalize, &plan, &time_fields, &interfaces,
+                          &system_init, &PyBytes_Type, &head, &keep_ids))
+        return NULL;
+    PyObject *items = NULL, *declined = NULL, *result = NULL;
+    BulkField *fields = NULL;
+    BulkShared s;
+    SetAttrs attrs;
+    JsonBuf b = {NULL, 0, 0};
+    int shared = -1, have_attrs = 0, named_exporter = 0;
+    Py_ssize_t n_fields = PyTuple_GET_SIZE(layout), n_needed = 0;
+    memset(&s, 0, sizeof(s));
+    if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); goto done; }
+    if (start < 0 || count < 0 || length <= 0 || count > (data.len - start) / length || start > data.len) {
+        PyErr_SetString(PyExc_ValueError, "records beyond the data");
+        goto done;
+    }
+    if ((fields = PyMem_Calloc((size_t)(n_fields ? n_fields : 1), sizeof(BulkField))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < n_fields; f++) {   /* ours, but a wrong one must not read past the record */
+        PyObject *spec = PyTuple_GET_ITEM(layout, f);
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 6 || !PyUnicode_Check(PyTuple_GET_ITEM(spec, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(spec, 5))) {
+            PyErr_SetString(PyExc_ValueError, "bad layout");
+            goto done;
+        }
+        BulkField *field = &fields[f];
+        field->name = PyTuple_GET_ITEM(spec, 0);
+        field->offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+        field->size = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
+        field->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 3));
+        field->needed = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 4));
+        field->key = PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, 5));
+        field->key_len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(spec, 5));
+        if (PyErr_Occurred()) goto done;
+        if (field->offset < 0 || field->size < 0 || field->offset > length - field->size) {
+            PyErr_SetString(PyExc_ValueError, "layout field outside the record");
+            goto done;
+        }
+        n_needed += field->needed;
+        /* a field of that name: the document replaces it in place, the Python path writes such records */
+        if (PyUnicode_Compare(field->name, KEYS[K_EXPORTER]) == 0) named_exporter = 1;
+    }
+    if (set_attrs_read(&attrs, plan, context) < 0) goto done;
+    have_attrs = 1;
+    shared = bulk_shared_begin(&s, head, keep_ids, attrs.ctx[2], prefix, CATEGORY, CONNECTION, action, attrs.ctx[3],
+                               attrs.ctx[4], attrs.ctx[5]);
+    if (shared < 0 || (items = PyList_New(count)) == NULL || (declined = PyList_New(0)) == NULL ||
+        jb_init(&b, 4096) < 0)
+        goto done;
+    const unsigned char *base = (const unsigned char *)data.buf + start;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        const unsigned char *row = base + r * length;
+        PyObject *item_rate = record_rate(rate, r), *item = NULL, *small = _PyDict_NewPresized(n_needed);
+        FlowEcs e;
+        memset(&e, 0, sizeof(e));
+        int rc = small == NULL ? -1 : 0;
+        for (Py_ssize_t f = 0; rc == 0 && f < n_fields; f++) {
+            if (!fields[f].needed) continue;
+            PyObject *value = field_value(row + fields[f].offset, fields[f].size, fields[f].kind);
+            if (value == NULL || PyDict_SetItem(small, fields[f].name, value) < 0) rc = -1;
+            Py_XDECREF(value);
+        }
+        if (rc == 0) rc = flow_ecs(&e, small, context, &attrs, item_rate, renormalize, time_fields, system_init);
+        if (rc == 1) {   /* untouched: the whole record goes to the Python path */
+            PyObject *record = full_record(row, fields, n_fields, NULL);
+            rc = record == NULL || PyList_Append(declined, record) < 0 ? -1 : 0;
+            Py_XDECREF(record);
+            item = rc == 0 ? Py_NewRef(Py_None) : NULL;
+        } else if (rc == 0) {
+            rc = shared || named_exporter ? 1 : flow_ecs_bulk_head(&b, &e, &s, r, item_rate, interfaces);
+            for (Py_ssize_t f = 0; rc == 0 && f < n_fields; f++) {
+                const BulkField *field = &fields[f];
+                if (f && (rc = jb_char(&b, ',')) != 0) break;
+                if ((rc = jb_put(&b, field->key, field->key_len)) != 0) break;
+                PyObject *value = field->needed ? PyDict_GetItem(small, field->name) : NULL;
+                rc = !field->needed ? jb_field(&b, row + field->offset, field->size, field->kind)
+                                    : value ? jb_pyvalue(&b, value, 0) : 1;
+            }
+            if (rc == 0 && n_fields) rc = jb_char(&b, ',');
+            if (rc == 0) rc = jb_piece(&b, &s, SEG_TAIL);
+            if (rc == 0) {
+                item = jb_take(&b, 0);
+            } else if (rc == 1) {   /* the document, from the same values, for flowsink.bulk to encode */
+                b.len = 0;
+                PyObject *record = full_record(row, fields, n_fields, small);
+                PyObject *doc_id = record ? indexed_id(prefix, r) : NULL;
+                item = doc_id ? flow_ecs_document(&e, record, &attrs, doc_id, action, item_rate, interfaces) : NULL;
+                Py_XDECREF(doc_id);
+                Py_XDECREF(record);
+            }
+        }
+        flow_ecs_clear(&e);
+        Py_XDECREF(small);
+        if (item == NULL) goto done;
+        PyList_SET_ITEM(items, r, item);
+    }
+    result = PyTuple_Pack(2, items, declined);
+done:
+    Py_XDECREF(items);
+    Py_XDECREF(declined);
+    PyMem_Free(fields);
+    if (have_attrs) set_attrs_clear(&attrs);
+    bulk_shared_free(&s);
+    jb_free(&b);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"v5_documents", py_v5_documents, METH_VARARGS,
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
@@ -1693,6 +1891,9 @@ static PyMethodDef METHODS[] = {
     {"flow_bulk", py_flow_bulk, METH_VARARGS,
      "flow_bulk(<flow_documents' arguments>, action_head, keep_ids) -> list of bulk lines (bytes), documents "
      "(dict) for flowsink.bulk to encode, or None where a record needs the Python path"},
+    {"fixed_bulk", py_fixed_bulk, METH_VARARGS,
+     "fixed_bulk(data, start, count, record_length, layout, <flow_documents' arguments after records>, "
+     "action_head, keep_ids) -> (bulk lines, documents or None per record; the records None stands for)"},
     {"options_bulk", py_options_bulk, METH_VARARGS,
      "options_bulk(records, context, id_prefix, time_fields, action_head, keep_ids) -> list of bulk lines "
      "(bytes), None where a record needs the Python path"},

@@ -20,6 +20,7 @@ from flowsink.normalize.netflow import (
     flow_document,
     flow_plan,
     options_document,
+    read_names,
     sampler_key,
     sampling_rate_from_options,
 )
@@ -30,6 +31,7 @@ FIELD_SPEC = struct.Struct("!HH")
 # options state per (exporter, domain) is bounded too: these numbers come from the network
 MAX_SAMPLERS = 4096
 MAX_INTERFACES = 65536
+_SAMPLER_NAMES = frozenset({"sampler_id", "selector_id"})   # sampler_key's: a rate per record
 
 
 class DatagramError(Exception):
@@ -175,15 +177,16 @@ class TemplateProtocolDecoder:
         self, key: StateKey, template: Template, payload: bytes, start: int, end: int, context: ExportContext,
         set_index: int, result: DecodeResult,
     ) -> int:
+        if self._bulk is not None and template.record_length and not template.is_options:
+            count = self._fixed_bulk(key, template, payload, start, end, context, set_index, result)
+            if count is not None:
+                return count
         records, error = template.decode_records(payload, start, end)
         if error is not None:
             result.error(error, f"{self.protocol} from {key[1]}: template {template.template_id}: "
                                 f"record overruns its set after {len(records)} record(s)")
-        elif not records and end - start >= 4:
-            # more than padding, less than one record: the exporter's template and data disagree
-            result.error("short_data_set", f"{self.protocol} from {key[1]}: {end - start}-byte set for template "
-                                           f"{template.template_id} holds no whole {template.min_record_length}"
-                                           "-byte record")
+        elif not records:
+            self._no_record(key, template, start, end, result)
         documents = result.documents
         encoded = result.encoded
         if template.is_options:
@@ -237,19 +240,71 @@ class TemplateProtocolDecoder:
             # the same, written as bulk lines (bytes); a dict is a document left to flowsink.bulk
             built = FAST.flow_bulk(records, context, id_prefix, action, rates, renormalize, plan, time_fields,
                                    interfaces, system_init_ms, *self._bulk)
-        for index, record in enumerate(records):
-            document = built[index]
+        self._place(result, built, records, context, id_prefix, rates, plan, time_fields, interfaces, system_init_ms)
+        result.stats["records.flow"] += len(records)
+        return len(records)
+
+    def _no_record(self, key: StateKey, template: Template, start: int, end: int, result: DecodeResult) -> None:
+        if end - start >= 4:
+            # more than padding, less than one record: the exporter's template and data disagree
+            result.error("short_data_set", f"{self.protocol} from {key[1]}: {end - start}-byte set for template "
+                                           f"{template.template_id} holds no whole {template.min_record_length}"
+                                           "-byte record")
+
+    def _place(
+        self, result: DecodeResult, built: list[Any], records: list[Any], context: ExportContext, id_prefix: str,
+        rates: int | list[int], plan: Any, time_fields: tuple[tuple[str, str], ...], interfaces: Any,
+        system_init_ms: int | None,
+    ) -> None:
+        """The C writers' output in the result: bulk lines, documents, and for None the record's Python document."""
+        encoded = result.encoded
+        documents = result.documents
+        for index, document in enumerate(built):
             if document.__class__ is bytes:
                 encoded.append(document)
                 continue
             if document is None:
                 document = flow_document(
-                    record, context, f"{id_prefix}{index}", action, rates if rates.__class__ is int else rates[index],
-                    renormalize, plan, time_fields, interfaces, system_init_ms,
+                    records[index], context, f"{id_prefix}{index}", self.flow_action,
+                    rates if rates.__class__ is int else rates[index], self.settings.renormalize, plan, time_fields,
+                    interfaces, system_init_ms,
                 )
             documents.append(document)
-        result.stats["records.flow"] += len(records)
-        return len(records)
+
+    def _fixed_bulk(
+        self, key: StateKey, template: Template, payload: bytes, start: int, end: int, context: ExportContext,
+        set_index: int, result: DecodeResult,
+    ) -> int | None:
+        """Flow records of a fixed-length template straight to bulk lines (no record dicts); None when the set
+        needs its records as dicts (a sampling rate read from each record)."""
+        state = self.store.options.get(key)
+        sampling = state.sampling if state is not None else None
+        if template.has_sampling_fields or (sampling and not _SAMPLER_NAMES.isdisjoint(template.names)):
+            return None
+        count = (end - start) // template.record_length
+        if not count:
+            self._no_record(key, template, start, end, result)
+        time_fields = template.time_fields
+        plan = flow_plan(template.names, bool(time_fields))
+        layout = template.bulk_layout or template.compile_bulk_layout(read_names(plan, time_fields))
+        # every record names no sampler: the domain-wide rate, or the only sampler's (as _records picks it)
+        rate = 1
+        if sampling:
+            rate = sampling.get(None) or (next(iter(sampling.values())) if len(sampling) == 1 else 1)
+        interfaces = state.interfaces if state is not None else None
+        system_init_ms = state.system_init_ms if state is not None else None
+        id_prefix = f"{context.id_prefix}{set_index}."
+        built, declined = FAST.fixed_bulk(payload, start, count, template.record_length, layout, context, id_prefix,
+                                          self.flow_action, rate, self.settings.renormalize, plan, time_fields,
+                                          interfaces, system_init_ms, *self._bulk)
+        if declined:   # the records the Python path writes, at the places built holds None
+            pending = iter(declined)
+            records = [next(pending) if item is None else None for item in built]
+        else:
+            records = []
+        self._place(result, built, records, context, id_prefix, rate, plan, time_fields, interfaces, system_init_ms)
+        result.stats["records.flow"] += count
+        return count
 
     @staticmethod
     def _apply_options(record: dict[str, Any], state: Any) -> None:

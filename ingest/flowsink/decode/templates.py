@@ -171,7 +171,7 @@ class Template:
     """A compiled template: field names, record length, and a record decoder specialised to its layout."""
 
     __slots__ = (
-        "_converters", "_empty", "_fixed_decoder", "_layout", "_struct", "_variable_layout", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
+        "_converters", "_empty", "_fixed_decoder", "_layout", "_struct", "_variable_layout", "bulk_layout", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
         "record_length", "scope_count", "template_id", "time_fields",
     )
 
@@ -233,6 +233,7 @@ class Template:
             self._struct = struct.Struct("".join(codes))
             self.record_length = self._struct.size
         self._layout: tuple[tuple[str, int, int, int], ...] | None = None   # C extension's, on first use
+        self.bulk_layout: tuple[tuple[str, int, int, int, bool, bytes], ...] | None = None   # compile_bulk_layout
         self._variable_layout: tuple[tuple[str, int, int], ...] | None = None
         self._fixed_decoder = None   # generated on first use: a flood of templates costs no compiling
         # variable-length walks need a converter for every field
@@ -287,6 +288,14 @@ class Template:
             offset += spec.length
         self._layout = tuple(layout)
         return self._layout
+
+    def compile_bulk_layout(self, needed: frozenset[str]) -> tuple[tuple[str, int, int, int, bool, bytes], ...]:
+        """The C bulk writer's layout of a fixed-length template: ``_c_layout``'s fields, whether the ECS values
+        are computed from each (``needed``: it is read into a dict for them), and its ``"name":`` JSON text."""
+        self.bulk_layout = tuple(
+            (name, offset, length, kind, name in needed, orjson.dumps(name) + b":")
+            for name, offset, length, kind in (self._layout or self._c_layout()))
+        return self.bulk_layout
 
     def _specialise(self) -> Callable[[Iterable[tuple[Any, ...]]], list[dict[str, Any]]]:
         """Generate this layout's record builder: one dict display per record, converters called inline.

@@ -277,6 +277,27 @@ def flow_plan(names: tuple[str, ...], has_time_fields: bool) -> FlowPlan:
     )
 
 
+# the fields flow_document reads besides its plan's and the dateTime elements
+_READ_NAMES = _TIME_NAMES | {
+    "protocol_identifier", "flow_direction", "ingress_interface", "egress_interface", "icmp_type_code_ipv4",
+    "icmp_type_code_ipv6", "icmp_type_ipv4", "icmp_type_ipv6", "icmp_code_ipv4", "icmp_code_ipv6",
+}
+
+
+def read_names(plan: FlowPlan, time_fields: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """Every field ``flow_document`` reads (or rewrites) for records of this plan: the rest go to ``netflow.*``
+    as they are, so the C bulk writer copies them from the bytes without a dict."""
+    names = set(_READ_NAMES)
+    names.update(name for name, _ in time_fields)
+    for picked in (plan.src, plan.dst, plan.src_port, plan.dst_port, plan.fwd_bytes, plan.fwd_packets,
+                   plan.rev_bytes, plan.rev_packets):
+        if isinstance(picked, str):
+            names.add(picked)
+        elif picked:
+            names.update(picked)
+    return frozenset(names)
+
+
 def _pick(record: dict[str, Any], names: str | tuple[str, ...] | None) -> Any:
     if names.__class__ is not tuple:
         return record.get(names)
