@@ -5,12 +5,15 @@ header (Ethernet, sometimes 802.1Q, IPv4 or IPv6, TCP or UDP) and an extended sw
 different 5-tuple so no per-flow cache can help; plus, for flowsink only, a real capture (Telegraf's
 sflow_issue_15918: 6 flow samples and a counter sample per datagram).
 
-flowsink figures are documents per CPU-second of this process (``time.process_time``), median of the runs;
-goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same datagrams over loopback UDP and
-writes JSON lines to a file, measured by its own CPU time (all threads), through bench_decode's runner. The
-decode-only column (documents built, not serialised) shows what serialisation costs. flowsink runs twice: with
-its C extensions (flowsink.decode._fast_sflow, the default when built) and without them (the pure-Python path
-FLOWSINK_NO_EXTENSION=1 gives, switched in this process), so the two paths are compared in the same run.
+flowsink figures are documents per CPU-second of this process (``time.process_time``), median of the runs, of
+the path the pipeline takes: ``FlowDecoder`` given a ``BulkFormat`` returns each document's bulk action and source
+lines, joined into a request body (bench_decode.run_flowsink). With its C extensions (flowsink.decode._fast_sflow,
+the default when built) the decoder writes those lines itself, never building a document dict, so there is no
+separate serialisation step left to time apart; without them (the pure-Python path FLOWSINK_NO_EXTENSION=1
+gives, switched in this process, so both paths run in the same process and run) it builds dicts that
+flowsink.bulk encodes with orjson. goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same
+datagrams over loopback UDP and writes JSON lines to a file, measured by its own CPU time (all threads), through
+bench_decode's runner.
 
     python bench/bench_decode_sflow.py            # full run
     python bench/bench_decode_sflow.py --quick    # a few seconds
@@ -23,15 +26,13 @@ import os
 import random
 import struct
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_decode import FIXTURES, GOFLOW2, median_rate, run_flowsink, run_goflow2
-from flowsink.decode import FlowDecoder
 from flowsink.decode import sflow as sflow_module
 from flowsink.normalize import common
 
@@ -96,16 +97,6 @@ def capture_traffic(count: int) -> list[bytes] | None:
     return [data[:16] + struct.pack("!I", n + 1) + data[20:] for n in range(count)]  # datagram sequence
 
 
-def run_decode_only(datagrams: list[bytes]) -> tuple[int, float]:
-    decoder = FlowDecoder()
-    documents = 0
-    arrival = time.time_ns()
-    started = time.process_time()
-    for payload in datagrams:
-        documents += len(decoder.decode(payload, "127.0.0.1", arrival).documents)
-    return documents, time.process_time() - started
-
-
 @contextmanager
 def pure_python() -> Iterator[None]:
     """Decoders made inside decode as without the C extension: no _fast_sflow, and the Community ID's SHA-1 in
@@ -118,12 +109,17 @@ def pure_python() -> Iterator[None]:
         sflow_module.FAST_SFLOW, common.FAST = saved
 
 
-def flowsink_rates(datagrams: list[bytes], repeats: int, python: bool) -> tuple[float, float, int]:
-    """(decode + serialise flows/s, decode-only flows/s, flows) for one path, medians of ``repeats`` runs."""
-    with pure_python() if python else nullcontext():
-        full, flows = median_rate([run_flowsink([], datagrams) for _ in range(repeats)])
-        decode_only, _ = median_rate([run_decode_only(datagrams) for _ in range(repeats)])
-    return full, decode_only, flows
+def flowsink_rates(datagrams: list[bytes], repeats: int) -> tuple[float, float, int]:
+    """(C flows/s, pure-Python flows/s, flows) of decode to bulk lines, medians of ``repeats`` runs each; the two
+    paths alternate run by run so a burst of load elsewhere on the machine falls on both."""
+    c_runs, python_runs = [], []
+    for _ in range(repeats):
+        if FAST_SFLOW is not None:
+            c_runs.append(run_flowsink([], datagrams))
+        with pure_python():
+            python_runs.append(run_flowsink([], datagrams))
+    python_rate, flows = median_rate(python_runs)
+    return (median_rate(c_runs)[0] if c_runs else 0.0), python_rate, flows
 
 
 def _ratio(ours: float, peer: float | None) -> str:
@@ -145,20 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## sFlow decoder (bench/bench_decode_sflow.py)",
         "",
-        f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: decode + ECS document "
-        "+ orjson bulk action/source lines (\"full\"), and decode + document only; \"C\" with the "
-        "flowsink.decode._fast_sflow extension, \"Python\" without any C extension (as FLOWSINK_NO_EXTENSION=1), "
-        "in the same process. goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
+        f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: datagram -> "
+        "Elasticsearch bulk action + source lines of the ECS documents, joined as a request body (the pipeline's "
+        "path); \"C\" with the flowsink.decode._fast_sflow extension (it writes the lines, no document dicts), "
+        "\"Python\" without any C extension (as FLOWSINK_NO_EXTENSION=1: dicts, then orjson), in the same "
+        "process. goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
         "",
-        "| traffic | C full | Python full | C / Python | C decode only | Python decode only | goflow2 "
-        "| C full / goflow2 | Python full / goflow2 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| traffic | C | Python | C / Python | goflow2 | C / goflow2 | Python / goflow2 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for description, datagrams in traffic.items():
         if datagrams is None:
             continue
-        c_full, c_decode, _ = flowsink_rates(datagrams, repeats, False) if FAST_SFLOW else (0.0, 0.0, 0)
-        py_full, py_decode, flows = flowsink_rates(datagrams, repeats, True)
+        c_full, py_full, flows = flowsink_rates(datagrams, repeats)
         go_rate = None
         go_text = "-"
         if goflow2 and "synthetic" in description and flows:
@@ -169,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 complete = all(run[0] >= flows for run in runs)
                 go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
         cells = [f"{c_full:,.0f}" if c_full else "-", f"{py_full:,.0f}" if py_full else "-",
-                 _ratio(c_full, py_full), f"{c_decode:,.0f}" if c_decode else "-",
-                 f"{py_decode:,.0f}" if py_decode else "-", go_text, _ratio(c_full, go_rate), _ratio(py_full, go_rate)]
+                 _ratio(c_full, py_full), go_text, _ratio(c_full, go_rate), _ratio(py_full, go_rate)]
         lines.append(f"| {description} | " + " | ".join(cells) + " |")
     lines += ["", f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
                   f"visible; C extension {'built' if FAST_SFLOW is not None else 'absent'}; goflow2 "

@@ -9,13 +9,25 @@
  * sample (decode.sflow._common_flow_sample, normalize.sflow.common_flow_document); what remained was the
  * interpreter's cost per value, which only leaving the interpreter removes.
  *
+ * Given a BulkFormat the decoder's output is Elasticsearch bulk lines, and building the dicts only for orjson to
+ * walk them cost more than the decoding (bench/bench_decode_sflow.py: ~107k flows/s with dicts + orjson, ~250k
+ * writing the lines here): the common flow sample is then written straight from the datagram into a buffer, the
+ * datagram's shared texts (timestamp, agent, tag, datagram fields) escaped once per call. The values both
+ * outputs compute (Derived) and the order of the sflow object's integers (sflow_head, sflow_tail) have one
+ * definition each.
+ *
  * What is here:
  *   configure(community_digest)  the Community ID hash: flowsink.decode._fast.community_digest, called through
  *                                the Python API so the SHA-1 and Community ID rules live in one place;
  *   flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents,
- *                runs)           a datagram's samples from offset while they are common flow samples (format 1):
- *                                documents appended, sequence runs extended as decode.sflow._extend_run_of does;
- *                                returns where it stopped, at a sample the Python path decodes (or the end);
+ *                runs[, encoded, action_head, keep_ids])
+ *                                a datagram's samples from offset while they are common flow samples (format 1):
+ *                                documents appended (or, with the bulk arguments, their bulk lines to encoded),
+ *                                sequence runs extended as decode.sflow._extend_run_of does; returns where it
+ *                                stopped, at a sample the Python path decodes (or the end);
+ *   encode_documents(documents, encoded, action_head, keep_ids)
+ *                                the documents the Python path built, as bulk lines (jb_document): with it every
+ *                                sFlow document is written in C but the rare one holding a float;
  *   flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index)
  *                                one flow sample's body -> (document, sample_sequence, source_id), or None
  *                                when it is not the common case.
@@ -24,7 +36,8 @@
  * records, a raw header record of an Ethernet frame with at most one 802.1Q tag, an option-less IPv4 first
  * fragment or an IPv6 packet whose next header is TCP or UDP, a complete TCP or UDP header, and at most one
  * extended switch record. The document equals normalize.sflow.common_flow_document's key for key, value for
- * value, in the same key order (tests/test_decode_fast_sflow.py compares the serialised bytes).
+ * value, in the same key order (tests/test_decode_fast_sflow.py compares the serialised bytes), and its bulk
+ * lines equal flowsink.bulk.encode_document's of it (tests/test_decode_bulk*.py).
  *
  * Documents are trees, never cycles: they are left out of the cyclic GC as _fast.c does, for the same measured
  * reason (collections walking a live bulk batch of tracked documents).
@@ -810,13 +823,14 @@ static PyObject *py_encode_documents(PyObject *self, PyObject *const *args, Py_s
     Py_ssize_t kept = 0, written = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(documents); i++) {
         PyObject *doc = PyList_GET_ITEM(documents, i);
+        Py_INCREF(doc);
         int rc = jb_document(&b, doc, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]), keep_ids);
-        if (rc < 0) goto fail;
-        if (rc == 1) {   /* compacted towards the front; the item it replaces was written already */
-            Py_INCREF(doc);
-            PyList_SetItem(documents, kept++, doc);
+        if (rc == 1) {   /* compacted towards the front (the item it replaces was written already), reference given */
+            if (PyList_SetItem(documents, kept++, doc) < 0) goto fail;
             continue;
         }
+        Py_DECREF(doc);
+        if (rc < 0) goto fail;
         PyObject *line = jb_take(&b, 0);
         if (line == NULL || PyList_Append(encoded, line) < 0) {
             Py_XDECREF(line);
