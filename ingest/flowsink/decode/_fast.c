@@ -866,7 +866,7 @@ static int absolute_times(PyObject *record, PyObject *time_fields, PyObject **st
 /* normalize.netflow._record_times: absolute dateTime elements (rewritten in the record as ISO text), then
  * the Python _relative_times for whichever of start/end is still open */
 static PyObject *record_times(PyObject *record, PyObject *time_fields, PyObject *context, PyObject *uptime,
-                              PyObject *system_init) {
+                              PyObject *system_init, int relative_fields) {
     PyObject *start = NULL, *end = NULL;   /* owned */
     if (absolute_times(record, time_fields, &start, &end) < 0) goto fail;
     if (start != NULL && end != NULL) return Py_BuildValue("(NN)", start, end);
@@ -874,7 +874,7 @@ static PyObject *record_times(PyObject *record, PyObject *time_fields, PyObject 
      * sysUpTime ones and no uptime or system init time to add them to, IPFIX's usual case) */
     int relative = 0;
     int first = uptime == Py_None && system_init == Py_None ? R_START_DELTA : R_FIRST;
-    for (int k = first; k <= R_LAST && !relative; k++) {
+    for (int k = first; k <= R_LAST && !relative && relative_fields; k++) {
         PyObject *v = PyDict_GetItemWithError(record, NAMES[k]);
         if (v == NULL && PyErr_Occurred()) goto fail;
         relative = v != NULL && v != Py_None;
@@ -892,7 +892,11 @@ fail:
 
 /* a FlowPlan's and an ExportContext's attributes, read once per data set */
 #define PLAN_ATTRS 11
-typedef struct { PyObject *plan[PLAN_ATTRS]; PyObject *ctx[6]; } SetAttrs;
+typedef struct {
+    PyObject *plan[PLAN_ATTRS];
+    PyObject *ctx[6];
+    int relative_fields;   /* 0 when the records have none of _relative_times' elements (known from the layout) */
+} SetAttrs;
 
 static void set_attrs_clear(SetAttrs *a) {
     for (int i = 0; i < PLAN_ATTRS; i++) Py_CLEAR(a->plan[i]);
@@ -901,6 +905,7 @@ static void set_attrs_clear(SetAttrs *a) {
 
 static int set_attrs_read(SetAttrs *a, PyObject *plan, PyObject *context) {
     memset(a, 0, sizeof(*a));
+    a->relative_fields = 1;
     for (int i = 0; i < PLAN_ATTRS; i++)
         if ((a->plan[i] = PyObject_GetAttr(plan, NAMES[A_SRC + i])) == NULL) { set_attrs_clear(a); return -1; }
     for (int i = 0; i < 6; i++)
@@ -1035,7 +1040,7 @@ static int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAt
             if (e->end_ms >= e->start_ms) { e->duration_set = 1; e->duration_ns = (e->end_ms - e->start_ms) * 1000000LL; }
         }
     } else if (PyObject_IsTrue(plan_attr[7])) {
-        PyObject *times = record_times(record, time_fields, context, uptime, system_init);
+        PyObject *times = record_times(record, time_fields, context, uptime, system_init, attrs->relative_fields);
         if (times == NULL) return -1;
         if (!PyTuple_Check(times) || PyTuple_GET_SIZE(times) != 2) {
             Py_DECREF(times);
@@ -1281,12 +1286,13 @@ static int jb_ecs_interface(JsonBuf *b, PyObject *index, PyObject *names) {
     return JB_LIT(b, "\"}}");
 }
 
-/* ,"key": before every member but an object's first */
-static int jb_key(JsonBuf *b, int *first, const char *key) {
+/* "key": (a literal) with the comma before every member but an object's first */
+static int jb_key(JsonBuf *b, int *first, const char *quoted_key, Py_ssize_t n) {
     if (!*first && jb_char(b, ',') < 0) return -1;
     *first = 0;
-    return jb_text(b, key, (Py_ssize_t)strlen(key)) < 0 || jb_char(b, ':') < 0 ? -1 : 0;
+    return jb_put(b, quoted_key, n);
 }
+#define JB_KEY(b, first, key) jb_key((b), (first), "\"" key "\":", (Py_ssize_t)sizeof("\"" key "\":") - 1)
 
 /* ,"source":{"ip":..,"port":..,"bytes":..,"packets":..} with the members there are; nothing without any */
 static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject *port, PyObject *const counters[2]) {
@@ -1295,10 +1301,10 @@ static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject 
     TRY(jb_char(b, ','));
     TRY(jb_text(b, name, (Py_ssize_t)strlen(name)));
     TRY(JB_LIT(b, ":{"));
-    if (ip) { TRY(jb_key(b, &first, "ip")); TRY(jb_pystr(b, ip)); }
-    if (port) { TRY(jb_key(b, &first, "port")); TRY(jb_pyint(b, port)); }
-    if (counters[0]) { TRY(jb_key(b, &first, "bytes")); TRY(jb_pyint(b, counters[0])); }
-    if (counters[1]) { TRY(jb_key(b, &first, "packets")); TRY(jb_pyint(b, counters[1])); }
+    if (ip) { TRY(JB_KEY(b, &first, "ip")); TRY(jb_pystr(b, ip)); }
+    if (port) { TRY(JB_KEY(b, &first, "port")); TRY(jb_pyint(b, port)); }
+    if (counters[0]) { TRY(JB_KEY(b, &first, "bytes")); TRY(jb_pyint(b, counters[0])); }
+    if (counters[1]) { TRY(JB_KEY(b, &first, "packets")); TRY(jb_pyint(b, counters[1])); }
     return jb_char(b, '}');
 }
 
@@ -1318,16 +1324,16 @@ static int flow_ecs_bulk_head(JsonBuf *b, const FlowEcs *e, const BulkShared *s,
     TRY(JB_LIT(b, "},\"network\":{"));
     int first = 1;
     PyObject *typed = e->src_ip ? e->src_ip : e->dst_ip;
-    if (typed) { TRY(jb_key(b, &first, "type")); TRY(is_ipv6_text(typed) ? JB_LIT(b, "\"ipv6\"") : JB_LIT(b, "\"ipv4\"")); }
+    if (typed) { TRY(JB_KEY(b, &first, "type")); TRY(is_ipv6_text(typed) ? JB_LIT(b, "\"ipv6\"") : JB_LIT(b, "\"ipv4\"")); }
     if (e->proto >= 0) {
-        TRY(jb_key(b, &first, "iana_number"));
+        TRY(JB_KEY(b, &first, "iana_number"));
         TRY(jb_char(b, '"')); TRY(jb_u64(b, (unsigned long long)e->proto)); TRY(jb_char(b, '"'));
         const char *transport = TRANSPORT_TEXT[e->proto];
-        if (transport) { TRY(jb_key(b, &first, "transport")); TRY(jb_text(b, transport, (Py_ssize_t)strlen(transport))); }
+        if (transport) { TRY(JB_KEY(b, &first, "transport")); TRY(jb_text(b, transport, (Py_ssize_t)strlen(transport))); }
     }
-    if (e->bytes) { TRY(jb_key(b, &first, "bytes")); TRY(jb_pyint(b, e->bytes)); }
-    if (e->packets) { TRY(jb_key(b, &first, "packets")); TRY(jb_pyint(b, e->packets)); }
-    TRY(jb_key(b, &first, "direction"));
+    if (e->bytes) { TRY(JB_KEY(b, &first, "bytes")); TRY(jb_pyint(b, e->bytes)); }
+    if (e->packets) { TRY(JB_KEY(b, &first, "packets")); TRY(jb_pyint(b, e->packets)); }
+    TRY(JB_KEY(b, &first, "direction"));
     TRY(jb_pyvalue(b, e->direction, 0));
     if (e->have_ids) { TRY(JB_LIT(b, ",\"community_id\":")); TRY(jb_community(b, e->digest)); }
     TRY(JB_LIT(b, "},"));
@@ -1699,14 +1705,19 @@ done:
 
 /* ---- fixed-length flow records straight to bulk lines ------------------------------------------------------- */
 
+/* a fixed_bulk layout field's role (templates.BULK_*): the ECS values are computed from it, it is a dateTime
+ * element (rewritten as ISO text), it is one of _relative_times' elements */
+enum { ROLE_NEEDED = 1, ROLE_TIMED = 2, ROLE_RELATIVE = 4 };
+
 /* one field of a fixed_bulk layout: where it is, how to read it, its `"name":` text, and whether the ECS
  * values are computed from it (it then goes through the small record dict flow_ecs reads) */
 typedef struct {
     PyObject *name;
     Py_ssize_t offset, size;
-    int kind, needed;
+    int kind, needed, timed;   /* timed: a dateTime element, rewritten in the small dict as ISO text */
     const char *key;
     Py_ssize_t key_len;
+    PyObject *value;           /* needed: this record's value (borrowed from the small dict) */
 } BulkField;
 
 /* a field's value as field_value + jb_pyvalue would write it; 1 where that is not orjson's text (floats) */
@@ -1759,11 +1770,12 @@ static PyObject *full_record(const unsigned char *row, const BulkField *fields, 
 }
 
 /* fixed_bulk(data, start, count, record_length, layout, context, id_prefix, action, sampling_rate, renormalize,
- * plan, time_fields, interfaces, system_init_ms, action_head, keep_ids) -> (items, declined): fixed-length flow
- * records read straight into bulk lines, without a dict per record (only the fields the ECS values come from go
- * through one). items: per record its lines (bytes), its document (dict: a value orjson writes differently), or
- * None, where the record (in declined, in order) needs the Python path. layout: ((name, offset, length, kind,
- * needed, b'"name":'), ...) in template order, 0-length fields left out. */
+ * plan, time_fields, interfaces, system_init_ms, action_head, keep_ids) -> (items, declined, others):
+ * fixed-length flow records read straight into bulk lines, without a dict per record (only the fields the ECS
+ * values come from go through one). items: per record its lines (bytes), its document (dict: a value orjson
+ * writes differently), or None, where the record (in declined, in order) needs the Python path; others: how many
+ * items are not bytes. layout: ((name, offset, length, kind, role, b'"name":'), ...) in template order, 0-length
+ * fields left out. */
 static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     Py_ssize_t start, count, length;
@@ -1773,12 +1785,13 @@ static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
                           &context, &prefix, &action, &rate, &renormalize, &plan, &time_fields, &interfaces,
                           &system_init, &PyBytes_Type, &head, &keep_ids))
         return NULL;
-    PyObject *items = NULL, *declined = NULL, *result = NULL;
+    PyObject *items = NULL, *declined = NULL, *result = NULL, *small = NULL;
+    Py_ssize_t others = 0;   /* items that are not bytes */
     BulkField *fields = NULL;
     BulkShared s;
     SetAttrs attrs;
     JsonBuf b = {NULL, 0, 0};
-    int shared = -1, have_attrs = 0, named_exporter = 0;
+    int shared = -1, have_attrs = 0, named_exporter = 0, relative_fields = 0;
     Py_ssize_t n_fields = PyTuple_GET_SIZE(layout), n_needed = 0;
     memset(&s, 0, sizeof(s));
     if (CB_RELATIVE_TIMES == NULL) { PyErr_SetString(PyExc_RuntimeError, "configure() not called"); goto done; }
@@ -1802,7 +1815,10 @@ static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
         field->offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
         field->size = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 2));
         field->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 3));
-        field->needed = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 4));
+        long role = PyLong_AsLong(PyTuple_GET_ITEM(spec, 4));
+        field->needed = (role & ROLE_NEEDED) != 0;
+        field->timed = (role & ROLE_TIMED) != 0;
+        relative_fields |= (role & ROLE_RELATIVE) != 0;
         field->key = PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, 5));
         field->key_len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(spec, 5));
         if (PyErr_Occurred()) goto done;
@@ -1816,23 +1832,26 @@ static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     if (set_attrs_read(&attrs, plan, context) < 0) goto done;
     have_attrs = 1;
+    attrs.relative_fields = relative_fields;
     shared = bulk_shared_begin(&s, head, keep_ids, attrs.ctx[2], prefix, CATEGORY, CONNECTION, action, attrs.ctx[3],
                                attrs.ctx[4], attrs.ctx[5]);
     if (shared < 0 || (items = PyList_New(count)) == NULL || (declined = PyList_New(0)) == NULL ||
         jb_init(&b, 4096) < 0)
         goto done;
+    /* one dict for every record: each sets the same keys, so no record allocates or resizes one */
+    if ((small = _PyDict_NewPresized(n_needed)) == NULL) goto done;
     const unsigned char *base = (const unsigned char *)data.buf + start;
     for (Py_ssize_t r = 0; r < count; r++) {
         const unsigned char *row = base + r * length;
-        PyObject *item_rate = record_rate(rate, r), *item = NULL, *small = _PyDict_NewPresized(n_needed);
+        PyObject *item_rate = record_rate(rate, r), *item = NULL;
         FlowEcs e;
         memset(&e, 0, sizeof(e));
-        int rc = small == NULL ? -1 : 0;
+        int rc = 0;
         for (Py_ssize_t f = 0; rc == 0 && f < n_fields; f++) {
             if (!fields[f].needed) continue;
-            PyObject *value = field_value(row + fields[f].offset, fields[f].size, fields[f].kind);
+            PyObject *value = fields[f].value = field_value(row + fields[f].offset, fields[f].size, fields[f].kind);
             if (value == NULL || PyDict_SetItem(small, fields[f].name, value) < 0) rc = -1;
-            Py_XDECREF(value);
+            Py_XDECREF(value);   /* the small dict holds it */
         }
         if (rc == 0) rc = flow_ecs(&e, small, context, &attrs, item_rate, renormalize, time_fields, system_init);
         if (rc == 1) {   /* untouched: the whole record goes to the Python path */
@@ -1846,7 +1865,8 @@ static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
                 const BulkField *field = &fields[f];
                 if (f && (rc = jb_char(&b, ',')) != 0) break;
                 if ((rc = jb_put(&b, field->key, field->key_len)) != 0) break;
-                PyObject *value = field->needed ? PyDict_GetItem(small, field->name) : NULL;
+                PyObject *value = !field->needed ? NULL : field->timed ? PyDict_GetItem(small, field->name)
+                                                                       : field->value;
                 rc = !field->needed ? jb_field(&b, row + field->offset, field->size, field->kind)
                                     : value ? jb_pyvalue(&b, value, 0) : 1;
             }
@@ -1864,14 +1884,15 @@ static PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
             }
         }
         flow_ecs_clear(&e);
-        Py_XDECREF(small);
         if (item == NULL) goto done;
+        others += !PyBytes_CheckExact(item);
         PyList_SET_ITEM(items, r, item);
     }
-    result = PyTuple_Pack(2, items, declined);
+    result = Py_BuildValue("(OOn)", items, declined, others);
 done:
     Py_XDECREF(items);
     Py_XDECREF(declined);
+    Py_XDECREF(small);
     PyMem_Free(fields);
     if (have_attrs) set_attrs_clear(&attrs);
     bulk_shared_free(&s);
@@ -1893,7 +1914,8 @@ static PyMethodDef METHODS[] = {
      "(dict) for flowsink.bulk to encode, or None where a record needs the Python path"},
     {"fixed_bulk", py_fixed_bulk, METH_VARARGS,
      "fixed_bulk(data, start, count, record_length, layout, <flow_documents' arguments after records>, "
-     "action_head, keep_ids) -> (bulk lines, documents or None per record; the records None stands for)"},
+     "action_head, keep_ids) -> (bulk lines, documents or None per record; the records None stands for; how many "
+     "items are not bytes)"},
     {"options_bulk", py_options_bulk, METH_VARARGS,
      "options_bulk(records, context, id_prefix, time_fields, action_head, keep_ids) -> list of bulk lines "
      "(bytes), None where a record needs the Python path"},

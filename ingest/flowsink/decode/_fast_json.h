@@ -221,26 +221,27 @@ static int jb_pyvalue(JsonBuf *b, PyObject *value, int depth) {
 
 /* ---- times and the action line ---------------------------------------------------------------------------- */
 
-/* The last two seconds formatted (records of one export share very few). Per translation unit; the GIL
- * serialises callers. */
-static long long jb_second_key[2] = {LLONG_MIN, LLONG_MIN};
-static char jb_second_text[2][40];
-static int jb_second_len[2];
-static int jb_second_next;
+/* The text of the last seconds formatted, 16 slots by the second's low bits: the seconds of one export (its own
+ * time, flow starts and ends) are a few, mostly adjacent. Per translation unit; the GIL serialises callers. */
+#define JB_SECONDS 16
+static long long jb_second_key[JB_SECONDS] = {
+    LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN,
+    LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN, LLONG_MIN};
+static char jb_second_text[JB_SECONDS][40];
+static int jb_second_len[JB_SECONDS];
 
 /* epoch seconds + milliseconds (0..999) -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (unquoted) into out[48]; returns its
  * length, 0 when gmtime cannot (a year beyond an int) */
 static inline int jb_iso_parts_text(long long seconds, int millis, char out[48]) {
-    int slot = jb_second_key[0] == seconds ? 0 : jb_second_key[1] == seconds ? 1 : -1;
-    if (slot < 0) {
+    int slot = (int)((unsigned long long)seconds % JB_SECONDS);
+    if (jb_second_key[slot] != seconds) {
         time_t t = (time_t)seconds;
         struct tm tm;
-        slot = jb_second_next;
+        jb_second_key[slot] = LLONG_MIN;
         if ((long long)t != seconds || gmtime_r(&t, &tm) == NULL ||
             (jb_second_len[slot] = (int)strftime(jb_second_text[slot], 40, "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
             return 0;
         jb_second_key[slot] = seconds;
-        jb_second_next = 1 - slot;
     }
     int n = jb_second_len[slot];
     memcpy(out, jb_second_text[slot], (size_t)n);

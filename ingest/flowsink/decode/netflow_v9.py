@@ -15,6 +15,7 @@ from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
 from flowsink.decode.templates import FieldSpec, HeldSet, PendingSets, StateKey, Template, TemplateStore
 from flowsink.normalize.netflow import (
+    RELATIVE_NAMES,
     ExportContext,
     document_id,
     flow_document,
@@ -286,7 +287,7 @@ class TemplateProtocolDecoder:
             self._no_record(key, template, start, end, result)
         time_fields = template.time_fields
         plan = flow_plan(template.names, bool(time_fields))
-        layout = template.bulk_layout or template.compile_bulk_layout(read_names(plan, time_fields))
+        layout = template.bulk_layout or template.compile_bulk_layout(read_names(plan, time_fields), RELATIVE_NAMES)
         # every record names no sampler: the domain-wide rate, or the only sampler's (as _records picks it)
         rate = 1
         if sampling:
@@ -294,15 +295,16 @@ class TemplateProtocolDecoder:
         interfaces = state.interfaces if state is not None else None
         system_init_ms = state.system_init_ms if state is not None else None
         id_prefix = f"{context.id_prefix}{set_index}."
-        built, declined = FAST.fixed_bulk(payload, start, count, template.record_length, layout, context, id_prefix,
-                                          self.flow_action, rate, self.settings.renormalize, plan, time_fields,
-                                          interfaces, system_init_ms, *self._bulk)
-        if declined:   # the records the Python path writes, at the places built holds None
-            pending = iter(declined)
-            records = [next(pending) if item is None else None for item in built]
+        built, declined, others = FAST.fixed_bulk(
+            payload, start, count, template.record_length, layout, context, id_prefix, self.flow_action, rate,
+            self.settings.renormalize, plan, time_fields, interfaces, system_init_ms, *self._bulk)
+        if not others:   # all bulk lines: the usual case
+            result.encoded.extend(built)
         else:
-            records = []
-        self._place(result, built, records, context, id_prefix, rate, plan, time_fields, interfaces, system_init_ms)
+            pending = iter(declined)   # the records the Python path writes, at the places built holds None
+            records = [next(pending) if item is None else None for item in built]
+            self._place(result, built, records, context, id_prefix, rate, plan, time_fields, interfaces,
+                        system_init_ms)
         result.stats["records.flow"] += count
         return count
 

@@ -12,6 +12,7 @@ import functools
 import os
 import socket
 import struct
+import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -133,6 +134,10 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
  KIND_BOOLEAN, KIND_HEX, KIND_UNSIGNED_ANY, KIND_SIGNED_ANY, KIND_FLOAT_ANY) = range(13)
 
 
+# field roles in a bulk layout (Template.compile_bulk_layout), bits as _fast.c's ROLE_*
+BULK_NEEDED, BULK_TIMED, BULK_RELATIVE = 1, 2, 4
+
+
 def c_kind(data_type: str, length: int) -> int:
     """The C extension's value kind for a field: the same value ``converter_for`` (or a struct code) gives."""
     family = _type_family(data_type)
@@ -208,6 +213,9 @@ class Template:
                 name = f"{name}_{seen[name]}"
             else:
                 seen[name] = 1
+            # interned: the C decoders look fields up by interned names, and a dict lookup by the same object
+            # skips comparing the text
+            name = sys.intern(name)
             names.append(name)
             if data_type in TIME_UNITS:
                 time_fields.append((name, TIME_UNITS[data_type]))
@@ -233,7 +241,7 @@ class Template:
             self._struct = struct.Struct("".join(codes))
             self.record_length = self._struct.size
         self._layout: tuple[tuple[str, int, int, int], ...] | None = None   # C extension's, on first use
-        self.bulk_layout: tuple[tuple[str, int, int, int, bool, bytes], ...] | None = None   # compile_bulk_layout
+        self.bulk_layout: tuple[tuple[str, int, int, int, int, bytes], ...] | None = None   # compile_bulk_layout
         self._variable_layout: tuple[tuple[str, int, int], ...] | None = None
         self._fixed_decoder = None   # generated on first use: a flood of templates costs no compiling
         # variable-length walks need a converter for every field
@@ -289,11 +297,18 @@ class Template:
         self._layout = tuple(layout)
         return self._layout
 
-    def compile_bulk_layout(self, needed: frozenset[str]) -> tuple[tuple[str, int, int, int, bool, bytes], ...]:
-        """The C bulk writer's layout of a fixed-length template: ``_c_layout``'s fields, whether the ECS values
-        are computed from each (``needed``: it is read into a dict for them), and its ``"name":`` JSON text."""
+    def compile_bulk_layout(
+        self, needed: frozenset[str], relative: frozenset[str],
+    ) -> tuple[tuple[str, int, int, int, int, bytes], ...]:
+        """The C bulk writer's layout of a fixed-length template: ``_c_layout``'s fields, each one's role (BULK_*
+        bits: the ECS values are computed from it (``needed``: it is read into a dict for them), it is a dateTime
+        element, it is one of ``relative``, the elements relative times come from) and its ``"name":`` text."""
+        timed = {name for name, _ in self.time_fields}
         self.bulk_layout = tuple(
-            (name, offset, length, kind, name in needed, orjson.dumps(name) + b":")
+            (name, offset, length, kind,
+             (BULK_NEEDED if name in needed else 0) | (BULK_TIMED if name in timed else 0)
+             | (BULK_RELATIVE if name in relative else 0),
+             orjson.dumps(name) + b":")
             for name, offset, length, kind in (self._layout or self._c_layout()))
         return self.bulk_layout
 

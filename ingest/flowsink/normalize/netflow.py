@@ -214,6 +214,7 @@ def flow_id(exporter: str, src: Any, dst: Any, protocol: Any, src_port: Any, dst
     return _blake2b(f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode(), digest_size=14).hexdigest()
 
 
+@lru_cache(maxsize=65536)   # per datagram otherwise; bounded, exporters' addresses come from the network
 def exporter_tag(exporter: str) -> str:
     """8 hex characters naming an exporter inside ``flow.id``."""
     return _blake2b(exporter.encode(), digest_size=4).hexdigest()
@@ -258,6 +259,7 @@ _TIME_NAMES = frozenset({
     "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_start_delta_microseconds",
     "flow_end_delta_microseconds", "flow_duration_milliseconds",
 })
+RELATIVE_NAMES = _TIME_NAMES   # what _relative_times reads: without any of them it adds nothing
 
 
 @lru_cache(maxsize=4096)   # bounded: layouts come from the network
