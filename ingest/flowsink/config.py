@@ -197,7 +197,9 @@ class HttpConfig:
 @dataclass
 class ApiConfig:
     enabled: bool = _setting(True, help="serve POST /flows and GET /flows")
-    index_prefix: str = _setting("flowsink-app-flows", help="indices of the flows API rows")
+    index_prefix: str = _setting(
+        "", help="indices of the flows API rows (empty: <elasticsearch.index_prefix>-app-flows)"
+    )
     # Keys below: see docs/flows-api.md.
     tokens: list[str] = field(
         default_factory=list, metadata=meta("bearer tokens accepted (a list, for rotation)", secret=True)
@@ -249,6 +251,11 @@ class Config:
     def dead_letter_path(self) -> Path:
         path = self.elasticsearch.dead_letter_path
         return Path(path) if path else self.run_dir / "dead-letter.jsonl"
+
+    def api_index_prefix(self) -> str:
+        """Where the flows API writes: ``api.index_prefix``, by default under the node's own index prefix so that
+        one prefix names every index (and the templates installed for them) of a deployment."""
+        return self.api.index_prefix or f"{self.elasticsearch.index_prefix}-app-flows"
 
     def template_cache_path(self, partition: int) -> Path:
         path = self.decode.template_cache_path

@@ -384,7 +384,7 @@ def connect_elasticsearch(config: Config) -> None:
             return
         settings = TemplateSettings(
             name_prefix=es.index_prefix,
-            api_prefix=config.api.index_prefix,
+            api_prefix=config.api_index_prefix(),
             shards=es.number_of_shards,
             replicas=es.number_of_replicas,
             connect_timeout_s=es.startup_timeout_s,

@@ -55,6 +55,7 @@ class ApiSettings:
             f.name: getattr(section, f.name) for f in dataclasses.fields(cls) if hasattr(section, f.name)
         }
         copied["queue_dir"] = section.queue_dir or str(Path(config.queue_dir) / "api")
+        copied["index_prefix"] = config.api_index_prefix()
         copied["es_hosts"] = list(config.elasticsearch.url)
         copied["node_id"] = config.node.name or socket.gethostname()
         from flowsink.config import elasticsearch_client_kwargs
