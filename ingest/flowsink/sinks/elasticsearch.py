@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 from elasticsearch import ApiError, Elasticsearch, TransportError
-from elasticsearch.serializer import OrjsonSerializer
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from flowsink.bulk import split_encoded
 from flowsink.sinks.templates import short_reason
@@ -49,6 +49,24 @@ _INDEXED, _DUPLICATE, _DEAD = 1, 2, 3
 
 # (seconds, documents, bytes, result) of each bulk request: result is "ok", "item_errors" or "failed"
 RequestObserver = Callable[[float, int, int, str], None]
+
+
+class BulkBodySerializer(NdjsonSerializer):
+    """Sends a ready NDJSON body as it is.
+
+    The stock serializer copies a bytes body into a bytearray and that into new bytes: two copies of every
+    request (10 MiB each), 13% of a pipeline worker's time in bench/bench_end_to_end.py's profile.
+    """
+
+    def dumps(self, data: Any) -> bytes:
+        if isinstance(data, bytes) and data.endswith(b"\n"):
+            return data
+        return super().dumps(data)
+
+
+# what the sink's clients are built with: orjson for JSON, bulk bodies passed through
+CLIENT_SERIALIZERS = {"serializers": {OrjsonSerializer.mimetype: OrjsonSerializer(),
+                                      NdjsonSerializer.mimetype: BulkBodySerializer()}}
 
 
 class SinkClosed(Exception):
@@ -236,7 +254,7 @@ class ElasticsearchSink:
         if client is None:
             if hosts is None:
                 raise ValueError("give hosts or client")
-            client = Elasticsearch(hosts, serializer=OrjsonSerializer())
+            client = Elasticsearch(hosts, **CLIENT_SERIALIZERS)
             self._owns_client = True
         else:
             self._owns_client = False
