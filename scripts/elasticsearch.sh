@@ -93,11 +93,27 @@ YML
 JVM
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$ES_PORT") 2>/dev/null; }
+
+wait_healthy() {   # $1: seconds
+  local deadline=$((SECONDS + $1))
+  until healthy; do
+    if (( SECONDS > deadline )); then return 1; fi
+    sleep 1
+  done
+}
+
 start() {
   if running; then
-    if healthy; then echo "$url"; return; fi
+    # Alive but slow to answer (a loaded machine, a node still starting): wait for it. Starting a second
+    # process on the same data path would only fail on the node lock.
+    if wait_healthy 120; then echo "$url"; return; fi
+    log "pid $(cat "$pidfile") runs but has not answered for 120 s; restarting it"
+    stop
   fi
-  if healthy; then log "a node already answers at $url (not started by this script); using it"; echo "$url"; return; fi
+  if healthy || { port_open && wait_healthy 120; }; then
+    log "a node already answers at $url (not started by this script); using it"; echo "$url"; return
+  fi
   fetch
   configure
   local java; java=$(find_java)
@@ -112,11 +128,7 @@ start() {
   "${as_user[@]}" env ES_JAVA_HOME="$java" ES_PATH_CONF="$inst/config" \
     "$home/bin/elasticsearch" -d -p "$pidfile" >"$inst/logs/stdout.log" 2>&1 || {
       log "failed to start; last log lines:"; grep -v '^\s*at ' "$inst/logs/flowsink-$ES_NAME.log" | tail -n 15 >&2 || true; exit 1; }
-  local deadline=$((SECONDS + 180))
-  until healthy; do
-    if (( SECONDS > deadline )); then log "not healthy after 180 s"; tail -n 40 "$inst/logs/flowsink-$ES_NAME.log" >&2 || true; exit 1; fi
-    sleep 1
-  done
+  wait_healthy 180 || { log "not healthy after 180 s"; tail -n 40 "$inst/logs/flowsink-$ES_NAME.log" >&2 || true; exit 1; }
   local version; # GET / is not in the integ-test-zip (no rest-root module), so ask the nodes API for the version.
   version=$(curl -s "$url/_nodes/_local" | python3 -c "import json,sys; print(*[n['version'] for n in json.load(sys.stdin)['nodes'].values()])")
   log "Elasticsearch $version is up at $url (pid $(cat "$pidfile"))"
