@@ -533,15 +533,9 @@ static int bulk_action(JsonBuf *b, const BulkShared *s, Py_ssize_t index) {
     return jb_action(b, s->head, s->head_len, s->kind, s->timestamp, (int)s->timestamp_len, id, n, s->keep_ids);
 }
 
-/* {"interface":{"id":"<index>"[,"name":...]}} */
-static int jb_interface(JsonBuf *b, unsigned long long index, PyObject *name) {
+/* {"interface":{"id":"<index>"}}: v5 has no interface names */
+static int jb_interface(JsonBuf *b, unsigned long long index) {
     if (JB_LIT(b, "{\"interface\":{\"id\":\"") < 0 || jb_u64(b, index) < 0) return -1;
-    if (name != NULL) {
-        if (JB_LIT(b, "\",\"name\":") < 0) return -1;
-        int rc = jb_pyvalue(b, name, 0);
-        if (rc) return rc;
-        return JB_LIT(b, "}}");
-    }
     return JB_LIT(b, "\"}}");
 }
 
@@ -591,8 +585,8 @@ static int v5_bulk_one(JsonBuf *b, const unsigned char *r, Py_ssize_t index, con
         JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, be32(r + 16) * c->scale) < 0 ||
         JB_LIT(b, ",\"direction\":\"unknown\",\"community_id\":") < 0 || jb_community(b, f.digest) < 0 ||
         JB_LIT(b, "},") < 0 || jb_piece(b, s, SEG_OBSERVER) < 0 ||
-        JB_LIT(b, ",\"ingress\":") < 0 || jb_interface(b, be16(r + 12), NULL) < 0 ||
-        JB_LIT(b, ",\"egress\":") < 0 || jb_interface(b, be16(r + 14), NULL) < 0 ||
+        JB_LIT(b, ",\"ingress\":") < 0 || jb_interface(b, be16(r + 12)) < 0 ||
+        JB_LIT(b, ",\"egress\":") < 0 || jb_interface(b, be16(r + 14)) < 0 ||
         JB_LIT(b, "},\"source\":{\"ip\":") < 0 || jb_ipv4(b, r) < 0 ||
         JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.src_port) < 0 ||
         JB_LIT(b, "},\"destination\":{\"ip\":") < 0 || jb_ipv4(b, r + 4) < 0 ||
@@ -1002,8 +996,9 @@ static int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAt
     }
     /* forward and (biflow) reverse counters; a bool among them is an int to isinstance only: Python decides */
     int biflow = PyObject_IsTrue(plan_attr[6]);
-    PyObject *counter[4] = {pick(record, plan_attr[4]), NULL, NULL, NULL};
-    for (int i = 1; i < (biflow ? 4 : 2) && !PyErr_Occurred(); i++) counter[i] = pick(record, plan_attr[i == 1 ? 5 : 8 + i - 1]);
+    static const int counter_plan[4] = {A_FWD_BYTES, A_FWD_PACKETS, A_REV_BYTES, A_REV_PACKETS};
+    PyObject *counter[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < (biflow ? 4 : 2) && !PyErr_Occurred(); i++) counter[i] = pick(record, plan_attr[counter_plan[i]]);
     if (PyErr_Occurred()) return -1;
     for (int i = 0; i < 4; i++)
         if (counter[i] && PyLong_Check(counter[i]) && !PyLong_CheckExact(counter[i])) return 1;

@@ -35,6 +35,13 @@ MAX_INTERFACES = 65536
 _SAMPLER_NAMES = frozenset({"sampler_id", "selector_id"})   # sampler_key's: a rate per record
 
 
+def _default_rate(sampling: dict[int | None, int] | None) -> int:
+    """The rate of a flow naming no sampler: the domain-wide one, or the only sampler's when there is just one."""
+    if not sampling:
+        return 1
+    return sampling.get(None) or (next(iter(sampling.values())) if len(sampling) == 1 else 1)
+
+
 class DatagramError(Exception):
     """The datagram (or the rest of it) cannot be decoded: reason is a bounded label."""
 
@@ -219,10 +226,7 @@ class TemplateProtocolDecoder:
         plan = flow_plan(template.names, bool(time_fields))
         id_prefix = f"{context.id_prefix}{set_index}."
         in_record = template.has_sampling_fields
-        # a flow naming no sampler gets the domain-wide rate, or the only sampler's when there is just one
-        default_rate = 1
-        if sampling:
-            default_rate = sampling.get(None) or (next(iter(sampling.values())) if len(sampling) == 1 else 1)
+        default_rate = _default_rate(sampling)
         rates: int | list[int] = 1
         if in_record or sampling:
             rates = []
@@ -288,10 +292,7 @@ class TemplateProtocolDecoder:
         time_fields = template.time_fields
         plan = flow_plan(template.names, bool(time_fields))
         layout = template.bulk_layout or template.compile_bulk_layout(read_names(plan, time_fields), RELATIVE_NAMES)
-        # every record names no sampler: the domain-wide rate, or the only sampler's (as _records picks it)
-        rate = 1
-        if sampling:
-            rate = sampling.get(None) or (next(iter(sampling.values())) if len(sampling) == 1 else 1)
+        rate = _default_rate(sampling)   # no record names a sampler
         interfaces = state.interfaces if state is not None else None
         system_init_ms = state.system_init_ms if state is not None else None
         id_prefix = f"{context.id_prefix}{set_index}."
