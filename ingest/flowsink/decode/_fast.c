@@ -39,22 +39,33 @@
 
 #define ROL(v, n) (((v) << (n)) | ((v) >> (32 - (n))))
 
+/* one round; a..e rotate through the macro's arguments instead of being moved, and the schedule is the 16 words
+ * of a ring: a round per flow's Community ID is the hash's whole cost, and this form has no branch or copy */
+#define SHA1_ROUND(a, b, c, d, e, f, k, i)                                                                     \
+    do {                                                                                                       \
+        if ((i) >= 16)                                                                                         \
+            w[(i) & 15] = ROL(w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^ w[((i) + 2) & 15] ^ w[(i) & 15], 1);   \
+        e += ROL(a, 5) + (f) + (k) + w[(i) & 15];                                                              \
+        b = ROL(b, 30);                                                                                        \
+    } while (0)
+#define SHA1_F1(b, c, d) (d ^ (b & (c ^ d)))
+#define SHA1_F2(b, c, d) (b ^ c ^ d)
+#define SHA1_F3(b, c, d) ((b & c) | (d & (b | c)))
+#define SHA1_FIVE(F, k, i)                                                                                     \
+    SHA1_ROUND(a, b, c, d, e, F(b, c, d), k, (i));                                                             \
+    SHA1_ROUND(e, a, b, c, d, F(a, b, c), k, (i) + 1);                                                         \
+    SHA1_ROUND(d, e, a, b, c, F(e, a, b), k, (i) + 2);                                                         \
+    SHA1_ROUND(c, d, e, a, b, F(d, e, a), k, (i) + 3);                                                         \
+    SHA1_ROUND(b, c, d, e, a, F(c, d, e), k, (i) + 4)
+
 static void sha1_block(uint32_t state[5], const unsigned char *block) {
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = ((uint32_t)block[4 * i] << 24) | ((uint32_t)block[4 * i + 1] << 16) |
-               ((uint32_t)block[4 * i + 2] << 8) | (uint32_t)block[4 * i + 3];
-    for (int i = 16; i < 80; i++) w[i] = ROL(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t w[16];
+    for (int i = 0; i < 16; i++) w[i] = be32(block + 4 * i);
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999; }
-        else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1; }
-        else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
-        else { f = b ^ c ^ d; k = 0xCA62C1D6; }
-        uint32_t t = ROL(a, 5) + f + e + k + w[i];
-        e = d; d = c; c = ROL(b, 30); b = a; a = t;
-    }
+    for (int i = 0; i < 20; i += 5) { SHA1_FIVE(SHA1_F1, 0x5A827999u, i); }
+    for (int i = 20; i < 40; i += 5) { SHA1_FIVE(SHA1_F2, 0x6ED9EBA1u, i); }
+    for (int i = 40; i < 60; i += 5) { SHA1_FIVE(SHA1_F3, 0x8F1BBCDCu, i); }
+    for (int i = 60; i < 80; i += 5) { SHA1_FIVE(SHA1_F2, 0xCA62C1D6u, i); }
     state[0] += a; state[1] += b; state[2] += c; state[3] += d; state[4] += e;
 }
 
