@@ -122,6 +122,19 @@ def cases() -> dict[str, tuple[dict, list[bytes], int]]:
                     + struct.pack("!I", 9) + varlen(b"") + struct.pack("!IIQ", 0, 0, U64_MAX), pad=False),
             flowset(408, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!IIQ", 7, 9, 100), pad=False))],
             0),
+        "IPFIX sysUpTime times from the system init time options give": ({}, [_ipfix(
+            ipfix_options_template_set(501, 1, [(144, 4), (160, 8)]),
+            ipfix_template_set([(409, [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4), (161, 4)])]),
+            flowset(409, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!III", 1_000, 2_500, 40)),
+            flowset(501, struct.pack("!IQ", 1, 1_699_999_000_000)),
+            flowset(409, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!III", 1_000, 2_500, 40)
+                    + ip4("10.0.0.3") + ip4("10.0.0.4") + b"\x11" + struct.pack("!III", 0xFFFFFFFF, 0, 0)))], 0),
+        "a sampling rate per selector id (records read as dicts)": ({}, [_ipfix(
+            ipfix_options_template_set(502, 1, [(302, 4), (34, 4)]),
+            flowset(502, struct.pack("!II", 1, 10) + struct.pack("!II", 2, 1000), pad=False),
+            ipfix_template_set([(410, [(8, 4), (12, 4), (302, 4), (1, 4), (2, 8)])]),
+            flowset(410, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!IIQ", 1, 7, U64_MAX)
+                    + ip4("10.0.0.3") + ip4("10.0.0.4") + struct.pack("!IIQ", 3, 7, 1), pad=False))], 0),
         "v9 sysUpTime across a wrap, unknown protocol": ({}, [v9_packet([
             v9_template_set([(300, [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4), (61, 1), (1, 4)])]),
             flowset(300, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\xfe" + struct.pack("!II", 0xFFFFFF00, 50)
