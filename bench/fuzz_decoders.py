@@ -28,6 +28,9 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from flowsink.bulk import BulkFormat
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -78,11 +81,17 @@ def check_datagrams() -> list[bytes]:
     return [(FIXTURES / name).read_bytes() for name in names]
 
 
+def _documents(result: Any) -> int:
+    return len(result.documents) + len(result.encoded)
+
+
 class Harness:
     """One decoder, the counters, and the checks run between inputs."""
 
-    def __init__(self, runs: int) -> None:
-        self.decoder = FlowDecoder(DecoderSettings(max_templates_per_exporter=256, max_exporters=64))
+    def __init__(self, runs: int, bulk: bool = True) -> None:
+        # bulk lines are what the node asks for (the C writers); --dicts covers the dict path
+        self.decoder = FlowDecoder(DecoderSettings(max_templates_per_exporter=256, max_exporters=64,
+                                                   bulk=BulkFormat() if bulk else None))
         self.runs = runs
         self.count = 0
         self.reasons: Counter[str] = Counter()
@@ -95,7 +104,7 @@ class Harness:
         self.expected_docs = self._check_counts()
 
     def _check_counts(self) -> list[int]:
-        return [len(self.decoder.decode(p, CHECK_EXPORTER, 1).documents) for p in self.checks]
+        return [_documents(self.decoder.decode(p, CHECK_EXPORTER, 1)) for p in self.checks]
 
     def one(self, data: bytes) -> None:
         exporter = FUZZ_EXPORTERS[self.count % len(FUZZ_EXPORTERS)]
@@ -106,7 +115,7 @@ class Harness:
             self.finding(f"exception escaped FlowDecoder.decode: {type(exc).__name__}: {exc}", data)
             return
         self.protocols[result.protocol or "none"] += 1
-        self.documents += len(result.documents)
+        self.documents += _documents(result)
         for reason, detail in result.errors:
             self.reasons[reason] += 1
             if reason == "decoder_error":
@@ -229,10 +238,12 @@ def main() -> int:
         "--blind", action="store_true", help="use the random mutator even if atheris is there"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dicts", action="store_true",
+                        help="decode to dict documents instead of the bulk lines the node uses")
     args = parser.parse_args()
     runs = 20_000 if args.quick else args.runs
     seeds = seed_payloads()
-    harness = Harness(runs)
+    harness = Harness(runs, bulk=not args.dicts)
     if atheris is not None and not args.blind:
         # libFuzzer replays the seed corpus first and counts those inputs too
         run_atheris(harness, seeds, runs)

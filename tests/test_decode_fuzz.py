@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowsink.bulk import BulkFormat
 from flowsink.decode import DecoderSettings, FlowDecoder
 from test_decode_fixtures import FIXTURES, GROUPS, LOGSTASH_SFLOW, TELEGRAF
 from test_decode_sflow import counter_sample, datagram, flow_sample, generic_counters, raw_header, tcp_frame
@@ -55,12 +56,16 @@ class Checked:
         return result
 
 
+def _documents(result) -> int:
+    return len(result.documents) + len(result.encoded)
+
+
 def _truncate_group(checked: Checked, files: list[bytes], exporter: str) -> None:
-    baseline = [len(checked.decode(p, exporter).documents) for p in files]
+    baseline = [_documents(checked.decode(p, exporter)) for p in files]
     for payload in files:
         for end in range(len(payload)):
             checked.decode(payload[:end], exporter)
-    assert [len(checked.decode(p, exporter).documents) for p in files] == baseline
+    assert [_documents(checked.decode(p, exporter)) for p in files] == baseline
 
 
 def test_sflow_truncated_at_every_offset():
@@ -87,12 +92,13 @@ def test_sflow_every_word_set_to_zero_and_to_max_and_bit_flips():
 
 
 @functools.cache
-def _netflow_decoder_errors(mutations_per_file: int) -> tuple[str, ...]:
-    """Run once, shared by the two tests below (truncating every fixture at every offset takes a while)."""
+def _netflow_decoder_errors(mutations_per_file: int, bulk: bool = False) -> tuple[str, ...]:
+    """Run once, shared by the two tests below (truncating every fixture at every offset takes a while).
+    ``bulk``: the decoders write bulk lines (the C writers), as in the node."""
     rng = random.Random(11)
     errors: list[str] = []
     for device, paths in sorted(GROUPS.items()):
-        checked = Checked()
+        checked = Checked(DecoderSettings(bulk=BulkFormat()) if bulk else None)
         files = [p.read_bytes() for p in paths]
         exporter = f"10.99.{len(device)}.1"
         _truncate_group(checked, files, exporter)
@@ -128,6 +134,14 @@ V9_APPLICATION_ID_REPRODUCER = bytes.fromhex(
 def test_netflow_ipfix_decoders_never_raise_on_mutated_input():
     """Our mutations of every NetFlow/IPFIX fixture: no protocol decoder raised."""
     assert _netflow_decoder_errors(mutations_per_file=20) == ()
+
+
+def test_bulk_writers_survive_truncation_and_mutation():
+    """The same truncations and mutations through the C bulk writers the node uses (NetFlow, IPFIX, sFlow)."""
+    assert _netflow_decoder_errors(mutations_per_file=20, bulk=True) == ()
+    checked = Checked(DecoderSettings(bulk=BulkFormat()))
+    _truncate_group(checked, sflow_payloads(), "192.0.2.8")
+    assert checked.decoder_errors == []
 
 
 def test_netflow_v9_fuzz_reproducer_decodes_without_decoder_error():
