@@ -264,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         "## Decoders (bench/bench_decode.py)",
         "",
         f"Flows per CPU-second, {datagrams} datagrams per run, median of {repeats} runs. flowsink: decode + ECS "
-        f"document + orjson bulk lines, {'with' if extension else 'WITHOUT (not built)'} the C extension "
-        "flowsink.decode._fast, and beside it the pure-Python path (FLOWSINK_NO_EXTENSION=1, child process); "
+        "document + Elasticsearch bulk lines (action + source, what the pipeline sends), "
+        f"{'with' if extension else 'WITHOUT (not built)'} the C extension flowsink.decode._fast writing the "
+        "lines, and beside it the pure-Python path (dicts + orjson; FLOWSINK_NO_EXTENSION=1, child process); "
         "peer ratios use the first column. netflow package: decode only; goflow2: UDP loopback -> JSON lines "
         "file (its own CPU time, all threads).",
         "",
