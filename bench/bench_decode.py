@@ -68,15 +68,17 @@ def fixture_traffic(template_file: str, data_file: str, count: int, sequence_at:
 
 
 def sflow_traffic(count: int) -> tuple[list[bytes], list[bytes]] | None:
+    """A real switch's datagram (6 flow samples and a counter sample) repeated with increasing sequence numbers;
+    bench/bench_decode_sflow.py adds synthetic switch exports."""
     try:
         import flowsink.decode.sflow  # noqa: F401
     except ImportError:
         return None
-    sample = FIXTURES / "telegraf" / "sflow_v5_example" / "sflow_v5.bin"
+    sample = FIXTURES / "telegraf" / "sflow_issue_15918" / "message.bin"
     if not sample.exists():
         return None
     data = sample.read_bytes()
-    return [], [data[:12] + data[12:16] + struct.pack("!I", n) + data[20:] for n in range(count)]
+    return [], [data[:16] + struct.pack("!I", n + 1) + data[20:] for n in range(count)]
 
 
 # ---- measured work ------------------------------------------------------------------------------------------
@@ -236,7 +238,8 @@ def traffic_by_protocol(datagrams: int) -> dict[str, tuple[str, tuple[list[bytes
                                        datagrams, 12)),
         "ipfix": ("Mikrotik capture (ipfix_test_mikrotik_data258), 28 records per datagram",
                   fixture_traffic("ipfix_test_mikrotik_tpl.dat", "ipfix_test_mikrotik_data258.dat", datagrams, 8)),
-        "sflow": ("Telegraf sflow_v5_example capture", sflow_traffic(datagrams)),
+        "sflow": ("Telegraf sflow_issue_15918 capture, 6 flow samples + 1 counter sample per datagram",
+                  sflow_traffic(datagrams)),
     }
 
 
