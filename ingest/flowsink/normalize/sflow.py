@@ -173,18 +173,18 @@ def _packet_fields(
     network: dict[str, Any] = doc["network"]
     proto = None
     raw_src = raw_dst = None
+    vlans: list[int] | tuple[()] = ()
     ip_data = sflow.pop("ip_data", None)
     src_mac = sflow.pop("src_mac", None)
     dst_mac = sflow.pop("dst_mac", None)
     if info is not None:
         src_mac = info.src_mac or src_mac
         dst_mac = info.dst_mac or dst_mac
-        if info.vlans:
-            sflow["vlan"] = info.vlans[0]
-            network["vlan"] = {"id": str(info.vlans[0])}
-            if len(info.vlans) > 1:
-                sflow["vlans"] = info.vlans
-                network["inner"] = {"vlan": {"id": str(info.vlans[1])}}
+        vlans = info.vlans
+        if vlans:
+            sflow["vlan"] = vlans[0]
+            if len(vlans) > 1:
+                sflow["vlans"] = vlans
         if info.ethertype is not None:
             sflow["ethertype"] = info.ethertype
         if info.mpls_labels:
@@ -241,6 +241,11 @@ def _packet_fields(
         transport = TRANSPORT_NAMES.get(proto)
         if transport is not None:
             network["transport"] = transport
+    if vlans:  # after the transport, as the common path's network object has it
+        network["vlan"] = {"id": str(vlans[0])}
+        if len(vlans) > 1:
+            network["inner"] = {"vlan": {"id": str(vlans[1])}}
+    if proto is not None:
         if raw_src is not None:
             if proto in (1, 58):
                 ports = sflow.get("icmp_type", 0), sflow.get("icmp_code", 0)
@@ -281,9 +286,37 @@ def flow_document(
     _packet_fields(datagram, doc, sflow, info)
     _as_numbers(doc, sflow)
     _interfaces(doc, sflow)
-    _datagram_fields(datagram, sflow)
-    doc["sflow"] = sflow
+    doc["sflow"] = _flow_sflow_order(sflow, datagram.fields)
     return doc
+
+
+# The key order of a flow document's sflow object, whichever path built it: these keys first, in this order, then
+# other records' keys as decoded (router, gateway, ...), the datagram's fields, and last the VLAN tags. It is the
+# order common_flow_document and _fast_sflow.c write, so one C writer serves common and less common samples alike
+# (key order is no contract, but C and Python documents are compared byte for byte).
+_FLOW_SFLOW_ORDER = (
+    "sample_sequence", "source_id_type", "source_id_index", "sampling_rate", "sample_pool", "drops",
+    "input_interface", "input_discard_reason", "input_interface_count", "input_interface_format",
+    "input_interface_value", "output_interface", "output_discard_reason", "output_interface_count",
+    "output_interface_format", "output_interface_value", "expanded", "header_protocol", "frame_length", "stripped",
+    "header_length", "header_protocol_name", "ethertype", "ip_tos", "ip_ttl", "ip_total_length", "src_vlan",
+    "src_priority", "dst_vlan", "dst_priority", "ip_id", "ip_flags", "ipv6_flow_label", "ipv6_extension_headers",
+    "fragment_offset", "tcp_flags", "icmp_type", "icmp_code", "mpls_labels", "header_truncated",
+)
+_LAST = frozenset(("vlan", "vlans"))
+
+
+def _flow_sflow_order(sflow: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    ordered = {key: sflow[key] for key in _FLOW_SFLOW_ORDER if key in sflow}
+    if len(ordered) < len(sflow):
+        for key, value in sflow.items():
+            if key not in ordered and key not in _LAST:
+                ordered[key] = value
+    ordered.update(fields)
+    for key in ("vlan", "vlans"):
+        if key in sflow:
+            ordered[key] = sflow[key]
+    return ordered
 
 
 def discard_document(datagram: Datagram, sflow: dict[str, Any], info: PacketInfo | None, index: int) -> dict[str, Any]:
