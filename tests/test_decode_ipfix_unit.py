@@ -76,6 +76,17 @@ def test_biflow_reverse_fields() -> None:
     assert doc["netflow"]["reverse_octet_delta_count"] == 5000
 
 
+def test_biflow_directions_summing_past_64_bits_are_clamped_not_lost() -> None:
+    fields = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (1, 8, 29305), (2, 8, 29305)]
+    record = (ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!HHB", 5000, 443, 6)
+              + struct.pack("!QQQQ", 2**64 - 1, 10, 2**64 - 1, 8))
+    result = decode_all(FlowDecoder(), ipfix_message([ipfix_template_set([(400, fields)]),
+                                                      flowset(400, record, pad=False)]))
+    doc = result.documents[0]
+    assert doc["network"]["bytes"] == 2**63 - 1 and doc["network"]["packets"] == 18
+    assert doc["netflow"]["octet_delta_count"] == 2**64 - 1   # the raw values stay exact
+
+
 def test_options_sampling_renormalises_and_interface_names_fill_observer() -> None:
     decoder = FlowDecoder()
     options_template = ipfix_options_template_set(500, 1, [(10, 4), (82, VARIABLE), (305, 4), (306, 4)])

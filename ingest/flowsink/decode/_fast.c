@@ -1077,9 +1077,11 @@ static int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAt
         if (sum == NULL) goto counters_failed;
         Py_XSETREF(total[i - 2], sum);
     }
-    if (total[0] && PyLong_CheckExact(total[0]) && (e->bytes = scaled(total[0], scale, scale_is_one)) == NULL)
+    /* a biflow's totals are sums, clamped like renormalised counters: two raw u64 halves may sum past 64 bits */
+    int keep_raw = biflow ? 0 : scale_is_one;
+    if (total[0] && PyLong_CheckExact(total[0]) && (e->bytes = scaled(total[0], scale, keep_raw)) == NULL)
         goto counters_failed;
-    if (total[1] && PyLong_CheckExact(total[1]) && (e->packets = scaled(total[1], scale, scale_is_one)) == NULL)
+    if (total[1] && PyLong_CheckExact(total[1]) && (e->packets = scaled(total[1], scale, keep_raw)) == NULL)
         goto counters_failed;
     Py_XDECREF(total[0]); Py_XDECREF(total[1]);
     PyObject *direction_key = PyDict_GetItemWithError(record, NAMES[F_FLOW_DIRECTION]);

@@ -399,10 +399,12 @@ def flow_document(
         if isinstance(rev_packets, int):
             destination["packets"] = min(rev_packets * scale, MAX_LONG)
             fwd_packets = (fwd_packets if isinstance(fwd_packets, int) else 0) + rev_packets
+    # a biflow's totals are sums, clamped like renormalised counters: two raw u64 halves may sum past 64 bits
+    keep_raw = scale == 1 and not plan.biflow
     if fwd_bytes.__class__ is int:
-        network["bytes"] = fwd_bytes * scale if scale == 1 else min(fwd_bytes * scale, MAX_LONG)
+        network["bytes"] = fwd_bytes * scale if keep_raw else min(fwd_bytes * scale, MAX_LONG)
     if fwd_packets.__class__ is int:
-        network["packets"] = fwd_packets * scale if scale == 1 else min(fwd_packets * scale, MAX_LONG)
+        network["packets"] = fwd_packets * scale if keep_raw else min(fwd_packets * scale, MAX_LONG)
     network["direction"] = _DIRECTIONS.get(get("flow_direction"), "unknown")
     ids = None
     if src_ip is not None and dst_ip is not None and protocol is not None:
