@@ -60,11 +60,12 @@ def _assert_equal_to_reference(payloads: list[bytes], fmt: BulkFormat, renormali
 
 
 def _common_sample(sequence: int, rate: int = 512, frame_length: int = 64, vlan: bool = False,
-                   icmp: bool = False) -> bytes:
-    """A flow sample of an Ethernet/IPv4/UDP header (ICMP: a sample the C path leaves to Python)."""
+                   icmp: bool = False, fragment: bool = False) -> bytes:
+    """A flow sample of an Ethernet/IPv4/UDP (or ICMP) header; ``fragment``: a non-first fragment, whose sample
+    the C path leaves to Python."""
     l4 = struct.pack("!BBHI", 8, 0, 0, 0) if icmp else struct.pack("!HHHH", 5353, 53, 8, 0)
-    l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), sequence & 0xFFFF, 0, 64, 1 if icmp else 17, 0,
-                     bytes([10, 0, 0, 1]), bytes([192, 0, 2, sequence & 0xFF]))
+    l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), sequence & 0xFFFF, 185 if fragment else 0, 64,
+                     1 if icmp else 17, 0, bytes([10, 0, 0, 1]), bytes([192, 0, 2, sequence & 0xFF]))
     tag = struct.pack("!HH", 0x8100, 0x2000 | 42) if vlan else b""
     frame = bytes(range(1, 13)) + tag + struct.pack("!H", 0x0800) + l3 + l4
     frame += b"\0" * (-len(frame) % 4)
@@ -107,7 +108,7 @@ def test_odd_values_equal_the_reference() -> None:
 
 @needs_extension
 def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
-    payload = _datagram([_common_sample(1), _common_sample(2, icmp=True), _common_sample(3)])
+    payload = _datagram([_common_sample(1), _common_sample(2, fragment=True), _common_sample(3)])
     decoder = _assert_equal_to_reference([payload], FORMATS[0])
     calls = []
     original = sflow_module.FAST_SFLOW
@@ -123,12 +124,12 @@ def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
 
     decoder._decoder_for("sflow").extension = Recording
     encoded = decoder.decode(payload, "192.0.2.8", ARRIVAL_NS).encoded
-    # C wrote sample 0, stopped at the ICMP sample, resumed with sample 2; the ICMP one, decoded in Python, was
-    # written in between: the lines keep the samples' order
+    # C wrote sample 0, stopped at the fragment's sample, resumed with sample 2; the fragment's, decoded in Python,
+    # was written in between: the lines keep the samples' order
     assert [call[1:] for call in calls] == [(1, 1), (3, 1)]
     ids = [split_encoded(line)[0]["_id"] for line in encoded]
     assert [i.rsplit("-", 1)[1] for i in ids] == ["0", "1", "2"]
-    assert orjson.loads(split_encoded(encoded[1])[1])["network"]["transport"] == "icmp"
+    assert orjson.loads(split_encoded(encoded[1])[1])["sflow"]["fragment_offset"] == 185
     assert decoder.reference_encoded == 0
 
 

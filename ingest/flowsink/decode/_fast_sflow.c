@@ -39,6 +39,15 @@
  * value, in the same key order (tests/test_decode_fast_sflow.py compares the serialised bytes), and its bulk
  * lines equal flowsink.bulk.encode_document's of it (tests/test_decode_bulk*.py).
  *
+ * With a BulkFormat the writer takes more of what real switches send (the sflow_issue_15918 capture: a third of
+ * its flow samples): expanded flow samples, input/output interfaces that are unknown, a discard reason, a count
+ * of destinations or another format; two VLAN tags (802.1Q, 802.1ad, 0x9100); IPv4 options; IPv6 extension
+ * headers (hop-by-hop, routing, fragment with offset 0, destination options, AH, ...) before the transport;
+ * ICMP/ICMPv6 (type and code, the Community ID from them), SCTP and protocols without a transport header read.
+ * Their lines equal flowsink.bulk's of normalize.sflow.flow_document, whose key order is the common path's. As
+ * dicts they are left to the Python path: building them here would repeat it for no pipeline that asks.
+ * Anything else (other records, MPLS, a truncated header, a later fragment) stops the run for the Python path.
+ *
  * Documents are trees, never cycles: they are left out of the cyclic GC as _fast.c does, for the same measured
  * reason (collections walking a live bulk batch of tracked documents).
  *
@@ -190,27 +199,73 @@ static PyObject *one_item_list(int key) {
     return list;
 }
 
-/* What the parse of one common flow sample found (names as in decode.sflow._common_flow_sample). */
+/* What the parse of one flow sample found (names as in decode.sflow._common_flow_sample). */
 typedef struct {
     uint32_t sequence, source_id, rate, pool, drops, input_if, output_if;
+    uint32_t source_type, source_index;   /* source_id split (an expanded sample sends them apart, 32 bits each) */
+    uint32_t input_format, output_format;   /* input_if/output_if are the values under these formats */
     uint32_t frame_length, stripped, header_length;
-    int has_switch;
+    int has_switch, expanded;
+    int extended;   /* not the common case: only the bulk writer takes it, dicts come from the Python path */
     uint32_t switch_values[4];
     const unsigned char *src_mac, *dst_mac, *src_ip, *dst_ip;
     int vlan;   /* -1: untagged */
+    int vlan_count;
+    unsigned inner_vlan;
     unsigned ethertype, tos, ttl, total_length, ip_id, ip_flags, flow_label, proto, src_port, dst_port;
     int tcp_flags;   /* -1: not TCP */
+    int has_ports, icmp;   /* icmp: src_port/dst_port hold the ICMP type and code */
+    int extension_count;
+    unsigned char extensions[16];   /* IPv6 extension headers before the transport, in order */
 } Sample;
 
-/* 1 when [start, end) of data is the common flow sample (filled into s), 0 when the Python path must decode it */
-static int parse_common(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, Sample *s) {
-    if (start + 32 > end) return 0;
+/* sFlow's interface formats (decode.sflow._interface): 0 an ifIndex (0x3FFFFFFF unknown), 1 a discard reason,
+ * 2 a count of output interfaces, any other format with its value */
+#define IF_UNKNOWN 0x3FFFFFFFu
+static int interface_known(uint32_t format, uint32_t value) { return format == 0 && value != IF_UNKNOWN; }
+
+/* IPv6 extension headers packet.parse_ipv6 walks: hop-by-hop, routing, destination options, mobility, HIP,
+ * shim6, fragment, AH */
+static int ipv6_extension(unsigned next_header) {
+    switch (next_header) {
+    case 0: case 43: case 60: case 135: case 139: case 140: case 44: case 51: return 1;
+    default: return 0;
+    }
+}
+
+/* 1 when [start, end) of data is a flow sample the C writers take (filled into s; s->extended when it is not the
+ * common case only the bulk writer takes), 0 when the Python path must decode it: whenever its parse would find a
+ * record other than one raw Ethernet header and one extended switch record, a truncated header, MPLS, a non-first
+ * fragment or anything else it reports beyond what is written here. fmt: 1 a flow sample, 3 an expanded one. */
+static int parse_sample(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, uint32_t fmt, Sample *s) {
     const unsigned char *p = data + start;
-    s->sequence = be32(p); s->source_id = be32(p + 4); s->rate = be32(p + 8); s->pool = be32(p + 12);
-    s->drops = be32(p + 16); s->input_if = be32(p + 20); s->output_if = be32(p + 24);
-    uint32_t count = be32(p + 28);
-    if (count > 2 || s->input_if >= 0x3FFFFFFF || s->output_if >= 0x3FFFFFFF) return 0;
-    Py_ssize_t position = start + 32, header_at = -1;
+    uint32_t count;
+    Py_ssize_t position;
+    if (fmt == 1) {
+        if (start + 32 > end) return 0;
+        s->sequence = be32(p); s->source_id = be32(p + 4); s->rate = be32(p + 8); s->pool = be32(p + 12);
+        s->drops = be32(p + 16);
+        uint32_t input = be32(p + 20), output = be32(p + 24);
+        count = be32(p + 28);
+        s->source_type = s->source_id >> 24; s->source_index = s->source_id & 0xFFFFFF;
+        s->input_format = input >> 30; s->input_if = input & IF_UNKNOWN;
+        s->output_format = output >> 30; s->output_if = output & IF_UNKNOWN;
+        s->expanded = 0;
+        position = start + 32;
+    } else {
+        if (start + 44 > end) return 0;
+        s->sequence = be32(p); s->source_type = be32(p + 4); s->source_index = be32(p + 8); s->rate = be32(p + 12);
+        s->pool = be32(p + 16); s->drops = be32(p + 20); s->input_format = be32(p + 24); s->input_if = be32(p + 28);
+        s->output_format = be32(p + 32); s->output_if = be32(p + 36);
+        count = be32(p + 40);
+        s->source_id = 0;
+        s->expanded = 1;
+        position = start + 44;
+    }
+    if (count > 2) return 0;
+    s->extended = s->expanded || !interface_known(s->input_format, s->input_if) ||
+                  !interface_known(s->output_format, s->output_if);
+    Py_ssize_t header_at = -1;
     s->has_switch = 0;
     s->frame_length = s->stripped = s->header_length = 0;
     for (uint32_t i = 0; i < count; i++) {
@@ -238,20 +293,26 @@ static int parse_common(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
     s->dst_mac = h; s->src_mac = h + 6;
     unsigned ethertype = be16(h + 12);
     s->vlan = -1;
-    if (ethertype == 0x8100) {
-        if (at + 4 > header_end) return 0;
-        s->vlan = be16(data + at) & 0x0FFF;
+    s->vlan_count = 0;
+    while (ethertype == 0x8100 || ethertype == 0x88A8 || ethertype == 0x9100) {
+        if (s->vlan_count == 2 || at + 4 > header_end) return 0;
+        unsigned vlan = be16(data + at) & 0x0FFF;
+        if (s->vlan_count++ == 0) s->vlan = (int)vlan; else s->inner_vlan = vlan;
+        if (ethertype != 0x8100) s->extended = 1;
         ethertype = be16(data + at + 2);
         at += 4;
     }
+    if (s->vlan_count > 1) s->extended = 1;
     const unsigned char *l3 = data + at;
+    s->extension_count = 0;
     if (ethertype == 0x0800) {
         if (at + 20 > header_end) return 0;
-        unsigned flags_fragment = be16(l3 + 6);
-        if (l3[0] != 0x45 || (flags_fragment & 0x1FFF)) return 0;
+        unsigned flags_fragment = be16(l3 + 6), ihl = l3[0] & 15;
+        if (l3[0] >> 4 != 4 || ihl < 5 || (flags_fragment & 0x1FFF)) return 0;
+        if (ihl != 5) s->extended = 1;
         s->tos = l3[1]; s->total_length = be16(l3 + 2); s->ip_id = be16(l3 + 4); s->ip_flags = flags_fragment >> 13;
         s->ttl = l3[8]; s->proto = l3[9]; s->src_ip = l3 + 12; s->dst_ip = l3 + 16;
-        at += 20;
+        at += 4 * (Py_ssize_t)ihl;
     } else if (ethertype == 0x86DD) {
         if (at + 40 > header_end) return 0;
         uint32_t first_word = be32(l3);
@@ -259,18 +320,51 @@ static int parse_common(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
         s->tos = (first_word >> 20) & 0xFF; s->total_length = be16(l3 + 4) + 40u; s->flow_label = first_word & 0xFFFFF;
         s->proto = l3[6]; s->ttl = l3[7]; s->src_ip = l3 + 8; s->dst_ip = l3 + 24;
         at += 40;
+        while (ipv6_extension(s->proto)) {
+            /* at most 16, as packet.parse_ipv6; each at least 8 bytes, which must all be there */
+            if (s->extension_count == 16 || at + 8 > header_end) return 0;
+            Py_ssize_t length;
+            if (s->proto == 44) {
+                if (be16(data + at + 2) >> 3) return 0;   /* a non-first fragment: no transport header follows */
+                length = 8;
+            } else if (s->proto == 51) {
+                length = ((Py_ssize_t)data[at + 1] + 2) * 4;
+            } else {
+                length = 8 + (Py_ssize_t)data[at + 1] * 8;
+            }
+            s->extensions[s->extension_count++] = (unsigned char)s->proto;
+            s->proto = data[at];
+            at += length;
+        }
+        if (s->extension_count) s->extended = 1;
     } else {
         return 0;
     }
     s->ethertype = ethertype;
+    s->tcp_flags = -1;
+    s->has_ports = 1;
+    s->icmp = 0;
+    s->src_port = s->dst_port = 0;
     if (s->proto == 6) {
         if (at + 14 > header_end) return 0;
         s->tcp_flags = be16(data + at + 12) & 0x01FF;
     } else if (s->proto == 17) {
         if (at + 8 > header_end) return 0;
-        s->tcp_flags = -1;
-    } else {
-        return 0;
+    } else if (s->proto == 132) {
+        if (at + 4 > header_end) return 0;
+        s->extended = 1;
+    } else if (s->proto == 1 || s->proto == 58) {
+        if (at + 2 > header_end) return 0;
+        s->has_ports = 0;
+        s->icmp = 1;
+        s->src_port = data[at];
+        s->dst_port = data[at + 1];
+        s->extended = 1;
+        return 1;
+    } else {   /* no transport header packet.parse_transport reads: the protocol alone */
+        s->has_ports = 0;
+        s->extended = 1;
+        return 1;
     }
     s->src_port = be16(data + at);
     s->dst_port = be16(data + at + 2);
@@ -307,7 +401,7 @@ static int community_digest(const Sample *s, unsigned char digest[20]) {
  * and the bulk writer both take them from here. */
 typedef struct {
     unsigned long long rate, bytes, packets;   /* rate: the sample's, 1 for 0 */
-    int ingress, is_v4, tcp, has_digest;
+    int ingress, unknown_direction, is_v4, tcp, has_digest;
     unsigned char digest[20];   /* the Community ID's, when has_digest */
 } Derived;
 
@@ -315,7 +409,11 @@ static int derive(const Sample *s, int renormalize, Derived *d) {
     d->rate = s->rate ? s->rate : 1;
     d->bytes = renormalize ? (unsigned long long)s->frame_length * d->rate : s->frame_length;
     d->packets = renormalize ? d->rate : 1;
-    d->ingress = (s->source_id & 0xFFFFFF) == s->input_if;
+    /* normalize.sflow._direction: whether the data source is the known input interface, else the output one */
+    int input_known = interface_known(s->input_format, s->input_if);
+    d->ingress = input_known && s->source_index == s->input_if;
+    d->unknown_direction = !input_known && !(interface_known(s->output_format, s->output_if) &&
+                                             s->source_index == s->output_if);
     d->is_v4 = s->ethertype == 0x0800;
     d->tcp = s->proto == 6;
     int rc = community_digest(s, d->digest);
@@ -502,7 +600,7 @@ typedef struct {
 /* What every line of one call shares, its JSON written once. */
 typedef struct {
     JsonBuf pre;              /* three pieces, one after the other: */
-    Py_ssize_t head_end;      /* [0, head_end): the source line up to observer.ingress.interface.id's digits */
+    Py_ssize_t head_end;      /* [0, head_end): the source line up to observer.ip's value */
     Py_ssize_t tag_end;       /* [head_end, tag_end): flow.id's opening quote and the agent's tag, escaped */
     Py_ssize_t fields_end;    /* [tag_end, fields_end): ,"agent_address":... the datagram's sflow fields */
     const char *action_head, *timestamp;   /* BulkFormat.action_head; @timestamp as UTF-8 */
@@ -560,8 +658,7 @@ static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObje
                         "\"action\":\"sflow_flow_sample\",\"start\":") < 0 ||
         (rc = jb_pystr(&k->pre, c->timestamp)) != 0 || JB_LIT(&k->pre, ",\"end\":") < 0 ||
         (rc = jb_pystr(&k->pre, c->timestamp)) != 0 ||
-        JB_LIT(&k->pre, ",\"duration\":0},\"observer\":{\"ip\":") < 0 || (rc = jb_pystr(&k->pre, c->agent)) != 0 ||
-        JB_LIT(&k->pre, ",\"ingress\":{\"interface\":{\"id\":\"") < 0)
+        JB_LIT(&k->pre, ",\"duration\":0},\"observer\":{\"ip\":") < 0 || (rc = jb_pystr(&k->pre, c->agent)) != 0)
         return rc ? rc : -1;
     k->head_end = k->pre.len;
     if ((rc = jb_pystr(&k->pre, c->tag)) != 0) return rc;
@@ -572,17 +669,45 @@ static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObje
     return 0;
 }
 
-static int json_pairs(JsonBuf *b, const Pair *pairs, int n, int first) {
-    for (int i = 0; i < n; i++) {
-        if (!(first && i == 0) && jb_char(b, ',') < 0) return -1;
-        if (jb_put(b, KEY_JSON[pairs[i].key], KEY_JSON_LEN[pairs[i].key]) < 0 || jb_u64(b, pairs[i].value) < 0)
-            return -1;
+/* normalize.common.TRANSPORT_NAMES */
+static const char *transport_name(unsigned proto) {
+    switch (proto) {
+    case 1: return "icmp"; case 2: return "igmp"; case 4: return "ipv4"; case 6: return "tcp"; case 17: return "udp";
+    case 41: return "ipv6"; case 47: return "gre"; case 50: return "esp"; case 51: return "ah";
+    case 58: return "ipv6-icmp"; case 88: return "eigrp"; case 89: return "ospf"; case 103: return "pim";
+    case 112: return "vrrp"; case 115: return "l2tp"; case 132: return "sctp";
+    default: return NULL;
     }
-    return 0;
 }
 
-/* {"ip":"...","port":N,"mac":"..."} */
-static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, unsigned port,
+/* ,"<which>_interface":N and its siblings, as decode.sflow._interface names them; nothing for an unknown ifIndex */
+static int interface_json(JsonBuf *b, const char *which, Py_ssize_t which_len, uint32_t format, uint32_t value) {
+    const char *suffix;
+    if (format == 0) {
+        if (value == IF_UNKNOWN) return 0;
+        suffix = "_interface\":";
+    } else if (format == 1) {
+        suffix = "_discard_reason\":";
+    } else if (format == 2) {
+        suffix = "_interface_count\":";
+    } else {
+        if (JB_LIT(b, ",\"") < 0 || jb_put(b, which, which_len) < 0 || JB_LIT(b, "_interface_format\":") < 0 ||
+            jb_u64(b, format) < 0)
+            return -1;
+        suffix = "_interface_value\":";
+    }
+    if (JB_LIT(b, ",\"") < 0 || jb_put(b, which, which_len) < 0 || jb_put(b, suffix, (Py_ssize_t)strlen(suffix)) < 0)
+        return -1;
+    return jb_u64(b, value);
+}
+
+static int key_u64(JsonBuf *b, int key, unsigned long long value) {
+    if (jb_char(b, ',') < 0 || jb_put(b, KEY_JSON[key], KEY_JSON_LEN[key]) < 0) return -1;
+    return jb_u64(b, value);
+}
+
+/* {"ip":"..."[,"port":N],"mac":"..."} */
+static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, int has_port, unsigned port,
                          const unsigned char *mac) {
     char text[INET6_ADDRSTRLEN];
     int n;
@@ -592,29 +717,53 @@ static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, 
     } else if ((n = ipv6_chars(ip, text)) < 0 || jb_text(b, text, n) < 0) {
         return -1;
     }
-    if (JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, port) < 0 || JB_LIT(b, ",\"mac\":\"") < 0) return -1;
+    if (has_port && (JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, port) < 0)) return -1;
+    if (JB_LIT(b, ",\"mac\":\"") < 0) return -1;
     mac_chars(mac, text);
     if (jb_put(b, text, 17) < 0) return -1;
     return JB_LIT(b, "\"}");
 }
 
-/* One sample's action and source lines, appended to b: 0, or -1 on error (b then holds a partial line). */
+/* One sample's action and source lines, appended to b: 0, or -1 on error (b then holds a partial line). The
+ * document is normalize.sflow.flow_document's for the sample, in its key order (common_flow_document's for the
+ * common case). */
 static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived *d, Py_ssize_t index) {
     int digits = decimal(k->id + k->id_prefix_len, (unsigned long long)index);
     int rc = jb_action(b, k->action_head, k->action_head_len, "flows", k->timestamp, (int)k->timestamp_len, k->id,
                        k->id_prefix_len + digits, k->keep_ids);
     if (rc != 0) return rc < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "action line refused"), -1);
-    if (jb_put(b, k->pre.data, k->head_end) < 0 || jb_u64(b, s->input_if) < 0 ||
-        JB_LIT(b, "\"}},\"egress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, s->output_if) < 0 ||
-        JB_LIT(b, "\"}}},\"network\":{\"bytes\":") < 0 || jb_u64(b, d->bytes) < 0 ||
-        JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, d->packets) < 0 ||
-        (d->ingress ? JB_LIT(b, ",\"direction\":\"ingress\"") : JB_LIT(b, ",\"direction\":\"egress\"")) < 0 ||
-        (d->is_v4 ? JB_LIT(b, ",\"type\":\"ipv4\"") : JB_LIT(b, ",\"type\":\"ipv6\"")) < 0 ||
-        (d->tcp ? JB_LIT(b, ",\"iana_number\":\"6\",\"transport\":\"tcp\"")
-                : JB_LIT(b, ",\"iana_number\":\"17\",\"transport\":\"udp\"")) < 0)
+    if (jb_put(b, k->pre.data, k->head_end) < 0) return -1;
+    if (interface_known(s->input_format, s->input_if) &&
+        (JB_LIT(b, ",\"ingress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, s->input_if) < 0 ||
+         JB_LIT(b, "\"}}") < 0))
         return -1;
+    if (interface_known(s->output_format, s->output_if) &&
+        (JB_LIT(b, ",\"egress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, s->output_if) < 0 ||
+         JB_LIT(b, "\"}}") < 0))
+        return -1;
+    if (JB_LIT(b, "},\"network\":{\"bytes\":") < 0 || jb_u64(b, d->bytes) < 0 ||
+        JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, d->packets) < 0 ||
+        (d->ingress ? JB_LIT(b, ",\"direction\":\"ingress\"")
+                    : d->unknown_direction ? JB_LIT(b, ",\"direction\":\"unknown\"")
+                                           : JB_LIT(b, ",\"direction\":\"egress\"")) < 0 ||
+        (d->is_v4 ? JB_LIT(b, ",\"type\":\"ipv4\"") : JB_LIT(b, ",\"type\":\"ipv6\"")) < 0)
+        return -1;
+    if (s->proto == 6 || s->proto == 17) {
+        if ((d->tcp ? JB_LIT(b, ",\"iana_number\":\"6\",\"transport\":\"tcp\"")
+                    : JB_LIT(b, ",\"iana_number\":\"17\",\"transport\":\"udp\"")) < 0)
+            return -1;
+    } else {
+        const char *name = transport_name(s->proto);
+        if (JB_LIT(b, ",\"iana_number\":\"") < 0 || jb_u64(b, s->proto) < 0 || jb_char(b, '"') < 0) return -1;
+        if (name != NULL && (JB_LIT(b, ",\"transport\":\"") < 0 || jb_put(b, name, (Py_ssize_t)strlen(name)) < 0 ||
+                             jb_char(b, '"') < 0))
+            return -1;
+    }
     if (s->vlan >= 0 && (JB_LIT(b, ",\"vlan\":{\"id\":\"") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0 ||
                          JB_LIT(b, "\"}") < 0))
+        return -1;
+    if (s->vlan_count > 1 && (JB_LIT(b, ",\"inner\":{\"vlan\":{\"id\":\"") < 0 || jb_u64(b, s->inner_vlan) < 0 ||
+                              JB_LIT(b, "\"}}") < 0))
         return -1;
     if (d->has_digest && (JB_LIT(b, ",\"community_id\":") < 0 || jb_community(b, d->digest) < 0)) return -1;
     if (JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, d->rate) < 0) return -1;
@@ -625,14 +774,47 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
             jb_put(b, hex, 20) < 0 || jb_char(b, '"') < 0)
             return -1;
     }
-    Pair pairs[12];
-    if (JB_LIT(b, "},\"source\":") < 0 || endpoint_json(b, d, s->src_ip, s->src_port, s->src_mac) < 0 ||
-        JB_LIT(b, ",\"destination\":") < 0 || endpoint_json(b, d, s->dst_ip, s->dst_port, s->dst_mac) < 0 ||
-        JB_LIT(b, ",\"sflow\":{") < 0 || json_pairs(b, pairs, sflow_head(s, pairs), 1) < 0 ||
-        JB_LIT(b, ",\"header_protocol_name\":\"ethernet\"") < 0 || json_pairs(b, pairs, sflow_tail(s, pairs), 0) < 0 ||
-        jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0)
+    if (JB_LIT(b, "},\"source\":") < 0 || endpoint_json(b, d, s->src_ip, s->has_ports, s->src_port, s->src_mac) < 0 ||
+        JB_LIT(b, ",\"destination\":") < 0 ||
+        endpoint_json(b, d, s->dst_ip, s->has_ports, s->dst_port, s->dst_mac) < 0)
         return -1;
+    if (JB_LIT(b, ",\"sflow\":{\"sample_sequence\":") < 0 || jb_u64(b, s->sequence) < 0 ||
+        key_u64(b, K_SOURCE_ID_TYPE, s->source_type) < 0 || key_u64(b, K_SOURCE_ID_INDEX, s->source_index) < 0 ||
+        key_u64(b, K_SAMPLING_RATE, s->rate) < 0 || key_u64(b, K_SAMPLE_POOL, s->pool) < 0 ||
+        key_u64(b, K_DROPS, s->drops) < 0 || interface_json(b, "input", 5, s->input_format, s->input_if) < 0 ||
+        interface_json(b, "output", 6, s->output_format, s->output_if) < 0 ||
+        (s->expanded && JB_LIT(b, ",\"expanded\":true") < 0) ||
+        JB_LIT(b, ",\"header_protocol\":1,\"frame_length\":") < 0 || jb_u64(b, s->frame_length) < 0 ||
+        key_u64(b, K_STRIPPED, s->stripped) < 0 || key_u64(b, K_HEADER_LENGTH, s->header_length) < 0 ||
+        JB_LIT(b, ",\"header_protocol_name\":\"ethernet\"") < 0 || key_u64(b, K_ETHERTYPE, s->ethertype) < 0 ||
+        key_u64(b, K_IP_TOS, s->tos) < 0 || key_u64(b, K_IP_TTL, s->ttl) < 0 ||
+        key_u64(b, K_IP_TOTAL_LENGTH, s->total_length) < 0)
+        return -1;
+    if (s->has_switch) {
+        static const int switch_keys[4] = {K_SRC_VLAN, K_SRC_PRIORITY, K_DST_VLAN, K_DST_PRIORITY};
+        for (int i = 0; i < 4; i++)
+            if (key_u64(b, switch_keys[i], s->switch_values[i]) < 0) return -1;
+    }
+    if (d->is_v4) {
+        if (key_u64(b, K_IP_ID, s->ip_id) < 0 || key_u64(b, K_IP_FLAGS, s->ip_flags) < 0) return -1;
+    } else {
+        if (key_u64(b, K_IPV6_FLOW_LABEL, s->flow_label) < 0) return -1;
+        if (s->extension_count) {
+            if (JB_LIT(b, ",\"ipv6_extension_headers\":[") < 0) return -1;
+            for (int i = 0; i < s->extension_count; i++)
+                if ((i && jb_char(b, ',') < 0) || jb_u64(b, s->extensions[i]) < 0) return -1;
+            if (jb_char(b, ']') < 0) return -1;
+        }
+    }
+    if (s->tcp_flags >= 0 && key_u64(b, K_TCP_FLAGS, (unsigned long long)s->tcp_flags) < 0) return -1;
+    if (s->icmp && (JB_LIT(b, ",\"icmp_type\":") < 0 || jb_u64(b, s->src_port) < 0 ||
+                    JB_LIT(b, ",\"icmp_code\":") < 0 || jb_u64(b, s->dst_port) < 0))
+        return -1;
+    if (jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0) return -1;
     if (s->vlan >= 0 && (JB_LIT(b, ",\"vlan\":") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0)) return -1;
+    if (s->vlan_count > 1 && (JB_LIT(b, ",\"vlans\":[") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0 ||
+                              jb_char(b, ',') < 0 || jb_u64(b, s->inner_vlan) < 0 || jb_char(b, ']') < 0))
+        return -1;
     return JB_LIT(b, "}}\n");
 }
 
@@ -691,7 +873,8 @@ static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_
     }
     Sample s;
     Derived d;
-    if (!parse_common((const unsigned char *)PyBytes_AS_STRING(c.data), sizes[0], sizes[1], &s)) Py_RETURN_NONE;
+    if (!parse_sample((const unsigned char *)PyBytes_AS_STRING(c.data), sizes[0], sizes[1], 1, &s) || s.extended)
+        Py_RETURN_NONE;
     if (derive(&s, c.renormalize, &d) < 0) return NULL;
     PyObject *doc = flow_document(&s, &d, sizes[2], c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
     if (doc == NULL) return NULL;
@@ -701,9 +884,8 @@ static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *FLOW_KIND;   /* "flow": the first item of a runs key */
 
 /* decode.sflow._extend_run_of for a flow sample's (source id, sequence), on the same runs dict */
-static int extend_run(PyObject *runs, uint32_t source_id, uint32_t sequence) {
-    PyObject *key = Py_BuildValue("(Okk)", FLOW_KIND, (unsigned long)(source_id >> 24),
-                                  (unsigned long)(source_id & 0xFFFFFF));
+static int extend_run(PyObject *runs, uint32_t source_type, uint32_t source_index, uint32_t sequence) {
+    PyObject *key = Py_BuildValue("(Okk)", FLOW_KIND, (unsigned long)source_type, (unsigned long)source_index);
     if (key == NULL) return -1;
     PyObject *run = PyDict_GetItemWithError(runs, key);
     int rc = -1;
@@ -727,8 +909,8 @@ static int extend_run(PyObject *runs, uint32_t source_id, uint32_t sequence) {
     if (((first + length) & 0xFFFFFFFFull) == sequence) {
         rc = PyList_SetItem(run, 1, PyLong_FromUnsignedLongLong(length + 1));
     } else {   /* out of order within the datagram: tracked on its own, under the key and the runs so far */
-        PyObject *own_key = Py_BuildValue("(OkkN)", FLOW_KIND, (unsigned long)(source_id >> 24),
-                                          (unsigned long)(source_id & 0xFFFFFF), PyLong_FromSsize_t(PyDict_GET_SIZE(runs)));
+        PyObject *own_key = Py_BuildValue("(OkkN)", FLOW_KIND, (unsigned long)source_type, (unsigned long)source_index,
+                                          PyLong_FromSsize_t(PyDict_GET_SIZE(runs)));
         PyObject *fresh = Py_BuildValue("[kn]", (unsigned long)sequence, (Py_ssize_t)1);
         if (own_key != NULL && fresh != NULL) rc = PyDict_SetItem(runs, own_key, fresh);
         Py_XDECREF(own_key);
@@ -777,10 +959,13 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
     Sample s;
     Derived d;
     for (; index < count; index++) {
-        if (offset + 8 > end || be32(data + offset) != 1) break;
+        if (offset + 8 > end) break;
+        uint32_t format = be32(data + offset);
+        if (format != 1 && format != 3) break;
         Py_ssize_t length = be32(data + offset + 4);
         if (length > end - offset - 8) break;
-        if (!parse_common(data, offset + 8, offset + 8 + length, &s)) break;
+        /* the less common samples only as bulk lines: as dicts the Python path builds them */
+        if (!parse_sample(data, offset + 8, offset + 8 + length, format, &s) || (s.extended && !writing)) break;
         if (derive(&s, c.renormalize, &d) < 0) goto fail;
         PyObject *item, *into = documents;
         if (writing) {
@@ -793,7 +978,7 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
         if (item == NULL) goto fail;
         int rc = PyList_Append(into, item);
         Py_DECREF(item);
-        if (rc < 0 || extend_run(runs, s.source_id, s.sequence) < 0) goto fail;
+        if (rc < 0 || extend_run(runs, s.source_type, s.source_index, s.sequence) < 0) goto fail;
         offset += 8 + length;
         built++;
     }
