@@ -245,16 +245,15 @@ def _packet_fields(
         network["vlan"] = {"id": str(vlans[0])}
         if len(vlans) > 1:
             network["inner"] = {"vlan": {"id": str(vlans[1])}}
-    if proto is not None:
-        if raw_src is not None:
-            if proto in (1, 58):
-                ports = sflow.get("icmp_type", 0), sflow.get("icmp_code", 0)
-            else:
-                ports = source.get("port", 0), destination.get("port", 0)
-            cid, this_flow_id = _flow_ids(datagram, raw_src, raw_dst, proto, ports[0], ports[1])
-            if cid is not None:
-                network["community_id"] = cid
-                doc["flow"]["id"] = this_flow_id
+    if proto is not None and raw_src is not None:
+        if proto in (1, 58):
+            ports = sflow.get("icmp_type", 0), sflow.get("icmp_code", 0)
+        else:
+            ports = source.get("port", 0), destination.get("port", 0)
+        cid, this_flow_id = _flow_ids(datagram, raw_src, raw_dst, proto, ports[0], ports[1])
+        if cid is not None:
+            network["community_id"] = cid
+            doc["flow"]["id"] = this_flow_id
     if source:
         doc["source"] = source
     if destination:
