@@ -126,7 +126,7 @@ def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
     encoded = decoder.decode(payload, "192.0.2.8", ARRIVAL_NS).encoded
     # C wrote sample 0, stopped at the fragment's sample, resumed with sample 2; the fragment's, decoded in Python,
     # was written in between: the lines keep the samples' order
-    assert [call[1:] for call in calls] == [(1, 1), (3, 1)]
+    assert [call[1:3] for call in calls] == [(1, 1), (3, 1)]
     ids = [split_encoded(line)[0]["_id"] for line in encoded]
     assert [i.rsplit("-", 1)[1] for i in ids] == ["0", "1", "2"]
     assert orjson.loads(split_encoded(encoded[1])[1])["sflow"]["fragment_offset"] == 185
@@ -184,7 +184,7 @@ def test_datagram_values_the_writer_declines_give_dicts() -> None:
     for id_prefix, fields in (("p\ud800-", {}), ("p-", {"vlan": 1}), ("p-", {"x": 1.5}), ("p-", {1: 2})):
         documents, encoded, runs = [], [], {}
         args = (payload, context[0], id_prefix, context[2], context[3], fields, True, 28, 0, 1)
-        assert flow_samples(*args, documents, runs, encoded, head, keep_ids) == (len(payload), 1, 1)
+        assert flow_samples(*args, documents, runs, encoded, head, keep_ids) == (len(payload), 1, 1, 0)
         assert encoded == [] and len(documents) == 1 and runs == {("flow", 0, 3): [1, 1]}
         expected: list = []
         flow_samples(*args, expected, {})
@@ -240,7 +240,7 @@ def test_flow_samples_refuses_bad_bulk_arguments() -> None:
     with pytest.raises(TypeError):
         flow_samples(*args, [], b"{")
     encoded: list[bytes] = []
-    assert flow_samples(*args, encoded, b"", False) == (len(payload), 1, 1)
+    assert flow_samples(*args, encoded, b"", False) == (len(payload), 1, 1, 0)
     assert encoded[0].startswith(b'flows-2023.11.14"}}\n{"@timestamp"')
 
 
@@ -249,3 +249,105 @@ def test_without_the_extension_documents_are_left_to_the_facade() -> None:
         decoder = FlowDecoder(DecoderSettings(bulk=FORMATS[0]))
         result = decoder.decode(_datagram([_common_sample(1), _common_sample(2)]), "192.0.2.7", ARRIVAL_NS)
     assert decoder.reference_encoded == 2 and len(result.encoded) == 2
+
+
+def _frame(l3_and_l4: bytes, ethertype: int, tags: bytes = b"") -> bytes:
+    frame = bytes(range(1, 13)) + tags + struct.pack("!H", ethertype) + l3_and_l4
+    return frame + b"\0" * (-len(frame) % 4)
+
+
+def _ipv6(next_header: int, rest: bytes) -> bytes:
+    return struct.pack("!IHBB16s16s", 0x6000_0000 | 12345, len(rest), next_header, 64, b"\x20\x01" + bytes(13) + b"\x01",
+                       b"\x20\x01" + bytes(13) + b"\x02") + rest
+
+
+def _flow(sequence: int, frame: bytes, input_if: int = 3, output_if: int = 4, expanded: bool = False,
+          switch: bool = True) -> bytes:
+    records = [_record(1, struct.pack("!IIII", 1, 1500, 4, len(frame)) + frame)]
+    if switch:
+        records.append(_record(1001, struct.pack("!IIII", 10, 0, 20, 0)))
+    if expanded:
+        head = struct.pack("!IIIIIIIIIII", sequence, 0, 3, 512, 9999, 0, input_if >> 30, input_if & 0x3FFFFFFF,
+                           output_if >> 30, output_if & 0x3FFFFFFF, len(records))
+        return _record(3, head + b"".join(records))
+    head = struct.pack("!IIIIIIII", sequence, 3, 512, 9999, 0, input_if, output_if, len(records))
+    return _record(1, head + b"".join(records))
+
+
+def _counters(sequence: int, expanded: bool = False) -> bytes:
+    interface = struct.pack("!IIQIIQIIIIIIQIIIIII", 3, 6, 10**10, 1, 3, 2**40, *range(6), 2**33, *range(6))
+    ethernet = struct.pack("!13I", *range(100, 113))
+    records = _record(1, interface) + _record(2, ethernet)
+    if expanded:
+        return _record(4, struct.pack("!IIII", sequence, 0, 3, 2) + records)
+    return _record(2, struct.pack("!III", sequence, 3, 2) + records)
+
+
+def _real_device_samples() -> list[bytes]:
+    """The less common flow samples switches send, and their per-port counter samples."""
+    udp = struct.pack("!HHHH", 5353, 53, 8, 0)
+    icmp4 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 1, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    options = struct.pack("!BBHHHBBH4s4s", 0x46, 0, 32, 1, 0x4000, 64, 17, 0, bytes([10, 0, 0, 1]),
+                          bytes([10, 0, 0, 2])) + b"\x01\x01\x01\x00"
+    hop_by_hop_icmp6 = _ipv6(0, struct.pack("!BB6x", 58, 0) + struct.pack("!BBH", 143, 0, 0) + bytes(4))
+    fragment_udp = _ipv6(44, struct.pack("!BBHI", 17, 0, 1, 7) + udp)
+    routing_tcp = _ipv6(43, struct.pack("!BB6x", 6, 0) + struct.pack("!HHIIBBHHH", 1, 2, 3, 4, 0x50, 0x12, 9, 0, 0))
+    return [
+        _flow(1, _frame(_ipv6(17, udp), 0x86DD), output_if=0x80000002),      # a count of output interfaces
+        _flow(2, _frame(hop_by_hop_icmp6, 0x86DD), output_if=0x80000002),
+        _flow(3, _frame(icmp4 + struct.pack("!BBHI", 8, 0, 0, 0), 0x0800), output_if=0x3FFFFFFF),
+        _flow(4, _frame(icmp4 + struct.pack("!BBHI", 3, 3, 0, 0), 0x0800), input_if=0x3FFFFFFF, output_if=0),
+        _flow(5, _frame(options + udp, 0x0800), output_if=0x40000001),       # a discard reason
+        _flow(6, _frame(fragment_udp, 0x86DD), output_if=0xC0000005),        # another format
+        _flow(7, _frame(routing_tcp, 0x86DD), switch=False),
+        _flow(8, _frame(options + udp, 0x0800, struct.pack("!HHHH", 0x88A8, 100, 0x8100, 0x2000 | 42))),
+        _flow(9, _frame(options + udp, 0x0800, struct.pack("!HH", 0x9100, 7))),
+        _flow(10, _frame(_ipv6(132, struct.pack("!HHI", 1, 2, 3)), 0x86DD), expanded=True),
+        _flow(11, _frame(_ipv6(47, bytes(8)), 0x86DD), expanded=True, input_if=0x3FFFFFFF),
+        _counters(1), _counters(2, expanded=True),
+    ]
+
+
+@needs_extension
+def test_real_device_flow_and_counter_samples_are_written_in_c_and_equal_the_reference() -> None:
+    samples = _real_device_samples()
+    payloads = [_datagram(samples), _datagram(samples[::-1], sequence=2)]
+    for fmt in FORMATS:
+        decoder = _assert_equal_to_reference(payloads, fmt)
+        assert decoder.reference_encoded == 0
+    built = []
+    original = sflow_module.FAST_SFLOW
+
+    class Recording:
+        INTERFACE_VERSION = original.INTERFACE_VERSION
+        encode_documents = staticmethod(original.encode_documents)
+
+        @staticmethod
+        def flow_samples(*args):
+            built.append(original.flow_samples(*args))
+            return built[-1]
+
+    decoder._decoder_for("sflow").extension = Recording
+    result = decoder.decode(payloads[0], "192.0.2.8", ARRIVAL_NS)
+    # one call wrote every sample
+    assert [call[1:] for call in built] == [(len(samples), len(samples) - 2, 2)]
+    sources = [orjson.loads(split_encoded(line)[1]) for line in result.encoded]
+    assert sources[1]["sflow"]["ipv6_extension_headers"] == [0]
+    assert (sources[1]["sflow"]["icmp_type"], sources[1]["network"]["transport"]) == (143, "ipv6-icmp")
+    assert sources[3]["network"]["direction"] == "unknown" and "ingress" not in sources[3]["observer"]
+    assert sources[7]["network"]["inner"] == {"vlan": {"id": "42"}} and sources[7]["sflow"]["vlans"] == [100, 42]
+    assert sources[11]["sflow"]["counters"]["interface"]["if_oper_status"] == "up"
+    assert split_encoded(result.encoded[12])[0]["_index"].endswith("-meta-2023.11.14")
+
+
+@needs_extension
+def test_real_device_samples_as_dicts_are_left_to_python() -> None:
+    """Without a BulkFormat the C path builds only the common flow sample's dict; the rest are Python's."""
+    payload = _datagram(_real_device_samples())
+    ours = FlowDecoder(DecoderSettings())
+    with python_only():
+        reference = FlowDecoder(DecoderSettings())
+        reference._decoder_for("sflow")
+    mine, theirs = ours.decode(payload, "192.0.2.7", ARRIVAL_NS), reference.decode(payload, "192.0.2.7", ARRIVAL_NS)
+    assert [orjson.dumps(d) for d in mine.documents] == [orjson.dumps(d) for d in theirs.documents]
+    assert (mine.errors, mine.stats) == (theirs.errors, theirs.stats)

@@ -222,11 +222,11 @@ def test_c_entry_point_refuses_bad_arguments_without_crashing():
         flow_samples(data, *context, 28, 0, 1, (), runs)
     with pytest.raises(ValueError):
         flow_samples(data, *context, len(data) + 1, 0, 1, documents, runs)
-    assert flow_samples(data, *context, 28, 0, 1, documents, runs) == (len(data), 1, 1)
+    assert flow_samples(data, *context, 28, 0, 1, documents, runs) == (len(data), 1, 1, 0)
     assert runs == {("flow", 0, 3): [1, 1]} and documents[0]["_id"] == "p-0"
     # a sample past the end, or a count already reached, stops at once
-    assert flow_samples(data, *context, 28, 0, 5, documents, runs)[1:] == (1, 1)
-    assert flow_samples(data[:-1], *context, 28, 0, 1, documents, runs) == (28, 0, 0)
+    assert flow_samples(data, *context, 28, 0, 5, documents, runs)[1:] == (1, 1, 0)
+    assert flow_samples(data[:-1], *context, 28, 0, 1, documents, runs) == (28, 0, 0, 0)
 
 
 def test_without_the_extension_the_python_path_gives_the_same_documents(tmp_path):

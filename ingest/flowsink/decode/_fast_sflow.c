@@ -22,9 +22,10 @@
  *   flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents,
  *                runs[, encoded, action_head, keep_ids])
  *                                a datagram's samples from offset while they are common flow samples (format 1):
- *                                documents appended (or, with the bulk arguments, their bulk lines to encoded),
- *                                sequence runs extended as decode.sflow._extend_run_of does; returns where it
- *                                stopped, at a sample the Python path decodes (or the end);
+ *                                documents appended (or, with the bulk arguments, their bulk lines to encoded,
+ *                                for more kinds of flow sample and the usual counter sample too), sequence runs
+ *                                extended as decode.sflow._extend_run_of does; returns where it stopped, at a
+ *                                sample the Python path decodes (or the end), and how many of each it built;
  *   encode_documents(documents, encoded, action_head, keep_ids)
  *                                the documents the Python path built, as bulk lines (jb_document): with it every
  *                                sFlow document is written in C but the rare one holding a float;
@@ -603,6 +604,7 @@ typedef struct {
     Py_ssize_t head_end;      /* [0, head_end): the source line up to observer.ip's value */
     Py_ssize_t tag_end;       /* [head_end, tag_end): flow.id's opening quote and the agent's tag, escaped */
     Py_ssize_t fields_end;    /* [tag_end, fields_end): ,"agent_address":... the datagram's sflow fields */
+    JsonBuf counter_pre;      /* a counter sample's source line up to observer.ip's value */
     const char *action_head, *timestamp;   /* BulkFormat.action_head; @timestamp as UTF-8 */
     Py_ssize_t action_head_len, timestamp_len;
     char *id;                 /* id_prefix as UTF-8, room after it for an index's digits */
@@ -612,6 +614,7 @@ typedef struct {
 
 static void bulk_free(Bulk *k) {
     jb_free(&k->pre);
+    jb_free(&k->counter_pre);
     PyMem_Free(k->id);
     k->id = NULL;
 }
@@ -621,6 +624,7 @@ static void bulk_free(Bulk *k) {
  * flowsink.bulk encodes them. Either way bulk_free(k) follows. */
 static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObject *keep_ids) {
     k->id = NULL;
+    k->counter_pre.data = NULL;
     if (jb_init(&k->pre, 512) < 0) return -1;
     if (!PyBytes_Check(action_head)) {
         PyErr_SetString(PyExc_TypeError, "flow_samples: action_head must be bytes");
@@ -666,6 +670,14 @@ static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObje
     if (PyDict_GET_SIZE(c->fields) && jb_char(&k->pre, ',') < 0) return -1;
     if ((rc = jb_pydict_items(&k->pre, c->fields, 0)) != 0) return rc;
     k->fields_end = k->pre.len;
+    JsonBuf *m = &k->counter_pre;
+    if (jb_init(m, 256) < 0) return -1;
+    if (JB_LIT(m, "{\"@timestamp\":") < 0 || (rc = jb_pystr(m, c->timestamp)) != 0 ||
+        JB_LIT(m, ",\"event\":{\"kind\":\"metric\",\"category\":[\"network\"],\"type\":[\"info\"],"
+                  "\"action\":\"sflow_counter_sample\",\"start\":") < 0 ||
+        (rc = jb_pystr(m, c->timestamp)) != 0 || JB_LIT(m, ",\"end\":") < 0 || (rc = jb_pystr(m, c->timestamp)) != 0 ||
+        JB_LIT(m, ",\"duration\":0},\"observer\":{\"ip\":") < 0 || (rc = jb_pystr(m, c->agent)) != 0)
+        return rc ? rc : -1;
     return 0;
 }
 
@@ -818,6 +830,107 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
     return JB_LIT(b, "}}\n");
 }
 
+/* A counter sample the bulk writer takes: the generic interface and Ethernet records switches send for each
+ * port (either or both, once each); anything else is left to the Python path. */
+typedef struct {
+    uint32_t sequence, source_type, source_index;
+    int expanded;
+    const unsigned char *interface, *ethernet;   /* the records' data, NULL when absent */
+} Counters;
+
+/* fmt: 2 a counter sample, 4 an expanded one; 1 when [start, end) is one the writer takes */
+static int parse_counters(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, uint32_t fmt, Counters *c) {
+    const unsigned char *p = data + start;
+    uint32_t count;
+    Py_ssize_t position;
+    if (fmt == 2) {
+        if (start + 12 > end) return 0;
+        uint32_t source_id = be32(p + 4);
+        c->sequence = be32(p); c->source_type = source_id >> 24; c->source_index = source_id & 0xFFFFFF;
+        count = be32(p + 8);
+        position = start + 12;
+    } else {
+        if (start + 16 > end) return 0;
+        c->sequence = be32(p); c->source_type = be32(p + 4); c->source_index = be32(p + 8);
+        count = be32(p + 12);
+        position = start + 16;
+    }
+    c->expanded = fmt == 4;
+    c->interface = c->ethernet = NULL;
+    if (count > 2) return 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (position + 8 > end) return 0;
+        uint32_t format = be32(data + position), length = be32(data + position + 4);
+        position += 8;
+        if ((Py_ssize_t)length > end - position) return 0;
+        /* decode.sflow's _IF_COUNTERS (88 bytes) and _ETH_COUNTERS (52); a later record of a format replaces
+         * the earlier one there, so a repeated one is left to it */
+        if (format == 1 && c->interface == NULL && length >= 88) c->interface = data + position;
+        else if (format == 2 && c->ethernet == NULL && length >= 52) c->ethernet = data + position;
+        else return 0;
+        position += length;
+    }
+    return 1;
+}
+
+/* decode.sflow._IF_COUNTER_NAMES with their widths, then _ETH_COUNTER_NAMES (all 32-bit) */
+static const struct { const char *key; int wide; } IF_COUNTERS[19] = {
+    {"\"if_index\":", 0}, {"\"if_type\":", 0}, {"\"if_speed\":", 1}, {"\"if_direction\":", 0},
+    {"\"if_status\":", 0}, {"\"if_in_octets\":", 1}, {"\"if_in_ucast_pkts\":", 0},
+    {"\"if_in_multicast_pkts\":", 0}, {"\"if_in_broadcast_pkts\":", 0}, {"\"if_in_discards\":", 0},
+    {"\"if_in_errors\":", 0}, {"\"if_in_unknown_protos\":", 0}, {"\"if_out_octets\":", 1},
+    {"\"if_out_ucast_pkts\":", 0}, {"\"if_out_multicast_pkts\":", 0}, {"\"if_out_broadcast_pkts\":", 0},
+    {"\"if_out_discards\":", 0}, {"\"if_out_errors\":", 0}, {"\"if_promiscuous_mode\":", 0},
+};
+static const char *ETH_COUNTERS[13] = {
+    "\"alignment_errors\":", "\"fcs_errors\":", "\"single_collision_frames\":", "\"multiple_collision_frames\":",
+    "\"sqe_test_errors\":", "\"deferred_transmissions\":", "\"late_collisions\":", "\"excessive_collisions\":",
+    "\"internal_mac_transmit_errors\":", "\"carrier_sense_errors\":", "\"frame_too_longs\":",
+    "\"internal_mac_receive_errors\":", "\"symbol_errors\":",
+};
+
+static uint64_t be64(const unsigned char *p) { return ((uint64_t)be32(p) << 32) | be32(p + 4); }
+
+/* normalize.sflow.counter_document's action and source lines */
+static int counter_lines(JsonBuf *b, const Bulk *k, const Counters *c, Py_ssize_t index) {
+    int digits = decimal(k->id + k->id_prefix_len, (unsigned long long)index);
+    int rc = jb_action(b, k->action_head, k->action_head_len, "meta", k->timestamp, (int)k->timestamp_len, k->id,
+                       k->id_prefix_len + digits, k->keep_ids);
+    if (rc != 0) return rc < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "action line refused"), -1);
+    if (jb_put(b, k->counter_pre.data, k->counter_pre.len) < 0) return -1;
+    if (c->interface != NULL && (JB_LIT(b, ",\"ingress\":{\"interface\":{\"id\":\"") < 0 ||
+                                 jb_u64(b, be32(c->interface)) < 0 || JB_LIT(b, "\"}}") < 0))
+        return -1;
+    if (JB_LIT(b, "},\"sflow\":{\"sample_sequence\":") < 0 || jb_u64(b, c->sequence) < 0 ||
+        key_u64(b, K_SOURCE_ID_TYPE, c->source_type) < 0 || key_u64(b, K_SOURCE_ID_INDEX, c->source_index) < 0 ||
+        (c->expanded && JB_LIT(b, ",\"expanded\":true") < 0) || JB_LIT(b, ",\"counters\":{") < 0)
+        return -1;
+    if (c->interface != NULL) {
+        const unsigned char *r = c->interface;
+        if (JB_LIT(b, "\"interface\":{") < 0) return -1;
+        for (int i = 0; i < 19; i++) {
+            if ((i && jb_char(b, ',') < 0) || jb_put(b, IF_COUNTERS[i].key, (Py_ssize_t)strlen(IF_COUNTERS[i].key)) < 0 ||
+                jb_u64(b, IF_COUNTERS[i].wide ? be64(r) : be32(r)) < 0)
+                return -1;
+            r += IF_COUNTERS[i].wide ? 8 : 4;
+        }
+        uint32_t status = be32(c->interface + 20);
+        if ((status & 1 ? JB_LIT(b, ",\"if_admin_status\":\"up\"") : JB_LIT(b, ",\"if_admin_status\":\"down\"")) < 0 ||
+            (status & 2 ? JB_LIT(b, ",\"if_oper_status\":\"up\"}") : JB_LIT(b, ",\"if_oper_status\":\"down\"}")) < 0)
+            return -1;
+    }
+    if (c->ethernet != NULL) {
+        if ((c->interface != NULL && jb_char(b, ',') < 0) || JB_LIT(b, "\"ethernet\":{") < 0) return -1;
+        for (int i = 0; i < 13; i++)
+            if ((i && jb_char(b, ',') < 0) || jb_put(b, ETH_COUNTERS[i], (Py_ssize_t)strlen(ETH_COUNTERS[i])) < 0 ||
+                jb_u64(b, be32(c->ethernet + 4 * i)) < 0)
+                return -1;
+        if (jb_char(b, '}') < 0) return -1;
+    }
+    if (jb_char(b, '}') < 0 || jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0) return -1;
+    return JB_LIT(b, "}}\n");
+}
+
 static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 1 || !PyCallable_Check(args[0])) {
@@ -881,11 +994,12 @@ static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_
     return Py_BuildValue("(Nkk)", doc, (unsigned long)s.sequence, (unsigned long)s.source_id);
 }
 
-static PyObject *FLOW_KIND;   /* "flow": the first item of a runs key */
+static PyObject *FLOW_KIND, *COUNTER_KIND;   /* "flow", "counter": the first item of a runs key */
 
-/* decode.sflow._extend_run_of for a flow sample's (source id, sequence), on the same runs dict */
-static int extend_run(PyObject *runs, uint32_t source_type, uint32_t source_index, uint32_t sequence) {
-    PyObject *key = Py_BuildValue("(Okk)", FLOW_KIND, (unsigned long)source_type, (unsigned long)source_index);
+/* decode.sflow._extend_run_of for a sample's (kind, source id, sequence), on the same runs dict */
+static int extend_run(PyObject *runs, PyObject *kind, uint32_t source_type, uint32_t source_index,
+                      uint32_t sequence) {
+    PyObject *key = Py_BuildValue("(Okk)", kind, (unsigned long)source_type, (unsigned long)source_index);
     if (key == NULL) return -1;
     PyObject *run = PyDict_GetItemWithError(runs, key);
     int rc = -1;
@@ -909,7 +1023,7 @@ static int extend_run(PyObject *runs, uint32_t source_type, uint32_t source_inde
     if (((first + length) & 0xFFFFFFFFull) == sequence) {
         rc = PyList_SetItem(run, 1, PyLong_FromUnsignedLongLong(length + 1));
     } else {   /* out of order within the datagram: tracked on its own, under the key and the runs so far */
-        PyObject *own_key = Py_BuildValue("(OkkN)", FLOW_KIND, (unsigned long)source_type, (unsigned long)source_index,
+        PyObject *own_key = Py_BuildValue("(OkkN)", kind, (unsigned long)source_type, (unsigned long)source_index,
                                           PyLong_FromSsize_t(PyDict_GET_SIZE(runs)));
         PyObject *fresh = Py_BuildValue("[kn]", (unsigned long)sequence, (Py_ssize_t)1);
         if (own_key != NULL && fresh != NULL) rc = PyDict_SetItem(runs, own_key, fresh);
@@ -921,12 +1035,13 @@ static int extend_run(PyObject *runs, uint32_t source_type, uint32_t source_inde
 }
 
 /* flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs
- *              [, encoded, action_head, keep_ids]) -> (offset, index, built)
- * decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while they are common flow samples,
- * extending runs; stops at the first that is not (or runs past the data), which the Python path then decodes. One
- * call per run of samples instead of one per sample. Each becomes a document dict appended to documents or, given
- * the encoded list and a BulkFormat's c_format, its bulk lines (bytes) appended to encoded; when the datagram's
- * values cannot be written as orjson would, dicts again (flowsink.bulk encodes them). */
+ *              [, encoded, action_head, keep_ids]) -> (offset, index, flow samples built, counter samples built)
+ * decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while they are common flow samples
+ * (or, writing bulk lines, the flow and counter samples the writers take), extending runs; stops at the first that
+ * is not (or runs past the data), which the Python path then decodes. One call per run of samples instead of one
+ * per sample. Each becomes a document dict appended to documents or, given the encoded list and a BulkFormat's
+ * c_format, its bulk lines (bytes) appended to encoded; when the datagram's values cannot be written as orjson
+ * would, dicts again (flowsink.bulk encodes them). */
 static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Context c;
@@ -942,7 +1057,8 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(c.data);
-    Py_ssize_t end = PyBytes_GET_SIZE(c.data), offset = sizes[0], index = sizes[1], count = sizes[2], built = 0;
+    Py_ssize_t end = PyBytes_GET_SIZE(c.data), offset = sizes[0], index = sizes[1], count = sizes[2], built = 0,
+               counter_samples = 0;
     if (offset > end) {
         PyErr_SetString(PyExc_ValueError, "flow_samples: offset past the data");
         return NULL;
@@ -961,9 +1077,24 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
     for (; index < count; index++) {
         if (offset + 8 > end) break;
         uint32_t format = be32(data + offset);
-        if (format != 1 && format != 3) break;
         Py_ssize_t length = be32(data + offset + 4);
         if (length > end - offset - 8) break;
+        if ((format == 2 || format == 4) && writing) {
+            Counters counters;
+            if (!parse_counters(data, offset + 8, offset + 8 + length, format, &counters)) break;
+            if (counter_lines(&out, &bulk, &counters, index) < 0) goto fail;
+            PyObject *line = jb_take(&out, 0);
+            if (line == NULL) goto fail;
+            int rc = PyList_Append(encoded, line);
+            Py_DECREF(line);
+            if (rc < 0 || extend_run(runs, COUNTER_KIND, counters.source_type, counters.source_index,
+                                     counters.sequence) < 0)
+                goto fail;
+            offset += 8 + length;
+            counter_samples++;
+            continue;
+        }
+        if (format != 1 && format != 3) break;
         /* the less common samples only as bulk lines: as dicts the Python path builds them */
         if (!parse_sample(data, offset + 8, offset + 8 + length, format, &s) || (s.extended && !writing)) break;
         if (derive(&s, c.renormalize, &d) < 0) goto fail;
@@ -978,13 +1109,13 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
         if (item == NULL) goto fail;
         int rc = PyList_Append(into, item);
         Py_DECREF(item);
-        if (rc < 0 || extend_run(runs, s.source_type, s.source_index, s.sequence) < 0) goto fail;
+        if (rc < 0 || extend_run(runs, FLOW_KIND, s.source_type, s.source_index, s.sequence) < 0) goto fail;
         offset += 8 + length;
         built++;
     }
     if (encoded != NULL) bulk_free(&bulk);
     jb_free(&out);
-    return Py_BuildValue("(nnn)", offset, index, built);
+    return Py_BuildValue("(nnnn)", offset, index, built, counter_samples);
 fail:
     if (encoded != NULL) bulk_free(&bulk);
     jb_free(&out);
@@ -1040,7 +1171,7 @@ static PyMethodDef METHODS[] = {
      "(document, sample_sequence, source_id), or None when the sample is not the common case"},
     {"flow_samples", (PyCFunction)(void (*)(void))py_flow_samples, METH_FASTCALL,
      "flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, "
-     "runs[, encoded, action_head, keep_ids]) -> (offset, index, built): the run of common flow samples from "
+     "runs[, encoded, action_head, keep_ids]) -> (offset, index, flows, counters): the run of samples from "
      "offset, into documents (or, with a bulk format, encoded as bulk lines) and runs"},
     {"encode_documents", (PyCFunction)(void (*)(void))py_encode_documents, METH_FASTCALL,
      "encode_documents(documents, encoded, action_head, keep_ids) -> written: dict documents as bulk lines into "
@@ -1066,11 +1197,24 @@ PyMODINIT_FUNC PyInit__fast_sflow(void) {
     for (int i = K_SAMPLE_SEQUENCE; i <= K_TCP_FLAGS; i++)
         if (PySet_Add(SFLOW_KEYS, KEYS[i]) < 0) return NULL;
     if (PySet_Add(SFLOW_KEYS, KEYS[K_SAMPLING_RATE]) < 0 || PySet_Add(SFLOW_KEYS, KEYS[K_VLAN]) < 0) return NULL;
-    if ((FLOW_KIND = PyUnicode_InternFromString("flow")) == NULL) return NULL;
+    static const char *more_keys[] = {
+        "input_discard_reason", "input_interface_count", "input_interface_format", "input_interface_value",
+        "output_discard_reason", "output_interface_count", "output_interface_format", "output_interface_value",
+        "expanded", "ipv6_extension_headers", "icmp_type", "icmp_code", "vlans", "counters",
+    };
+    for (size_t i = 0; i < sizeof more_keys / sizeof more_keys[0]; i++) {
+        PyObject *key = PyUnicode_InternFromString(more_keys[i]);
+        int rc = key == NULL ? -1 : PySet_Add(SFLOW_KEYS, key);
+        Py_XDECREF(key);
+        if (rc < 0) return NULL;
+    }
+    if ((FLOW_KIND = PyUnicode_InternFromString("flow")) == NULL ||
+        (COUNTER_KIND = PyUnicode_InternFromString("counter")) == NULL)
+        return NULL;
     if ((ZERO = PyLong_FromLong(0)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
     /* decode.sflow uses a build only when this matches its own: a stale build (not rebuilt after an update of
      * this file) would otherwise be called with arguments it does not take */
-    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 3) < 0) Py_CLEAR(module);
+    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 4) < 0) Py_CLEAR(module);
     return module;
 }

@@ -71,7 +71,7 @@ MAX_SEQUENCE_STREAMS = 100_000
 
 
 # the version of _fast_sflow.c's entry points this module calls; a build of another version is not used
-EXTENSION_INTERFACE_VERSION = 3
+EXTENSION_INTERFACE_VERSION = 4
 
 
 def _load_extension() -> Any:
@@ -241,10 +241,12 @@ class SflowDecoder:
                         # what Python decoded goes out before C's next lines: a datagram's lines in sample order
                         _encode_documents(encode, documents, held, bulk)
                     # the run of common flow samples from here, in C; it stops at one the code below decodes
-                    offset, index, built = c_samples(
+                    offset, index, built, counters = c_samples(
                         data, datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields,
                         renormalize, offset, index, count, documents, runs, *bulk)
                     flows += built
+                    if counters:  # the usual counter sample too, written as bulk lines
+                        stats["records.sflow_counter_sample"] += counters
                     if index >= count:
                         break
                 if offset + 8 > end:
