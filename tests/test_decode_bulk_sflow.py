@@ -262,10 +262,11 @@ def _ipv6(next_header: int, rest: bytes) -> bytes:
 
 
 def _flow(sequence: int, frame: bytes, input_if: int = 3, output_if: int = 4, expanded: bool = False,
-          switch: bool = True) -> bytes:
+          switch: bool = True, extra: tuple[bytes, ...] = ()) -> bytes:
     records = [_record(1, struct.pack("!IIII", 1, 1500, 4, len(frame)) + frame)]
     if switch:
         records.append(_record(1001, struct.pack("!IIII", 10, 0, 20, 0)))
+    records[1:1] = extra
     if expanded:
         head = struct.pack("!IIIIIIIIIII", sequence, 0, 3, 512, 9999, 0, input_if >> 30, input_if & 0x3FFFFFFF,
                            output_if >> 30, output_if & 0x3FFFFFFF, len(records))
@@ -274,13 +275,28 @@ def _flow(sequence: int, frame: bytes, input_if: int = 3, output_if: int = 4, ex
     return _record(1, head + b"".join(records))
 
 
-def _counters(sequence: int, expanded: bool = False) -> bytes:
+def _counters(sequence: int, expanded: bool = False, port_name: bytes | None = None) -> bytes:
     interface = struct.pack("!IIQIIQIIIIIIQIIIIII", 3, 6, 10**10, 1, 3, 2**40, *range(6), 2**33, *range(6))
     ethernet = struct.pack("!13I", *range(100, 113))
-    records = _record(1, interface) + _record(2, ethernet)
+    records = [_record(1, interface), _record(2, ethernet)]
+    if port_name is not None:
+        records.insert(0, _record(1005, struct.pack("!I", len(port_name)) + port_name + b"\0" * (-len(port_name) % 4)))
     if expanded:
-        return _record(4, struct.pack("!IIII", sequence, 0, 3, 2) + records)
-    return _record(2, struct.pack("!III", sequence, 3, 2) + records)
+        return _record(4, struct.pack("!IIII", sequence, 0, 3, len(records)) + b"".join(records))
+    return _record(2, struct.pack("!III", sequence, 3, len(records)) + b"".join(records))
+
+
+def _router(next_hop: bytes) -> bytes:
+    address = struct.pack("!I", {0: 0, 4: 1, 16: 2}[len(next_hop)]) + next_hop
+    return _record(1002, address + struct.pack("!II", 24, 16))
+
+
+def _gateway(path: tuple[tuple[int, ...], ...], communities: tuple[int, ...] = (65000 << 16 | 1,)) -> bytes:
+    body = struct.pack("!I4sIIII", 1, bytes([192, 0, 2, 1]), 65001, 65002, 65003, len(path))
+    for segment in path:
+        body += struct.pack(f"!II{len(segment)}I", 2, len(segment), *segment)
+    body += struct.pack(f"!I{len(communities)}II", len(communities), *communities, 100)
+    return _record(1003, body)
 
 
 def _real_device_samples() -> list[bytes]:
@@ -304,7 +320,11 @@ def _real_device_samples() -> list[bytes]:
         _flow(9, _frame(options + udp, 0x0800, struct.pack("!HH", 0x9100, 7))),
         _flow(10, _frame(_ipv6(132, struct.pack("!HHI", 1, 2, 3)), 0x86DD), expanded=True),
         _flow(11, _frame(_ipv6(47, bytes(8)), 0x86DD), expanded=True, input_if=0x3FFFFFFF),
-        _counters(1), _counters(2, expanded=True),
+        _flow(12, _frame(options + udp, 0x0800), extra=(_router(bytes([10, 0, 0, 254])),
+                                                       _gateway(((65010, 65020), (), (65030,))))),
+        _flow(13, _frame(_ipv6(17, udp), 0x86DD), extra=(_gateway((), ()), _router(b"\xfe\x80" + bytes(13) + b"\x01"))),
+        _flow(14, _frame(_ipv6(17, udp), 0x86DD), switch=False, extra=(_router(b""),)),
+        _counters(1), _counters(2, expanded=True), _counters(3, port_name=b"Ethernet1/\"49\"\t"),
     ]
 
 
@@ -330,14 +350,18 @@ def test_real_device_flow_and_counter_samples_are_written_in_c_and_equal_the_ref
     decoder._decoder_for("sflow").extension = Recording
     result = decoder.decode(payloads[0], "192.0.2.8", ARRIVAL_NS)
     # one call wrote every sample
-    assert [call[1:] for call in built] == [(len(samples), len(samples) - 2, 2)]
+    assert [call[1:] for call in built] == [(len(samples), len(samples) - 3, 3)]
     sources = [orjson.loads(split_encoded(line)[1]) for line in result.encoded]
     assert sources[1]["sflow"]["ipv6_extension_headers"] == [0]
     assert (sources[1]["sflow"]["icmp_type"], sources[1]["network"]["transport"]) == (143, "ipv6-icmp")
     assert sources[3]["network"]["direction"] == "unknown" and "ingress" not in sources[3]["observer"]
     assert sources[7]["network"]["inner"] == {"vlan": {"id": "42"}} and sources[7]["sflow"]["vlans"] == [100, 42]
-    assert sources[11]["sflow"]["counters"]["interface"]["if_oper_status"] == "up"
-    assert split_encoded(result.encoded[12])[0]["_index"].endswith("-meta-2023.11.14")
+    assert (sources[11]["source"]["as"], sources[11]["destination"]["as"]) == ({"number": 65002}, {"number": 65030})
+    assert sources[11]["sflow"]["dst_as_path"] == [65010, 65020, 65030]
+    assert sources[12]["destination"]["as"] == {"number": 65001} and sources[12]["sflow"]["next_hop_address"] == "fe80::1"
+    assert sources[14]["sflow"]["counters"]["interface"]["if_oper_status"] == "up"
+    assert split_encoded(result.encoded[14])[0]["_index"].endswith("-meta-2023.11.14")
+    assert sources[16]["observer"]["ingress"]["interface"]["name"] == 'Ethernet1/"49"\t'
 
 
 @needs_extension

@@ -218,6 +218,10 @@ typedef struct {
     int has_ports, icmp;   /* icmp: src_port/dst_port hold the ICMP type and code */
     int extension_count;
     unsigned char extensions[16];   /* IPv6 extension headers before the transport, in order */
+    int extra_count;   /* extended router and gateway records, in record order: [at, end) of their data */
+    struct { uint32_t format; Py_ssize_t at, end; } extra[2];
+    int has_gateway;
+    uint32_t src_as, dst_as;   /* the gateway record's, for source.as and destination.as */
 } Sample;
 
 /* sFlow's interface formats (decode.sflow._interface): 0 an ifIndex (0x3FFFFFFF unknown), 1 a discard reason,
@@ -232,6 +236,44 @@ static int ipv6_extension(unsigned next_header) {
     case 0: case 43: case 60: case 135: case 139: case 140: case 44: case 51: return 1;
     default: return 0;
     }
+}
+
+/* An sFlow address (decode.sflow._address) at data[at:end): the offset after it, -1 when it does not fit or its
+ * type is not 0 (none), 1 (IPv4) or 2 (IPv6) */
+static Py_ssize_t address_end(const unsigned char *data, Py_ssize_t at, Py_ssize_t end) {
+    if (at + 4 > end) return -1;
+    uint32_t kind = be32(data + at);
+    Py_ssize_t size = kind == 1 ? 4 : kind == 2 ? 16 : kind == 0 ? 0 : -1;
+    if (size < 0 || at + 4 + size > end) return -1;
+    return at + 4 + size;
+}
+
+/* 1 when the extended gateway record at data[at:end) is whole as decode.sflow._flow_gateway reads it, with the
+ * source and destination AS it reports */
+static int gateway_valid(const unsigned char *data, Py_ssize_t at, Py_ssize_t end, uint32_t *src_as,
+                         uint32_t *dst_as) {
+    Py_ssize_t position = address_end(data, at, end);
+    if (position < 0 || position + 16 > end) return 0;
+    uint32_t asn = be32(data + position), segments = be32(data + position + 12);
+    *src_as = be32(data + position + 4);
+    *dst_as = asn;
+    position += 16;
+    Py_ssize_t path_length = 0;
+    for (uint32_t i = 0; i < segments; i++) {
+        if (position + 8 > end) return 0;
+        uint32_t length = be32(data + position + 4);
+        position += 8;
+        if ((Py_ssize_t)length > (end - position) / 4 || path_length + (Py_ssize_t)length > 1024) return 0;
+        if (length) *dst_as = be32(data + position + 4 * ((Py_ssize_t)length - 1));
+        path_length += length;
+        position += 4 * (Py_ssize_t)length;
+    }
+    if (position + 4 > end) return 0;
+    uint32_t communities = be32(data + position);
+    position += 4;
+    if ((Py_ssize_t)communities > (end - position) / 4) return 0;
+    position += 4 * (Py_ssize_t)communities;
+    return position + 4 <= end;
 }
 
 /* 1 when [start, end) of data is a flow sample the C writers take (filled into s; s->extended when it is not the
@@ -263,11 +305,14 @@ static int parse_sample(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
         s->expanded = 1;
         position = start + 44;
     }
-    if (count > 2) return 0;
+    if (count > 4) return 0;
     s->extended = s->expanded || !interface_known(s->input_format, s->input_if) ||
                   !interface_known(s->output_format, s->output_if);
     Py_ssize_t header_at = -1;
     s->has_switch = 0;
+    s->extra_count = 0;
+    s->has_gateway = 0;
+    int has_router = 0;
     s->frame_length = s->stripped = s->header_length = 0;
     for (uint32_t i = 0; i < count; i++) {
         if (position + 8 > end) return 0;
@@ -283,6 +328,21 @@ static int parse_sample(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
         } else if (format == 1001 && !s->has_switch && length >= 16) {
             s->has_switch = 1;
             for (int k = 0; k < 4; k++) s->switch_values[k] = be32(r + 4 * k);
+        } else if (format == 1002 && !has_router) {
+            Py_ssize_t after = address_end(data, position, position + length);
+            if (after < 0 || after + 8 > position + (Py_ssize_t)length) return 0;
+            has_router = 1;
+            s->extra[s->extra_count].format = format;
+            s->extra[s->extra_count].at = position;
+            s->extra[s->extra_count++].end = position + length;
+            s->extended = 1;
+        } else if (format == 1003 && !s->has_gateway) {
+            if (!gateway_valid(data, position, position + length, &s->src_as, &s->dst_as)) return 0;
+            s->has_gateway = 1;
+            s->extra[s->extra_count].format = format;
+            s->extra[s->extra_count].at = position;
+            s->extra[s->extra_count++].end = position + length;
+            s->extended = 1;
         } else {
             return 0;
         }
@@ -605,6 +665,7 @@ typedef struct {
     Py_ssize_t tag_end;       /* [head_end, tag_end): flow.id's opening quote and the agent's tag, escaped */
     Py_ssize_t fields_end;    /* [tag_end, fields_end): ,"agent_address":... the datagram's sflow fields */
     JsonBuf counter_pre;      /* a counter sample's source line up to observer.ip's value */
+    const unsigned char *data;   /* the datagram */
     const char *action_head, *timestamp;   /* BulkFormat.action_head; @timestamp as UTF-8 */
     Py_ssize_t action_head_len, timestamp_len;
     char *id;                 /* id_prefix as UTF-8, room after it for an index's digits */
@@ -625,6 +686,7 @@ static void bulk_free(Bulk *k) {
 static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObject *keep_ids) {
     k->id = NULL;
     k->counter_pre.data = NULL;
+    k->data = (const unsigned char *)PyBytes_AS_STRING(c->data);
     if (jb_init(&k->pre, 512) < 0) return -1;
     if (!PyBytes_Check(action_head)) {
         PyErr_SetString(PyExc_TypeError, "flow_samples: action_head must be bytes");
@@ -720,7 +782,7 @@ static int key_u64(JsonBuf *b, int key, unsigned long long value) {
 
 /* {"ip":"..."[,"port":N],"mac":"..."} */
 static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, int has_port, unsigned port,
-                         const unsigned char *mac) {
+                         const unsigned char *mac, long long as_number) {
     char text[INET6_ADDRSTRLEN];
     int n;
     if (JB_LIT(b, "{\"ip\":") < 0) return -1;
@@ -732,8 +794,64 @@ static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, 
     if (has_port && (JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, port) < 0)) return -1;
     if (JB_LIT(b, ",\"mac\":\"") < 0) return -1;
     mac_chars(mac, text);
-    if (jb_put(b, text, 17) < 0) return -1;
-    return JB_LIT(b, "\"}");
+    if (jb_put(b, text, 17) < 0 || jb_char(b, '"') < 0) return -1;
+    if (as_number >= 0 && (JB_LIT(b, ",\"as\":{\"number\":") < 0 || jb_u64(b, (unsigned long long)as_number) < 0 ||
+                           jb_char(b, '}') < 0))
+        return -1;
+    return jb_char(b, '}');
+}
+
+/* ,"<key>":"<address>" for an sFlow address at data[at:], nothing for type 0; the offset after it */
+static Py_ssize_t address_json(JsonBuf *b, const char *key, const unsigned char *data, Py_ssize_t at) {
+    uint32_t kind = be32(data + at);
+    if (kind == 0) return at + 4;
+    if (JB_LIT(b, ",\"") < 0 || jb_put(b, key, (Py_ssize_t)strlen(key)) < 0 || JB_LIT(b, "\":") < 0) return -1;
+    if (kind == 1) return jb_ipv4(b, data + at + 4) < 0 ? -1 : at + 8;
+    char text[INET6_ADDRSTRLEN];
+    int n = ipv6_chars(data + at + 4, text);
+    return n < 0 || jb_text(b, text, n) < 0 ? -1 : at + 20;
+}
+
+/* [a,b,...] of count 32-bit words at data[at:] */
+static int u32_list_json(JsonBuf *b, const unsigned char *data, Py_ssize_t at, Py_ssize_t count) {
+    if (jb_char(b, '[') < 0) return -1;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if ((i && jb_char(b, ',') < 0) || jb_u64(b, be32(data + at + 4 * i)) < 0) return -1;
+    return jb_char(b, ']');
+}
+
+/* the extended router's or gateway's keys, as decode.sflow._flow_router/_flow_gateway set them (validated by
+ * parse_sample) */
+static int extra_record_json(JsonBuf *b, const unsigned char *data, uint32_t format, Py_ssize_t at) {
+    if (format == 1002) {
+        Py_ssize_t p = address_json(b, "next_hop_address", data, at);
+        if (p < 0) return -1;
+        return JB_LIT(b, ",\"src_mask_len\":") < 0 || jb_u64(b, be32(data + p)) < 0 ||
+               JB_LIT(b, ",\"dst_mask_len\":") < 0 || jb_u64(b, be32(data + p + 4)) < 0 ? -1 : 0;
+    }
+    Py_ssize_t p = address_json(b, "bgp_next_hop_address", data, at);
+    if (p < 0) return -1;
+    uint32_t asn = be32(data + p), segments = be32(data + p + 12), dst_as = asn;
+    if (JB_LIT(b, ",\"as\":") < 0 || jb_u64(b, asn) < 0 || JB_LIT(b, ",\"src_as\":") < 0 ||
+        jb_u64(b, be32(data + p + 4)) < 0 || JB_LIT(b, ",\"src_peer_as\":") < 0 || jb_u64(b, be32(data + p + 8)) < 0 ||
+        JB_LIT(b, ",\"dst_as_path\":[") < 0)
+        return -1;
+    p += 16;
+    int first = 1;
+    for (uint32_t i = 0; i < segments; i++) {
+        uint32_t length = be32(data + p + 4);
+        p += 8;
+        for (uint32_t j = 0; j < length; j++, p += 4) {
+            if ((!first && jb_char(b, ',') < 0) || jb_u64(b, dst_as = be32(data + p)) < 0) return -1;
+            first = 0;
+        }
+    }
+    uint32_t communities = be32(data + p);
+    if (JB_LIT(b, "],\"dst_as\":") < 0 || jb_u64(b, dst_as) < 0 || JB_LIT(b, ",\"communities\":") < 0 ||
+        u32_list_json(b, data, p + 4, communities) < 0)
+        return -1;
+    p += 4 + 4 * (Py_ssize_t)communities;
+    return JB_LIT(b, ",\"local_pref\":") < 0 || jb_u64(b, be32(data + p)) < 0 ? -1 : 0;
 }
 
 /* One sample's action and source lines, appended to b: 0, or -1 on error (b then holds a partial line). The
@@ -786,9 +904,10 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
             jb_put(b, hex, 20) < 0 || jb_char(b, '"') < 0)
             return -1;
     }
-    if (JB_LIT(b, "},\"source\":") < 0 || endpoint_json(b, d, s->src_ip, s->has_ports, s->src_port, s->src_mac) < 0 ||
+    if (JB_LIT(b, "},\"source\":") < 0 ||
+        endpoint_json(b, d, s->src_ip, s->has_ports, s->src_port, s->src_mac, s->has_gateway ? (long long)s->src_as : -1LL) < 0 ||
         JB_LIT(b, ",\"destination\":") < 0 ||
-        endpoint_json(b, d, s->dst_ip, s->has_ports, s->dst_port, s->dst_mac) < 0)
+        endpoint_json(b, d, s->dst_ip, s->has_ports, s->dst_port, s->dst_mac, s->has_gateway ? (long long)s->dst_as : -1LL) < 0)
         return -1;
     if (JB_LIT(b, ",\"sflow\":{\"sample_sequence\":") < 0 || jb_u64(b, s->sequence) < 0 ||
         key_u64(b, K_SOURCE_ID_TYPE, s->source_type) < 0 || key_u64(b, K_SOURCE_ID_INDEX, s->source_index) < 0 ||
@@ -822,6 +941,8 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
     if (s->icmp && (JB_LIT(b, ",\"icmp_type\":") < 0 || jb_u64(b, s->src_port) < 0 ||
                     JB_LIT(b, ",\"icmp_code\":") < 0 || jb_u64(b, s->dst_port) < 0))
         return -1;
+    for (int i = 0; i < s->extra_count; i++)
+        if (extra_record_json(b, k->data, s->extra[i].format, s->extra[i].at) < 0) return -1;
     if (jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0) return -1;
     if (s->vlan >= 0 && (JB_LIT(b, ",\"vlan\":") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0)) return -1;
     if (s->vlan_count > 1 && (JB_LIT(b, ",\"vlans\":[") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0 ||
@@ -830,12 +951,14 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
     return JB_LIT(b, "}}\n");
 }
 
-/* A counter sample the bulk writer takes: the generic interface and Ethernet records switches send for each
- * port (either or both, once each); anything else is left to the Python path. */
+/* A counter sample the bulk writer takes: the generic interface, Ethernet and port name records switches send for
+ * each port (any of them, once each; a port name in ASCII); anything else is left to the Python path. */
 typedef struct {
     uint32_t sequence, source_type, source_index;
     int expanded;
     const unsigned char *interface, *ethernet;   /* the records' data, NULL when absent */
+    const unsigned char *port_name;   /* the port name record's text (ASCII), NULL when absent */
+    uint32_t port_name_length;
 } Counters;
 
 /* fmt: 2 a counter sample, 4 an expanded one; 1 when [start, end) is one the writer takes */
@@ -856,8 +979,9 @@ static int parse_counters(const unsigned char *data, Py_ssize_t start, Py_ssize_
         position = start + 16;
     }
     c->expanded = fmt == 4;
-    c->interface = c->ethernet = NULL;
-    if (count > 2) return 0;
+    c->interface = c->ethernet = c->port_name = NULL;
+    c->port_name_length = 0;
+    if (count > 3) return 0;
     for (uint32_t i = 0; i < count; i++) {
         if (position + 8 > end) return 0;
         uint32_t format = be32(data + position), length = be32(data + position + 4);
@@ -867,7 +991,17 @@ static int parse_counters(const unsigned char *data, Py_ssize_t start, Py_ssize_
          * the earlier one there, so a repeated one is left to it */
         if (format == 1 && c->interface == NULL && length >= 88) c->interface = data + position;
         else if (format == 2 && c->ethernet == NULL && length >= 52) c->ethernet = data + position;
-        else return 0;
+        else if (format == 1005 && c->port_name == NULL && length >= 4) {
+            /* decode.sflow._opaque: its length word, then the text; UTF-8 decoding of ASCII changes nothing */
+            uint32_t n = be32(data + position);
+            if (n > length - 4) return 0;
+            for (uint32_t j = 0; j < n; j++)
+                if (data[position + 4 + j] >= 0x80) return 0;
+            c->port_name = data + position + 4;
+            c->port_name_length = n;
+        } else {
+            return 0;
+        }
         position += length;
     }
     return 1;
@@ -898,9 +1032,15 @@ static int counter_lines(JsonBuf *b, const Bulk *k, const Counters *c, Py_ssize_
                        k->id_prefix_len + digits, k->keep_ids);
     if (rc != 0) return rc < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "action line refused"), -1);
     if (jb_put(b, k->counter_pre.data, k->counter_pre.len) < 0) return -1;
-    if (c->interface != NULL && (JB_LIT(b, ",\"ingress\":{\"interface\":{\"id\":\"") < 0 ||
-                                 jb_u64(b, be32(c->interface)) < 0 || JB_LIT(b, "\"}}") < 0))
-        return -1;
+    if (c->interface != NULL) {
+        if (JB_LIT(b, ",\"ingress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, be32(c->interface)) < 0 ||
+            jb_char(b, '"') < 0)
+            return -1;
+        if (c->port_name != NULL && (JB_LIT(b, ",\"name\":") < 0 ||
+                                     jb_text(b, (const char *)c->port_name, c->port_name_length) < 0))
+            return -1;
+        if (JB_LIT(b, "}}") < 0) return -1;
+    }
     if (JB_LIT(b, "},\"sflow\":{\"sample_sequence\":") < 0 || jb_u64(b, c->sequence) < 0 ||
         key_u64(b, K_SOURCE_ID_TYPE, c->source_type) < 0 || key_u64(b, K_SOURCE_ID_INDEX, c->source_index) < 0 ||
         (c->expanded && JB_LIT(b, ",\"expanded\":true") < 0) || JB_LIT(b, ",\"counters\":{") < 0)
@@ -927,6 +1067,10 @@ static int counter_lines(JsonBuf *b, const Bulk *k, const Counters *c, Py_ssize_
                 return -1;
         if (jb_char(b, '}') < 0) return -1;
     }
+    if (c->port_name != NULL &&
+        (((c->interface != NULL || c->ethernet != NULL) && jb_char(b, ',') < 0) || JB_LIT(b, "\"port_name\":") < 0 ||
+         jb_text(b, (const char *)c->port_name, c->port_name_length) < 0))
+        return -1;
     if (jb_char(b, '}') < 0 || jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0) return -1;
     return JB_LIT(b, "}}\n");
 }
@@ -1200,7 +1344,9 @@ PyMODINIT_FUNC PyInit__fast_sflow(void) {
     static const char *more_keys[] = {
         "input_discard_reason", "input_interface_count", "input_interface_format", "input_interface_value",
         "output_discard_reason", "output_interface_count", "output_interface_format", "output_interface_value",
-        "expanded", "ipv6_extension_headers", "icmp_type", "icmp_code", "vlans", "counters",
+        "expanded", "ipv6_extension_headers", "icmp_type", "icmp_code", "vlans", "counters", "next_hop_address",
+        "src_mask_len", "dst_mask_len", "bgp_next_hop_address", "as", "src_as", "src_peer_as", "dst_as_path",
+        "dst_as", "communities", "local_pref",
     };
     for (size_t i = 0; i < sizeof more_keys / sizeof more_keys[0]; i++) {
         PyObject *key = PyUnicode_InternFromString(more_keys[i]);

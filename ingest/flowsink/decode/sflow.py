@@ -136,9 +136,10 @@ class SflowDecoder:
         self.fast_path = True
         # the same common case parsed and built in C when the extension is there (tests set this to None)
         self.extension = FAST_SFLOW
-        # given a BulkFormat, the C path writes each common flow sample's bulk lines into result.encoded, and
-        # those of the documents the Python path builds for the other samples; the rare document it cannot write
-        # as orjson would stays a dict, for the FlowDecoder facade to encode with flowsink.bulk
+        # given a BulkFormat, the C path writes the bulk lines of the flow and counter samples real switches send
+        # (the common flow sample, and the less common ones of _fast_sflow.c's list) into result.encoded, and those
+        # of the documents the Python path builds for the other samples; the rare document it cannot write as
+        # orjson would stays a dict, for the FlowDecoder facade to encode with flowsink.bulk
         bulk = getattr(settings, "bulk", None)
         self.bulk_format: tuple[bytes, bool] | None = bulk.c_format if bulk is not None else None
         window = int(getattr(settings, "sequence_window", 10_000) or 10_000)
