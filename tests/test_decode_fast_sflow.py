@@ -77,14 +77,35 @@ def _flow_sample(rng: random.Random, sequence: int) -> bytes:
     header_protocol = 1 if common else rng.choice((1, 1, 1, 11))
     raw = _record(1, struct.pack("!IIII", header_protocol, rng.randrange(64, 9000), 4, len(header)) + padded)
     switch = _record(1001, struct.pack("!IIII", *(rng.randrange(4096) for _ in range(4))))
+    router = _record(1002, struct.pack("!II4sII", 1, 1, rng.randbytes(4), 24, 16))
+    gateway = _record(1003, struct.pack("!IIIIIIIII", 0, 65001, 65002, 65003, 1, 2, 2, 65010, 65020)
+                      + struct.pack("!III", 1, 7, 100))
     records = rng.choice(([raw], [raw, switch], [switch, raw]) if common else (
         [raw], [raw, switch], [switch], [raw, raw], [raw, switch, _record(1002, struct.pack("!I", 0) + bytes(8))],
-        [raw, _record(9999, b"abcd")]))
+        [raw, _record(9999, b"abcd")], [raw, switch, router, gateway], [gateway, raw]))
     source = rng.choice((3, 7, (1 << 24) | 9))
-    interfaces = rng.choice(((3, 4), (7, 3), (0, 0)) if common else ((0x3FFFFFFF, 2), (5, 0x40000001), (3, 4)))
-    body = struct.pack("!IIIIIIII", sequence, source, rng.choice((0, 1, 512, 4096, 0xFFFFFFFF)),
-                       rng.getrandbits(32), rng.randrange(5), *interfaces, len(records)) + b"".join(records)
+    interfaces = rng.choice(((3, 4), (7, 3), (0, 0)) if common else (
+        (0x3FFFFFFF, 2), (5, 0x40000001), (3, 4), (3, 0x80000003), (0xC0000001, 0x3FFFFFFF)))
+    rate = rng.choice((0, 1, 512, 4096, 0xFFFFFFFF))
+    if not common and rng.randrange(4) == 0:  # the expanded form: source and interface formats in words of their own
+        body = struct.pack("!IIIIIIIIIII", sequence, source >> 24, source & 0xFFFFFF, rate, rng.getrandbits(32),
+                           rng.randrange(5), interfaces[0] >> 30, interfaces[0] & 0x3FFFFFFF, interfaces[1] >> 30,
+                           interfaces[1] & 0x3FFFFFFF, len(records)) + b"".join(records)
+        return _record(3, body)
+    body = struct.pack("!IIIIIIII", sequence, source, rate, rng.getrandbits(32), rng.randrange(5), *interfaces,
+                       len(records)) + b"".join(records)
     return _record(1, body)
+
+
+def _counter_sample(number: int) -> bytes:
+    """No records, or a port's generic interface and Ethernet counters (with its name every other time)."""
+    if number % 2:
+        return _record(2, struct.pack("!III", number, 3, 0))
+    records = [_record(1, struct.pack("!IIQIIQIIIIIIQIIIIII", 3, 6, 10**9, 1, number & 3, *range(14))),
+               _record(2, struct.pack("!13I", *range(13)))]
+    if number % 4:
+        records.append(_record(1005, struct.pack("!I", 5) + b"xe-0/\0\0\0"))
+    return _record(2, struct.pack("!III", number, 3, len(records)) + b"".join(records))
 
 
 def _generated_payloads(count: int, seed: int = 11) -> list[bytes]:
@@ -97,7 +118,7 @@ def _generated_payloads(count: int, seed: int = 11) -> list[bytes]:
             sequence += 1
             samples.append(_flow_sample(rng, sequence))
         if number % 7 == 0:  # a counter sample among them takes the Python path in both decoders
-            samples.append(_record(2, struct.pack("!III", number, 3, 0)))
+            samples.append(_counter_sample(number))
         if rng.randrange(4):
             agent = struct.pack("!I", 1) + rng.choice((bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])))
         else:
