@@ -106,11 +106,9 @@ def test_odd_values_equal_the_reference() -> None:
     assert meta["_index"] == "flowsink-flows-2023.11.14"
 
 
-@needs_extension
-def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
-    payload = _datagram([_common_sample(1), _common_sample(2, fragment=True), _common_sample(3)])
-    decoder = _assert_equal_to_reference([payload], FORMATS[0])
-    calls = []
+def _record_flow_samples(decoder) -> list:
+    """Make ``decoder``'s sFlow decoder record what each ``flow_samples`` call of the extension returned."""
+    calls: list = []
     original = sflow_module.FAST_SFLOW
 
     class Recording:
@@ -123,6 +121,14 @@ def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
             return calls[-1]
 
     decoder._decoder_for("sflow").extension = Recording
+    return calls
+
+
+@needs_extension
+def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
+    payload = _datagram([_common_sample(1), _common_sample(2, fragment=True), _common_sample(3)])
+    decoder = _assert_equal_to_reference([payload], FORMATS[0])
+    calls = _record_flow_samples(decoder)
     encoded = decoder.decode(payload, "192.0.2.8", ARRIVAL_NS).encoded
     # C wrote sample 0, stopped at the fragment's sample, resumed with sample 2; the fragment's, decoded in Python,
     # was written in between: the lines keep the samples' order
@@ -335,19 +341,7 @@ def test_real_device_flow_and_counter_samples_are_written_in_c_and_equal_the_ref
     for fmt in FORMATS:
         decoder = _assert_equal_to_reference(payloads, fmt)
         assert decoder.reference_encoded == 0
-    built = []
-    original = sflow_module.FAST_SFLOW
-
-    class Recording:
-        INTERFACE_VERSION = original.INTERFACE_VERSION
-        encode_documents = staticmethod(original.encode_documents)
-
-        @staticmethod
-        def flow_samples(*args):
-            built.append(original.flow_samples(*args))
-            return built[-1]
-
-    decoder._decoder_for("sflow").extension = Recording
+    built = _record_flow_samples(decoder)
     result = decoder.decode(payloads[0], "192.0.2.8", ARRIVAL_NS)
     # one call wrote every sample
     assert [call[1:] for call in built] == [(len(samples), len(samples) - 3, 3)]
