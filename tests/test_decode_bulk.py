@@ -95,6 +95,14 @@ def test_meta_documents_go_to_the_meta_index() -> None:
         assert encode_document(doc, BulkFormat("p")).startswith(b'{"create":{"_index":"p-meta-2024.02.29"}}\n')
 
 
+def test_index_day_from_iso_text_or_epoch_milliseconds() -> None:
+    flow = {"event": {"action": "ipfix_flow"}}
+    assert index_name({**flow, "@timestamp": "2026-11-23T23:59:59.999Z"}, "fs") == "fs-flows-2026.11.23"
+    assert index_name({**flow, "@timestamp": "2026-11-24T01:00:00+02:00"}, "fs") == "fs-flows-2026.11.23"
+    meta = {"event": {"action": "netflow_options"}, "@timestamp": 1795478399999}
+    assert index_name(meta, "fs") == "fs-meta-2026.11.23"
+
+
 def test_bulk_format_refuses_an_unknown_operation() -> None:
     with pytest.raises(ValueError, match="op_type"):
         BulkFormat("fs", "update")

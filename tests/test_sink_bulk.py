@@ -10,7 +10,7 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
-from flowsink.sinks.elasticsearch import ElasticsearchSink, daily_index_name
+from flowsink.sinks.elasticsearch import ElasticsearchSink
 from flowsink.sinks.synthetic import flow_documents
 from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
 
@@ -164,14 +164,6 @@ def test_concurrent_callers_and_latency_observer(es, prefix, es_url, tmp_path):
         result == "ok" and secs > 0 and size > 0 for secs, _, size, result in observed
     )
     assert sum(docs for _, docs, _, _ in observed) == 2000
-
-
-def test_daily_index_name_from_iso_epoch_and_datetime():
-    from datetime import UTC, datetime
-
-    assert daily_index_name("flowsink", "flows", "2026-11-23T23:59:59.999Z") == "flowsink-flows-2026.11.23"
-    assert daily_index_name("flowsink", "meta", 1795478399999) == "flowsink-meta-2026.11.23"
-    assert daily_index_name("x", "flows", datetime(2026, 1, 2, tzinfo=UTC)) == "x-flows-2026.01.02"
 
 
 def _bulk_lines(docs: list[dict]) -> list[bytes]:

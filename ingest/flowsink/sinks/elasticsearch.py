@@ -148,19 +148,6 @@ class _Item:
         self.status, self.http_status, self.error_type, self.reason = _DEAD, http_status, error_type, reason
 
 
-def daily_index_name(prefix: str, kind: str, timestamp: str | int | float | datetime) -> str:
-    """``<prefix>-<kind>-YYYY.MM.DD`` for the UTC day of ``timestamp`` (ISO 8601 text, epoch ms, or datetime)."""
-    if isinstance(timestamp, str) and len(timestamp) >= 10 and timestamp[4] == "-":
-        day = timestamp[:10].replace("-", ".")
-    else:
-        if isinstance(timestamp, int | float):
-            timestamp = datetime.fromtimestamp(timestamp / 1000, tz=UTC)
-        elif isinstance(timestamp, str):
-            timestamp = datetime.fromisoformat(timestamp)
-        day = timestamp.astimezone(UTC).strftime("%Y.%m.%d")
-    return f"{prefix}-{kind}-{day}"
-
-
 class _Throttle:
     """At most one log line per key per interval (an outage must not turn into a log line per request)."""
 
