@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsink import metrics
-from flowsink.bulk import BulkFormat, encode_document, index_name
+from flowsink.bulk import BulkFormat, index_name
 from flowsink.config import Config, apply_reloadable, load_config
 from flowsink.log import RateLimitedLog, get_logger, set_level, setup_logging
 
@@ -76,9 +76,8 @@ class BatchReport:
 class PipelineWorker:
     """Reads one partition, decodes, routes to indices, indexes through the sink, acks.
 
-    ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``, best
-    given ``bulk=bulk_format(config)`` so that it writes bulk lines itself (documents it returns as dicts are
-    encoded here); ``sink``: anything with ``index_encoded(lines) -> BulkOutcome`` that returns only when every
+    ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``, made to
+    write the bulk lines of ``bulk_format(config)``; ``sink``: anything with ``index_encoded(lines) -> BulkOutcome`` that returns only when every
     document is safe.
 
     One batch is indexed (in a helper thread: the sink waits on the network with the GIL released) while the
@@ -92,6 +91,8 @@ class PipelineWorker:
         self.config = config
         self.partition = partition
         self.bulk = bulk_format(config)
+        # the worker's decoder writes the worker's bulk lines (dicts it leaves are encoded in FlowDecoder)
+        decoder.settings.bulk = self.bulk
         self.cursor = AckCursor()
         self.errors_log = RateLimitedLog(log, config.logging.rate_limit_interval_s)
         self._last_expire = time.monotonic()
@@ -124,7 +125,7 @@ class PipelineWorker:
         for entry in entries:
             read_bytes += len(entry.payload)
             result = self._decode(entry)
-            lines += self._lines(result)
+            lines += result.encoded
             report.decode_errors += self._account(result, entry.source, tally)
             if result.stats.get("pending"):
                 self.cursor.hold(entry.seq, now)
@@ -135,20 +136,6 @@ class PipelineWorker:
         self.finish_inflight()
         self._inflight = (self._indexer.submit(self._index, lines), entries[-1].seq, started)
         return report
-
-    def _lines(self, result: Any) -> list[bytes]:
-        """The bulk lines of a decode result: those the decoder wrote, then its dict documents encoded."""
-        if not result.documents:
-            return result.encoded
-        lines = list(result.encoded)
-        for document in result.documents:
-            try:
-                lines.append(encode_document(document, self.bulk))
-            except TypeError as exc:   # only a decoder bug makes one; it costs that document, counted
-                metrics.DECODE_ERRORS.labels(protocol=metrics.protocol_label(result.protocol),
-                                             reason="unserialisable_document").inc()
-                self.errors_log.warning("decode:unserialisable_document", "document not serialisable: %s", exc)
-        return lines
 
     def _decode(self, entry: Any) -> Any:
         """Decode one queued datagram; a decoder bug costs that datagram (counted), never the worker.
@@ -279,7 +266,7 @@ class PipelineWorker:
         self.finish_inflight()
         result = self.decoder.expire(time.time_ns())
         self._account(result, "held")
-        self._index(self._lines(result))
+        self._index(result.encoded)
         if self.decoder.pending_count() == 0:
             self.cursor.release_all()
         else:
