@@ -277,9 +277,14 @@ _exporter_series_made: set[tuple[str, str]] = set()
 
 
 def create_exporter_series(exporter: str, protocol: str) -> None:
-    """Sequence-gap and lost-record series of an exporter at 0, the first time a process sees it."""
+    """Sequence-gap and lost-record series of an exporter (its address) at 0, the first time a process sees it;
+    called per datagram, so a repeat costs one set lookup."""
     key = (exporter, protocol)
-    if key not in _exporter_series_made:
-        _exporter_series_made.add(key)
-        SEQUENCE_GAPS.labels(exporter=exporter, protocol=protocol)
-        LOST_RECORDS.labels(exporter=exporter, protocol=protocol)
+    if key in _exporter_series_made:
+        return
+    if len(_exporter_series_made) > 100_000:   # spoofed sources must not grow it for ever
+        _exporter_series_made.clear()
+    _exporter_series_made.add(key)
+    label = exporter_label(exporter)
+    SEQUENCE_GAPS.labels(exporter=label, protocol=protocol)
+    LOST_RECORDS.labels(exporter=label, protocol=protocol)

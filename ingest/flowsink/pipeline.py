@@ -99,7 +99,6 @@ class PipelineWorker:
         self._last_template_save = time.monotonic()
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
-        self._exporter_series: set[tuple[str, str]] = set()   # (exporter, protocol) whose series exist
         self._caught_up = False   # the last read found less than a full batch: nothing older waits in the queue
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
         self._inflight: tuple[Future, int, float] | None = None  # (index call, last seq, perf_counter start)
@@ -174,11 +173,8 @@ class PipelineWorker:
         protocol = metrics.protocol_label(result.protocol)
         counts: Counter[tuple[str, ...]] = Counter() if tally is None else tally
         counts[("datagrams", protocol)] += 1
-        if result.protocol is not None and (exporter, protocol) not in self._exporter_series:
-            if len(self._exporter_series) > 100_000:   # spoofed sources must not grow it for ever
-                self._exporter_series.clear()
-            self._exporter_series.add((exporter, protocol))
-            metrics.create_exporter_series(metrics.exporter_label(exporter), protocol)
+        if result.protocol is not None:
+            metrics.create_exporter_series(exporter, protocol)
         for reason, detail in result.errors:
             metrics.DECODE_ERRORS.labels(protocol=protocol, reason=reason).inc()
             self.errors_log.warning(f"decode:{reason}", "decode error (%s): %s", reason, detail)
