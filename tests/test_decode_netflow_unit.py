@@ -255,3 +255,18 @@ def test_decoder_counts_stale_holes_per_exporter_and_protocol() -> None:
         decoder.decode(v5(sequence), "192.0.2.1", 0)
     assert decoder.close_stale_sequence_holes(30.0) == []
     assert decoder.close_stale_sequence_holes(0.0) == [("192.0.2.1", "netflow_v5", 1, 3)]
+
+
+def test_stale_sflow_datagram_holes_are_gaps_not_lost_records() -> None:
+    """A lost sFlow datagram is a gap; its samples are counted lost through the sample sequences instead."""
+    import struct
+    from pathlib import Path
+
+    from flowsink.decode import FlowDecoder
+
+    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/telegraf/sflow_issue_15918/message.bin"
+    data = fixture.read_bytes()
+    decoder = FlowDecoder()
+    for sequence in (1, 5):     # datagrams 2..4 never arrive (same samples: no sample-sequence hole)
+        decoder.decode(data[:16] + struct.pack("!I", sequence) + data[20:], "192.0.2.9", 0)
+    assert decoder.close_stale_sequence_holes(0.0) == [("192.0.2.9", "sflow", 1, 0)]

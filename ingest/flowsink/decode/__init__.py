@@ -60,15 +60,6 @@ def detect_protocol(payload: bytes) -> str | None:
 
 _VERSION_PROTOCOLS = {5: "netflow_v5", 9: "netflow_v9", 10: "ipfix"}
 
-# Each protocol decoder's sequence trackers: (attribute, whether its holes are lost records). sFlow's datagram
-# holes are gaps only: the samples they carried are counted lost through the sample sequences.
-_SEQUENCE_TRACKERS = {
-    "netflow_v5": (("sequences", True),),
-    "netflow_v9": (("sequences", True),),
-    "ipfix": (("sequences", True),),
-    "sflow": (("_sample_sequences", True), ("_datagram_sequences", False)),
-}
-
 # protocol -> (module, class); imported lazily so one missing or broken decoder never stops the others
 _DECODER_CLASSES = {
     "netflow_v5": ("flowsink.decode.netflow_v5", "NetflowV5Decoder"),
@@ -175,10 +166,8 @@ class FlowDecoder:
         longer fill them): ``(exporter, protocol, gaps, lost_records)`` per exporter stream that had any."""
         closed = []
         for protocol, decoder in self._decoders.items():
-            for attribute, counts_records in _SEQUENCE_TRACKERS.get(protocol, ()):
-                tracker = getattr(decoder, attribute, None)
-                if tracker is None:
-                    continue
+            trackers = getattr(decoder, "sequence_trackers", None)
+            for tracker, counts_records in trackers() if trackers is not None else ():
                 for stream, outcome in tracker.close_stale(max_age_s):
                     exporter = str(stream[0]) if isinstance(stream, tuple) and stream else str(stream)
                     closed.append((exporter, protocol, outcome.gaps, outcome.lost_records if counts_records else 0))

@@ -69,6 +69,10 @@ class TemplateProtocolDecoder:
         # (action_head, keep_ids) for the C bulk writer; None: documents as dicts
         self._bulk = settings.bulk.c_format if settings.bulk is not None and FAST is not None else None
 
+    def sequence_trackers(self) -> list[tuple[SequenceTracker, bool]]:
+        """Trackers whose stale holes the facade closes, and whether a hole's units are lost records."""
+        return [(self.sequences, True)]
+
     # -- protocol specifics -------------------------------------------------------------------------------------
     def parse_header(self, payload: bytes, exporter: str, arrival_ns: int) -> tuple[ExportContext, int]:
         """Returns the datagram's context and where its sets end."""

@@ -314,6 +314,11 @@ class SflowDecoder:
                 stats["sequence_gaps"] += outcome.gaps
                 stats["lost_records"] += outcome.lost
 
+    def sequence_trackers(self) -> list[tuple[SequenceTracker, bool]]:
+        """Trackers whose stale holes the facade closes, and whether a hole's units are lost records: a lost
+        datagram is a gap only, the samples it carried are counted lost through the sample sequences."""
+        return [(self._sample_sequences, True), (self._datagram_sequences, False)]
+
     def flush_sequences(self) -> DecodeResult:
         """Count the sequence holes still open (late datagrams can no longer fill them) as lost."""
         result = DecodeResult(protocol="sflow")
