@@ -14,8 +14,8 @@ client's serializer), and the response is trimmed with ``filter_path`` to the pe
 Each document names its target with ``_index`` and may carry a deterministic ``_id``; both go to the action
 line, never into the stored source. ``index_encoded(lines)`` takes documents already written as bulk lines
 (``flowsink.bulk``; the decoders write them): a request whose items all succeed costs no per-document Python
-work at all; only items that fail are split out of their lines to be retried or dead-lettered. Thread-safe: several pipeline threads may call ``index`` at once; the
-chunks of one call are sent ``concurrency`` at a time.
+work at all; only items that fail are split out of their lines to be retried or dead-lettered. Thread-safe:
+several pipeline threads may call ``index`` at once; the chunks of one call are sent ``concurrency`` at a time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from elasticsearch import ApiError, Elasticsearch, TransportError
@@ -46,6 +46,9 @@ MIB = 1024 * 1024
 # Trims each response item to what the retry logic reads (the full item is ~10x larger to parse).
 _FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.reason"
 _INDEXED, _DUPLICATE, _DEAD = 1, 2, 3
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # (seconds, documents, bytes, result) of each bulk request: result is "ok", "item_errors" or "failed"
 RequestObserver = Callable[[float, int, int, str], None]
@@ -265,34 +268,18 @@ class ElasticsearchSink:
         items, rejected = self._prepare(docs)
         if rejected:
             self._dead_letter(rejected)
-        chunks = list(self._chunks(items))
-        if len(chunks) > 1 and self.settings.concurrency > 1:
-            for future in [self._pool.submit(self._send, chunk) for chunk in chunks]:
-                future.result()
-        else:
-            for chunk in chunks:
-                self._send(chunk)
-        outcome = self._outcome(items, rejected)
-        with self._totals_lock:
-            self._totals.add(outcome)
-        return outcome
+        self._each_chunk(self._send, self._chunks(items, lambda item: item.size))
+        return self._counted(self._outcome(items, rejected))
 
     def index_encoded(self, lines: Sequence[bytes]) -> BulkOutcome:
         """Index documents given as bulk lines (``action\nsource\n`` each, ``flowsink.bulk.encode_document``);
         block until each has a final outcome, as ``index`` does."""
         if self._closing.is_set():
             raise SinkClosed("sink is closed")
-        chunks = list(self._encoded_chunks(lines))
-        if len(chunks) > 1 and self.settings.concurrency > 1:
-            outcomes = [future.result() for future in [self._pool.submit(self._send_encoded, c) for c in chunks]]
-        else:
-            outcomes = [self._send_encoded(chunk) for chunk in chunks]
         outcome = BulkOutcome()
-        for part in outcomes:
+        for part in self._each_chunk(self._send_encoded, self._chunks(lines, len)):
             outcome.add(part)
-        with self._totals_lock:
-            self._totals.add(outcome)
-        return outcome
+        return self._counted(outcome)
 
     def totals(self) -> BulkOutcome:
         """Everything this sink did since it was created (a copy)."""
@@ -338,31 +325,33 @@ class ElasticsearchSink:
             items.append(item)
         return items, rejected
 
-    def _chunks(self, items: list[_Item]) -> Iterable[list[_Item]]:
+    def _chunks(self, entries: Sequence[T], size_of: Callable[[T], int]) -> list[list[T]]:
+        """Requests of at most ``max_docs`` entries and ``max_bytes`` bytes (one entry may exceed it alone)."""
         max_docs, max_bytes = self.settings.max_docs, self.settings.max_bytes
-        chunk: list[_Item] = []
+        chunks: list[list[T]] = []
+        chunk: list[T] = []
         size = 0
-        for item in items:
-            if chunk and (len(chunk) >= max_docs or size + item.size > max_bytes):
-                yield chunk
+        for entry in entries:
+            entry_size = size_of(entry)
+            if chunk and (len(chunk) >= max_docs or size + entry_size > max_bytes):
+                chunks.append(chunk)
                 chunk, size = [], 0
-            chunk.append(item)
-            size += item.size
+            chunk.append(entry)
+            size += entry_size
         if chunk:
-            yield chunk
+            chunks.append(chunk)
+        return chunks
 
-    def _encoded_chunks(self, lines: Sequence[bytes]) -> Iterable[list[bytes]]:
-        max_docs, max_bytes = self.settings.max_docs, self.settings.max_bytes
-        chunk: list[bytes] = []
-        size = 0
-        for line in lines:
-            if chunk and (len(chunk) >= max_docs or size + len(line) > max_bytes):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line)
-        if chunk:
-            yield chunk
+    def _each_chunk(self, send: Callable[[list[T]], R], chunks: list[list[T]]) -> list[R]:
+        """``send`` each chunk, ``concurrency`` at a time when there are several; their results in order."""
+        if len(chunks) > 1 and self.settings.concurrency > 1:
+            return [future.result() for future in [self._pool.submit(send, chunk) for chunk in chunks]]
+        return [send(chunk) for chunk in chunks]
+
+    def _counted(self, outcome: BulkOutcome) -> BulkOutcome:
+        with self._totals_lock:
+            self._totals.add(outcome)
+        return outcome
 
     @staticmethod
     def _items_from_encoded(lines: Sequence[bytes]) -> list[_Item]:
