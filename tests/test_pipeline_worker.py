@@ -160,3 +160,15 @@ def test_sequence_holes_of_a_quiet_exporter_are_counted_once_caught_up(tmp_path)
     assert lost._value.get() == before + 3
     gaps = metrics.SEQUENCE_GAPS.labels(exporter="192.0.2.44", protocol="netflow_v5")._value.get()
     assert gaps >= 1
+
+
+def test_expiry_timer_counts_no_datagrams(tmp_path):
+    """Only datagrams read from the queue are counted as decoded, not the expiry timer's runs."""
+    from flowsink import metrics
+
+    worker, queue, _ = make_worker(tmp_path)
+    unknown = metrics.DATAGRAMS_DECODED.labels(protocol="unknown")
+    before = unknown._value.get()
+    for _ in range(3):
+        worker.expire_held(time.monotonic())
+    assert unknown._value.get() == before

@@ -242,7 +242,7 @@ def multiprocess_enabled() -> bool:
 
 # Label values known before anything happens. Their series are created at 0 when the node starts: Prometheus's
 # increase() needs a sample before the first event, so a series born at 500 drops would never fire the
-# QueueDropping alert for that first burst, and dashboards would say "no data" where the truth is 0.
+# FlowsinkDatagramsDropped alert for that first burst, and dashboards would say "no data" where the truth is 0.
 _KNOWN_SERIES: tuple[tuple[Counter, tuple[dict[str, str], ...]], ...] = (
     (QUEUE_DROPPED, tuple({"reason": r} for r in ("full", "disk_full", "io_error"))),
     (QUEUE_CORRUPT_RECORDS, tuple({"reason": r} for r in ("torn", "corrupt"))),

@@ -77,8 +77,8 @@ class PipelineWorker:
     """Reads one partition, decodes, routes to indices, indexes through the sink, acks.
 
     ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``, made to
-    write the bulk lines of ``bulk_format(config)``; ``sink``: anything with ``index_encoded(lines) -> BulkOutcome`` that returns only when every
-    document is safe.
+    write the bulk lines of ``bulk_format(config)``; ``sink``: anything with ``index_encoded(lines) ->
+    BulkOutcome`` that returns only when every document is safe.
 
     One batch is indexed (in a helper thread: the sink waits on the network with the GIL released) while the
     next is decoded; batches are acked strictly in order, each only after its ``index`` call returned.
@@ -125,6 +125,7 @@ class PipelineWorker:
             read_bytes += len(entry.payload)
             result = self._decode(entry)
             lines += result.encoded
+            tally[("datagrams", metrics.protocol_label(result.protocol))] += 1
             report.decode_errors += self._account(result, entry.source, tally)
             if result.stats.get("pending"):
                 self.cursor.hold(entry.seq, now)
@@ -172,7 +173,6 @@ class PipelineWorker:
         """
         protocol = metrics.protocol_label(result.protocol)
         counts: Counter[tuple[str, ...]] = Counter() if tally is None else tally
-        counts[("datagrams", protocol)] += 1
         if result.protocol is not None:
             metrics.create_exporter_series(exporter, protocol)
         for reason, detail in result.errors:
