@@ -166,7 +166,7 @@ def test_expiry_timer_counts_no_datagrams(tmp_path):
     """Only datagrams read from the queue are counted as decoded, not the expiry timer's runs."""
     from flowsink import metrics
 
-    worker, queue, _ = make_worker(tmp_path)
+    worker, _, _ = make_worker(tmp_path)
     unknown = metrics.DATAGRAMS_DECODED.labels(protocol="unknown")
     before = unknown._value.get()
     for _ in range(3):
