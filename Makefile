@@ -39,6 +39,7 @@ stop:
 
 test: setup
 	@$(PYTHON) -m ruff check .
+	@$(PYTHON) -m ruff format --check .
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint:

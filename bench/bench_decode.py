@@ -42,28 +42,49 @@ EXPORTER = "127.0.0.1"
 
 # ---- traffic ------------------------------------------------------------------------------------------------
 
+
 def v5_traffic(count: int) -> tuple[list[bytes], list[bytes]]:
     """Full v5 datagrams (30 records) with varied addresses and ports, like a busy router's export."""
     record = struct.Struct("!4s4s4sHHIIIIHHxBBBHHBB2x")
     datagrams = []
     for n in range(count):
         records = b"".join(
-            record.pack(struct.pack("!I", 0x0A000000 + n * 30 + i), struct.pack("!I", 0xC0A80000 + i),
-                        b"\x00" * 4, 1, 2, 3 + i, 1500 + i, 90_000 + i, 95_000 + i, 1024 + i, 443, 0x18, 6, 0,
-                        64512, 15169, 24, 16)
-            for i in range(30))
+            record.pack(
+                struct.pack("!I", 0x0A000000 + n * 30 + i),
+                struct.pack("!I", 0xC0A80000 + i),
+                b"\x00" * 4,
+                1,
+                2,
+                3 + i,
+                1500 + i,
+                90_000 + i,
+                95_000 + i,
+                1024 + i,
+                443,
+                0x18,
+                6,
+                0,
+                64512,
+                15169,
+                24,
+                16,
+            )
+            for i in range(30)
+        )
         header = struct.pack("!HHIIIIBBH", 5, 30, 100_000, 1_700_000_000 + n, 0, n * 30, 0, 0, 0)
         datagrams.append(header + records)
     return [], datagrams
 
 
-def fixture_traffic(template_file: str, data_file: str, count: int, sequence_at: int) -> tuple[list[bytes], list[bytes]]:
+def fixture_traffic(
+    template_file: str, data_file: str, count: int, sequence_at: int
+) -> tuple[list[bytes], list[bytes]]:
     """A real exporter's data datagram repeated with increasing sequence numbers (so nothing looks lost)."""
     template = (LOGSTASH / template_file).read_bytes()
     data = (LOGSTASH / data_file).read_bytes()
     datagrams = []
     for n in range(count):
-        datagrams.append(data[:sequence_at] + struct.pack("!I", n) + data[sequence_at + 4:])
+        datagrams.append(data[:sequence_at] + struct.pack("!I", n) + data[sequence_at + 4 :])
     return [template], datagrams
 
 
@@ -82,6 +103,7 @@ def sflow_traffic(count: int) -> tuple[list[bytes], list[bytes]] | None:
 
 
 # ---- measured work ------------------------------------------------------------------------------------------
+
 
 def run_flowsink(templates: list[bytes], datagrams: list[bytes]) -> tuple[int, float]:
     """Flows decoded, normalised and serialised as bulk action + source lines; returns (flows, seconds).
@@ -110,14 +132,18 @@ def run_netflow_package(protocol: str, templates: list[bytes], datagrams: list[b
 
     cache: dict = {}
     if protocol == "netflow_v5":
+
         def parse(payload: bytes) -> int:
             return len(V5ExportPacket(payload).flows)
     elif protocol == "netflow_v9":
+
         def parse(payload: bytes) -> int:
             return len(V9ExportPacket(payload, cache).flows)
     else:
+
         def parse(payload: bytes) -> int:
             return len(IPFIXExportPacket(payload, cache).flows)
+
     for template in templates:
         parse(template)
     flows = 0
@@ -127,7 +153,9 @@ def run_netflow_package(protocol: str, templates: list[bytes], datagrams: list[b
     return flows, time.process_time() - started
 
 
-def run_goflow2(protocol: str, templates: list[bytes], datagrams: list[bytes], expected: int) -> tuple[int, float] | None:
+def run_goflow2(
+    protocol: str, templates: list[bytes], datagrams: list[bytes], expected: int
+) -> tuple[int, float] | None:
     """goflow2 fed over loopback in bursts, each sent once the previous one is written: (flows, seconds)."""
     if not GOFLOW2.exists():
         return None
@@ -137,9 +165,23 @@ def run_goflow2(protocol: str, templates: list[bytes], datagrams: list[bytes], e
         port = _free_port(socket.SOCK_DGRAM)
         http_port = _free_port(socket.SOCK_STREAM)
         process = subprocess.Popen(
-            [str(GOFLOW2), "-listen", f"{scheme}://127.0.0.1:{port}", "-format", "json", "-transport", "file",
-             "-transport.file", str(out), "-addr", f"127.0.0.1:{http_port}", "-loglevel", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(GOFLOW2),
+                "-listen",
+                f"{scheme}://127.0.0.1:{port}",
+                "-format",
+                "json",
+                "-transport",
+                "file",
+                "-transport.file",
+                str(out),
+                "-addr",
+                f"127.0.0.1:{http_port}",
+                "-loglevel",
+                "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -154,9 +196,9 @@ def run_goflow2(protocol: str, templates: list[bytes], datagrams: list[bytes], e
             cpu_before = _cpu_seconds(process.pid)
             sent_flows = 0
             for index in range(0, len(datagrams), burst):
-                for payload in datagrams[index:index + burst]:
+                for payload in datagrams[index : index + burst]:
                     sender.sendto(payload, ("127.0.0.1", port))
-                sent_flows += len(datagrams[index:index + burst]) * per_datagram
+                sent_flows += len(datagrams[index : index + burst]) * per_datagram
                 if not _wait_for(lambda target=sent_flows: _line_count(out) - base >= target, 10):
                     break
             written = _line_count(out) - base
@@ -215,6 +257,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
 
 # ---- report -------------------------------------------------------------------------------------------------
 
+
 def median_rate(runs: list[tuple[int, float]]) -> tuple[float, int]:
     return statistics.median(flows / seconds for flows, seconds in runs), runs[0][0]
 
@@ -233,13 +276,20 @@ def python_path_rates(quick: bool) -> dict[str, float]:
 def traffic_by_protocol(datagrams: int) -> dict[str, tuple[str, tuple[list[bytes], list[bytes]] | None]]:
     return {
         "netflow_v5": ("synthetic, 30 records per datagram", v5_traffic(datagrams)),
-        "netflow_v9": ("Cisco ASA capture (netflow9_test_cisco_asa_1), 14 records per datagram",
-                       fixture_traffic("netflow9_test_cisco_asa_1_tpl.dat", "netflow9_test_cisco_asa_1_data.dat",
-                                       datagrams, 12)),
-        "ipfix": ("Mikrotik capture (ipfix_test_mikrotik_data258), 28 records per datagram",
-                  fixture_traffic("ipfix_test_mikrotik_tpl.dat", "ipfix_test_mikrotik_data258.dat", datagrams, 8)),
-        "sflow": ("Telegraf sflow_issue_15918 capture, 6 flow samples + 1 counter sample per datagram",
-                  sflow_traffic(datagrams)),
+        "netflow_v9": (
+            "Cisco ASA capture (netflow9_test_cisco_asa_1), 14 records per datagram",
+            fixture_traffic(
+                "netflow9_test_cisco_asa_1_tpl.dat", "netflow9_test_cisco_asa_1_data.dat", datagrams, 12
+            ),
+        ),
+        "ipfix": (
+            "Mikrotik capture (ipfix_test_mikrotik_data258), 28 records per datagram",
+            fixture_traffic("ipfix_test_mikrotik_tpl.dat", "ipfix_test_mikrotik_data258.dat", datagrams, 8),
+        ),
+        "sflow": (
+            "Telegraf sflow_issue_15918 capture, 6 flow samples + 1 counter sample per datagram",
+            sflow_traffic(datagrams),
+        ),
     }
 
 
@@ -247,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (fewer datagrams and repeats)")
     parser.add_argument("--no-goflow2", action="store_true", help="skip the goflow2 peer")
-    parser.add_argument("--flowsink-only", action="store_true",
-                        help="print flowsink's rates as JSON, nothing else (the pure-Python child run)")
+    parser.add_argument(
+        "--flowsink-only",
+        action="store_true",
+        help="print flowsink's rates as JSON, nothing else (the pure-Python child run)",
+    )
     args = parser.parse_args(argv)
     datagrams = 300 if args.quick else 2000
     repeats = 3 if args.quick else 5
@@ -256,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {int(os.environ["FLOWSINK_BENCH_CPU"])})
     traffic = traffic_by_protocol(datagrams)
     if args.flowsink_only:
-        rates = {protocol: median_rate([run_flowsink(*data) for _ in range(repeats)])[0]
-                 for protocol, (_, data) in traffic.items() if data is not None}
+        rates = {
+            protocol: median_rate([run_flowsink(*data) for _ in range(repeats)])[0]
+            for protocol, (_, data) in traffic.items()
+            if data is not None
+        }
         print(orjson.dumps(rates).decode())
         return 0
     extension = FAST is not None
@@ -285,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         ours, flows = median_rate([run_flowsink(templates, payloads) for _ in range(repeats)])
         peer_text = ratio_text = "-"
         if protocol != "sflow":
-            peer, _ = median_rate([run_netflow_package(protocol, templates, payloads) for _ in range(repeats)])
+            peer, _ = median_rate(
+                [run_netflow_package(protocol, templates, payloads) for _ in range(repeats)]
+            )
             peer_text, ratio_text = f"{peer:,.0f}", f"{ours / peer:.2f}x"
         go_text = go_ratio = "-"
         if goflow2:
@@ -297,15 +355,25 @@ def main(argv: list[str] | None = None) -> int:
                 go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
                 go_ratio = f"{ours / go_rate:.2f}x"
         python_rate = python_rates.get(protocol)
-        python_text, speedup = ("-", "-") if python_rate is None else (f"{python_rate:,.0f}",
-                                                                      f"{ours / python_rate:.2f}x")
-        lines.append(f"| {protocol} | {description} | {ours:,.0f} | {python_text} | {speedup} | {peer_text} | "
-                     f"{ratio_text} | {go_text} | {go_ratio} |")
+        python_text, speedup = (
+            ("-", "-") if python_rate is None else (f"{python_rate:,.0f}", f"{ours / python_rate:.2f}x")
+        )
+        lines.append(
+            f"| {protocol} | {description} | {ours:,.0f} | {python_text} | {speedup} | {peer_text} | "
+            f"{ratio_text} | {go_text} | {go_ratio} |"
+        )
     if goflow2 is False:
-        lines += ["", "goflow2 not built: `GOBIN=$PWD/bench/.work go install "
-                      "github.com/netsampler/goflow2/v2/cmd/goflow2@latest`"]
-    lines += ["", f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible; "
-                  f"goflow2 {'present' if goflow2 else 'absent'}; other work on the machine makes figures noisy.", ""]
+        lines += [
+            "",
+            "goflow2 not built: `GOBIN=$PWD/bench/.work go install "
+            "github.com/netsampler/goflow2/v2/cmd/goflow2@latest`",
+        ]
+    lines += [
+        "",
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs visible; "
+        f"goflow2 {'present' if goflow2 else 'absent'}; other work on the machine makes figures noisy.",
+        "",
+    ]
     print("\n".join(lines))
     return 0
 

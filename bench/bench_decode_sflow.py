@@ -53,11 +53,24 @@ def _sampled_frame(rng: random.Random, number: int) -> tuple[bytes, int]:
         ethertype = 0x86DD
     else:
         src, dst = rng.randbytes(4), rng.randbytes(4)
-        l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_length, number & 0xFFFF, 0x4000, 64,
-                         6 if tcp else 17, 0, src, dst)
+        l3 = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + payload_length,
+            number & 0xFFFF,
+            0x4000,
+            64,
+            6 if tcp else 17,
+            0,
+            src,
+            dst,
+        )
         ethertype = 0x0800
     ports = struct.pack("!HH", rng.randint(1024, 65535), rng.choice((80, 443, 53, 123, 8080)))
-    l4 = ports + (struct.pack("!IIBBHHH", number, 0, 0x50, 0x18, 512, 0, 0) if tcp else struct.pack("!HH", 0, 0))
+    l4 = ports + (
+        struct.pack("!IIBBHHH", number, 0, 0x50, 0x18, 512, 0, 0) if tcp else struct.pack("!HH", 0, 0)
+    )
     l2 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
     if number % 4 == 0:
         l2 += struct.pack("!HH", 0x8100, 100 + number % 50)
@@ -77,14 +90,37 @@ def switch_traffic(count: int, seed: int = 3) -> list[bytes]:
         for _ in range(SAMPLES_PER_DATAGRAM):
             sample_sequence += 1
             header, frame_length = _sampled_frame(rng, sample_sequence)
-            raw = struct.pack("!IIII", 1, frame_length, 4, len(header))  # Ethernet, frame length, stripped FCS
+            raw = struct.pack(
+                "!IIII", 1, frame_length, 4, len(header)
+            )  # Ethernet, frame length, stripped FCS
             raw_record = struct.pack("!II", 1, len(raw) + len(header)) + raw + header
             switch = struct.pack("!IIIIII", 1001, 16, 100, 0, 200, 0)
-            body = struct.pack("!IIIIIIII", sample_sequence, 7, SAMPLING_RATE, sample_sequence * SAMPLING_RATE, 0,
-                               7, 9, 2) + raw_record + switch
+            body = (
+                struct.pack(
+                    "!IIIIIIII",
+                    sample_sequence,
+                    7,
+                    SAMPLING_RATE,
+                    sample_sequence * SAMPLING_RATE,
+                    0,
+                    7,
+                    9,
+                    2,
+                )
+                + raw_record
+                + switch
+            )
             samples.append(struct.pack("!II", 1, len(body)) + body)
-        header = struct.pack("!II4sIIII", 5, 1, bytes([10, 0, 0, 1]), 0, datagram_sequence + 1,
-                             3_600_000 + datagram_sequence, len(samples))
+        header = struct.pack(
+            "!II4sIIII",
+            5,
+            1,
+            bytes([10, 0, 0, 1]),
+            0,
+            datagram_sequence + 1,
+            3_600_000 + datagram_sequence,
+            len(samples),
+        )
         datagrams.append(header + b"".join(samples))
     return datagrams
 
@@ -143,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: datagram -> "
         "Elasticsearch bulk action + source lines of the ECS documents, joined as a request body (the pipeline's "
-        "path); \"C\" with the flowsink.decode._fast_sflow extension (it writes the lines, no document dicts), "
-        "\"Python\" without any C extension (as FLOWSINK_NO_EXTENSION=1: dicts, then orjson), in the same "
+        'path); "C" with the flowsink.decode._fast_sflow extension (it writes the lines, no document dicts), '
+        '"Python" without any C extension (as FLOWSINK_NO_EXTENSION=1: dicts, then orjson), in the same '
         "process. goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
         "",
         "| traffic | C | Python | C / Python | goflow2 | C / goflow2 | Python / goflow2 |",
@@ -163,12 +199,22 @@ def main(argv: list[str] | None = None) -> int:
                 go_rate, _ = median_rate(runs)
                 complete = all(run[0] >= flows for run in runs)
                 go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
-        cells = [f"{c_full:,.0f}" if c_full else "-", f"{py_full:,.0f}" if py_full else "-",
-                 _ratio(c_full, py_full), go_text, _ratio(c_full, go_rate), _ratio(py_full, go_rate)]
+        cells = [
+            f"{c_full:,.0f}" if c_full else "-",
+            f"{py_full:,.0f}" if py_full else "-",
+            _ratio(c_full, py_full),
+            go_text,
+            _ratio(c_full, go_rate),
+            _ratio(py_full, go_rate),
+        ]
         lines.append(f"| {description} | " + " | ".join(cells) + " |")
-    lines += ["", f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
-                  f"visible; C extension {'built' if FAST_SFLOW is not None else 'absent'}; goflow2 "
-                  f"{'present' if goflow2 else 'absent'}; a shared machine makes figures noisy.", ""]
+    lines += [
+        "",
+        f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
+        f"visible; C extension {'built' if FAST_SFLOW is not None else 'absent'}; goflow2 "
+        f"{'present' if goflow2 else 'absent'}; a shared machine makes figures noisy.",
+        "",
+    ]
     print("\n".join(lines))
     return 0
 

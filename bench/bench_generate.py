@@ -33,8 +33,8 @@ def encode_rate(encoder_factory, records) -> float:
     """Records per CPU-second to encode ``records`` into datagrams with a fresh encoder."""
     encoder = encoder_factory()
     started = time.process_time()
-    for start in range(0, len(records), 1000):   # a backlog of up to 1000, as the sender keeps per exporter
-        backlog = records[start:start + 1000]
+    for start in range(0, len(records), 1000):  # a backlog of up to 1000, as the sender keeps per exporter
+        backlog = records[start : start + 1000]
         while backlog:
             _, taken = encoder.pack(backlog, NOW_MS)
             del backlog[:taken]
@@ -46,10 +46,25 @@ def scapy_v5_rate(flows) -> float:
 
     started = time.process_time()
     for i in range(0, len(flows), 30):
-        batch = flows[i:i + 30]
-        records = [NetflowRecordV5(src=f.src, dst=f.dst, input=f.in_if, output=f.out_if, dpkts=f.packets,
-                                   dOctets=f.bytes, first=1, last=2, srcport=f.src_port, dstport=f.dst_port,
-                                   tcpFlags=f.tcp_flags, prot=f.protocol, tos=f.tos) for f in batch]
+        batch = flows[i : i + 30]
+        records = [
+            NetflowRecordV5(
+                src=f.src,
+                dst=f.dst,
+                input=f.in_if,
+                output=f.out_if,
+                dpkts=f.packets,
+                dOctets=f.bytes,
+                first=1,
+                last=2,
+                srcport=f.src_port,
+                dstport=f.dst_port,
+                tcpFlags=f.tcp_flags,
+                prot=f.protocol,
+                tos=f.tos,
+            )
+            for f in batch
+        ]
         packet = NetflowHeader() / NetflowHeaderV5(count=len(batch))
         for record in records:
             packet = packet / record
@@ -107,11 +122,15 @@ def main() -> int:
         "sFlow v5 (flow samples)": (lambda: SflowEncoder("127.0.0.1", NOW_MS - 3_600_000), samples),
     }
     print("## Generators: encoding and pacing\n")
-    print(f"`python bench/bench_generate.py{' --quick' if args.quick else ''}`, median of {repeats} runs, "
-          "one core (CPU time of this process).\n")
+    print(
+        f"`python bench/bench_generate.py{' --quick' if args.quick else ''}`, median of {repeats} runs, "
+        "one core (CPU time of this process).\n"
+    )
     print("| encoder | flows per CPU-second | vs scapy v5 |")
     print("|---|---:|---:|")
-    scapy = statistics.median(scapy_v5_rate(v4_flows[: max(300, len(v4_flows) // 10)]) for _ in range(repeats))
+    scapy = statistics.median(
+        scapy_v5_rate(v4_flows[: max(300, len(v4_flows) // 10)]) for _ in range(repeats)
+    )
     for name, (factory, records) in cases.items():
         value = statistics.median(encode_rate(factory, records) for _ in range(repeats))
         print(f"| {name} | {value:,.0f} | {value / scapy:.1f}x |")
@@ -124,7 +143,9 @@ def main() -> int:
     print("| target flows/s | token bucket | naive sleep (peer) |")
     print("|---:|---:|---:|")
     for target in (1000, 5000, 20000, 50000):
-        bucket = statistics.median(bucket_paced_rate(target, pace_s, port, 20) / target for _ in range(repeats))
+        bucket = statistics.median(
+            bucket_paced_rate(target, pace_s, port, 20) / target for _ in range(repeats)
+        )
         naive = statistics.median(naive_paced_rate(target, pace_s, port, 20) / target for _ in range(repeats))
         print(f"| {target:,} | {bucket:.3f} | {naive:.3f} |")
     print()
@@ -133,11 +154,17 @@ def main() -> int:
     print("| protocol | flows/s | datagrams/s |")
     print("|---|---:|---:|")
     for protocol in ("v5", "v9", "ipfix", "sflow"):
-        settings = GeneratorSettings(protocol=protocol, port=port, rate=200_000, duration=pace_s, progress=False,
-                                     traffic=TrafficSettings(seed=1, ipv6_share=0 if protocol == "v5" else 0.2))
+        settings = GeneratorSettings(
+            protocol=protocol,
+            port=port,
+            rate=200_000,
+            duration=pace_s,
+            progress=False,
+            traffic=TrafficSettings(seed=1, ipv6_share=0 if protocol == "v5" else 0.2),
+        )
         import logging
 
-        logging.getLogger("flowsink.generate").setLevel(logging.ERROR)   # "could not reach" is the point here
+        logging.getLogger("flowsink.generate").setLevel(logging.ERROR)  # "could not reach" is the point here
         summary = GeneratorRun(settings).run()
         print(f"| {protocol} | {summary.flow_rate:,.0f} | {summary.datagram_rate:,.0f} |")
     sink.close()

@@ -60,8 +60,9 @@ def free_udp_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def start_nginx(folder: Path, front_port: int, upstream: str, workers: int, transparent: bool,
-                sessions: bool) -> subprocess.Popen:
+def start_nginx(
+    folder: Path, front_port: int, upstream: str, workers: int, transparent: bool, sessions: bool
+) -> subprocess.Popen:
     settings = NginxSettings(
         udp_fronts=[UdpFront(front_port, [upstream], listen_host="127.0.0.1")],
         http_upstreams=["127.0.0.1:9"],
@@ -83,12 +84,19 @@ def start_nginx(folder: Path, front_port: int, upstream: str, workers: int, tran
     return process
 
 
-def run_once(sender: Path, counter: Path, payloads: Path, case: tuple[int, bool, bool] | None, rate: int,
-             seconds: float) -> dict[str, float]:
+def run_once(
+    sender: Path,
+    counter: Path,
+    payloads: Path,
+    case: tuple[int, bool, bool] | None,
+    rate: int,
+    seconds: float,
+) -> dict[str, float]:
     """One measurement: datagrams sent, received, and the rate the receiver saw."""
     receiver_port = free_udp_port(RECEIVER_HOST)
-    receiver = subprocess.Popen([str(counter), RECEIVER_HOST, str(receiver_port), "1.5"],
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        [str(counter), RECEIVER_HOST, str(receiver_port), "1.5"], stdout=subprocess.PIPE, text=True
+    )
     assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
     with tempfile.TemporaryDirectory(prefix="bench-nginx-") as folder:
         nginx = None
@@ -97,8 +105,12 @@ def run_once(sender: Path, counter: Path, payloads: Path, case: tuple[int, bool,
             target_host, target_port = "127.0.0.1", free_udp_port("127.0.0.1")
             nginx = start_nginx(Path(folder), target_port, f"{RECEIVER_HOST}:{receiver_port}", *case)
         try:
-            sent_line = subprocess.run([str(sender), str(payloads), target_host, str(target_port), str(rate),
-                                        str(seconds)], capture_output=True, text=True, check=True).stdout
+            sent_line = subprocess.run(
+                [str(sender), str(payloads), target_host, str(target_port), str(rate), str(seconds)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             received_line, _ = receiver.communicate(timeout=seconds + 30)
         finally:
             if nginx is not None:
@@ -129,20 +141,24 @@ def main(argv: list[str] | None = None) -> int:
                 results[name].append(run_once(sender, counter, payloads, case, args.rate, args.seconds))
     peer = statistics.median(r["rate"] for r in results[CASES[0][0]])
     print("## The nginx hop (UDP load balancing in the stack)\n")
-    print(f"NetFlow v9 datagrams of {len(PAYLOAD.read_bytes())} bytes offered at {args.rate:,}/s for "
-          f"{args.seconds:g} s over loopback ({runs} run(s) per case, median); `python bench/bench_stack_nginx.py"
-          f"{' --quick' if args.quick else ''}`. Delivered = datagrams the receiver got per second of sending.\n")
+    print(
+        f"NetFlow v9 datagrams of {len(PAYLOAD.read_bytes())} bytes offered at {args.rate:,}/s for "
+        f"{args.seconds:g} s over loopback ({runs} run(s) per case, median); `python bench/bench_stack_nginx.py"
+        f"{' --quick' if args.quick else ''}`. Delivered = datagrams the receiver got per second of sending.\n"
+    )
     print("| path | delivered datagrams/s | ratio to direct | delivered / sent |")
     print("|---|---:|---:|---:|")
     for name, _ in CASES:
         rate = statistics.median(r["rate"] for r in results[name])
         share = statistics.median(r["received"] / r["sent"] for r in results[name])
         print(f"| {name} | {rate:,.0f} | {rate / peer:.2f} | {share:.1%} |")
-    print("\nWith `proxy_responses 0` nginx opens, binds and closes an upstream socket per datagram; with sessions "
-          "kept it reuses one per exporter address:port until 10 s of silence. What nginx cannot forward is "
-          "dropped in its listening socket's buffer (`/proc/net/udp` drops on the front port), before any flowsink "
-          "counter sees it. Sender, receiver and nginx share the machine's cores, so the 2-worker case competes "
-          "with them for CPU.")
+    print(
+        "\nWith `proxy_responses 0` nginx opens, binds and closes an upstream socket per datagram; with sessions "
+        "kept it reuses one per exporter address:port until 10 s of silence. What nginx cannot forward is "
+        "dropped in its listening socket's buffer (`/proc/net/udp` drops on the front port), before any flowsink "
+        "counter sees it. Sender, receiver and nginx share the machine's cores, so the 2-worker case competes "
+        "with them for CPU."
+    )
     return 0
 
 

@@ -90,8 +90,11 @@ class Harness:
 
     def __init__(self, runs: int, bulk: bool = True) -> None:
         # bulk lines are what the node asks for (the C writers); --dicts covers the dict path
-        self.decoder = FlowDecoder(DecoderSettings(max_templates_per_exporter=256, max_exporters=64,
-                                                   bulk=BulkFormat() if bulk else None))
+        self.decoder = FlowDecoder(
+            DecoderSettings(
+                max_templates_per_exporter=256, max_exporters=64, bulk=BulkFormat() if bulk else None
+            )
+        )
         self.runs = runs
         self.count = 0
         self.reasons: Counter[str] = Counter()
@@ -238,8 +241,11 @@ def main() -> int:
         "--blind", action="store_true", help="use the random mutator even if atheris is there"
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dicts", action="store_true",
-                        help="decode to dict documents instead of the bulk lines the node uses")
+    parser.add_argument(
+        "--dicts",
+        action="store_true",
+        help="decode to dict documents instead of the bulk lines the node uses",
+    )
     args = parser.parse_args()
     runs = 20_000 if args.quick else args.runs
     seeds = seed_payloads()

@@ -24,8 +24,9 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = HERE.parent / "kibana"
 
 
-def _request(url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float = 30) -> tuple[int, bytes]:
+def _request(
+    url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data else "GET")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
@@ -54,13 +55,21 @@ def import_file(kibana: str, path: Path, headers: dict[str, str]) -> dict:
     """POST one ndjson file to the saved objects import API; returns Kibana's answer."""
     boundary = uuid.uuid4().hex
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-        "Content-Type: application/ndjson\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: application/ndjson\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, answer = _request(
         f"{kibana}/api/saved_objects/_import?overwrite=true",
         data=body,
-        headers={**headers, "kbn-xsrf": "flowsink", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers={
+            **headers,
+            "kbn-xsrf": "flowsink",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
         timeout=120,
     )
     result = json.loads(answer or b"{}")

@@ -32,8 +32,20 @@ TEMPLATE_DIR = REPO / "elasticsearch"
 # ------------------------------------------------------------------------------------------ PromQL
 
 _PROMQL_WORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
-    "inf", "nan", "atan2",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "atan2",
 }
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
@@ -80,9 +92,15 @@ def alert_queries(path: Path = ALERTS) -> Iterator[tuple[str, str]]:
             yield rule.get("alert") or rule.get("record"), rule["expr"]
 
 
-_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-             "summary": ("_sum", "_count", "_created"), "gauge": ("",), "untyped": ("",), "unknown": ("",),
-             "info": ("_info",)}
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "gauge": ("",),
+    "untyped": ("",),
+    "unknown": ("",),
+    "info": ("_info",),
+}
 
 
 def exposed_names(metrics_text: str) -> set[str]:
@@ -125,12 +143,28 @@ def scrape(url: str, timeout: float = 10) -> str:
 
 # ------------------------------------------------------------------------------------------ Kibana
 
-NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "unsigned_long", "scaled_float"}
+NUMERIC = {
+    "long",
+    "integer",
+    "short",
+    "byte",
+    "double",
+    "float",
+    "half_float",
+    "unsigned_long",
+    "scaled_float",
+}
 # aggregation -> field types it can aggregate
 AGG_TYPES = {
-    "sum": NUMERIC, "avg": NUMERIC, "max": NUMERIC | {"date"}, "min": NUMERIC | {"date"}, "median": NUMERIC,
-    "histogram": NUMERIC, "date_histogram": {"date", "date_nanos"},
-    "terms": NUMERIC | {"keyword", "ip", "boolean", "date"}, "cardinality": NUMERIC | {"keyword", "ip", "date"},
+    "sum": NUMERIC,
+    "avg": NUMERIC,
+    "max": NUMERIC | {"date"},
+    "min": NUMERIC | {"date"},
+    "median": NUMERIC,
+    "histogram": NUMERIC,
+    "date_histogram": {"date", "date_nanos"},
+    "terms": NUMERIC | {"keyword", "ip", "boolean", "date"},
+    "cardinality": NUMERIC | {"keyword", "ip", "date"},
     # a field named in a visualisation's KQL query: it must be searchable
     "query": NUMERIC | {"keyword", "ip", "boolean", "date", "date_nanos", "text", "constant_keyword"},
 }
@@ -146,8 +180,12 @@ class FieldUse:
 
 
 def kibana_objects(directory: Path = KIBANA_DIR) -> list[dict]:
-    return [json.loads(line) for path in sorted(directory.glob("*.ndjson"))
-            for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("*.ndjson"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def _agg_fields(aggs: Iterable[dict]) -> Iterator[tuple[str, str]]:
@@ -184,9 +222,12 @@ class TemplateFields:
 
     def index_template_for(self, index: str) -> tuple[str, dict] | None:
         """The matching index template of highest priority, as Elasticsearch picks it."""
-        candidates = [(body.get("priority", 0), stem, body) for stem, body in self.files.items()
-                      if "index_patterns" in body
-                      and any(fnmatch.fnmatchcase(index, pattern) for pattern in body["index_patterns"])]
+        candidates = [
+            (body.get("priority", 0), stem, body)
+            for stem, body in self.files.items()
+            if "index_patterns" in body
+            and any(fnmatch.fnmatchcase(index, pattern) for pattern in body["index_patterns"])
+        ]
         if not candidates:
             return None
         _, stem, body = max(candidates, key=lambda c: c[0])
@@ -239,8 +280,10 @@ def _as_list(value) -> list[str]:
 
 def _dynamic_matches(template: dict, path: str, leaf: str, json_kind: str) -> bool:
     checks = [
-        ("path_match", path, True), ("path_unmatch", path, False),
-        ("match", leaf, True), ("unmatch", leaf, False),
+        ("path_match", path, True),
+        ("path_unmatch", path, False),
+        ("match", leaf, True),
+        ("unmatch", leaf, False),
     ]
     for key, subject, wanted in checks:
         patterns = _as_list(template.get(key))

@@ -53,7 +53,9 @@ def send_all(exporters: list[str], host: str = "127.0.0.1") -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="the stack's front (nginx)")
-    parser.add_argument("--exporters", default="127.0.0.2,127.0.0.3,127.0.0.4", help="comma-separated sources")
+    parser.add_argument(
+        "--exporters", default="127.0.0.2,127.0.0.3,127.0.0.4", help="comma-separated sources"
+    )
     args = parser.parse_args(argv)
     exporters = [address.strip() for address in args.exporters.split(",") if address.strip()]
     sent = send_all(exporters, args.host)

@@ -51,7 +51,15 @@ FLOW_PORTS = (2055, 4739, 6343)
 PROMETHEUS_CONFIG = REPO / "monitoring" / "prometheus.yml"
 ALERT_RULES = REPO / "monitoring" / "alerts.yml"
 # Start order; stop runs it backwards so nginx stops taking traffic before the nodes drain.
-START_ORDER = ("node", "nginx", "nginx_watch", "node_exporter", "nginx_exporter", "elasticsearch_exporter", "prometheus")
+START_ORDER = (
+    "node",
+    "nginx",
+    "nginx_watch",
+    "node_exporter",
+    "nginx_exporter",
+    "elasticsearch_exporter",
+    "prometheus",
+)
 
 
 class StackError(RuntimeError):
@@ -269,7 +277,14 @@ def node_spec(layout: StackLayout, index: int) -> ProcessSpec:
     """Ingest node ``index``: ``flowsink run`` with its generated config (also used to restart one)."""
     return ProcessSpec(
         name=f"node{index}",
-        argv=[sys.executable, "-m", "flowsink.cli", "run", "--config", str(layout.config_dir / f"node{index}.yml")],
+        argv=[
+            sys.executable,
+            "-m",
+            "flowsink.cli",
+            "run",
+            "--config",
+            str(layout.config_dir / f"node{index}.yml"),
+        ],
         ready_url=f"http://{layout.node_http_address(index)}/healthz",
         cwd=layout.run_dir / f"node{index}",
     )
@@ -284,26 +299,57 @@ def process_specs(layout: StackLayout, configs: dict[str, Path]) -> list[Process
 
     host = layout.host
     specs += [
-        service("nginx", layout.nginx_status_port, "/stub_status",
-                "nginx", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")),
-        ProcessSpec(name="nginx_watch", argv=[sys.executable, str(Path(__file__).resolve()), "watch",
-                                              "--run-dir", str(layout.run_dir)]),
-        service("node_exporter", layout.node_exporter_port, "/metrics",
-                "prometheus-node-exporter", f"--web.listen-address={host}:{layout.node_exporter_port}",
-                # no systemd bus here or in containers; the default collectors cover CPU, memory, disk, network
-                "--no-collector.systemd"),
-        service("nginx_exporter", layout.nginx_exporter_port, "/metrics",
-                "prometheus-nginx-exporter",
-                f"-nginx.scrape-uri={layout.url(layout.nginx_status_port, '/stub_status')}",
-                f"-web.listen-address={host}:{layout.nginx_exporter_port}"),
-        service("elasticsearch_exporter", layout.elasticsearch_exporter_port, "/metrics",
-                "prometheus-elasticsearch-exporter", f"--es.uri={layout.es_url}", "--es.indices",
-                f"--web.listen-address={host}:{layout.elasticsearch_exporter_port}"),
-        service("prometheus", layout.prometheus_port, "/-/ready",
-                "prometheus", f"--config.file={configs['prometheus']}",
-                f"--storage.tsdb.path={layout.run_dir / 'prometheus'}",
-                f"--web.listen-address={host}:{layout.prometheus_port}",
-                "--web.enable-lifecycle", "--storage.tsdb.retention.time=2d"),
+        service(
+            "nginx",
+            layout.nginx_status_port,
+            "/stub_status",
+            "nginx",
+            "-c",
+            str(configs["nginx"]),
+            "-p",
+            str(layout.run_dir / "nginx"),
+        ),
+        ProcessSpec(
+            name="nginx_watch",
+            argv=[sys.executable, str(Path(__file__).resolve()), "watch", "--run-dir", str(layout.run_dir)],
+        ),
+        service(
+            "node_exporter",
+            layout.node_exporter_port,
+            "/metrics",
+            "prometheus-node-exporter",
+            f"--web.listen-address={host}:{layout.node_exporter_port}",
+            # no systemd bus here or in containers; the default collectors cover CPU, memory, disk, network
+            "--no-collector.systemd",
+        ),
+        service(
+            "nginx_exporter",
+            layout.nginx_exporter_port,
+            "/metrics",
+            "prometheus-nginx-exporter",
+            f"-nginx.scrape-uri={layout.url(layout.nginx_status_port, '/stub_status')}",
+            f"-web.listen-address={host}:{layout.nginx_exporter_port}",
+        ),
+        service(
+            "elasticsearch_exporter",
+            layout.elasticsearch_exporter_port,
+            "/metrics",
+            "prometheus-elasticsearch-exporter",
+            f"--es.uri={layout.es_url}",
+            "--es.indices",
+            f"--web.listen-address={host}:{layout.elasticsearch_exporter_port}",
+        ),
+        service(
+            "prometheus",
+            layout.prometheus_port,
+            "/-/ready",
+            "prometheus",
+            f"--config.file={configs['prometheus']}",
+            f"--storage.tsdb.path={layout.run_dir / 'prometheus'}",
+            f"--web.listen-address={host}:{layout.prometheus_port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=2d",
+        ),
     ]
     return specs
 
@@ -378,13 +424,17 @@ def wait_ready(layout: StackLayout, spec: ProcessSpec, timeout_s: float) -> None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if recorded_pid(layout, spec.name) is None:
-            raise StackError(f"{spec.name} exited during start-up; {layout.log_dir / spec.name}.log:\n"
-                             f"{log_tail(layout, spec.name)}")
+            raise StackError(
+                f"{spec.name} exited during start-up; {layout.log_dir / spec.name}.log:\n"
+                f"{log_tail(layout, spec.name)}"
+            )
         if spec.ready_url is None or _http_ok(spec.ready_url):
             return
         time.sleep(0.25)
-    raise StackError(f"{spec.name} not ready at {spec.ready_url} after {timeout_s:.0f} s; "
-                     f"{layout.log_dir / spec.name}.log:\n{log_tail(layout, spec.name)}")
+    raise StackError(
+        f"{spec.name} not ready at {spec.ready_url} after {timeout_s:.0f} s; "
+        f"{layout.log_dir / spec.name}.log:\n{log_tail(layout, spec.name)}"
+    )
 
 
 def terminate(layout: StackLayout, name: str, timeout_s: float = 30.0) -> bool:
@@ -431,7 +481,9 @@ def port_problem(kind: str, host: str, port: int) -> str | None:
     holder = ""
     if shutil.which("ss"):
         flag = "-ulpn" if kind == "udp" else "-tlpn"
-        found = subprocess.run(["ss", "-H", flag, f"sport = :{port}"], capture_output=True, text=True, check=False)
+        found = subprocess.run(
+            ["ss", "-H", flag, f"sport = :{port}"], capture_output=True, text=True, check=False
+        )
         holder = f" (held by: {found.stdout.strip().split('users:')[-1]})" if found.stdout.strip() else ""
     return f"{kind.upper()} port {port} is already in use{holder}"
 
@@ -440,8 +492,14 @@ def busy_ports(layout: StackLayout) -> list[str]:
     """Every port the stack needs that something else holds."""
     wanted = [("udp", "0.0.0.0", port) for port in layout.udp_ports]
     wanted += [("tcp", "0.0.0.0", layout.http_port), ("tcp", layout.host, layout.prometheus_port)]
-    wanted += [("tcp", layout.host, layout.nginx_status_port), ("tcp", layout.host, layout.node_exporter_port)]
-    wanted += [("tcp", layout.host, layout.nginx_exporter_port), ("tcp", layout.host, layout.elasticsearch_exporter_port)]
+    wanted += [
+        ("tcp", layout.host, layout.nginx_status_port),
+        ("tcp", layout.host, layout.node_exporter_port),
+    ]
+    wanted += [
+        ("tcp", layout.host, layout.nginx_exporter_port),
+        ("tcp", layout.host, layout.elasticsearch_exporter_port),
+    ]
     for i in range(layout.nodes):
         wanted += [("udp", layout.node_host(i), port) for port in layout.node_udp_ports(i)]
         wanted.append(("tcp", layout.node_host(i), layout.node_http_port(i)))
@@ -456,7 +514,11 @@ def _es_script(action: str, layout: StackLayout) -> subprocess.CompletedProcess:
     env = {**os.environ, "ES_PORT": port}
     return subprocess.run(
         ["bash", str(REPO / "scripts" / "elasticsearch.sh"), action],
-        env=env, capture_output=True, text=True, check=False, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
 
 
@@ -466,7 +528,9 @@ def ensure_elasticsearch(layout: StackLayout) -> None:
         log(f"Elasticsearch already answers at {layout.es_url}; using it (make stop leaves it running)")
         return
     if not layout.es_url.startswith("http://127.0.0.1:"):
-        raise StackError(f"Elasticsearch at {layout.es_url} does not answer, and it is not one this stack can start")
+        raise StackError(
+            f"Elasticsearch at {layout.es_url} does not answer, and it is not one this stack can start"
+        )
     log(f"starting Elasticsearch at {layout.es_url} (scripts/elasticsearch.sh)")
     done = _es_script("start", layout)
     if done.returncode != 0:
@@ -510,14 +574,20 @@ def start(layout: StackLayout, ready_timeout_s: float = 90.0) -> None:
     if problems := busy_ports(layout):
         raise StackError("cannot start the local stack:\n  " + "\n  ".join(problems))
     if os.geteuid() != 0:
-        raise StackError("nginx needs root here: `proxy_bind $remote_addr transparent` uses IP_TRANSPARENT "
-                         "(CAP_NET_ADMIN), which keeps each exporter's address visible to the nodes")
+        raise StackError(
+            "nginx needs root here: `proxy_bind $remote_addr transparent` uses IP_TRANSPARENT "
+            "(CAP_NET_ADMIN), which keeps each exporter's address visible to the nodes"
+        )
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     layout.save()
     ensure_elasticsearch(layout)
     configs = write_configs(layout)
-    nginx_check = subprocess.run(["nginx", "-t", "-q", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")],
-                                 capture_output=True, text=True, check=False)
+    nginx_check = subprocess.run(
+        ["nginx", "-t", "-q", "-c", str(configs["nginx"]), "-p", str(layout.run_dir / "nginx")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if nginx_check.returncode != 0:
         raise StackError(f"generated nginx config is invalid:\n{nginx_check.stderr}")
     try:
@@ -612,7 +682,9 @@ def status(layout: StackLayout) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="flowsink's stack as local processes")
     parser.add_argument("action", choices=("start", "stop", "status", "urls", "render", "watch"))
-    parser.add_argument("--nodes", type=int, help="number of ingest nodes (default FLOWSINK_STACK_NODES or 3)")
+    parser.add_argument(
+        "--nodes", type=int, help="number of ingest nodes (default FLOWSINK_STACK_NODES or 3)"
+    )
     parser.add_argument("--run-dir", type=Path, help="run folder (default FLOWSINK_STACK_DIR or .run/stack)")
     args = parser.parse_args(argv)
     layout = StackLayout.from_env()

@@ -79,10 +79,14 @@ def _stream_server(front: UdpFront, transparent: bool, udp_sessions: bool) -> st
 
 def _responses(udp_sessions: bool) -> str:
     if udp_sessions:
-        return ("        # Sessions kept: nginx never gets an answer, so a session ends after proxy_timeout of silence\n"
-                "        # (a clean end, not an upstream failure) and its upstream socket serves every datagram till then.\n")
-    return ("        # Exporters never expect an answer; without this nginx would wait for one per datagram.\n"
-            "        proxy_responses 0;\n")
+        return (
+            "        # Sessions kept: nginx never gets an answer, so a session ends after proxy_timeout of silence\n"
+            "        # (a clean end, not an upstream failure) and its upstream socket serves every datagram till then.\n"
+        )
+    return (
+        "        # Exporters never expect an answer; without this nginx would wait for one per datagram.\n"
+        "        proxy_responses 0;\n"
+    )
 
 
 def render(settings: NginxSettings) -> str:
@@ -90,7 +94,9 @@ def render(settings: NginxSettings) -> str:
     stream_servers = "\n".join(
         _stream_server(front, settings.transparent, settings.udp_sessions) for front in settings.udp_fronts
     )
-    http_servers = "\n".join(f"        server {address} max_fails=1 fail_timeout=5s;" for address in settings.http_upstreams)
+    http_servers = "\n".join(
+        f"        server {address} max_fails=1 fail_timeout=5s;" for address in settings.http_upstreams
+    )
     load_module = f"load_module {DEBIAN_STREAM_MODULE};" if settings.load_stream_module else ""
     values = {
         "load_module": load_module,

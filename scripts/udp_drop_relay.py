@@ -41,24 +41,52 @@ def address(text: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listen", type=address, default=("127.0.0.1", 0),
-                        help="address to receive on, e.g. 127.0.0.1:5739 (port 0: any free port, printed)")
-    parser.add_argument("--target", type=address, required=True, help="collector to forward to, e.g. 127.0.0.1:4739")
-    parser.add_argument("--drop-share", type=float, default=0.01,
-                        help="share of datagrams to drop, 0..1 (default 0.01: 1%%)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen",
+        type=address,
+        default=("127.0.0.1", 0),
+        help="address to receive on, e.g. 127.0.0.1:5739 (port 0: any free port, printed)",
+    )
+    parser.add_argument(
+        "--target", type=address, required=True, help="collector to forward to, e.g. 127.0.0.1:4739"
+    )
+    parser.add_argument(
+        "--drop-share", type=float, default=0.01, help="share of datagrams to drop, 0..1 (default 0.01: 1%%)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the drop decisions (default 1)")
-    parser.add_argument("--spare-first", type=int, default=1,
-                        help="never drop an exporter's first N datagrams (default 1: they carry its templates)")
-    parser.add_argument("--drop-after", type=float, default=0.0,
-                        help="drop only from this many seconds after the first datagram (default 0)")
-    parser.add_argument("--drop-until", type=float, default=float("inf"),
-                        help="drop only until this many seconds after the first datagram (default: always)")
-    parser.add_argument("--keep-source", choices=("auto", "yes", "no"), default="auto",
-                        help="forward from the sender's own address: auto = when it is a loopback address")
+    parser.add_argument(
+        "--spare-first",
+        type=int,
+        default=1,
+        help="never drop an exporter's first N datagrams (default 1: they carry its templates)",
+    )
+    parser.add_argument(
+        "--drop-after",
+        type=float,
+        default=0.0,
+        help="drop only from this many seconds after the first datagram (default 0)",
+    )
+    parser.add_argument(
+        "--drop-until",
+        type=float,
+        default=float("inf"),
+        help="drop only until this many seconds after the first datagram (default: always)",
+    )
+    parser.add_argument(
+        "--keep-source",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="forward from the sender's own address: auto = when it is a loopback address",
+    )
     parser.add_argument("--report", type=Path, help="JSON report, rewritten every second and at exit")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until a signal)")
+    parser.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default: until a signal)"
+    )
     return parser
 
 
@@ -81,7 +109,9 @@ class Relay:
         if sock is None:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 << 20)
-            keep = self.args.keep_source == "yes" or (self.args.keep_source == "auto" and source.startswith("127."))
+            keep = self.args.keep_source == "yes" or (
+                self.args.keep_source == "auto" and source.startswith("127.")
+            )
             if keep:
                 sock.bind((source, 0))
             self.outbound[source] = sock
@@ -89,7 +119,9 @@ class Relay:
 
     def _should_drop(self, source: str, stats: dict[str, int], now: float) -> bool:
         assert self.first_at is not None
-        roll = self.rng.random()   # drawn for every datagram, so the sequence of decisions depends on the seed only
+        roll = (
+            self.rng.random()
+        )  # drawn for every datagram, so the sequence of decisions depends on the seed only
         since = now - self.first_at
         if stats["received"] <= self.args.spare_first:
             return False
@@ -101,7 +133,9 @@ class Relay:
         now = time.monotonic()
         if self.first_at is None:
             self.first_at = now
-        stats = self.stats.setdefault(source, {"received": 0, "forwarded": 0, "dropped": 0, "dropped_runs": 0})
+        stats = self.stats.setdefault(
+            source, {"received": 0, "forwarded": 0, "dropped": 0, "dropped_runs": 0}
+        )
         stats["received"] += 1
         if self._should_drop(source, stats, now):
             stats["dropped"] += 1
@@ -116,10 +150,16 @@ class Relay:
     def write_report(self) -> None:
         if self.args.report is None:
             return
-        totals = {k: sum(s[k] for s in self.stats.values()) for k in ("received", "forwarded", "dropped",
-                                                                        "dropped_runs")}
-        document = {"drop_share": self.args.drop_share, "seed": self.args.seed, "totals": totals,
-                    "exporters": self.stats}
+        totals = {
+            k: sum(s[k] for s in self.stats.values())
+            for k in ("received", "forwarded", "dropped", "dropped_runs")
+        }
+        document = {
+            "drop_share": self.args.drop_share,
+            "seed": self.args.seed,
+            "totals": totals,
+            "exporters": self.stats,
+        }
         tmp = self.args.report.with_name(self.args.report.name + ".tmp")
         tmp.write_text(json.dumps(document, indent=2) + "\n")
         os.replace(tmp, self.args.report)
@@ -156,8 +196,10 @@ class Relay:
                 self.write_report()
         self.write_report()
         totals = {k: sum(s[k] for s in self.stats.values()) for k in ("received", "forwarded", "dropped")}
-        print(f"received {totals['received']}, forwarded {totals['forwarded']}, dropped {totals['dropped']}",
-              file=sys.stderr)
+        print(
+            f"received {totals['received']}, forwarded {totals['forwarded']}, dropped {totals['dropped']}",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

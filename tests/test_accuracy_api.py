@@ -24,8 +24,26 @@ def api(tmp_path, es, es_url, unique_prefix):
 
 
 def run_check(api: ApiProcess, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--url", api.url, "--token", TOKEN, "--hours", "3",
-                           "--keys", "40", "--batch", "500", *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--url",
+            api.url,
+            "--token",
+            TOKEN,
+            "--hours",
+            "3",
+            "--keys",
+            "40",
+            "--batch",
+            "500",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_rows_sent_equal_every_hours_aggregates_and_strays_are_noticed(api):
@@ -39,6 +57,10 @@ def test_rows_sent_equal_every_hours_aggregates_and_strays_are_noticed(api):
 
 
 def test_unreachable_api_is_an_error_not_a_difference():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--url", "http://127.0.0.1:9", "--rows", "10",
-                           "--timeout", "1"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--url", "http://127.0.0.1:9", "--rows", "10", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "error" in done.stderr and "Traceback" not in done.stderr

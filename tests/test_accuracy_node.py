@@ -45,9 +45,28 @@ def node_factory(tmp_path, es, es_url, unique_prefix):
 
 def generate(protocol: str, port: int, manifest: Path, source_base: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "flowsink.cli", "generate", protocol, "--port", str(port), "--exporters", "3",
-         "--source-base", source_base, "--manifest", str(manifest), "--no-progress", "--json", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "flowsink.cli",
+            "generate",
+            protocol,
+            "--port",
+            str(port),
+            "--exporters",
+            "3",
+            "--source-base",
+            source_base,
+            "--manifest",
+            str(manifest),
+            "--no-progress",
+            "--json",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> dict:
@@ -58,20 +77,72 @@ def finish(process: subprocess.Popen) -> dict:
 
 def run_check(manifest: Path, es_url: str, prefix: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(CHECK), "--manifest", str(manifest), "--es", es_url, "--index", f"{prefix}-flows-*",
-         "--timeout", "90", "--quiet-period", "1.5", "--no-progress"],
-        capture_output=True, text=True, timeout=150)
+        [
+            sys.executable,
+            str(CHECK),
+            "--manifest",
+            str(manifest),
+            "--es",
+            es_url,
+            "--index",
+            f"{prefix}-flows-*",
+            "--timeout",
+            "90",
+            "--quiet-period",
+            "1.5",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
 
 
 def test_v9_ipfix_sflow_three_exporters_30s_zero_difference(node_factory, tmp_path, es_url, unique_prefix):
     node = node_factory()
     runs = {
-        "v9": generate("v9", node.udp_port, tmp_path / "v9.json", "127.0.0.11", "--rate", "500", "--duration",
-                       "30", "--malformed-share", "0.01", "--template-refresh", "5"),
-        "ipfix": generate("ipfix", node.udp_port, tmp_path / "ipfix.json", "127.0.0.21", "--rate", "500",
-                          "--duration", "30", "--malformed-share", "0.01", "--template-refresh", "5"),
-        "sflow": generate("sflow", node.udp_port, tmp_path / "sflow.json", "127.0.0.31", "--rate", "250",
-                          "--duration", "30", "--sampling-rate", "256", "--malformed-share", "0.01"),
+        "v9": generate(
+            "v9",
+            node.udp_port,
+            tmp_path / "v9.json",
+            "127.0.0.11",
+            "--rate",
+            "500",
+            "--duration",
+            "30",
+            "--malformed-share",
+            "0.01",
+            "--template-refresh",
+            "5",
+        ),
+        "ipfix": generate(
+            "ipfix",
+            node.udp_port,
+            tmp_path / "ipfix.json",
+            "127.0.0.21",
+            "--rate",
+            "500",
+            "--duration",
+            "30",
+            "--malformed-share",
+            "0.01",
+            "--template-refresh",
+            "5",
+        ),
+        "sflow": generate(
+            "sflow",
+            node.udp_port,
+            tmp_path / "sflow.json",
+            "127.0.0.31",
+            "--rate",
+            "250",
+            "--duration",
+            "30",
+            "--sampling-rate",
+            "256",
+            "--malformed-share",
+            "0.01",
+        ),
     }
     summaries = {name: finish(process) for name, process in runs.items()}
     for name, summary in summaries.items():
@@ -94,29 +165,71 @@ def test_v9_ipfix_sflow_three_exporters_30s_zero_difference(node_factory, tmp_pa
 
 def start_relay(target_port: int, report: Path) -> tuple[subprocess.Popen, int]:
     relay = subprocess.Popen(
-        [sys.executable, str(RELAY), "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target_port}",
-         "--drop-share", "0.01", "--seed", "7", "--drop-after", "1", "--drop-until", "8", "--report", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            str(RELAY),
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            f"127.0.0.1:{target_port}",
+            "--drop-share",
+            "0.01",
+            "--seed",
+            "7",
+            "--drop-after",
+            "1",
+            "--drop-until",
+            "8",
+            "--report",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = relay.stdout.readline()
     assert line.startswith("listening on "), line
     return relay, int(line.rsplit(":", 1)[1])
 
 
-def test_one_percent_drop_is_caught_per_exporter_and_matches_sequence_metrics(node_factory, tmp_path, es_url,
-                                                                               unique_prefix):
+def test_one_percent_drop_is_caught_per_exporter_and_matches_sequence_metrics(
+    node_factory, tmp_path, es_url, unique_prefix
+):
     # window 1: a hole counts as loss as soon as the stream has moved on (loopback never reorders)
     node = node_factory(decode={"sequence_window": 1})
     report = tmp_path / "drops.json"
     relay, relay_port = start_relay(node.udp_port, report)
     # small datagrams give enough of them for 1% to hit every exporter; templates only in the first datagram,
     # which the relay spares, so what is lost is exactly the data records of the dropped datagrams
-    common = ["--rate", "600", "--duration", "10", "--template-refresh", "3600", "--records-per-datagram", "4"]
+    common = [
+        "--rate",
+        "600",
+        "--duration",
+        "10",
+        "--template-refresh",
+        "3600",
+        "--records-per-datagram",
+        "4",
+    ]
     runs = {
         "ipfix": generate("ipfix", relay_port, tmp_path / "ipfix.json", "127.0.0.41", *common),
         "v9": generate("v9", relay_port, tmp_path / "v9.json", "127.0.0.51", *common),
-        "sflow": generate("sflow", relay_port, tmp_path / "sflow.json", "127.0.0.61", "--rate", "300",
-                          "--duration", "10", "--records-per-datagram", "2", "--counter-interval", "0",
-                          "--sampling-rate", "128"),
+        "sflow": generate(
+            "sflow",
+            relay_port,
+            tmp_path / "sflow.json",
+            "127.0.0.61",
+            "--rate",
+            "300",
+            "--duration",
+            "10",
+            "--records-per-datagram",
+            "2",
+            "--counter-interval",
+            "0",
+            "--sampling-rate",
+            "128",
+        ),
     }
     for process in runs.values():
         finish(process)
@@ -130,13 +243,16 @@ def test_one_percent_drop_is_caught_per_exporter_and_matches_sequence_metrics(no
     values = None
     for name in runs:
         manifest = tmp_path / f"{name}.json"
-        ok, rows, _ = check(manifest, es_url, f"{unique_prefix}-flows-*", timeout_s=90, quiet_s=1.5,
-                               show=False)
-        hit = {address for address in json.loads(manifest.read_text())["exporters"] if drops[address]["dropped"]}
+        ok, rows, _ = check(
+            manifest, es_url, f"{unique_prefix}-flows-*", timeout_s=90, quiet_s=1.5, show=False
+        )
+        hit = {
+            address for address in json.loads(manifest.read_text())["exporters"] if drops[address]["dropped"]
+        }
         assert hit, f"no {name} datagram was dropped; the relay's seed should hit every exporter"
         assert not ok
         assert {r.exporter for r in rows if not r.ok} == hit
-        if name == "ipfix":   # the script says the same, in words (once: it costs a Python start-up)
+        if name == "ipfix":  # the script says the same, in words (once: it costs a Python start-up)
             done = run_check(manifest, es_url, unique_prefix)
             assert done.returncode == 1
             assert "DIFFERS for exporters " + ", ".join(sorted(hit)) in done.stdout
@@ -176,7 +292,11 @@ def _settled_metrics(node: NodeProcess) -> dict[str, float]:
     for _ in range(20):
         time.sleep(1.0)
         current = scrape(node.metrics_url)
-        keys = ("flowsink_sequence_gaps_total", "flowsink_lost_records_total", "flowsink_documents_indexed_total")
+        keys = (
+            "flowsink_sequence_gaps_total",
+            "flowsink_lost_records_total",
+            "flowsink_documents_indexed_total",
+        )
         if all(metric_sum(current, k) == metric_sum(previous, k) for k in keys):
             return current
         previous = current

@@ -27,10 +27,12 @@ from test_decode_fast_sflow import _generated_payloads
 ARRIVAL_NS = 1_700_000_000_123_456_789
 FORMATS = {
     "create": BulkFormat("flowsink", "create", True),
-    "index-no-ids": BulkFormat("fs\"odd\\prefix", "index", False),
+    "index-no-ids": BulkFormat('fs"odd\\prefix', "index", False),
 }
 
-needs_extension = pytest.mark.skipif(accel.FAST is None, reason="C extension not built (pip install -e . builds it)")
+needs_extension = pytest.mark.skipif(
+    accel.FAST is None, reason="C extension not built (pip install -e . builds it)"
+)
 
 
 def bulk_corpus() -> list[tuple[str, bytes]]:
@@ -45,8 +47,15 @@ def decode_corpus(datagrams: list[tuple[str, bytes]], fmt: BulkFormat) -> tuple[
     for exporter, payload in datagrams:
         result = decoder.decode(payload, exporter, ARRIVAL_NS)
         assert not result.documents
-        lines.append(orjson.dumps({"encoded": sorted(line.decode() for line in result.encoded),
-                                   "errors": result.errors, "stats": dict(sorted(result.stats.items()))}))
+        lines.append(
+            orjson.dumps(
+                {
+                    "encoded": sorted(line.decode() for line in result.encoded),
+                    "errors": result.errors,
+                    "stats": dict(sorted(result.stats.items())),
+                }
+            )
+        )
     return lines, decoder.reference_encoded
 
 
@@ -59,15 +68,18 @@ def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> N
     source.write_bytes(pickle.dumps(datagrams))
     python_out = tmp_path / "python.jsonl"
     env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
-    subprocess.run([sys.executable, __file__, str(source), str(python_out), name], env=env, check=True,
-                   timeout=600)
+    subprocess.run(
+        [sys.executable, __file__, str(source), str(python_out), name], env=env, check=True, timeout=600
+    )
     fast_lines, by_reference = decode_corpus(datagrams, FORMATS[name])
     python_lines = python_out.read_bytes().split(b"\n")
     assert len(python_lines) == len(fast_lines)
     differing = [i for i, (a, b) in enumerate(zip(fast_lines, python_lines, strict=True)) if a != b]
-    assert not differing, (f"{len(differing)} datagrams differ, first {differing[0]} "
-                           f"{datagrams[differing[0]]!r}:\nC:      {fast_lines[differing[0]][:3000]!r}\n"
-                           f"Python: {python_lines[differing[0]][:3000]!r}")
+    assert not differing, (
+        f"{len(differing)} datagrams differ, first {differing[0]} "
+        f"{datagrams[differing[0]]!r}:\nC:      {fast_lines[differing[0]][:3000]!r}\n"
+        f"Python: {python_lines[differing[0]][:3000]!r}"
+    )
     documents = sum(line.count(b'"_index') for line in fast_lines)
     assert documents > 30_000
     # the C writers wrote (nearly) all of them: only options records and odd values are left to Python
@@ -75,12 +87,18 @@ def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> N
 
 
 def test_encode_document_moves_the_id_into_the_action_line() -> None:
-    doc = {"_id": "abc.0", "@timestamp": "2023-11-14T22:13:20.000Z", "event": {"action": "netflow_flow"},
-           "source": {"ip": "10.0.0.1"}}
+    doc = {
+        "_id": "abc.0",
+        "@timestamp": "2023-11-14T22:13:20.000Z",
+        "event": {"action": "netflow_flow"},
+        "source": {"ip": "10.0.0.1"},
+    }
     line = encode_document(dict(doc), BulkFormat("fs"))
-    assert line == (b'{"create":{"_index":"fs-flows-2023.11.14","_id":"abc.0"}}\n'
-                    b'{"@timestamp":"2023-11-14T22:13:20.000Z","event":{"action":"netflow_flow"},'
-                    b'"source":{"ip":"10.0.0.1"}}\n')
+    assert line == (
+        b'{"create":{"_index":"fs-flows-2023.11.14","_id":"abc.0"}}\n'
+        b'{"@timestamp":"2023-11-14T22:13:20.000Z","event":{"action":"netflow_flow"},'
+        b'"source":{"ip":"10.0.0.1"}}\n'
+    )
     meta, source = split_encoded(line)
     assert meta == {"_index": "fs-flows-2023.11.14", "_id": "abc.0"}
     assert orjson.loads(source) == {k: v for k, v in doc.items() if k != "_id"}
@@ -92,7 +110,9 @@ def test_meta_documents_go_to_the_meta_index() -> None:
     for action in ("netflow_options", "sflow_counter_sample"):
         doc = {"@timestamp": "2024-02-29T00:00:00.000Z", "event": {"action": action}}
         assert index_name(doc, "p") == "p-meta-2024.02.29"
-        assert encode_document(doc, BulkFormat("p")).startswith(b'{"create":{"_index":"p-meta-2024.02.29"}}\n')
+        assert encode_document(doc, BulkFormat("p")).startswith(
+            b'{"create":{"_index":"p-meta-2024.02.29"}}\n'
+        )
 
 
 def test_index_day_from_iso_text_or_epoch_milliseconds() -> None:
@@ -117,13 +137,12 @@ def test_python_path_encodes_every_document_the_dict_path_gives() -> None:
     for exporter, payload in datagrams:
         docs = plain.decode(payload, exporter, ARRIVAL_NS).documents
         encoded = bulk.decode(payload, exporter, ARRIVAL_NS).encoded
-        got = sorted((meta["_id"], orjson.loads(source))
-                     for meta, source in map(split_encoded, encoded))
+        got = sorted((meta["_id"], orjson.loads(source)) for meta, source in map(split_encoded, encoded))
         want = sorted((doc["_id"], {k: v for k, v in doc.items() if k != "_id"}) for doc in docs)
         assert got == want
 
 
-if __name__ == "__main__":   # the child process: decode the corpus with whatever path this environment gives
+if __name__ == "__main__":  # the child process: decode the corpus with whatever path this environment gives
     if os.environ.get("FLOWSINK_NO_EXTENSION") and accel.FAST is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
     lines, _ = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()), FORMATS[sys.argv[3]])

@@ -44,7 +44,9 @@ FORMATS = {
     "index-no-ids": BulkFormat('fs"odd\\prefix\u00e9\x01', "index", False),
 }
 
-needs_extension = pytest.mark.skipif(accel.FAST is None, reason="C extension not built (pip install -e . builds it)")
+needs_extension = pytest.mark.skipif(
+    accel.FAST is None, reason="C extension not built (pip install -e . builds it)"
+)
 
 
 def _ipfix(*sets: bytes, export_time: int = 1_700_000_000, sequence: int = 0) -> bytes:
@@ -56,91 +58,336 @@ def cases() -> dict[str, tuple[dict, list[bytes], int]]:
     user_fixed = ipfix_template_set([(400, [(8, 4), (12, 4), (4, 1), (371, 32), (82, 8)])])
     user_variable = ipfix_template_set([(401, [(8, 4), (12, 4), (4, 1), (371, VARIABLE)])])
     text = ODD_TEXT[:32].ljust(32, b"\x00")
-    counters = ipfix_template_set([(402, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (10, 4)])])
+    counters = ipfix_template_set(
+        [(402, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (10, 4)])]
+    )
     times = ipfix_template_set([(403, [(8, 4), (12, 4), (152, 8), (153, 8), (150, 4), (154, 8)])])
     floats = ipfix_template_set([(404, [(8, 4), (12, 4), (4, 1), (320, 8)])])
     float_any = ipfix_template_set([(405, [(8, 4), (4, 1), (320, VARIABLE)])])
-    biflow = ipfix_template_set([(406, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8),
-                                        (1, 8, 29305), (2, 8, 29305)])])
+    biflow = ipfix_template_set(
+        [(406, [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (1, 8, 29305), (2, 8, 29305)])]
+    )
     v6_icmp = ipfix_template_set([(407, [(27, 16), (28, 16), (4, 1), (139, 2), (56, 6), (80, 0)])])
     options = ipfix_options_template_set(500, 1, [(10, 4), (82, VARIABLE), (305, 4), (306, 4), (160, 8)])
     flows_after_options = ipfix_template_set([(408, [(8, 4), (12, 4), (4, 1), (10, 4), (14, 4), (1, 8)])])
     return {
-        "v5 every value at its maximum, sampled": ({}, [v5_packet(
-            [v5_record("255.255.255.255", "0.0.0.0", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0, 65535, 65535, 255,
-                       65535, 65535, 255),
-             v5_record("10.0.0.1", "10.0.0.2", 1, 64, 99_000, 99_500, 0, (8 << 8) | 0, 1)],
-            uptime=0xFFFFFFFF, secs=0xFFFFFFFF, nsecs=999_999_999, sequence=0xFFFFFFFF, engine_type=255,
-            engine_id=255, sampling=0xFFFF)], 0),
-        "v5 times of 0, not renormalised": ({"renormalize": False}, [v5_packet(
-            [v5_record("10.0.0.1", "10.0.0.2", 3, 300, 0, 0, protocol=58, dst_port=(128 << 8))],
-            uptime=0, secs=0, sampling=100)], 0),
-        "usernames with quotes, control characters, non-ASCII and invalid UTF-8": ({}, [_ipfix(
-            user_fixed, user_variable,
-            flowset(400, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + text + b"Gi0/\"1\"\x00", pad=False),
-            flowset(401, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x11" + varlen(ODD_TEXT)
-                    + ip4("10.0.0.3") + ip4("10.0.0.4") + b"\x11" + varlen(b"plain", long_form=True), pad=False))],
-            0),
-        "64-bit counter maxima, renormalised and clamped": ({}, [_ipfix(
-            options, counters,
-            flowset(500, struct.pack("!I", 7) + varlen(b"ge-0/0/0") + struct.pack("!IIQ", 1, 999, 0), pad=False),
-            flowset(402, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!HHBQQI", 1, 2, 6, U64_MAX, U64_MAX, 7)
-                    + ip4("10.0.0.3") + ip4("10.0.0.4") + struct.pack("!HHBQQI", 1, 2, 17, 0, 1, 8), pad=False))],
-            0),
-        "dateTime elements of 0 and far beyond year 9999": ({}, [_ipfix(
-            times,
-            flowset(403, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!QQIQ", 0, 0, 0, 0)
-                    + ip4("10.0.0.1") + ip4("10.0.0.2")
-                    + struct.pack("!QQIQ", U64_MAX, 1 << 63, 0xFFFFFFFF, U64_MAX)
-                    + ip4("10.0.0.1") + ip4("10.0.0.2")
-                    + struct.pack("!QQIQ", 253_402_300_799_999, 253_402_300_800_000, 1 << 31, 1 << 63), pad=False),
-            export_time=0xFFFFFFFF)], 0),
-        "an export time of 0 takes the arrival time": ({}, [_ipfix(
-            counters, flowset(402, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!HHBQQI", 1, 2, 6, 5, 1, 0),
-                              pad=False), export_time=0)], 0),
-        "floats: documents left to the reference": ({}, [_ipfix(
-            floats, flowset(404, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!d", 0.1)
-                            + ip4("10.0.0.3") + ip4("10.0.0.4") + b"\x06" + struct.pack("!d", 1e300), pad=False))],
-            2),
-        "a float mid-set: one document left to the reference": ({}, [_ipfix(
-            float_any, flowset(405, ip4("10.0.0.1") + b"\x06" + varlen(b"abc")
-                               + ip4("10.0.0.2") + b"\x06" + varlen(struct.pack("!f", 2.5))
-                               + ip4("10.0.0.3") + b"\x06" + varlen(b""), pad=False))], 1),
+        "v5 every value at its maximum, sampled": (
+            {},
+            [
+                v5_packet(
+                    [
+                        v5_record(
+                            "255.255.255.255",
+                            "0.0.0.0",
+                            0xFFFFFFFF,
+                            0xFFFFFFFF,
+                            0xFFFFFFFF,
+                            0,
+                            65535,
+                            65535,
+                            255,
+                            65535,
+                            65535,
+                            255,
+                        ),
+                        v5_record("10.0.0.1", "10.0.0.2", 1, 64, 99_000, 99_500, 0, (8 << 8) | 0, 1),
+                    ],
+                    uptime=0xFFFFFFFF,
+                    secs=0xFFFFFFFF,
+                    nsecs=999_999_999,
+                    sequence=0xFFFFFFFF,
+                    engine_type=255,
+                    engine_id=255,
+                    sampling=0xFFFF,
+                )
+            ],
+            0,
+        ),
+        "v5 times of 0, not renormalised": (
+            {"renormalize": False},
+            [
+                v5_packet(
+                    [v5_record("10.0.0.1", "10.0.0.2", 3, 300, 0, 0, protocol=58, dst_port=(128 << 8))],
+                    uptime=0,
+                    secs=0,
+                    sampling=100,
+                )
+            ],
+            0,
+        ),
+        "usernames with quotes, control characters, non-ASCII and invalid UTF-8": (
+            {},
+            [
+                _ipfix(
+                    user_fixed,
+                    user_variable,
+                    flowset(
+                        400, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + text + b'Gi0/"1"\x00', pad=False
+                    ),
+                    flowset(
+                        401,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + b"\x11"
+                        + varlen(ODD_TEXT)
+                        + ip4("10.0.0.3")
+                        + ip4("10.0.0.4")
+                        + b"\x11"
+                        + varlen(b"plain", long_form=True),
+                        pad=False,
+                    ),
+                )
+            ],
+            0,
+        ),
+        "64-bit counter maxima, renormalised and clamped": (
+            {},
+            [
+                _ipfix(
+                    options,
+                    counters,
+                    flowset(
+                        500,
+                        struct.pack("!I", 7) + varlen(b"ge-0/0/0") + struct.pack("!IIQ", 1, 999, 0),
+                        pad=False,
+                    ),
+                    flowset(
+                        402,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + struct.pack("!HHBQQI", 1, 2, 6, U64_MAX, U64_MAX, 7)
+                        + ip4("10.0.0.3")
+                        + ip4("10.0.0.4")
+                        + struct.pack("!HHBQQI", 1, 2, 17, 0, 1, 8),
+                        pad=False,
+                    ),
+                )
+            ],
+            0,
+        ),
+        "dateTime elements of 0 and far beyond year 9999": (
+            {},
+            [
+                _ipfix(
+                    times,
+                    flowset(
+                        403,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + struct.pack("!QQIQ", 0, 0, 0, 0)
+                        + ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + struct.pack("!QQIQ", U64_MAX, 1 << 63, 0xFFFFFFFF, U64_MAX)
+                        + ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + struct.pack("!QQIQ", 253_402_300_799_999, 253_402_300_800_000, 1 << 31, 1 << 63),
+                        pad=False,
+                    ),
+                    export_time=0xFFFFFFFF,
+                )
+            ],
+            0,
+        ),
+        "an export time of 0 takes the arrival time": (
+            {},
+            [
+                _ipfix(
+                    counters,
+                    flowset(
+                        402,
+                        ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!HHBQQI", 1, 2, 6, 5, 1, 0),
+                        pad=False,
+                    ),
+                    export_time=0,
+                )
+            ],
+            0,
+        ),
+        "floats: documents left to the reference": (
+            {},
+            [
+                _ipfix(
+                    floats,
+                    flowset(
+                        404,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + b"\x06"
+                        + struct.pack("!d", 0.1)
+                        + ip4("10.0.0.3")
+                        + ip4("10.0.0.4")
+                        + b"\x06"
+                        + struct.pack("!d", 1e300),
+                        pad=False,
+                    ),
+                )
+            ],
+            2,
+        ),
+        "a float mid-set: one document left to the reference": (
+            {},
+            [
+                _ipfix(
+                    float_any,
+                    flowset(
+                        405,
+                        ip4("10.0.0.1")
+                        + b"\x06"
+                        + varlen(b"abc")
+                        + ip4("10.0.0.2")
+                        + b"\x06"
+                        + varlen(struct.pack("!f", 2.5))
+                        + ip4("10.0.0.3")
+                        + b"\x06"
+                        + varlen(b""),
+                        pad=False,
+                    ),
+                )
+            ],
+            1,
+        ),
         # the first record's directions sum past 64 bits: network.bytes is clamped to the largest long (a sum,
         # like a renormalised counter), so the document is written, by C and by the reference alike
-        "biflow counters at their maxima": ({}, [_ipfix(
-            biflow, flowset(406, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!HHB", 5000, 443, 6)
-                            + struct.pack("!QQQQ", U64_MAX, 10, U64_MAX, 8)
-                            + ip4("10.0.0.3") + ip4("10.0.0.4") + struct.pack("!HHB", 1, 2, 17)
-                            + struct.pack("!QQQQ", 1, 2, 3, 4), pad=False))], 0),
-        "IPv6 ICMP, MAC, a 0-length field": ({}, [_ipfix(
-            v6_icmp, flowset(407, ip6("2001:db8::1") + ip6("::ffff:10.0.0.1") + b"\x3a" + struct.pack("!H", 129 << 8)
-                             + b"\x00\x1b\x21\xff\xfe\x01", pad=False))], 0),
-        "options records, then flows named by them": ({}, [_ipfix(
-            options, flows_after_options,
-            flowset(500, struct.pack("!I", 7) + varlen(ODD_TEXT) + struct.pack("!IIQ", 1, 9, 1_699_999_000_000)
-                    + struct.pack("!I", 9) + varlen(b"") + struct.pack("!IIQ", 0, 0, U64_MAX), pad=False),
-            flowset(408, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!IIQ", 7, 9, 100), pad=False))],
-            0),
-        "IPFIX sysUpTime times from the system init time options give": ({}, [_ipfix(
-            ipfix_options_template_set(501, 1, [(144, 4), (160, 8)]),
-            ipfix_template_set([(409, [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4), (161, 4)])]),
-            flowset(409, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!III", 1_000, 2_500, 40)),
-            flowset(501, struct.pack("!IQ", 1, 1_699_999_000_000)),
-            flowset(409, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!III", 1_000, 2_500, 40)
-                    + ip4("10.0.0.3") + ip4("10.0.0.4") + b"\x11" + struct.pack("!III", 0xFFFFFFFF, 0, 0)))], 0),
-        "a sampling rate per selector id (records read as dicts)": ({}, [_ipfix(
-            ipfix_options_template_set(502, 1, [(302, 4), (34, 4)]),
-            flowset(502, struct.pack("!II", 1, 10) + struct.pack("!II", 2, 1000), pad=False),
-            ipfix_template_set([(410, [(8, 4), (12, 4), (302, 4), (1, 4), (2, 8)])]),
-            flowset(410, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!IIQ", 1, 7, U64_MAX)
-                    + ip4("10.0.0.3") + ip4("10.0.0.4") + struct.pack("!IIQ", 3, 7, 1), pad=False))], 0),
-        "v9 sysUpTime across a wrap, unknown protocol": ({}, [v9_packet([
-            v9_template_set([(300, [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4), (61, 1), (1, 4)])]),
-            flowset(300, ip4("10.0.0.1") + ip4("10.0.0.2") + b"\xfe" + struct.pack("!II", 0xFFFFFF00, 50)
-                    + b"\x01" + struct.pack("!I", 9)
-                    + ip4("10.0.0.3") + ip4("10.0.0.4") + b"\x00" + struct.pack("!II", 200, 100) + b"\x00"
-                    + struct.pack("!I", 1))], uptime=100)], 0),
+        "biflow counters at their maxima": (
+            {},
+            [
+                _ipfix(
+                    biflow,
+                    flowset(
+                        406,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + struct.pack("!HHB", 5000, 443, 6)
+                        + struct.pack("!QQQQ", U64_MAX, 10, U64_MAX, 8)
+                        + ip4("10.0.0.3")
+                        + ip4("10.0.0.4")
+                        + struct.pack("!HHB", 1, 2, 17)
+                        + struct.pack("!QQQQ", 1, 2, 3, 4),
+                        pad=False,
+                    ),
+                )
+            ],
+            0,
+        ),
+        "IPv6 ICMP, MAC, a 0-length field": (
+            {},
+            [
+                _ipfix(
+                    v6_icmp,
+                    flowset(
+                        407,
+                        ip6("2001:db8::1")
+                        + ip6("::ffff:10.0.0.1")
+                        + b"\x3a"
+                        + struct.pack("!H", 129 << 8)
+                        + b"\x00\x1b\x21\xff\xfe\x01",
+                        pad=False,
+                    ),
+                )
+            ],
+            0,
+        ),
+        "options records, then flows named by them": (
+            {},
+            [
+                _ipfix(
+                    options,
+                    flows_after_options,
+                    flowset(
+                        500,
+                        struct.pack("!I", 7)
+                        + varlen(ODD_TEXT)
+                        + struct.pack("!IIQ", 1, 9, 1_699_999_000_000)
+                        + struct.pack("!I", 9)
+                        + varlen(b"")
+                        + struct.pack("!IIQ", 0, 0, U64_MAX),
+                        pad=False,
+                    ),
+                    flowset(
+                        408,
+                        ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!IIQ", 7, 9, 100),
+                        pad=False,
+                    ),
+                )
+            ],
+            0,
+        ),
+        "IPFIX sysUpTime times from the system init time options give": (
+            {},
+            [
+                _ipfix(
+                    ipfix_options_template_set(501, 1, [(144, 4), (160, 8)]),
+                    ipfix_template_set([(409, [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4), (161, 4)])]),
+                    flowset(
+                        409,
+                        ip4("10.0.0.1") + ip4("10.0.0.2") + b"\x06" + struct.pack("!III", 1_000, 2_500, 40),
+                    ),
+                    flowset(501, struct.pack("!IQ", 1, 1_699_999_000_000)),
+                    flowset(
+                        409,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + b"\x06"
+                        + struct.pack("!III", 1_000, 2_500, 40)
+                        + ip4("10.0.0.3")
+                        + ip4("10.0.0.4")
+                        + b"\x11"
+                        + struct.pack("!III", 0xFFFFFFFF, 0, 0),
+                    ),
+                )
+            ],
+            0,
+        ),
+        "a sampling rate per selector id (records read as dicts)": (
+            {},
+            [
+                _ipfix(
+                    ipfix_options_template_set(502, 1, [(302, 4), (34, 4)]),
+                    flowset(502, struct.pack("!II", 1, 10) + struct.pack("!II", 2, 1000), pad=False),
+                    ipfix_template_set([(410, [(8, 4), (12, 4), (302, 4), (1, 4), (2, 8)])]),
+                    flowset(
+                        410,
+                        ip4("10.0.0.1")
+                        + ip4("10.0.0.2")
+                        + struct.pack("!IIQ", 1, 7, U64_MAX)
+                        + ip4("10.0.0.3")
+                        + ip4("10.0.0.4")
+                        + struct.pack("!IIQ", 3, 7, 1),
+                        pad=False,
+                    ),
+                )
+            ],
+            0,
+        ),
+        "v9 sysUpTime across a wrap, unknown protocol": (
+            {},
+            [
+                v9_packet(
+                    [
+                        v9_template_set(
+                            [(300, [(8, 4), (12, 4), (4, 1), (22, 4), (21, 4), (61, 1), (1, 4)])]
+                        ),
+                        flowset(
+                            300,
+                            ip4("10.0.0.1")
+                            + ip4("10.0.0.2")
+                            + b"\xfe"
+                            + struct.pack("!II", 0xFFFFFF00, 50)
+                            + b"\x01"
+                            + struct.pack("!I", 9)
+                            + ip4("10.0.0.3")
+                            + ip4("10.0.0.4")
+                            + b"\x00"
+                            + struct.pack("!II", 200, 100)
+                            + b"\x00"
+                            + struct.pack("!I", 1),
+                        ),
+                    ],
+                    uptime=100,
+                )
+            ],
+            0,
+        ),
     }
 
 
@@ -153,8 +400,15 @@ def decode_cases(fmt: BulkFormat) -> tuple[dict[str, list[bytes]], dict[str, int
         for payload in datagrams:
             result = decoder.decode(payload, EXPORTER, ARRIVAL_NS)
             assert not result.documents
-            lines.append(orjson.dumps({"encoded": sorted(line.decode() for line in result.encoded),
-                                       "errors": result.errors, "stats": dict(sorted(result.stats.items()))}))
+            lines.append(
+                orjson.dumps(
+                    {
+                        "encoded": sorted(line.decode() for line in result.encoded),
+                        "errors": result.errors,
+                        "stats": dict(sorted(result.stats.items())),
+                    }
+                )
+            )
         out[name] = lines
         by_reference[name] = decoder.reference_encoded
     return out, by_reference
@@ -185,7 +439,7 @@ def test_every_case_writes_lines() -> None:
         assert all(b'"_index' in line for line in lines), name
 
 
-if __name__ == "__main__":   # the child: the pure-Python path
+if __name__ == "__main__":  # the child: the pure-Python path
     if accel.FAST is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is not set but the extension was loaded")
     Path(sys.argv[1]).write_bytes(pickle.dumps({name: decode_cases(fmt)[0] for name, fmt in FORMATS.items()}))

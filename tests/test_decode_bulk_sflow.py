@@ -22,7 +22,7 @@ from test_decode_fast_sflow import _fixture_payloads, _generated_payloads, _muta
 ARRIVAL_NS = 1_700_000_000_123_456_789
 FORMATS = [
     BulkFormat(),
-    BulkFormat("fs\"odd\\prefix", "index", False),
+    BulkFormat('fs"odd\\prefix', "index", False),
     BulkFormat("é\x01\t-x", "create", True),
 ]
 
@@ -46,8 +46,9 @@ def _lines(decoder: FlowDecoder, payload: bytes, exporter: str = "192.0.2.7", ar
     return sorted(result.encoded), result.errors, dict(result.stats)
 
 
-def _assert_equal_to_reference(payloads: list[bytes], fmt: BulkFormat, renormalize: bool = True,
-                               arrival_ns: int = ARRIVAL_NS) -> FlowDecoder:
+def _assert_equal_to_reference(
+    payloads: list[bytes], fmt: BulkFormat, renormalize: bool = True, arrival_ns: int = ARRIVAL_NS
+) -> FlowDecoder:
     """Per datagram, the C path's lines, errors and counters equal the pure-Python path's; returns the C decoder."""
     ours = FlowDecoder(DecoderSettings(bulk=fmt, renormalize=renormalize))
     with python_only():
@@ -55,17 +56,36 @@ def _assert_equal_to_reference(payloads: list[bytes], fmt: BulkFormat, renormali
         reference._decoder_for("sflow")
     for n, payload in enumerate(payloads):
         exporter = f"198.51.100.{n % 3}"
-        assert _lines(ours, payload, exporter, arrival_ns) == _lines(reference, payload, exporter, arrival_ns), n
+        assert _lines(ours, payload, exporter, arrival_ns) == _lines(
+            reference, payload, exporter, arrival_ns
+        ), n
     return ours
 
 
-def _common_sample(sequence: int, rate: int = 512, frame_length: int = 64, vlan: bool = False,
-                   icmp: bool = False, fragment: bool = False) -> bytes:
+def _common_sample(
+    sequence: int,
+    rate: int = 512,
+    frame_length: int = 64,
+    vlan: bool = False,
+    icmp: bool = False,
+    fragment: bool = False,
+) -> bytes:
     """A flow sample of an Ethernet/IPv4/UDP (or ICMP) header; ``fragment``: a non-first fragment, whose sample
     the C path leaves to Python."""
     l4 = struct.pack("!BBHI", 8, 0, 0, 0) if icmp else struct.pack("!HHHH", 5353, 53, 8, 0)
-    l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), sequence & 0xFFFF, 185 if fragment else 0, 64,
-                     1 if icmp else 17, 0, bytes([10, 0, 0, 1]), bytes([192, 0, 2, sequence & 0xFF]))
+    l3 = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(l4),
+        sequence & 0xFFFF,
+        185 if fragment else 0,
+        64,
+        1 if icmp else 17,
+        0,
+        bytes([10, 0, 0, 1]),
+        bytes([192, 0, 2, sequence & 0xFF]),
+    )
     tag = struct.pack("!HH", 0x8100, 0x2000 | 42) if vlan else b""
     frame = bytes(range(1, 13)) + tag + struct.pack("!H", 0x0800) + l3 + l4
     frame += b"\0" * (-len(frame) % 4)
@@ -84,7 +104,7 @@ def _datagram(samples: list[bytes], sequence: int = 1) -> bytes:
 def test_generated_fixture_and_mutated_datagrams_equal_the_reference(fmt: BulkFormat) -> None:
     payloads = _fixture_payloads() + _generated_payloads(300) + _mutations(_generated_payloads(60, seed=5), 6)
     decoder = _assert_equal_to_reference(payloads, fmt)
-    assert decoder.reference_encoded == 0   # every document written in C: flow samples and the rest alike
+    assert decoder.reference_encoded == 0  # every document written in C: flow samples and the rest alike
 
 
 @needs_extension
@@ -95,12 +115,17 @@ def test_renormalisation_off_equals_the_reference() -> None:
 @needs_extension
 def test_odd_values_equal_the_reference() -> None:
     """Rates of 0 and 2^32-1 times the largest frame length, a VLAN tag, every 32-bit counter at its maximum."""
-    samples = [_common_sample(1, rate=0), _common_sample(2, rate=0xFFFFFFFF, frame_length=0xFFFFFFFF),
-               _common_sample(0xFFFFFFFF, rate=1, vlan=True)]
+    samples = [
+        _common_sample(1, rate=0),
+        _common_sample(2, rate=0xFFFFFFFF, frame_length=0xFFFFFFFF),
+        _common_sample(0xFFFFFFFF, rate=1, vlan=True),
+    ]
     payloads = [_datagram(samples), _datagram(samples, sequence=0xFFFFFFFF)]
     for fmt in FORMATS:
         _assert_equal_to_reference(payloads, fmt)
-    line = FlowDecoder(DecoderSettings(bulk=FORMATS[0])).decode(payloads[0], "192.0.2.7", ARRIVAL_NS).encoded[1]
+    line = (
+        FlowDecoder(DecoderSettings(bulk=FORMATS[0])).decode(payloads[0], "192.0.2.7", ARRIVAL_NS).encoded[1]
+    )
     meta, source = split_encoded(line)
     assert orjson.loads(source)["network"]["bytes"] == 0xFFFFFFFF * 0xFFFFFFFF
     assert meta["_index"] == "flowsink-flows-2023.11.14"
@@ -174,7 +199,7 @@ def test_documents_with_floats_go_to_the_reference_once_each() -> None:
 @needs_extension
 def test_a_timestamp_without_a_four_digit_year_is_left_to_the_reference() -> None:
     """Past year 9999 the day in the index name is the reference's business: C declines, the facade encodes."""
-    arrival = 253_402_300_800 * 10**9   # 10000-01-01
+    arrival = 253_402_300_800 * 10**9  # 10000-01-01
     payloads = [_datagram([_common_sample(1), _common_sample(2)])]
     decoder = _assert_equal_to_reference(payloads, FORMATS[0], arrival_ns=arrival)
     assert decoder.reference_encoded == 2
@@ -196,16 +221,32 @@ def test_datagram_values_the_writer_declines_give_dicts() -> None:
         flow_samples(*args, expected, {})
         assert documents == expected
     documents, encoded = [], []
-    flow_samples(payload, *context, {"agent_address": "10.0.0.1"}, True, 28, 0, 1, documents, {}, encoded, head,
-                 keep_ids)
+    flow_samples(
+        payload,
+        *context,
+        {"agent_address": "10.0.0.1"},
+        True,
+        28,
+        0,
+        1,
+        documents,
+        {},
+        encoded,
+        head,
+        keep_ids,
+    )
     assert documents == [] and len(encoded) == 1
 
 
 def _documents() -> list:
     ts = "2024-02-29T23:59:59.999Z"
     return [
-        {"_id": "a-0", "@timestamp": ts, "event": {"action": "sflow_counter_sample"},
-         "sflow": {"counters": {"interface": {"if_index": 3}}, "x": [1, True, None, "é\n\x7f\"\\"]}},
+        {
+            "_id": "a-0",
+            "@timestamp": ts,
+            "event": {"action": "sflow_counter_sample"},
+            "sflow": {"counters": {"interface": {"if_index": 3}}, "x": [1, True, None, 'é\n\x7f"\\']},
+        },
         {"_id": "a-1", "@timestamp": ts, "event": {"action": "sflow_flow_sample"}, "load": 0.5},
         {"@timestamp": ts, "event": {"action": "sflow_discarded_packet"}, "_index": "ignored", "n": -(2**63)},
         {"_id": 7, "@timestamp": ts, "event": {"action": "sflow_flow_sample"}},
@@ -226,8 +267,10 @@ def test_encode_documents_writes_what_orjson_writes_and_leaves_the_rest() -> Non
         assert encode_documents(documents, encoded, *fmt.c_format) == 2
         written = _documents()
         assert encoded == [encode_document(written[0], fmt), encode_document(written[2], fmt)]
-        assert documents == [d for n, d in enumerate(_documents()) if n not in (0, 2)]   # in order, untouched
-    assert encoded[0].startswith(b'{"create":{"_index":"\xc3\xa9\\u0001\\t-x-meta-2024.02.29","_id":"a-0"}}\n')
+        assert documents == [d for n, d in enumerate(_documents()) if n not in (0, 2)]  # in order, untouched
+    assert encoded[0].startswith(
+        b'{"create":{"_index":"\xc3\xa9\\u0001\\t-x-meta-2024.02.29","_id":"a-0"}}\n'
+    )
     with pytest.raises(TypeError):
         encode_documents((), [], b"", True)
     with pytest.raises(TypeError):
@@ -263,19 +306,48 @@ def _frame(l3_and_l4: bytes, ethertype: int, tags: bytes = b"") -> bytes:
 
 
 def _ipv6(next_header: int, rest: bytes) -> bytes:
-    return struct.pack("!IHBB16s16s", 0x6000_0000 | 12345, len(rest), next_header, 64, b"\x20\x01" + bytes(13) + b"\x01",
-                       b"\x20\x01" + bytes(13) + b"\x02") + rest
+    return (
+        struct.pack(
+            "!IHBB16s16s",
+            0x6000_0000 | 12345,
+            len(rest),
+            next_header,
+            64,
+            b"\x20\x01" + bytes(13) + b"\x01",
+            b"\x20\x01" + bytes(13) + b"\x02",
+        )
+        + rest
+    )
 
 
-def _flow(sequence: int, frame: bytes, input_if: int = 3, output_if: int = 4, expanded: bool = False,
-          switch: bool = True, extra: tuple[bytes, ...] = ()) -> bytes:
+def _flow(
+    sequence: int,
+    frame: bytes,
+    input_if: int = 3,
+    output_if: int = 4,
+    expanded: bool = False,
+    switch: bool = True,
+    extra: tuple[bytes, ...] = (),
+) -> bytes:
     records = [_record(1, struct.pack("!IIII", 1, 1500, 4, len(frame)) + frame)]
     if switch:
         records.append(_record(1001, struct.pack("!IIII", 10, 0, 20, 0)))
     records[1:1] = extra
     if expanded:
-        head = struct.pack("!IIIIIIIIIII", sequence, 0, 3, 512, 9999, 0, input_if >> 30, input_if & 0x3FFFFFFF,
-                           output_if >> 30, output_if & 0x3FFFFFFF, len(records))
+        head = struct.pack(
+            "!IIIIIIIIIII",
+            sequence,
+            0,
+            3,
+            512,
+            9999,
+            0,
+            input_if >> 30,
+            input_if & 0x3FFFFFFF,
+            output_if >> 30,
+            output_if & 0x3FFFFFFF,
+            len(records),
+        )
         return _record(3, head + b"".join(records))
     head = struct.pack("!IIIIIIII", sequence, 3, 512, 9999, 0, input_if, output_if, len(records))
     return _record(1, head + b"".join(records))
@@ -286,7 +358,9 @@ def _counters(sequence: int, expanded: bool = False, port_name: bytes | None = N
     ethernet = struct.pack("!13I", *range(100, 113))
     records = [_record(1, interface), _record(2, ethernet)]
     if port_name is not None:
-        records.insert(0, _record(1005, struct.pack("!I", len(port_name)) + port_name + b"\0" * (-len(port_name) % 4)))
+        records.insert(
+            0, _record(1005, struct.pack("!I", len(port_name)) + port_name + b"\0" * (-len(port_name) % 4))
+        )
     if expanded:
         return _record(4, struct.pack("!IIII", sequence, 0, 3, len(records)) + b"".join(records))
     return _record(2, struct.pack("!III", sequence, 3, len(records)) + b"".join(records))
@@ -308,29 +382,46 @@ def _gateway(path: tuple[tuple[int, ...], ...], communities: tuple[int, ...] = (
 def _real_device_samples() -> list[bytes]:
     """The less common flow samples switches send, and their per-port counter samples."""
     udp = struct.pack("!HHHH", 5353, 53, 8, 0)
-    icmp4 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 1, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
-    options = struct.pack("!BBHHHBBH4s4s", 0x46, 0, 32, 1, 0x4000, 64, 17, 0, bytes([10, 0, 0, 1]),
-                          bytes([10, 0, 0, 2])) + b"\x01\x01\x01\x00"
+    icmp4 = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 1, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    )
+    options = (
+        struct.pack(
+            "!BBHHHBBH4s4s", 0x46, 0, 32, 1, 0x4000, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+        )
+        + b"\x01\x01\x01\x00"
+    )
     hop_by_hop_icmp6 = _ipv6(0, struct.pack("!BB6x", 58, 0) + struct.pack("!BBH", 143, 0, 0) + bytes(4))
     fragment_udp = _ipv6(44, struct.pack("!BBHI", 17, 0, 1, 7) + udp)
-    routing_tcp = _ipv6(43, struct.pack("!BB6x", 6, 0) + struct.pack("!HHIIBBHHH", 1, 2, 3, 4, 0x50, 0x12, 9, 0, 0))
+    routing_tcp = _ipv6(
+        43, struct.pack("!BB6x", 6, 0) + struct.pack("!HHIIBBHHH", 1, 2, 3, 4, 0x50, 0x12, 9, 0, 0)
+    )
     return [
-        _flow(1, _frame(_ipv6(17, udp), 0x86DD), output_if=0x80000002),      # a count of output interfaces
+        _flow(1, _frame(_ipv6(17, udp), 0x86DD), output_if=0x80000002),  # a count of output interfaces
         _flow(2, _frame(hop_by_hop_icmp6, 0x86DD), output_if=0x80000002),
         _flow(3, _frame(icmp4 + struct.pack("!BBHI", 8, 0, 0, 0), 0x0800), output_if=0x3FFFFFFF),
         _flow(4, _frame(icmp4 + struct.pack("!BBHI", 3, 3, 0, 0), 0x0800), input_if=0x3FFFFFFF, output_if=0),
-        _flow(5, _frame(options + udp, 0x0800), output_if=0x40000001),       # a discard reason
-        _flow(6, _frame(fragment_udp, 0x86DD), output_if=0xC0000005),        # another format
+        _flow(5, _frame(options + udp, 0x0800), output_if=0x40000001),  # a discard reason
+        _flow(6, _frame(fragment_udp, 0x86DD), output_if=0xC0000005),  # another format
         _flow(7, _frame(routing_tcp, 0x86DD), switch=False),
         _flow(8, _frame(options + udp, 0x0800, struct.pack("!HHHH", 0x88A8, 100, 0x8100, 0x2000 | 42))),
         _flow(9, _frame(options + udp, 0x0800, struct.pack("!HH", 0x9100, 7))),
         _flow(10, _frame(_ipv6(132, struct.pack("!HHI", 1, 2, 3)), 0x86DD), expanded=True),
         _flow(11, _frame(_ipv6(47, bytes(8)), 0x86DD), expanded=True, input_if=0x3FFFFFFF),
-        _flow(12, _frame(options + udp, 0x0800), extra=(_router(bytes([10, 0, 0, 254])),
-                                                       _gateway(((65010, 65020), (), (65030,))))),
-        _flow(13, _frame(_ipv6(17, udp), 0x86DD), extra=(_gateway((), ()), _router(b"\xfe\x80" + bytes(13) + b"\x01"))),
+        _flow(
+            12,
+            _frame(options + udp, 0x0800),
+            extra=(_router(bytes([10, 0, 0, 254])), _gateway(((65010, 65020), (), (65030,)))),
+        ),
+        _flow(
+            13,
+            _frame(_ipv6(17, udp), 0x86DD),
+            extra=(_gateway((), ()), _router(b"\xfe\x80" + bytes(13) + b"\x01")),
+        ),
         _flow(14, _frame(_ipv6(17, udp), 0x86DD), switch=False, extra=(_router(b""),)),
-        _counters(1), _counters(2, expanded=True), _counters(3, port_name=b"Ethernet1/\"49\"\t"),
+        _counters(1),
+        _counters(2, expanded=True),
+        _counters(3, port_name=b'Ethernet1/"49"\t'),
     ]
 
 
@@ -349,10 +440,19 @@ def test_real_device_flow_and_counter_samples_are_written_in_c_and_equal_the_ref
     assert sources[1]["sflow"]["ipv6_extension_headers"] == [0]
     assert (sources[1]["sflow"]["icmp_type"], sources[1]["network"]["transport"]) == (143, "ipv6-icmp")
     assert sources[3]["network"]["direction"] == "unknown" and "ingress" not in sources[3]["observer"]
-    assert sources[7]["network"]["inner"] == {"vlan": {"id": "42"}} and sources[7]["sflow"]["vlans"] == [100, 42]
-    assert (sources[11]["source"]["as"], sources[11]["destination"]["as"]) == ({"number": 65002}, {"number": 65030})
+    assert sources[7]["network"]["inner"] == {"vlan": {"id": "42"}} and sources[7]["sflow"]["vlans"] == [
+        100,
+        42,
+    ]
+    assert (sources[11]["source"]["as"], sources[11]["destination"]["as"]) == (
+        {"number": 65002},
+        {"number": 65030},
+    )
     assert sources[11]["sflow"]["dst_as_path"] == [65010, 65020, 65030]
-    assert sources[12]["destination"]["as"] == {"number": 65001} and sources[12]["sflow"]["next_hop_address"] == "fe80::1"
+    assert (
+        sources[12]["destination"]["as"] == {"number": 65001}
+        and sources[12]["sflow"]["next_hop_address"] == "fe80::1"
+    )
     assert sources[14]["sflow"]["counters"]["interface"]["if_oper_status"] == "up"
     assert split_encoded(result.encoded[14])[0]["_index"].endswith("-meta-2023.11.14")
     assert sources[16]["observer"]["ingress"]["interface"]["name"] == 'Ethernet1/"49"\t'
@@ -366,6 +466,9 @@ def test_real_device_samples_as_dicts_are_left_to_python() -> None:
     with python_only():
         reference = FlowDecoder(DecoderSettings())
         reference._decoder_for("sflow")
-    mine, theirs = ours.decode(payload, "192.0.2.7", ARRIVAL_NS), reference.decode(payload, "192.0.2.7", ARRIVAL_NS)
+    mine, theirs = (
+        ours.decode(payload, "192.0.2.7", ARRIVAL_NS),
+        reference.decode(payload, "192.0.2.7", ARRIVAL_NS),
+    )
     assert [orjson.dumps(d) for d in mine.documents] == [orjson.dumps(d) for d in theirs.documents]
     assert (mine.errors, mine.stats) == (theirs.errors, theirs.stats)

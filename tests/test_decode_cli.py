@@ -29,7 +29,10 @@ IPFIX_DATA = LOGSTASH_NETFLOW / "ipfix_test_mikrotik_data258.dat"
 
 def run_decode(*args: str) -> tuple[int, list[dict], str]:
     done = subprocess.run(
-        [sys.executable, "-m", "flowsink.cli", "decode", *args], capture_output=True, timeout=120, check=False,
+        [sys.executable, "-m", "flowsink.cli", "decode", *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )
     documents = [orjson.loads(line) for line in done.stdout.splitlines()]
@@ -55,10 +58,15 @@ def test_pcap_then_pcapng_carries_templates_and_summarises(tmp_path: Path):
     code, docs, stderr = run_decode(str(first), str(second))
     assert code == 0, stderr
     actions = [d["event"]["action"] for d in docs]
-    assert actions.count("netflow_flow") == 2 + 14  # v5 has 2 records, the ASA data 14 once its template is known
+    assert (
+        actions.count("netflow_flow") == 2 + 14
+    )  # v5 has 2 records, the ASA data 14 once its template is known
     assert actions.count("sflow_flow_sample") == 6
     assert actions.count("sflow_counter_sample") == 1
-    assert {d["observer"]["ip"] for d in docs if d["event"]["action"] == "netflow_flow"} == {"10.1.1.1", "10.1.1.2"}
+    assert {d["observer"]["ip"] for d in docs if d["event"]["action"] == "netflow_flow"} == {
+        "10.1.1.1",
+        "10.1.1.2",
+    }
     sflow = [d for d in docs if d["event"]["action"] == "sflow_flow_sample"]
     assert {d["sflow"]["exporter_address"] for d in sflow} == {"2001:db8::5"}
     assert {d["observer"]["ip"] for d in sflow} == {"192.168.227.2"}  # the agent address inside the datagram
@@ -70,8 +78,14 @@ def test_pcap_then_pcapng_carries_templates_and_summarises(tmp_path: Path):
 def test_raw_payload_files_with_exporter_and_error_summary(tmp_path: Path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x63garbage")
-    code, docs, stderr = run_decode("--exporter", "192.0.2.77", str(IPFIX_TEMPLATE), str(junk), str(IPFIX_DATA),
-                                    str(LOGSTASH_SFLOW / "sflow_counters_sample.dat"))
+    code, docs, stderr = run_decode(
+        "--exporter",
+        "192.0.2.77",
+        str(IPFIX_TEMPLATE),
+        str(junk),
+        str(IPFIX_DATA),
+        str(LOGSTASH_SFLOW / "sflow_counters_sample.dat"),
+    )
     assert code == 0, stderr
     ipfix = [d for d in docs if d["event"]["action"] == "ipfix_flow"]
     assert len(ipfix) == 28
@@ -80,8 +94,14 @@ def test_raw_payload_files_with_exporter_and_error_summary(tmp_path: Path):
     assert "unknown_version=1" in stderr
     assert "datagrams: 4" in stderr
     # the same files decoded again: the same documents, ids included
-    _, again, _ = run_decode("--exporter", "192.0.2.77", str(IPFIX_TEMPLATE), str(junk), str(IPFIX_DATA),
-                             str(LOGSTASH_SFLOW / "sflow_counters_sample.dat"))
+    _, again, _ = run_decode(
+        "--exporter",
+        "192.0.2.77",
+        str(IPFIX_TEMPLATE),
+        str(junk),
+        str(IPFIX_DATA),
+        str(LOGSTASH_SFLOW / "sflow_counters_sample.dat"),
+    )
     assert again == docs
 
 
@@ -132,13 +152,21 @@ def test_capture_link_types_fragments_and_truncated_files(tmp_path: Path):
     ethernet = tmp_path / "eth.pcap"
     wrpcap(str(ethernet), [Ether() / f for f in reversed(fragments)] + [udp("10.2.2.2", V5.read_bytes())])
     cooked = tmp_path / "sll.pcap"
-    wrpcap(str(cooked), [CookedLinux(proto=0x0800) / IP(src="10.3.3.3", dst="10.0.0.1") / UDP(dport=2055)
-                         / V5.read_bytes()])
+    wrpcap(
+        str(cooked),
+        [CookedLinux(proto=0x0800) / IP(src="10.3.3.3", dst="10.0.0.1") / UDP(dport=2055) / V5.read_bytes()],
+    )
     raw_ip = tmp_path / "raw.pcap"
-    wrpcap(str(raw_ip), [IPv6(src="2001:db8::3", dst="2001:db8::4") / UDP(dport=6343) / SFLOW.read_bytes()],
-           linktype=101)
+    wrpcap(
+        str(raw_ip),
+        [IPv6(src="2001:db8::3", dst="2001:db8::4") / UDP(dport=6343) / SFLOW.read_bytes()],
+        linktype=101,
+    )
     found = {path.name: list(read_file(path)) for path in (ethernet, cooked, raw_ip)}
-    assert [(d.src_ip, d.payload == big) for d in found["eth.pcap"]] == [("10.9.9.9", True), ("10.2.2.2", False)]
+    assert [(d.src_ip, d.payload == big) for d in found["eth.pcap"]] == [
+        ("10.9.9.9", True),
+        ("10.2.2.2", False),
+    ]
     assert [(d.src_ip, d.dst_port) for d in found["sll.pcap"]] == [("10.3.3.3", 2055)]
     assert [(d.src_ip, d.payload == SFLOW.read_bytes()) for d in found["raw.pcap"]] == [("2001:db8::3", True)]
     assert found["eth.pcap"][0].timestamp_ns > 1_600_000_000 * 10**9
@@ -156,20 +184,28 @@ def test_capture_nanosecond_big_endian_pcap_and_pcapng_resolution(tmp_path: Path
     frame = bytes(udp("10.4.4.4", V5.read_bytes()))
     # pcap, big-endian, nanosecond magic
     big = tmp_path / "big-ns.pcap"
-    big.write_bytes(struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
-                    + struct.pack(">IIII", 1_700_000_000, 123_456_789, len(frame), len(frame)) + frame)
+    big.write_bytes(
+        struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
+        + struct.pack(">IIII", 1_700_000_000, 123_456_789, len(frame), len(frame))
+        + frame
+    )
     (datagram,) = read_file(big)
     assert datagram.timestamp_ns == 1_700_000_000_123_456_789
     assert (datagram.src_ip, datagram.payload) == ("10.4.4.4", V5.read_bytes())
+
     # pcapng with if_tsresol = 9 (nanoseconds) in the interface description block
     def block(kind: int, body: bytes) -> bytes:
         body += b"\0" * (-len(body) % 4)
         return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
 
     section = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    interface = block(1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0))
+    interface = block(
+        1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)
+    )
     stamp = 1_700_000_000_987_654_321
-    packet = block(6, struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+    packet = block(
+        6, struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame), len(frame)) + frame
+    )
     ng = tmp_path / "ns.pcapng"
     ng.write_bytes(section + interface + packet)
     (datagram,) = read_file(ng)

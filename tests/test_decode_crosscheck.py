@@ -40,17 +40,37 @@ PORTS = {"netflow_v5": 2055, "netflow_v9": 2055, "ipfix": 4739, "sflow": 6343}
 
 def write_pcap(path: Path, datagrams: list[tuple[str, int, bytes]]) -> None:
     """(source address, destination port, payload) -> a pcap of Ethernet/IPv4/UDP frames."""
-    frames = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src, dst="192.0.2.250")
-              / UDP(sport=40000, dport=port) / payload for src, port, payload in datagrams]
+    frames = [
+        Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        / IP(src=src, dst="192.0.2.250")
+        / UDP(sport=40000, dport=port)
+        / payload
+        for src, port, payload in datagrams
+    ]
     wrpcap(str(path), frames)
 
 
 def tshark_layers(path: Path) -> list[dict[str, Any]]:
     """tshark's JSON for each frame's layers, duplicate keys merged into lists."""
     done = subprocess.run(
-        [TSHARK, "-r", str(path), "-T", "json", "--no-duplicate-keys", "-d", "udp.port==2055,cflow",
-         "-d", "udp.port==4739,cflow", "-d", "udp.port==6343,sflow"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            TSHARK,
+            "-r",
+            str(path),
+            "-T",
+            "json",
+            "--no-duplicate-keys",
+            "-d",
+            "udp.port==2055,cflow",
+            "-d",
+            "udp.port==4739,cflow",
+            "-d",
+            "udp.port==6343,sflow",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return [frame["_source"]["layers"] for frame in json.loads(done.stdout)]
 
@@ -96,8 +116,15 @@ def tshark_flow_tuples(cflow: dict[str, Any]) -> Counter[tuple]:
         src = _first(node, "cflow.srcaddr", "cflow.srcaddrv6")
         octets = _first(node, "cflow.octets", "cflow.octets64")
         packets = _first(node, "cflow.packets", "cflow.packets64")
-        row = (src, _first(node, "cflow.dstaddr", "cflow.dstaddrv6"), _first(node, "cflow.srcport"),
-               _first(node, "cflow.dstport"), _first(node, "cflow.protocol"), octets, packets)
+        row = (
+            src,
+            _first(node, "cflow.dstaddr", "cflow.dstaddrv6"),
+            _first(node, "cflow.srcport"),
+            _first(node, "cflow.dstport"),
+            _first(node, "cflow.protocol"),
+            octets,
+            packets,
+        )
         if None not in row:
             tuples[(_ip(row[0]), _ip(row[1]), *(int(v, 0) for v in row[2:]))] += 1
     return tuples
@@ -107,9 +134,15 @@ def our_flow_tuples(documents: list[dict[str, Any]]) -> Counter[tuple]:
     tuples: Counter[tuple] = Counter()
     for doc in documents:
         raw = doc.get("netflow", {})
-        row = (doc.get("source", {}).get("ip"), doc.get("destination", {}).get("ip"),
-               doc.get("source", {}).get("port"), doc.get("destination", {}).get("port"),
-               raw.get("protocol_identifier"), raw.get("octet_delta_count"), raw.get("packet_delta_count"))
+        row = (
+            doc.get("source", {}).get("ip"),
+            doc.get("destination", {}).get("ip"),
+            doc.get("source", {}).get("port"),
+            doc.get("destination", {}).get("port"),
+            raw.get("protocol_identifier"),
+            raw.get("octet_delta_count"),
+            raw.get("packet_delta_count"),
+        )
         if None not in row:
             tuples[(_ip(row[0]), _ip(row[1]), *(int(v) for v in row[2:]))] += 1
     return tuples
@@ -128,7 +161,9 @@ def _netflow_datagrams() -> list[tuple[str, int, bytes]]:
                 continue
             payload = path.read_bytes()
             version = int.from_bytes(payload[:2], "big")
-            out.append((f"10.77.{number // 250}.{number % 250 + 1}", 4739 if version == 10 else 2055, payload))
+            out.append(
+                (f"10.77.{number // 250}.{number % 250 + 1}", 4739 if version == 10 else 2055, payload)
+            )
     return out
 
 
@@ -161,21 +196,32 @@ def _package_tuples(packet: Any) -> Counter[tuple]:
     tuples: Counter[tuple] = Counter()
     for flow in packet.flows:
         data = flow.data
-        src = data.get("IPV4_SRC_ADDR", data.get("IPV6_SRC_ADDR", data.get("sourceIPv4Address",
-                                                                          data.get("sourceIPv6Address"))))
-        dst = data.get("IPV4_DST_ADDR", data.get("IPV6_DST_ADDR", data.get("destinationIPv4Address",
-                                                                          data.get("destinationIPv6Address"))))
-        row = (src, dst,
-               data.get("SRC_PORT", data.get("L4_SRC_PORT", data.get("sourceTransportPort"))),
-               data.get("DST_PORT", data.get("L4_DST_PORT", data.get("destinationTransportPort"))),
-               data.get("PROTO", data.get("PROTOCOL", data.get("protocolIdentifier"))),
-               data.get("IN_OCTETS", data.get("IN_BYTES", data.get("octetDeltaCount"))),
-               data.get("IN_PACKETS", data.get("IN_PKTS", data.get("packetDeltaCount"))))
+        src = data.get(
+            "IPV4_SRC_ADDR",
+            data.get("IPV6_SRC_ADDR", data.get("sourceIPv4Address", data.get("sourceIPv6Address"))),
+        )
+        dst = data.get(
+            "IPV4_DST_ADDR",
+            data.get("IPV6_DST_ADDR", data.get("destinationIPv4Address", data.get("destinationIPv6Address"))),
+        )
+        row = (
+            src,
+            dst,
+            data.get("SRC_PORT", data.get("L4_SRC_PORT", data.get("sourceTransportPort"))),
+            data.get("DST_PORT", data.get("L4_DST_PORT", data.get("destinationTransportPort"))),
+            data.get("PROTO", data.get("PROTOCOL", data.get("protocolIdentifier"))),
+            data.get("IN_OCTETS", data.get("IN_BYTES", data.get("octetDeltaCount"))),
+            data.get("IN_PACKETS", data.get("IN_PKTS", data.get("packetDeltaCount"))),
+        )
         if None in row:
             continue
-        tuples[(_ip(ipaddress.ip_address(row[0]).compressed if isinstance(row[0], int) else row[0]),
+        tuples[
+            (
+                _ip(ipaddress.ip_address(row[0]).compressed if isinstance(row[0], int) else row[0]),
                 _ip(ipaddress.ip_address(row[1]).compressed if isinstance(row[1], int) else row[1]),
-                *(int(v) for v in row[2:]))] += 1
+                *(int(v) for v in row[2:]),
+            )
+        ] += 1
     return tuples
 
 
@@ -215,16 +261,34 @@ def tshark_sflow_rows(sflow: dict[str, Any]) -> tuple[Counter[tuple], Counter[tu
                 continue
             src = _first(header, "ip.src", "ipv6.src")
             dst = _first(header, "ip.dst", "ipv6.dst")
-            ports = ((int(_first(l4, "tcp.srcport", "udp.srcport")), int(_first(l4, "tcp.dstport", "udp.dstport")))
-                     if l4 else (None, None))
+            ports = (
+                (int(_first(l4, "tcp.srcport", "udp.srcport")), int(_first(l4, "tcp.dstport", "udp.dstport")))
+                if l4
+                else (None, None)
+            )
             frame_length = int(_find(node, "sflow_245.header.frame_length"))
-            input_interface = _find(node, "sflow.flow_sample.input_interface",
-                                    "sflow.flow_sample.input_interface_value")
-            flows[(_ip(src), _ip(dst), *ports, int(_first(node, "sflow.flow_sample.sampling_rate")),
-                   frame_length, int(input_interface))] += 1
+            input_interface = _find(
+                node, "sflow.flow_sample.input_interface", "sflow.flow_sample.input_interface_value"
+            )
+            flows[
+                (
+                    _ip(src),
+                    _ip(dst),
+                    *ports,
+                    int(_first(node, "sflow.flow_sample.sampling_rate")),
+                    frame_length,
+                    int(input_interface),
+                )
+            ] += 1
         if "sflow_245.ifinoct" in node:
-            counters[(int(node["sflow_245.ifindex"]), int(node["sflow_245.ifinoct"]),
-                      int(node["sflow_245.ifoutoct"]), int(node["sflow_245.ifinpkt"]))] += 1
+            counters[
+                (
+                    int(node["sflow_245.ifindex"]),
+                    int(node["sflow_245.ifinoct"]),
+                    int(node["sflow_245.ifoutoct"]),
+                    int(node["sflow_245.ifinpkt"]),
+                )
+            ] += 1
     return flows, counters
 
 
@@ -234,13 +298,27 @@ def our_sflow_rows(documents: list[dict[str, Any]]) -> tuple[Counter[tuple], Cou
     for doc in documents:
         raw = doc["sflow"]
         if doc["event"]["action"] == "sflow_flow_sample" and "ip" in doc.get("source", {}):
-            flows[(doc["source"]["ip"], doc["destination"]["ip"], doc["source"].get("port"),
-                   doc["destination"].get("port"), raw["sampling_rate"], raw["frame_length"],
-                   raw.get("input_interface", 0x3FFFFFFF))] += 1  # tshark shows "unknown" as the value
+            flows[
+                (
+                    doc["source"]["ip"],
+                    doc["destination"]["ip"],
+                    doc["source"].get("port"),
+                    doc["destination"].get("port"),
+                    raw["sampling_rate"],
+                    raw["frame_length"],
+                    raw.get("input_interface", 0x3FFFFFFF),
+                )
+            ] += 1  # tshark shows "unknown" as the value
         interface = raw.get("counters", {}).get("interface")
         if interface:
-            counters[(interface["if_index"], interface["if_in_octets"], interface["if_out_octets"],
-                      interface["if_in_ucast_pkts"])] += 1
+            counters[
+                (
+                    interface["if_index"],
+                    interface["if_in_octets"],
+                    interface["if_out_octets"],
+                    interface["if_in_ucast_pkts"],
+                )
+            ] += 1
     return flows, counters
 
 
@@ -255,12 +333,26 @@ def _sflow_datagrams() -> list[tuple[str, int, bytes]]:
     payloads += [(LOGSTASH_SFLOW / "sflow_with_lag_counters.dat").read_bytes()]
     payloads += [path.read_bytes() for path in sorted(TELEGRAF.glob("sflow_*/*.bin"))]
     frame = tcp_frame()
-    payloads.append(datagram([
-        flow_sample([raw_header(frame, frame_length=1500), switch_record(1, 0, 2, 0)], seq=5, rate=4096,
-                    input_if=12, output_if=13),
-        flow_sample([raw_header(frame[:54])], seq=6, rate=1, expanded=True, input_if=70000, output_if=3),
-        counter_sample([generic_counters(if_index=12, in_octets=2**40 + 5, out_octets=77)], seq=3),
-    ], agent="2001:db8::5", sub_agent=3, seq=77))
+    payloads.append(
+        datagram(
+            [
+                flow_sample(
+                    [raw_header(frame, frame_length=1500), switch_record(1, 0, 2, 0)],
+                    seq=5,
+                    rate=4096,
+                    input_if=12,
+                    output_if=13,
+                ),
+                flow_sample(
+                    [raw_header(frame[:54])], seq=6, rate=1, expanded=True, input_if=70000, output_if=3
+                ),
+                counter_sample([generic_counters(if_index=12, in_octets=2**40 + 5, out_octets=77)], seq=3),
+            ],
+            agent="2001:db8::5",
+            sub_agent=3,
+            seq=77,
+        )
+    )
     return [("10.88.0.1", 6343, payload) for payload in payloads]
 
 

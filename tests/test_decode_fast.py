@@ -32,7 +32,9 @@ FIXTURES = ROOT.parent / "shared" / "fixtures"
 PAYLOAD_SUFFIXES = {".dat", ".bin", ".pcap", ".pcapng"}
 ARRIVAL_NS = 1_700_000_000_123_456_789
 
-needs_extension = pytest.mark.skipif(accel.FAST is None, reason="C extension not built (pip install -e . builds it)")
+needs_extension = pytest.mark.skipif(
+    accel.FAST is None, reason="C extension not built (pip install -e . builds it)"
+)
 
 
 def fixture_datagrams() -> list[tuple[str, bytes]]:
@@ -58,19 +60,31 @@ def v5_datagrams(count: int, rng: random.Random) -> list[tuple[str, bytes]]:
         for _ in range(rng.randint(1, 30)):
             record = bytearray(rng.randbytes(48))
             record[38] = rng.choice([1, 6, 17, 58, 47, 132, 0, 255, rng.randrange(256)])
-            if rng.random() < 0.2:   # both ends the same address: the port decides the order
+            if rng.random() < 0.2:  # both ends the same address: the port decides the order
                 record[4:8] = record[0:4]
             records.append(bytes(record))
         uptime = rng.choice([0, 1000, 0xFFFFFFFF, rng.getrandbits(32)])
         secs = rng.choice([0, 1_700_000_000, rng.getrandbits(32)])
         sampling = rng.choice([0, 1, 100, (1 << 14) | 512, rng.getrandbits(16)])
-        header = struct.pack("!HHIIIIBBH", 5, len(records), uptime, secs, rng.getrandbits(32), n,
-                             rng.randrange(256), rng.randrange(256), sampling)
+        header = struct.pack(
+            "!HHIIIIBBH",
+            5,
+            len(records),
+            uptime,
+            secs,
+            rng.getrandbits(32),
+            n,
+            rng.randrange(256),
+            rng.randrange(256),
+            sampling,
+        )
         datagrams.append((f"198.51.100.{n % 7}", header + b"".join(records)))
     return datagrams
 
 
-def mutated(datagrams: list[tuple[str, bytes]], per_datagram: int, rng: random.Random) -> list[tuple[str, bytes]]:
+def mutated(
+    datagrams: list[tuple[str, bytes]], per_datagram: int, rng: random.Random
+) -> list[tuple[str, bytes]]:
     """Bit flips and truncations of real datagrams (bad input must fail the same way on both paths)."""
     out = []
     for exporter, payload in datagrams:
@@ -80,7 +94,7 @@ def mutated(datagrams: list[tuple[str, bytes]], per_datagram: int, rng: random.R
                 if data:
                     data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
             if rng.random() < 0.3:
-                data = data[:rng.randrange(len(data) + 1)]
+                data = data[: rng.randrange(len(data) + 1)]
             out.append((exporter, bytes(data)))
     return out
 
@@ -97,8 +111,15 @@ def decode_corpus(datagrams: list[tuple[str, bytes]]) -> list[bytes]:
     lines = []
     for exporter, payload in datagrams:
         result = decoder.decode(payload, exporter, ARRIVAL_NS)
-        lines.append(orjson.dumps({"documents": result.documents, "errors": result.errors,
-                                   "stats": dict(sorted(result.stats.items()))}))
+        lines.append(
+            orjson.dumps(
+                {
+                    "documents": result.documents,
+                    "errors": result.errors,
+                    "stats": dict(sorted(result.stats.items())),
+                }
+            )
+        )
     return lines
 
 
@@ -116,9 +137,11 @@ def test_extension_and_pure_python_give_identical_documents(tmp_path: Path) -> N
     python_lines = python_out.read_bytes().split(b"\n")
     assert len(python_lines) == len(fast_lines)
     differing = [i for i, (a, b) in enumerate(zip(fast_lines, python_lines, strict=True)) if a != b]
-    assert not differing, f"{len(differing)} datagrams differ, first {differing[0]}: {datagrams[differing[0]]!r}"
+    assert not differing, (
+        f"{len(differing)} datagrams differ, first {differing[0]}: {datagrams[differing[0]]!r}"
+    )
     v5_documents = sum(line.count(b'"netflow_flow"') for line in fast_lines)
-    assert v5_documents > 20_000   # the generated v5 traffic went through the extension's own builder
+    assert v5_documents > 20_000  # the generated v5 traffic went through the extension's own builder
 
 
 @needs_extension
@@ -131,14 +154,22 @@ def test_community_digest_matches_python_on_random_tuples() -> None:
         proto = rng.choice([1, 58, 6, 17, 132, 47, rng.randrange(256)])
         ports = [rng.choice([0, 8, 128, 65535, 70000, 1 << 70, rng.randrange(1 << 16)]) for _ in range(2)]
         seed = rng.choice([0, 1, 65535])
-        assert community_digest(src, dst, proto, *ports, seed) == community_digest_python(src, dst, proto, *ports, seed)
+        assert community_digest(src, dst, proto, *ports, seed) == community_digest_python(
+            src, dst, proto, *ports, seed
+        )
 
 
 @needs_extension
 def test_community_ids_from_text_match_python() -> None:
-    cases = [("10.0.0.1", "10.0.0.2", 6, 1234, 80), ("2001:db8::1", "2001:db8::2", 17, 53, 5353),
-             ("10.0.0.2", "10.0.0.1", 1, 8, 0), ("fe80::1", "fe80::1", 58, 135, 0), ("1.2.3.4", "::1", 6, 1, 2),
-             ("not-an-address", "1.2.3.4", 6, 1, 2), ("1.2.3.4", "5.6.7.8", 6, 1 << 80, 2)]
+    cases = [
+        ("10.0.0.1", "10.0.0.2", 6, 1234, 80),
+        ("2001:db8::1", "2001:db8::2", 17, 53, 5353),
+        ("10.0.0.2", "10.0.0.1", 1, 8, 0),
+        ("fe80::1", "fe80::1", 58, 135, 0),
+        ("1.2.3.4", "::1", 6, 1, 2),
+        ("not-an-address", "1.2.3.4", 6, 1, 2),
+        ("1.2.3.4", "5.6.7.8", 6, 1 << 80, 2),
+    ]
     for case in cases:
         assert community_ids(*case, "abcd0123") == community_ids_python(*case, "abcd0123")
     # the Community ID spec's own example
@@ -158,11 +189,11 @@ def test_fixed_records_match_the_generated_builders_for_every_type_and_length() 
             fields = [FieldSpec(element_id, length), FieldSpec(2, 4), FieldSpec(element_id, length)]
             template = Template(300, fields)
             data = rng.randbytes(template.record_length * 5 + 3)
-            if data_type.startswith("float") and length in (4, 8):   # NaN and infinities too
-                data = bytes.fromhex("7fc00001" * length) [:length] + data[length:]
+            if data_type.startswith("float") and length in (4, 8):  # NaN and infinities too
+                data = bytes.fromhex("7fc00001" * length)[:length] + data[length:]
             fast, _ = template.decode_records(data, 0, len(data))
             build = template._specialise()
-            python = build(template._struct.iter_unpack(data[:template.record_length * 5]))
+            python = build(template._struct.iter_unpack(data[: template.record_length * 5]))
             for record in python:
                 for name in template._empty:
                     record.pop(name, None)
@@ -176,7 +207,9 @@ def test_extension_is_built_where_a_compiler_is() -> None:
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if shutil.which("gcc") is None or not headers.exists() or os.environ.get("FLOWSINK_NO_EXTENSION"):
         pytest.skip("no compiler or Python headers here: the pure-Python path is the expected one")
-    assert accel.FAST is not None, "flowsink.decode._fast missing: run `pip install -e .` (it builds the extension)"
+    assert accel.FAST is not None, (
+        "flowsink.decode._fast missing: run `pip install -e .` (it builds the extension)"
+    )
 
 
 @needs_extension
@@ -186,8 +219,10 @@ def test_variable_length_records_match_the_python_walk() -> None:
     element_ids = sorted({info.data_type: element_id for element_id, info in iana_fields().items()}.values())
     rng = random.Random(5)
     for _ in range(400):
-        fields = [FieldSpec(rng.choice(element_ids), rng.choice([65535, 65535, 0, 1, 2, 4, 8, 16, 3]))
-                  for _ in range(rng.randint(1, 8))]
+        fields = [
+            FieldSpec(rng.choice(element_ids), rng.choice([65535, 65535, 0, 1, 2, 4, 8, 16, 3]))
+            for _ in range(rng.randint(1, 8))
+        ]
         if all(f.length != 65535 for f in fields):
             fields.append(FieldSpec(rng.choice(element_ids), 65535))
         template = Template(400, fields)
@@ -201,7 +236,7 @@ def test_variable_length_records_match_the_python_walk() -> None:
                 else:
                     data += rng.randbytes(spec.length)
         if rng.random() < 0.4 and data:
-            data = data[:rng.randrange(len(data))]
+            data = data[: rng.randrange(len(data))]
         data = bytes(data)
         fast = template.decode_records(data, 0, len(data))
         python_records, python_error = template._decode_variable_python(data, 0, len(data))
@@ -224,7 +259,7 @@ def test_no_extension_switch_gives_the_python_path(monkeypatch: pytest.MonkeyPat
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "FLOWSINK_NO_EXTENSION": "1"}, check=True)
 
 
-if __name__ == "__main__":   # the child process: decode the corpus with whatever path this environment gives
+if __name__ == "__main__":  # the child process: decode the corpus with whatever path this environment gives
     if os.environ.get("FLOWSINK_NO_EXTENSION") and accel.FAST is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
     lines = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()))

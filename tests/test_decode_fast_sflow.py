@@ -26,7 +26,9 @@ needs_extension = pytest.mark.skipif(sflow_module.FAST_SFLOW is None, reason="th
 
 
 def _fixture_payloads() -> list[bytes]:
-    paths = sorted(FIXTURES.glob("telegraf/sflow_*/*.bin")) + sorted(FIXTURES.glob("logstash-codec-sflow/*.dat"))
+    paths = sorted(FIXTURES.glob("telegraf/sflow_*/*.bin")) + sorted(
+        FIXTURES.glob("logstash-codec-sflow/*.dat")
+    )
     return [path.read_bytes() for path in paths]
 
 
@@ -39,23 +41,46 @@ def _frame(rng: random.Random, common: bool) -> bytes:
     variant = rng.choice((0, 1, 2, 5, 6, 7)) if common else rng.randrange(12)
     proto = rng.choice((6, 17)) if common else rng.choice((6, 6, 17, 17, 1, 58, 132))
     l4 = struct.pack("!HH", rng.randrange(65536), rng.randrange(65536))
-    l4 += struct.pack("!IIBBHHH", rng.getrandbits(32), 0, 0x50, rng.randrange(256), 512, 0, 0) if proto == 6 else (
-        struct.pack("!HH", rng.randrange(2000), 0))
+    l4 += (
+        struct.pack("!IIBBHHH", rng.getrandbits(32), 0, 0x50, rng.randrange(256), 512, 0, 0)
+        if proto == 6
+        else (struct.pack("!HH", rng.randrange(2000), 0))
+    )
     if variant < 5:
         ethertype = 0x0800
         ihl = 0x46 if variant == 4 else 0x45
         fragment = rng.choice((0, 0x4000)) if common else rng.choice((0, 0, 0, 0x2000, 0x0010))
-        l3 = struct.pack("!BBHHHBBH4s4s", ihl, rng.randrange(256), rng.randrange(65536), rng.randrange(65536),
-                         fragment, rng.randrange(256), proto, 0, rng.randbytes(4), rng.randbytes(4))
+        l3 = struct.pack(
+            "!BBHHHBBH4s4s",
+            ihl,
+            rng.randrange(256),
+            rng.randrange(65536),
+            rng.randrange(65536),
+            fragment,
+            rng.randrange(256),
+            proto,
+            0,
+            rng.randbytes(4),
+            rng.randbytes(4),
+        )
         if ihl == 0x46:
             l3 += b"\x01\x01\x01\x00"
     elif variant < 10:
         ethertype = 0x86DD
         next_header = 0 if variant == 9 else proto
         # addresses with long zero runs and IPv4-mapped ones test the text form
-        src = rng.choice((rng.randbytes(16), bytes(10) + b"\xff\xff" + rng.randbytes(4), b"\x20\x01" + bytes(14)))
-        l3 = struct.pack("!IHBB16s16s", (6 << 28) | rng.getrandbits(28), rng.randrange(65536), next_header,
-                         rng.randrange(256), src, rng.randbytes(16))
+        src = rng.choice(
+            (rng.randbytes(16), bytes(10) + b"\xff\xff" + rng.randbytes(4), b"\x20\x01" + bytes(14))
+        )
+        l3 = struct.pack(
+            "!IHBB16s16s",
+            (6 << 28) | rng.getrandbits(28),
+            rng.randrange(65536),
+            next_header,
+            rng.randrange(256),
+            src,
+            rng.randbytes(16),
+        )
         if next_header == 0:
             l3 += struct.pack("!BB6x", proto, 0)
     else:
@@ -63,7 +88,9 @@ def _frame(rng: random.Random, common: bool) -> bytes:
         l3 = rng.randbytes(24)
     tags = b""
     for _ in range(rng.choice((0, 1)) if common else rng.choice((0, 0, 1, 1, 2))):
-        tags += struct.pack("!HH", 0x8100 if common else rng.choice((0x8100, 0x8100, 0x88A8)), rng.randrange(65536))
+        tags += struct.pack(
+            "!HH", 0x8100 if common else rng.choice((0x8100, 0x8100, 0x88A8)), rng.randrange(65536)
+        )
     # each tag is its TPID then its TCI; the ethertype after the last tag is the payload's
     frame = rng.randbytes(12) + tags + struct.pack("!H", ethertype)
     return frame + l3 + l4 + rng.randbytes(rng.randrange(40))
@@ -78,22 +105,53 @@ def _flow_sample(rng: random.Random, sequence: int) -> bytes:
     raw = _record(1, struct.pack("!IIII", header_protocol, rng.randrange(64, 9000), 4, len(header)) + padded)
     switch = _record(1001, struct.pack("!IIII", *(rng.randrange(4096) for _ in range(4))))
     router = _record(1002, struct.pack("!II4sII", 1, 1, rng.randbytes(4), 24, 16))
-    gateway = _record(1003, struct.pack("!IIIIIIIII", 0, 65001, 65002, 65003, 1, 2, 2, 65010, 65020)
-                      + struct.pack("!III", 1, 7, 100))
-    records = rng.choice(([raw], [raw, switch], [switch, raw]) if common else (
-        [raw], [raw, switch], [switch], [raw, raw], [raw, switch, _record(1002, struct.pack("!I", 0) + bytes(8))],
-        [raw, _record(9999, b"abcd")], [raw, switch, router, gateway], [gateway, raw]))
+    gateway = _record(
+        1003,
+        struct.pack("!IIIIIIIII", 0, 65001, 65002, 65003, 1, 2, 2, 65010, 65020)
+        + struct.pack("!III", 1, 7, 100),
+    )
+    records = rng.choice(
+        ([raw], [raw, switch], [switch, raw])
+        if common
+        else (
+            [raw],
+            [raw, switch],
+            [switch],
+            [raw, raw],
+            [raw, switch, _record(1002, struct.pack("!I", 0) + bytes(8))],
+            [raw, _record(9999, b"abcd")],
+            [raw, switch, router, gateway],
+            [gateway, raw],
+        )
+    )
     source = rng.choice((3, 7, (1 << 24) | 9))
-    interfaces = rng.choice(((3, 4), (7, 3), (0, 0)) if common else (
-        (0x3FFFFFFF, 2), (5, 0x40000001), (3, 4), (3, 0x80000003), (0xC0000001, 0x3FFFFFFF)))
+    interfaces = rng.choice(
+        ((3, 4), (7, 3), (0, 0))
+        if common
+        else ((0x3FFFFFFF, 2), (5, 0x40000001), (3, 4), (3, 0x80000003), (0xC0000001, 0x3FFFFFFF))
+    )
     rate = rng.choice((0, 1, 512, 4096, 0xFFFFFFFF))
-    if not common and rng.randrange(4) == 0:  # the expanded form: source and interface formats in words of their own
-        body = struct.pack("!IIIIIIIIIII", sequence, source >> 24, source & 0xFFFFFF, rate, rng.getrandbits(32),
-                           rng.randrange(5), interfaces[0] >> 30, interfaces[0] & 0x3FFFFFFF, interfaces[1] >> 30,
-                           interfaces[1] & 0x3FFFFFFF, len(records)) + b"".join(records)
+    if (
+        not common and rng.randrange(4) == 0
+    ):  # the expanded form: source and interface formats in words of their own
+        body = struct.pack(
+            "!IIIIIIIIIII",
+            sequence,
+            source >> 24,
+            source & 0xFFFFFF,
+            rate,
+            rng.getrandbits(32),
+            rng.randrange(5),
+            interfaces[0] >> 30,
+            interfaces[0] & 0x3FFFFFFF,
+            interfaces[1] >> 30,
+            interfaces[1] & 0x3FFFFFFF,
+            len(records),
+        ) + b"".join(records)
         return _record(3, body)
-    body = struct.pack("!IIIIIIII", sequence, source, rate, rng.getrandbits(32), rng.randrange(5), *interfaces,
-                       len(records)) + b"".join(records)
+    body = struct.pack(
+        "!IIIIIIII", sequence, source, rate, rng.getrandbits(32), rng.randrange(5), *interfaces, len(records)
+    ) + b"".join(records)
     return _record(1, body)
 
 
@@ -101,8 +159,10 @@ def _counter_sample(number: int) -> bytes:
     """No records, or a port's generic interface and Ethernet counters (with its name every other time)."""
     if number % 2:
         return _record(2, struct.pack("!III", number, 3, 0))
-    records = [_record(1, struct.pack("!IIQIIQIIIIIIQIIIIII", 3, 6, 10**9, 1, number & 3, *range(14))),
-               _record(2, struct.pack("!13I", *range(13)))]
+    records = [
+        _record(1, struct.pack("!IIQIIQIIIIIIQIIIIII", 3, 6, 10**9, 1, number & 3, *range(14))),
+        _record(2, struct.pack("!13I", *range(13))),
+    ]
     if number % 4:
         records.append(_record(1005, struct.pack("!I", 5) + b"xe-0/\0\0\0"))
     return _record(2, struct.pack("!III", number, 3, len(records)) + b"".join(records))
@@ -123,7 +183,9 @@ def _generated_payloads(count: int, seed: int = 11) -> list[bytes]:
             agent = struct.pack("!I", 1) + rng.choice((bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])))
         else:
             agent = struct.pack("!I", 2) + bytes(15) + b"\x01"
-        header = struct.pack("!I", 5) + agent + struct.pack("!IIII", 0, number + 1, 60_000 + number, len(samples))
+        header = (
+            struct.pack("!I", 5) + agent + struct.pack("!IIII", 0, number + 1, 60_000 + number, len(samples))
+        )
         payloads.append(header + b"".join(samples))
     return payloads
 
@@ -216,8 +278,11 @@ def test_renormalisation_off_in_c_as_in_python():
 @needs_extension
 def test_c_entry_point_refuses_bad_arguments_without_crashing():
     flow_sample = sflow_module.FAST_SFLOW.flow_sample
-    frame = bytes(12) + struct.pack("!HBBHHHBBH4s4sHHH", 0x0800, 0x45, 0, 28, 1, 0, 64, 17, 0, bytes(4), bytes(4),
-                                    5, 53, 8) + bytes(2)
+    frame = (
+        bytes(12)
+        + struct.pack("!HBBHHHBBH4s4sHHH", 0x0800, 0x45, 0, 28, 1, 0, 64, 17, 0, bytes(4), bytes(4), 5, 53, 8)
+        + bytes(2)
+    )
     raw = _record(1, struct.pack("!IIII", 1, 64, 4, len(frame)) + frame)
     sample = _record(1, struct.pack("!IIIIIIII", 1, 3, 512, 512, 0, 3, 4, 1) + raw)
     data = struct.pack("!II4sIIII", 5, 1, bytes(4), 0, 1, 1, 1) + sample
@@ -269,11 +334,20 @@ def test_without_the_extension_the_python_path_gives_the_same_documents(tmp_path
         "print(json.dumps(out))\n"
     )
     env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
-    done = subprocess.run([sys.executable, "-c", script, str(inputs)], env=env, capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(inputs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     fallback = json.loads(done.stdout)
     decoder = SflowDecoder(DecoderSettings())
-    here = [[orjson.dumps(d).decode() for d in decoder.decode(p, EXPORTER, ARRIVAL_NS).documents] for p in payloads]
+    here = [
+        [orjson.dumps(d).decode() for d in decoder.decode(p, EXPORTER, ARRIVAL_NS).documents]
+        for p in payloads
+    ]
     assert fallback == here
     assert sum(len(docs) for docs in here) > 150
 

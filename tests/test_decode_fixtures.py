@@ -112,10 +112,16 @@ def test_logstash_sflow_datagrams():
         assert result.errors == [], name
         assert result.stats["records.sflow_flow_sample"] == flows, name
         assert result.stats["records.sflow_counter_sample"] == counters, name
-    (doc,) = decoder.decode((LOGSTASH_SFLOW / "sflow_flow_sample_eth_vlan.dat").read_bytes(), "127.0.0.1", 0).documents
+    (doc,) = decoder.decode(
+        (LOGSTASH_SFLOW / "sflow_flow_sample_eth_vlan.dat").read_bytes(), "127.0.0.1", 0
+    ).documents
     assert doc["network"]["vlan"]["id"] == "2422"
-    assert (doc["source"]["ip"], doc["source"]["port"], doc["destination"]["ip"], doc["destination"]["port"]) == (
-        "10.243.2.11", 63150, "10.243.13.15", 443)
+    assert (
+        doc["source"]["ip"],
+        doc["source"]["port"],
+        doc["destination"]["ip"],
+        doc["destination"]["port"],
+    ) == ("10.243.2.11", 63150, "10.243.13.15", 443)
 
 
 def test_logstash_sflow_fragments_through_the_header_parser():
@@ -127,11 +133,19 @@ def test_logstash_sflow_fragments_through_the_header_parser():
     vlan_tcp = parse_ethernet((LOGSTASH_SFLOW / "sflow_ethernet_vlan_ipv4_tcp_header.dat").read_bytes())
     assert vlan_tcp.vlans == [2422]
     assert (vlan_tcp.src_ip, vlan_tcp.dst_ip, vlan_tcp.src_port, vlan_tcp.dst_port) == (
-        "10.243.2.11", "10.243.13.15", 63150, 443)
+        "10.243.2.11",
+        "10.243.13.15",
+        63150,
+        443,
+    )
     assert vlan_tcp.tcp_flags == 0x10
     ipv4_tcp = parse_header(11, (LOGSTASH_SFLOW / "sflow_ipv4_tcp_header.dat").read_bytes())
     assert (ipv4_tcp.src_ip, ipv4_tcp.dst_ip, ipv4_tcp.ttl, ipv4_tcp.ip_total_length) == (
-        "10.243.27.17", "10.243.0.45", 62, 476)
+        "10.243.27.17",
+        "10.243.0.45",
+        62,
+        476,
+    )
     assert (ipv4_tcp.src_port, ipv4_tcp.dst_port, ipv4_tcp.tcp_flags) == (5672, 59451, 0x18)
     tcp = parse_tcp((LOGSTASH_SFLOW / "sflow_tcp.dat").read_bytes())
     assert (tcp.src_port, tcp.dst_port, tcp.tcp_flags) == (5672, 59451, 0x18)
@@ -218,7 +232,9 @@ FLOW_FIELDS = {
     "ttl": lambda d: d["sflow"]["ip_ttl"],
     "src_tos": lambda d: d["sflow"]["ip_tos"],
     "ipv4_id": lambda d: d["sflow"]["ip_id"],
-    "ipv4_inet_header_len": lambda d: 5,  # every fixture header has no IPv4 options (ports found at offset 20)
+    "ipv4_inet_header_len": lambda d: (
+        5
+    ),  # every fixture header has no IPv4 options (ports found at offset 20)
     "ipv4_total_len": lambda d: d["sflow"]["ip_total_length"],
     "ipv6_total_len": lambda d: d["sflow"]["ip_total_length"] - 40,  # Telegraf: the payload length
     "ip_total_len": lambda d: d["sflow"]["ip_total_length"] - (20 if d["network"]["type"] == "ipv4" else 40),
@@ -226,8 +242,9 @@ FLOW_FIELDS = {
     "fragment_flags": _fragment_flags,
     # Telegraf names the protocol of the IPv6 fixed header's Next Header; we walk extension headers to the
     # transport (hop-by-hop "hopopt" -> ICMPv6 for MLD reports)
-    "protocol": lambda d: ("hopopt" if d["sflow"].get("ipv6_extension_headers", [None])[0] == 0
-                           else d["network"]["transport"]),
+    "protocol": lambda d: (
+        "hopopt" if d["sflow"].get("ipv6_extension_headers", [None])[0] == 0 else d["network"]["transport"]
+    ),
 }
 
 COUNTER_FIELDS = {
@@ -246,20 +263,34 @@ COUNTER_FIELDS = {
     "port_name": lambda d: d["sflow"]["counters"]["port_name"],
 }
 _IF = {
-    "in_bytes": "if_in_octets", "in_unicast_packets_total": "if_in_ucast_pkts",
-    "in_mcast_packets_total": "if_in_multicast_pkts", "in_broadcast_packets_total": "if_in_broadcast_pkts",
-    "in_dropped_packets": "if_in_discards", "in_errors": "if_in_errors", "in_unknown_protocol": "if_in_unknown_protos",
-    "out_bytes": "if_out_octets", "out_unicast_packets_total": "if_out_ucast_pkts",
-    "out_mcast_packets_total": "if_out_multicast_pkts", "out_broadcast_packets_total": "if_out_broadcast_pkts",
-    "out_dropped_packets": "if_out_discards", "out_errors": "if_out_errors",
+    "in_bytes": "if_in_octets",
+    "in_unicast_packets_total": "if_in_ucast_pkts",
+    "in_mcast_packets_total": "if_in_multicast_pkts",
+    "in_broadcast_packets_total": "if_in_broadcast_pkts",
+    "in_dropped_packets": "if_in_discards",
+    "in_errors": "if_in_errors",
+    "in_unknown_protocol": "if_in_unknown_protos",
+    "out_bytes": "if_out_octets",
+    "out_unicast_packets_total": "if_out_ucast_pkts",
+    "out_mcast_packets_total": "if_out_multicast_pkts",
+    "out_broadcast_packets_total": "if_out_broadcast_pkts",
+    "out_dropped_packets": "if_out_discards",
+    "out_errors": "if_out_errors",
 }
 _ETHERNET = {
-    "errors_alignment": "alignment_errors", "errors_fcs": "fcs_errors", "collision_frames_single":
-    "single_collision_frames", "collision_frames_multi": "multiple_collision_frames", "errors_sqetest":
-    "sqe_test_errors", "deferred": "deferred_transmissions", "collisions_late": "late_collisions",
-    "collisions_excessive": "excessive_collisions", "errors_internal_mac_tx": "internal_mac_transmit_errors",
-    "errors_carrier_sense": "carrier_sense_errors", "errors_frame_too_long": "frame_too_longs",
-    "errors_internal_mac_rx": "internal_mac_receive_errors", "errors_symbols": "symbol_errors",
+    "errors_alignment": "alignment_errors",
+    "errors_fcs": "fcs_errors",
+    "collision_frames_single": "single_collision_frames",
+    "collision_frames_multi": "multiple_collision_frames",
+    "errors_sqetest": "sqe_test_errors",
+    "deferred": "deferred_transmissions",
+    "collisions_late": "late_collisions",
+    "collisions_excessive": "excessive_collisions",
+    "errors_internal_mac_tx": "internal_mac_transmit_errors",
+    "errors_carrier_sense": "carrier_sense_errors",
+    "errors_frame_too_long": "frame_too_longs",
+    "errors_internal_mac_rx": "internal_mac_receive_errors",
+    "errors_symbols": "symbol_errors",
 }
 for _theirs, _ours in _IF.items():
     COUNTER_FIELDS[_theirs] = lambda d, key=_ours: d["sflow"]["counters"]["interface"][key]
@@ -287,7 +318,9 @@ ACTION_FIELDS = {
 }
 
 
-@pytest.mark.parametrize("case", ["sflow_v5_example", "sflow_issue_15375", "sflow_issue_15918", "sflow_issue_18876"])
+@pytest.mark.parametrize(
+    "case", ["sflow_v5_example", "sflow_issue_15375", "sflow_issue_15918", "sflow_issue_18876"]
+)
 def test_sflow_agrees_with_telegraf_field_by_field(case: str):
     expected = parse_line_protocol((TELEGRAF / case / "expected.out").read_text())
     decoder = FlowDecoder(DecoderSettings())
@@ -303,14 +336,20 @@ def test_sflow_agrees_with_telegraf_field_by_field(case: str):
         unmapped = set(theirs) - set(readers)
         assert not unmapped, f"Telegraf fields with no counterpart: {sorted(unmapped)}"
         for key, value in theirs.items():
-            assert readers[key](doc) == value, f"{case}: {key}: Telegraf {value!r}, ours {readers[key](doc)!r}"
+            assert readers[key](doc) == value, (
+                f"{case}: {key}: Telegraf {value!r}, ours {readers[key](doc)!r}"
+            )
             compared += 1
     assert compared >= len(expected) * 10
 
 
 def test_sflow_ipv6_hop_by_hop_resolves_to_icmpv6():
     """Where we deliberately differ from Telegraf: MLD behind a hop-by-hop header is ICMPv6 (tshark agrees)."""
-    docs = FlowDecoder().decode((TELEGRAF / "sflow_issue_15918" / "message.bin").read_bytes(), "127.0.0.1", 0).documents
+    docs = (
+        FlowDecoder()
+        .decode((TELEGRAF / "sflow_issue_15918" / "message.bin").read_bytes(), "127.0.0.1", 0)
+        .documents
+    )
     mld = [d for d in docs if d.get("destination", {}).get("ip") == "ff02::16"]
     assert len(mld) == 1
     assert mld[0]["network"]["iana_number"] == "58"

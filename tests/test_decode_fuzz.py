@@ -33,8 +33,15 @@ def sflow_payloads() -> list[bytes]:
     payloads = [p.read_bytes() for p in sorted(LOGSTASH_SFLOW.glob("*sample*.dat"))]
     payloads.append((LOGSTASH_SFLOW / "sflow_with_lag_counters.dat").read_bytes())
     payloads += [p.read_bytes() for p in sorted(TELEGRAF.glob("sflow_*/*.bin"))]
-    payloads.append(datagram([flow_sample([raw_header(tcp_frame())], expanded=True),
-                              counter_sample([generic_counters()], expanded=True)], agent="2001:db8::1"))
+    payloads.append(
+        datagram(
+            [
+                flow_sample([raw_header(tcp_frame())], expanded=True),
+                counter_sample([generic_counters()], expanded=True),
+            ],
+            agent="2001:db8::1",
+        )
+    )
     return payloads
 
 
@@ -82,7 +89,7 @@ def test_sflow_every_word_set_to_zero_and_to_max_and_bit_flips():
     for payload in payloads:
         for offset in range(0, len(payload) - 3, 4):
             for word in (b"\0\0\0\0", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff"):
-                checked.decode(payload[:offset] + word + payload[offset + 4:])
+                checked.decode(payload[:offset] + word + payload[offset + 4 :])
         for _ in range(200):
             flipped = bytearray(payload)
             flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
@@ -110,7 +117,7 @@ def _netflow_decoder_errors(mutations_per_file: int, bulk: bool = False) -> tupl
                     data[position] ^= 1 << rng.randrange(8)
                 else:
                     start = position - position % 2
-                    data[start:start + 2] = rng.choice((b"\0\0", b"\xff\xff"))
+                    data[start : start + 2] = rng.choice((b"\0\0", b"\xff\xff"))
                 checked.decode(bytes(data), exporter)
         errors += [f"{device}: {detail}" for detail in checked.decoder_errors]
     return tuple(errors)
@@ -210,16 +217,25 @@ def test_variable_length_field_longer_than_what_remains():
 
 # --- a short hypothesis run; the long one is bench/fuzz_decoders.py ------------------------------------------------
 
-SEEDS = sflow_payloads() + [p.read_bytes() for p in sorted(FIXTURES.glob("logstash-codec-netflow/*.dat"))[:40]]
+SEEDS = sflow_payloads() + [
+    p.read_bytes() for p in sorted(FIXTURES.glob("logstash-codec-netflow/*.dat"))[:40]
+]
 FUZZ_DECODER = Checked()
 
 
-@settings(max_examples=800, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=800,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(
     seed=st.sampled_from(SEEDS),
-    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255), st.sampled_from(["set", "cut", "insert"])),
-                   max_size=6),
+    edits=st.lists(
+        st.tuples(st.integers(0, 2000), st.integers(0, 255), st.sampled_from(["set", "cut", "insert"])),
+        max_size=6,
+    ),
 )
 def test_hypothesis_mutated_datagrams(seed: bytes, edits: list[tuple[int, int, str]]):
     data = bytearray(seed)

@@ -19,19 +19,54 @@ def ip6(text: str) -> bytes:
 
 
 def v5_record(
-    src: str, dst: str, packets: int, octets: int, first: int, last: int, src_port: int = 1000,
-    dst_port: int = 80, protocol: int = 6, input_if: int = 1, output_if: int = 2, tcp_flags: int = 0x18,
+    src: str,
+    dst: str,
+    packets: int,
+    octets: int,
+    first: int,
+    last: int,
+    src_port: int = 1000,
+    dst_port: int = 80,
+    protocol: int = 6,
+    input_if: int = 1,
+    output_if: int = 2,
+    tcp_flags: int = 0x18,
 ) -> bytes:
-    return V5_RECORD.pack(ip4(src), ip4(dst), ip4("0.0.0.0"), input_if, output_if, packets, octets, first, last,
-                          src_port, dst_port, tcp_flags, protocol, 0, 0, 0, 24, 24)
+    return V5_RECORD.pack(
+        ip4(src),
+        ip4(dst),
+        ip4("0.0.0.0"),
+        input_if,
+        output_if,
+        packets,
+        octets,
+        first,
+        last,
+        src_port,
+        dst_port,
+        tcp_flags,
+        protocol,
+        0,
+        0,
+        0,
+        24,
+        24,
+    )
 
 
 def v5_packet(
-    records: Sequence[bytes], uptime: int = 100_000, secs: int = 1_700_000_000, nsecs: int = 0, sequence: int = 0,
-    engine_type: int = 0, engine_id: int = 0, sampling: int = 0,
+    records: Sequence[bytes],
+    uptime: int = 100_000,
+    secs: int = 1_700_000_000,
+    nsecs: int = 0,
+    sequence: int = 0,
+    engine_type: int = 0,
+    engine_id: int = 0,
+    sampling: int = 0,
 ) -> bytes:
-    header = struct.pack("!HHIIIIBBH", 5, len(records), uptime, secs, nsecs, sequence, engine_type, engine_id,
-                         sampling)
+    header = struct.pack(
+        "!HHIIIIBBH", 5, len(records), uptime, secs, nsecs, sequence, engine_type, engine_id, sampling
+    )
     return header + b"".join(records)
 
 
@@ -52,14 +87,21 @@ def v9_template_set(templates: Iterable[tuple[int, Sequence[tuple[int, int]]]]) 
     return flowset(0, body)
 
 
-def v9_options_template_set(template_id: int, scopes: Sequence[tuple[int, int]], options: Sequence[tuple[int, int]]) -> bytes:
+def v9_options_template_set(
+    template_id: int, scopes: Sequence[tuple[int, int]], options: Sequence[tuple[int, int]]
+) -> bytes:
     body = struct.pack("!HHH", template_id, 4 * len(scopes), 4 * len(options))
     body += b"".join(struct.pack("!HH", t, n) for t, n in (*scopes, *options))
     return flowset(1, body)
 
 
-def v9_packet(sets: Sequence[bytes], sequence: int = 1, source_id: int = 0, uptime: int = 100_000,
-              secs: int = 1_700_000_000) -> bytes:
+def v9_packet(
+    sets: Sequence[bytes],
+    sequence: int = 1,
+    source_id: int = 0,
+    uptime: int = 100_000,
+    secs: int = 1_700_000_000,
+) -> bytes:
     return struct.pack("!HHIIII", 9, len(sets), uptime, secs, sequence, source_id) + b"".join(sets)
 
 
@@ -69,15 +111,21 @@ def ipfix_field(element_id: int, length: int, enterprise: int = 0) -> bytes:
     return struct.pack("!HH", element_id, length)
 
 
-def ipfix_template_set(templates: Iterable[tuple[int, Sequence[tuple[int, int] | tuple[int, int, int]]]]) -> bytes:
+def ipfix_template_set(
+    templates: Iterable[tuple[int, Sequence[tuple[int, int] | tuple[int, int, int]]]],
+) -> bytes:
     body = b""
     for template_id, fields in templates:
         body += struct.pack("!HH", template_id, len(fields)) + b"".join(ipfix_field(*f) for f in fields)
     return flowset(2, body, pad=False)
 
 
-def ipfix_options_template_set(template_id: int, scope_count: int, fields: Sequence[tuple[int, int]]) -> bytes:
-    body = struct.pack("!HHH", template_id, len(fields), scope_count) + b"".join(ipfix_field(*f) for f in fields)
+def ipfix_options_template_set(
+    template_id: int, scope_count: int, fields: Sequence[tuple[int, int]]
+) -> bytes:
+    body = struct.pack("!HHH", template_id, len(fields), scope_count) + b"".join(
+        ipfix_field(*f) for f in fields
+    )
     return flowset(3, body, pad=False)
 
 
@@ -92,7 +140,9 @@ def varlen(value: bytes, long_form: bool = False) -> bytes:
     return b"\xff" + struct.pack("!H", len(value)) + value
 
 
-def ipfix_message(sets: Sequence[bytes], sequence: int = 0, domain: int = 1, export_time: int = 1_700_000_000) -> bytes:
+def ipfix_message(
+    sets: Sequence[bytes], sequence: int = 0, domain: int = 1, export_time: int = 1_700_000_000
+) -> bytes:
     body = b"".join(sets)
     return struct.pack("!HHIII", 10, 16 + len(body), export_time, sequence, domain) + body
 
@@ -100,12 +150,22 @@ def ipfix_message(sets: Sequence[bytes], sequence: int = 0, domain: int = 1, exp
 FLOW_V9_FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 4), (22, 4), (21, 4)]
 
 
-def flow_v9_record(src: str, dst: str, sport: int, dport: int, proto: int, octets: int, packets: int,
-                   first: int = 90_000, last: int = 95_000) -> bytes:
+def flow_v9_record(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    proto: int,
+    octets: int,
+    packets: int,
+    first: int = 90_000,
+    last: int = 95_000,
+) -> bytes:
     return struct.pack("!4s4sHHBIIII", ip4(src), ip4(dst), sport, dport, proto, octets, packets, first, last)
 
 
 # ---- the builders agree with an independent decoder -----------------------------------------------------------
+
 
 def test_v5_builder_reads_back_with_the_netflow_package() -> None:
     from netflow.v5 import V5ExportPacket
@@ -118,10 +178,12 @@ def test_v5_builder_reads_back_with_the_netflow_package() -> None:
 def test_v9_builder_reads_back_with_the_netflow_package() -> None:
     from netflow.v9 import V9ExportPacket
 
-    payload = v9_packet([
-        v9_template_set([(300, FLOW_V9_FIELDS)]),
-        flowset(300, flow_v9_record("10.0.0.1", "10.0.0.2", 1234, 80, 6, 500, 5)),
-    ])
+    payload = v9_packet(
+        [
+            v9_template_set([(300, FLOW_V9_FIELDS)]),
+            flowset(300, flow_v9_record("10.0.0.1", "10.0.0.2", 1234, 80, 6, 500, 5)),
+        ]
+    )
     packet = V9ExportPacket(payload, {})
     flow = packet.flows[0].data
     assert (flow["L4_SRC_PORT"], flow["IN_BYTES"], flow["IN_PKTS"]) == (1234, 500, 5)
@@ -130,10 +192,12 @@ def test_v9_builder_reads_back_with_the_netflow_package() -> None:
 def test_ipfix_builder_reads_back_with_the_netflow_package() -> None:
     from netflow.ipfix import IPFIXExportPacket
 
-    payload = ipfix_message([
-        ipfix_template_set([(400, [(8, 4), (12, 4), (1, 8)])]),
-        flowset(400, ip4("10.0.0.1") + ip4("10.0.0.2") + (777).to_bytes(8, "big"), pad=False),
-    ])
+    payload = ipfix_message(
+        [
+            ipfix_template_set([(400, [(8, 4), (12, 4), (1, 8)])]),
+            flowset(400, ip4("10.0.0.1") + ip4("10.0.0.2") + (777).to_bytes(8, "big"), pad=False),
+        ]
+    )
     packet = IPFIXExportPacket(payload, {})
     flow = packet.flows[0].data
     assert flow["octetDeltaCount"] == 777

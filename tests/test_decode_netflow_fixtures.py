@@ -50,7 +50,7 @@ def test_every_logstash_fixture_decodes_with_its_templates() -> None:
             if "_data" in path.name or result.protocol == "netflow_v5":
                 assert result.documents, f"{path.name} ({group}) decoded no records"
             for document in result.documents:
-                orjson.dumps(document)   # JSON-ready
+                orjson.dumps(document)  # JSON-ready
                 assert document["observer"]["ip"] == exporter
                 assert document["event"]["action"] in ("netflow_flow", "ipfix_flow", "netflow_options")
             total_documents += len(result.documents)
@@ -59,7 +59,7 @@ def test_every_logstash_fixture_decodes_with_its_templates() -> None:
     assert decoder.pending.count() == 7
     expired = decoder.expire(1_700_000_000_000_000_000 + 61 * 10**9)
     assert expired.stats["expired"] == 7
-    assert [reason for reason, _ in expired.errors] == ["template_missing"] * 2   # one line per protocol
+    assert [reason for reason, _ in expired.errors] == ["template_missing"] * 2  # one line per protocol
     assert decoder.pending.count() == 0 and decoder.pending.bytes == 0
     assert total_documents >= 480
 
@@ -80,7 +80,8 @@ def test_netflow9_invalid01_is_decoded_as_rfc3954_allows() -> None:
     result = FlowDecoder().decode((LOGSTASH / "netflow9_test_invalid01.dat").read_bytes(), "192.0.2.9", 0)
     flows = [d for d in result.documents if d["event"]["action"] == "netflow_flow"]
     assert [(d["source"]["ip"], d["source"]["port"]) for d in flows] == [
-        ("2001:44b8:1118:7200::10", 123), ("192.168.0.1", 53),
+        ("2001:44b8:1118:7200::10", 123),
+        ("192.168.0.1", 53),
     ]
 
 
@@ -136,11 +137,15 @@ def _hex_int(text: str) -> int:
 
 # Telegraf field -> (our document path, how to turn Telegraf's value into ours)
 MAPPING: dict[str, tuple[str, Any]] = {
-    "src": ("source.ip", None), "dst": ("destination.ip", None),
-    "src_port": ("source.port", None), "dst_port": ("destination.port", None),
+    "src": ("source.ip", None),
+    "dst": ("destination.ip", None),
+    "src_port": ("source.port", None),
+    "dst_port": ("destination.port", None),
     "protocol": ("network.transport", None),
-    "in_bytes": ("netflow.octet_delta_count", None), "in_packets": ("netflow.packet_delta_count", None),
-    "in_total_bytes": ("netflow.octet_total_count", None), "in_total_packets": ("netflow.packet_total_count", None),
+    "in_bytes": ("netflow.octet_delta_count", None),
+    "in_packets": ("netflow.packet_delta_count", None),
+    "in_total_bytes": ("netflow.octet_total_count", None),
+    "in_total_packets": ("netflow.packet_total_count", None),
     "flow_start_ms": ("netflow.flow_start_milliseconds", iso_ms),
     "flow_end_ms": ("netflow.flow_end_milliseconds", iso_ms),
     "flow_start": ("netflow.flow_start_seconds", lambda v: iso_ms(v * 1000)),
@@ -148,21 +153,27 @@ MAPPING: dict[str, tuple[str, Any]] = {
     "first_switched": ("netflow.flow_start_sys_up_time", None),
     "last_switched": ("netflow.flow_end_sys_up_time", None),
     "sampling_interval": ("netflow.sampling_interval", None),
-    "in_snmp": ("netflow.ingress_interface", None), "out_snmp": ("netflow.egress_interface", None),
-    "interface": ("netflow.interface_name", None), "interface_desc": ("netflow.interface_description", None),
+    "in_snmp": ("netflow.ingress_interface", None),
+    "out_snmp": ("netflow.egress_interface", None),
+    "interface": ("netflow.interface_name", None),
+    "interface_desc": ("netflow.interface_description", None),
     "flows": ("netflow.delta_flow_count", None),
-    "bgp_src_as": ("netflow.bgp_source_as_number", None), "bgp_dst_as": ("netflow.bgp_destination_as_number", None),
+    "bgp_src_as": ("netflow.bgp_source_as_number", None),
+    "bgp_dst_as": ("netflow.bgp_destination_as_number", None),
     "direction": ("network.direction", None),
     "next_hop": ("netflow.ip_next_hop_ipv4_address", None),
-    "src_mask": ("netflow.source_ipv4_prefix_length", None), "dst_mask": ("netflow.destination_ipv4_prefix_length", None),
+    "src_mask": ("netflow.source_ipv4_prefix_length", None),
+    "dst_mask": ("netflow.destination_ipv4_prefix_length", None),
     "src_tos": ("netflow.ip_class_of_service", _hex_int),
-    "engine_type": ("netflow.engine_type", int), "engine_id": ("netflow.engine_id", _hex_int),
+    "engine_type": ("netflow.engine_type", int),
+    "engine_id": ("netflow.engine_id", _hex_int),
     "sys_uptime": ("netflow.exporter.uptime_millis", None),
     "seq_number": ("netflow.flow_sequence", None),
     "vlan_src": ("netflow.vlan_id", None),
     "in_src_mac": ("netflow.source_mac_address", None),
     "out_dst_mac": ("netflow.post_destination_mac_address", None),
-    "app_name": ("netflow.application_name", None), "app_desc": ("netflow.application_description", None),
+    "app_name": ("netflow.application_name", None),
+    "app_desc": ("netflow.application_description", None),
     "app_id": ("netflow.application_id", lambda v: v[2:]),
     "system_init_ms": ("netflow.system_init_time_milliseconds", iso_ms),
     "exporting_pid": ("netflow.exporting_process_id", None),
@@ -171,7 +182,8 @@ MAPPING: dict[str, tuple[str, Any]] = {
 # Telegraf values that are not the record field of the same name, so not compared:
 SKIPPED = {
     # the exporter sent these with length 0: Telegraf prints 0, we leave them out (nothing was sent)
-    ("issue_14370", "flow_start"), ("issue_14370", "flow_end"),
+    ("issue_14370", "flow_start"),
+    ("issue_14370", "flow_end"),
     # v5 "flows" is the header's record count, not a record field
     ("netflow_v5_example", "flows"),
 }
@@ -193,16 +205,27 @@ def _expected_pairs(case: str, fields: dict[str, Any]) -> list[tuple[str, Any]]:
             continue
         match = re.fullmatch(r"type_(\d+)_(\d+)", key)
         if match and isinstance(value, str) and value.startswith("0x"):
-            pen, element = int(match[1]), int(match[2]) & 0x7FFF   # Telegraf keeps the enterprise bit in the id
-            if pen == 29305:   # RFC 5103 reverse elements: ours carry the IANA name with reverse_
+            pen, element = (
+                int(match[1]),
+                int(match[2]) & 0x7FFF,
+            )  # Telegraf keeps the enterprise bit in the id
+            if pen == 29305:  # RFC 5103 reverse elements: ours carry the IANA name with reverse_
                 pairs.append(("netflow." + field_info(element, pen).name, int(value, 16)))
             else:
                 pairs.append((f"netflow.enterprise_{pen}_{element}", value[2:]))
     return pairs
 
 
-CASES = ["netflow_v5_example", "netflow_v9_example", "netflow_v9_options", "ipfix_example", "ipfix_options",
-         "ipfix_pen_35632", "issue_13305", "issue_14370"]
+CASES = [
+    "netflow_v5_example",
+    "netflow_v9_example",
+    "netflow_v9_options",
+    "ipfix_example",
+    "ipfix_options",
+    "ipfix_pen_35632",
+    "issue_13305",
+    "issue_14370",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -210,7 +233,9 @@ def test_telegraf_expected_values_agree(case: str) -> None:
     folder = TELEGRAF / case
     decoder = FlowDecoder()
     documents: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.bin"), key=lambda p: [int(n) if n.isdigit() else n for n in re.split(r"(\d+)", p.name)]):
+    for path in sorted(
+        folder.glob("*.bin"), key=lambda p: [int(n) if n.isdigit() else n for n in re.split(r"(\d+)", p.name)]
+    ):
         documents.extend(decoder.decode(path.read_bytes(), "127.0.0.1", 0).documents)
     expected = parse_line_protocol((folder / "expected.out").read_text())
     assert expected
@@ -221,13 +246,19 @@ def test_telegraf_expected_values_agree(case: str) -> None:
         pairs = _expected_pairs(case, fields)
         assert pairs, fields
         match = next(
-            (doc for doc in unused if doc["event"]["action"] in action
-             and all(_get(doc, path) == value for path, value in pairs)),
+            (
+                doc
+                for doc in unused
+                if doc["event"]["action"] in action and all(_get(doc, path) == value for path, value in pairs)
+            ),
             None,
         )
         if match is None:
-            closest = max((d for d in unused if d["event"]["action"] in action),
-                          key=lambda d: sum(_get(d, p) == v for p, v in pairs), default=None)
+            closest = max(
+                (d for d in unused if d["event"]["action"] in action),
+                key=lambda d: sum(_get(d, p) == v for p, v in pairs),
+                default=None,
+            )
             diffs = [(p, v, _get(closest, p)) for p, v in pairs if closest is None or _get(closest, p) != v]
             pytest.fail(f"{case}: no document matches {fields}; closest differs in {diffs}")
         unused.remove(match)

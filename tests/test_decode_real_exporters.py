@@ -50,8 +50,12 @@ class KnownTraffic:
             transport, proto = (TCP, 6) if number % 2 == 0 else (UDP, 17)
             network = IPv6(src=src, dst=dst) if v6 else IP(src=src, dst=dst)
             for _ in range(rng.randint(1, 25)):
-                frame = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b") / network / transport(
-                    sport=sport, dport=dport) / (b"p" * rng.randint(0, 1400))
+                frame = (
+                    Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b")
+                    / network
+                    / transport(sport=sport, dport=dport)
+                    / (b"p" * rng.randint(0, 1400))
+                )
                 frame.time = stamp
                 stamp += 0.003
                 packets.append(frame)
@@ -63,15 +67,18 @@ class KnownTraffic:
         if sentinels:
             # pmacctd's nfprobe expires flows by packet time: two packets hours later make it export the rest
             # (and sfprobe drops the samples of its last, unfilled datagram: those must not be ones we count)
-            for later in [10_000, 20_000] + [20_001] * 62:  # pmacctd's sfprobe loses its last partial datagram
+            for later in [10_000, 20_000] + [
+                20_001
+            ] * 62:  # pmacctd's sfprobe loses its last partial datagram
                 sentinel = Ether() / IP(src="10.255.255.1", dst="10.255.255.2") / UDP(sport=9, dport=9) / b"s"
                 sentinel.time = stamp + later
                 packets.append(sentinel)
         wrpcap(str(path), packets)
 
 
-def capture_export(command: list[str], port_placeholder: str = "PORT", config: tuple[Path, str] | None = None
-                   ) -> list[bytes]:
+def capture_export(
+    command: list[str], port_placeholder: str = "PORT", config: tuple[Path, str] | None = None
+) -> list[bytes]:
     """Run an exporter pointed at a fresh UDP socket; every datagram it sends until it falls quiet."""
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
@@ -117,8 +124,13 @@ def per_tuple(documents: list[dict], action: str) -> tuple[Counter[tuple], Count
     for doc in documents:
         if doc["event"]["action"] != action or doc["source"]["ip"].startswith("10.255."):
             continue
-        key = (doc["source"]["ip"], doc["destination"]["ip"], doc["source"]["port"], doc["destination"]["port"],
-               int(doc["network"]["iana_number"]))
+        key = (
+            doc["source"]["ip"],
+            doc["destination"]["ip"],
+            doc["source"]["port"],
+            doc["destination"]["port"],
+            int(doc["network"]["iana_number"]),
+        )
         octets[key] += doc["network"]["bytes"]
         packets[key] += doc["network"]["packets"]
     return octets, packets
@@ -129,8 +141,10 @@ needs_pmacctd = pytest.mark.skipif(not Path(PMACCTD).exists(), reason="pmacctd i
 
 
 @needs_softflowd
-@pytest.mark.parametrize(("version", "action", "ipv6"), [("5", "netflow_flow", False), ("9", "netflow_flow", True),
-                                                         ("10", "ipfix_flow", True)])
+@pytest.mark.parametrize(
+    ("version", "action", "ipv6"),
+    [("5", "netflow_flow", False), ("9", "netflow_flow", True), ("10", "ipfix_flow", True)],
+)
 def test_softflowd_export_matches_the_known_traffic(tmp_path: Path, version: str, action: str, ipv6: bool):
     pcap = tmp_path / "known.pcap"
     truth = KnownTraffic(pcap, ipv6=ipv6, sentinels=False)
@@ -146,8 +160,10 @@ def test_softflowd_export_matches_the_known_traffic(tmp_path: Path, version: str
 def test_pmacctd_nfprobe_export_matches_the_known_traffic(tmp_path: Path, version: str, action: str):
     pcap = tmp_path / "known.pcap"
     truth = KnownTraffic(pcap, ipv6=True, sentinels=True)
-    config = (f"daemonize: false\npcap_savefile: {pcap}\nplugins: nfprobe[nf]\n"
-              f"nfprobe_receiver[nf]: 127.0.0.1:PORT\nnfprobe_version[nf]: {version}\n")
+    config = (
+        f"daemonize: false\npcap_savefile: {pcap}\nplugins: nfprobe[nf]\n"
+        f"nfprobe_receiver[nf]: 127.0.0.1:PORT\nnfprobe_version[nf]: {version}\n"
+    )
     config_path = tmp_path / "pmacctd.conf"
     datagrams = capture_export([PMACCTD, "-f", str(config_path)], config=(config_path, config))
     assert datagrams, "pmacctd nfprobe sent nothing"
@@ -162,8 +178,10 @@ def test_pmacctd_sfprobe_export_matches_the_known_traffic(tmp_path: Path):
     bytes exactly. At a rate N > 1 the estimate is unbiased with a standard error of about sqrt(N * sum(x^2))."""
     pcap = tmp_path / "known.pcap"
     truth = KnownTraffic(pcap, ipv6=True, sentinels=True)  # its last samples are lost at EOF
-    config = (f"daemonize: false\npcap_savefile: {pcap}\nplugins: sfprobe[sf]\n"
-              f"sfprobe_receiver[sf]: 127.0.0.1:PORT\nsfprobe_agentip[sf]: 192.0.2.44\nsampling_rate: 1\n")
+    config = (
+        f"daemonize: false\npcap_savefile: {pcap}\nplugins: sfprobe[sf]\n"
+        f"sfprobe_receiver[sf]: 127.0.0.1:PORT\nsfprobe_agentip[sf]: 192.0.2.44\nsampling_rate: 1\n"
+    )
     config_path = tmp_path / "pmacctd.conf"
     datagrams = capture_export([PMACCTD, "-f", str(config_path)], config=(config_path, config))
     assert datagrams, "pmacctd sfprobe sent nothing"
@@ -185,12 +203,17 @@ def test_pmacctd_sfprobe_sampled_estimate_within_its_bound(tmp_path: Path):
     rate = 8
     pcap = tmp_path / "known.pcap"
     truth = KnownTraffic(pcap, ipv6=False, sentinels=True, flows=60)
-    config = (f"daemonize: false\npcap_savefile: {pcap}\nplugins: sfprobe[sf]\n"
-              f"sfprobe_receiver[sf]: 127.0.0.1:PORT\nsampling_rate: {rate}\n")
+    config = (
+        f"daemonize: false\npcap_savefile: {pcap}\nplugins: sfprobe[sf]\n"
+        f"sfprobe_receiver[sf]: 127.0.0.1:PORT\nsampling_rate: {rate}\n"
+    )
     config_path = tmp_path / "pmacctd.conf"
     documents = decode_all(capture_export([PMACCTD, "-f", str(config_path)], config=(config_path, config)))
-    flows = [d for d in documents if d["event"]["action"] == "sflow_flow_sample"
-             and not d["source"]["ip"].startswith("10.255.")]
+    flows = [
+        d
+        for d in documents
+        if d["event"]["action"] == "sflow_flow_sample" and not d["source"]["ip"].startswith("10.255.")
+    ]
     assert flows and {d["flow"]["sampling_rate"] for d in flows} == {rate}
     frames = [size + 4 for size in truth.frame_sizes]  # sfprobe counts the FCS
     for estimate, truth_total, squares in (

@@ -48,7 +48,9 @@ def record(fmt: int, body: bytes, enterprise: int = 0) -> bytes:
     return struct.pack("!II", (enterprise << 12) | fmt, len(body)) + body
 
 
-def raw_header(frame: bytes, header_protocol: int = 1, frame_length: int | None = None, stripped: int = 4) -> bytes:
+def raw_header(
+    frame: bytes, header_protocol: int = 1, frame_length: int | None = None, stripped: int = 4
+) -> bytes:
     length = len(frame) + stripped if frame_length is None else frame_length
     return record(1, struct.pack("!III", header_protocol, length, stripped) + xdr_opaque(frame))
 
@@ -58,11 +60,20 @@ def switch_record(src_vlan: int, src_pri: int, dst_vlan: int, dst_pri: int) -> b
 
 
 def flow_sample(
-    records: list[bytes], seq: int = 1, source: int = 3, rate: int = 100, pool: int = 1000, drops: int = 0,
-    input_if: int = 3, output_if: int = 7, expanded: bool = False,
+    records: list[bytes],
+    seq: int = 1,
+    source: int = 3,
+    rate: int = 100,
+    pool: int = 1000,
+    drops: int = 0,
+    input_if: int = 3,
+    output_if: int = 7,
+    expanded: bool = False,
 ) -> bytes:
     if expanded:
-        head = struct.pack("!IIIIIIIIIII", seq, 0, source, rate, pool, drops, 0, input_if, 0, output_if, len(records))
+        head = struct.pack(
+            "!IIIIIIIIIII", seq, 0, source, rate, pool, drops, 0, input_if, 0, output_if, len(records)
+        )
         return record(3, head + b"".join(records))
     head = struct.pack("!IIIIIIII", seq, source, rate, pool, drops, input_if, output_if, len(records))
     return record(1, head + b"".join(records))
@@ -74,16 +85,39 @@ def counter_sample(records: list[bytes], seq: int = 1, source: int = 3, expanded
     return record(2, struct.pack("!III", seq, source, len(records)) + b"".join(records))
 
 
-def datagram(samples: list[bytes], agent: str | None = "10.0.0.1", sub_agent: int = 0, seq: int = 1,
-             uptime: int = 5000) -> bytes:
-    return (struct.pack("!I", 5) + xdr_address(agent) + struct.pack("!IIII", sub_agent, seq, uptime, len(samples))
-            + b"".join(samples))
+def datagram(
+    samples: list[bytes], agent: str | None = "10.0.0.1", sub_agent: int = 0, seq: int = 1, uptime: int = 5000
+) -> bytes:
+    return (
+        struct.pack("!I", 5)
+        + xdr_address(agent)
+        + struct.pack("!IIII", sub_agent, seq, uptime, len(samples))
+        + b"".join(samples)
+    )
 
 
 def generic_counters(if_index: int = 3, in_octets: int = 10**12, out_octets: int = 2 * 10**12) -> bytes:
     body = struct.pack(
-        "!IIQIIQIIIIIIQIIIIII", if_index, 6, 10**10, 1, 3, in_octets, 11, 12, 13, 14, 15, 16,
-        out_octets, 21, 22, 23, 24, 25, 1,
+        "!IIQIIQIIIIIIQIIIIII",
+        if_index,
+        6,
+        10**10,
+        1,
+        3,
+        in_octets,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        out_octets,
+        21,
+        22,
+        23,
+        24,
+        25,
+        1,
     )
     return record(1, body)
 
@@ -101,9 +135,27 @@ def netflow_v5_flow_id(exporter: str, src: str, dst: str, proto: int, sport: int
     """flow.id the NetFlow v5 decoder gives this 5-tuple from this device: sFlow's must be the same."""
     import ipaddress
 
-    record = struct.pack("!4s4s4sHHIIIIHHxBBBHHBBxx", ipaddress.ip_address(src).packed,
-                         ipaddress.ip_address(dst).packed, b"\0" * 4, 1, 2, 10, 1000, 100, 200, sport, dport, 0,
-                         proto, 0, 0, 0, 0, 0)
+    record = struct.pack(
+        "!4s4s4sHHIIIIHHxBBBHHBBxx",
+        ipaddress.ip_address(src).packed,
+        ipaddress.ip_address(dst).packed,
+        b"\0" * 4,
+        1,
+        2,
+        10,
+        1000,
+        100,
+        200,
+        sport,
+        dport,
+        0,
+        proto,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     header = struct.pack("!HHIIIIBBH", 5, 1, 1000, 1_700_000_000, 0, 0, 0, 0, 0)
     (doc,) = FlowDecoder(DecoderSettings()).decode(header + record, exporter, ARRIVAL_NS).documents
     return doc["flow"]["id"]
@@ -120,8 +172,19 @@ def decode_one(payload: bytes, decoder: SflowDecoder | None = None, exporter: st
 
 def test_ethernet_ipv4_tcp_flow_sample_to_ecs():
     frame = tcp_frame()
-    payload = datagram([flow_sample([raw_header(frame[:128], frame_length=1518), switch_record(10, 1, 20, 2)],
-                                    rate=512, pool=99, drops=4, source=3, input_if=3, output_if=7)])
+    payload = datagram(
+        [
+            flow_sample(
+                [raw_header(frame[:128], frame_length=1518), switch_record(10, 1, 20, 2)],
+                rate=512,
+                pool=99,
+                drops=4,
+                source=3,
+                input_if=3,
+                output_if=7,
+            )
+        ]
+    )
     result = decode_one(payload)
     assert result.errors == []
     (doc,) = result.documents
@@ -137,8 +200,11 @@ def test_ethernet_ipv4_tcp_flow_sample_to_ecs():
     assert network["community_id"] == community_id("10.1.2.3", "10.4.5.6", 6, 40000, 443)
     assert doc["flow"]["sampling_rate"] == 512
     assert doc["flow"]["id"] == netflow_v5_flow_id("10.0.0.1", "10.1.2.3", "10.4.5.6", 6, 40000, 443)
-    assert doc["observer"] == {"ip": "10.0.0.1", "ingress": {"interface": {"id": "3"}},
-                               "egress": {"interface": {"id": "7"}}}
+    assert doc["observer"] == {
+        "ip": "10.0.0.1",
+        "ingress": {"interface": {"id": "3"}},
+        "egress": {"interface": {"id": "7"}},
+    }
     raw = doc["sflow"]
     assert raw["exporter_address"] == EXPORTER
     assert raw["agent_address"] == "10.0.0.1"
@@ -153,7 +219,11 @@ def test_renormalisation_can_be_switched_off_and_rate_zero_counts_once():
     frame = tcp_frame()
     payload = datagram([flow_sample([raw_header(frame, frame_length=200)], rate=1000)])
     (doc,) = decode_one(payload, SflowDecoder(DecoderSettings(renormalize=False))).documents
-    assert (doc["network"]["bytes"], doc["network"]["packets"], doc["flow"]["sampling_rate"]) == (200, 1, 1000)
+    assert (doc["network"]["bytes"], doc["network"]["packets"], doc["flow"]["sampling_rate"]) == (
+        200,
+        1,
+        1000,
+    )
     payload = datagram([flow_sample([raw_header(frame, frame_length=200)], rate=0)])
     (doc,) = decode_one(payload).documents
     assert (doc["network"]["bytes"], doc["network"]["packets"], doc["flow"]["sampling_rate"]) == (200, 1, 1)
@@ -161,10 +231,16 @@ def test_renormalisation_can_be_switched_off_and_rate_zero_counts_once():
 
 def test_qinq_vlans_and_ipv6_extension_headers():
     frame = bytes(
-        Ether(src="00:00:00:00:00:01", dst="00:00:00:00:00:02") / Dot1AD(vlan=100, prio=5) / Dot1Q(vlan=200)
+        Ether(src="00:00:00:00:00:01", dst="00:00:00:00:00:02")
+        / Dot1AD(vlan=100, prio=5)
+        / Dot1Q(vlan=200)
         / IPv6(src="2001:db8::1", dst="2001:db8::2", tc=0x28, fl=0xABCDE, hlim=33)
-        / IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt() / IPv6ExtHdrFragment(offset=0, m=1)
-        / UDP(sport=5353, dport=53) / (b"q" * 40)
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrRouting()
+        / IPv6ExtHdrDestOpt()
+        / IPv6ExtHdrFragment(offset=0, m=1)
+        / UDP(sport=5353, dport=53)
+        / (b"q" * 40)
     )
     (doc,) = decode_one(datagram([flow_sample([raw_header(frame)])])).documents
     assert doc["network"]["vlan"] == {"id": "100"}
@@ -174,7 +250,11 @@ def test_qinq_vlans_and_ipv6_extension_headers():
     assert doc["network"]["iana_number"] == "17"
     assert (doc["source"]["port"], doc["destination"]["port"]) == (5353, 53)
     assert doc["sflow"]["ipv6_extension_headers"] == [0, 43, 60, 44]
-    assert (doc["sflow"]["ip_tos"], doc["sflow"]["ipv6_flow_label"], doc["sflow"]["ip_ttl"]) == (0x28, 0xABCDE, 33)
+    assert (doc["sflow"]["ip_tos"], doc["sflow"]["ipv6_flow_label"], doc["sflow"]["ip_ttl"]) == (
+        0x28,
+        0xABCDE,
+        33,
+    )
 
 
 def test_non_first_fragments_carry_no_ports():
@@ -221,13 +301,40 @@ def test_raw_ipv4_header_protocol_and_truncated_header():
 def test_ipv4_and_ipv6_data_records_without_a_header():
     import ipaddress
 
-    v4 = record(3, struct.pack("!II4s4sIIII", 1400, 6, ipaddress.IPv4Address("192.0.2.1").packed,
-                               ipaddress.IPv4Address("198.51.100.2").packed, 1234, 80, 0x18, 4))
-    v6 = record(4, struct.pack("!II16s16sIIII", 90, 17, ipaddress.IPv6Address("2001:db8::a").packed,
-                               ipaddress.IPv6Address("2001:db8::b").packed, 5000, 53, 0, 0))
+    v4 = record(
+        3,
+        struct.pack(
+            "!II4s4sIIII",
+            1400,
+            6,
+            ipaddress.IPv4Address("192.0.2.1").packed,
+            ipaddress.IPv4Address("198.51.100.2").packed,
+            1234,
+            80,
+            0x18,
+            4,
+        ),
+    )
+    v6 = record(
+        4,
+        struct.pack(
+            "!II16s16sIIII",
+            90,
+            17,
+            ipaddress.IPv6Address("2001:db8::a").packed,
+            ipaddress.IPv6Address("2001:db8::b").packed,
+            5000,
+            53,
+            0,
+            0,
+        ),
+    )
     docs = decode_one(datagram([flow_sample([v4], rate=10), flow_sample([v6], seq=2)])).documents
     assert (docs[0]["source"]["ip"], docs[0]["destination"]["port"], docs[0]["network"]["transport"]) == (
-        "192.0.2.1", 80, "tcp")
+        "192.0.2.1",
+        80,
+        "tcp",
+    )
     assert docs[0]["sflow"]["tcp_flags"] == 0x18
     assert docs[0]["sflow"]["ip_total_length"] == 1400
     assert (docs[1]["network"]["type"], docs[1]["source"]["port"]) == ("ipv6", 5000)
@@ -235,15 +342,30 @@ def test_ipv4_and_ipv6_data_records_without_a_header():
 
 def test_extended_router_gateway_user_url_nat_records():
     router = record(1002, xdr_address("10.9.9.9") + struct.pack("!II", 24, 16))
-    path = struct.pack("!I", 2) + struct.pack("!II", 2, 3) + struct.pack("!III", 65001, 65002, 65003) + struct.pack(
-        "!II", 1, 1) + struct.pack("!I", 65010)
-    gateway = record(1003, xdr_address("2001:db8::9") + struct.pack("!III", 64512, 64600, 64601) + path
-                     + struct.pack("!III", 2, 0xFFFF0001, 0xFFFF0002) + struct.pack("!I", 100))
-    user = record(1004, struct.pack("!I", 106) + xdr_opaque(b"alice") + struct.pack("!I", 106) + xdr_opaque(b"bob"))
+    path = (
+        struct.pack("!I", 2)
+        + struct.pack("!II", 2, 3)
+        + struct.pack("!III", 65001, 65002, 65003)
+        + struct.pack("!II", 1, 1)
+        + struct.pack("!I", 65010)
+    )
+    gateway = record(
+        1003,
+        xdr_address("2001:db8::9")
+        + struct.pack("!III", 64512, 64600, 64601)
+        + path
+        + struct.pack("!III", 2, 0xFFFF0001, 0xFFFF0002)
+        + struct.pack("!I", 100),
+    )
+    user = record(
+        1004, struct.pack("!I", 106) + xdr_opaque(b"alice") + struct.pack("!I", 106) + xdr_opaque(b"bob")
+    )
     url = record(1005, struct.pack("!I", 1) + xdr_opaque(b"/index.html") + xdr_opaque(b"example.org"))
     nat = record(1007, xdr_address("203.0.113.1") + xdr_address("203.0.113.2"))
     frame = tcp_frame()
-    (doc,) = decode_one(datagram([flow_sample([raw_header(frame), router, gateway, user, url, nat])])).documents
+    (doc,) = decode_one(
+        datagram([flow_sample([raw_header(frame), router, gateway, user, url, nat])])
+    ).documents
     raw = doc["sflow"]
     assert (raw["next_hop_address"], raw["src_mask_len"], raw["dst_mask_len"]) == ("10.9.9.9", 24, 16)
     assert raw["bgp_next_hop_address"] == "2001:db8::9"
@@ -253,18 +375,30 @@ def test_extended_router_gateway_user_url_nat_records():
     assert raw["local_pref"] == 100
     assert doc["source"]["as"] == {"number": 64600}
     assert doc["destination"]["as"] == {"number": 65010}
-    assert (raw["src_user"], raw["dst_user"], raw["url"], raw["host"]) == ("alice", "bob", "/index.html",
-                                                                          "example.org")
+    assert (raw["src_user"], raw["dst_user"], raw["url"], raw["host"]) == (
+        "alice",
+        "bob",
+        "/index.html",
+        "example.org",
+    )
     assert (raw["nat_src_ip"], raw["nat_dst_ip"]) == ("203.0.113.1", "203.0.113.2")
 
 
 def test_expanded_sample_ipv6_agent_sub_agent_and_unknown_records_skipped():
     unknown = record(77, b"\xff" * 12, enterprise=4413)
     payload = datagram(
-        [flow_sample([unknown, raw_header(tcp_frame()), unknown], expanded=True, source=70000, input_if=70000,
-                     output_if=0x3FFFFFFF),
-         record(9, b"\0" * 16, enterprise=9)],
-        agent="2001:db8::77", sub_agent=42,
+        [
+            flow_sample(
+                [unknown, raw_header(tcp_frame()), unknown],
+                expanded=True,
+                source=70000,
+                input_if=70000,
+                output_if=0x3FFFFFFF,
+            ),
+            record(9, b"\0" * 16, enterprise=9),
+        ],
+        agent="2001:db8::77",
+        sub_agent=42,
     )
     result = decode_one(payload)
     assert result.errors == []
@@ -286,13 +420,21 @@ def test_counter_samples_generic_ethernet_vlan_processor_lag_port_name():
     ethernet = record(2, struct.pack("!13I", *range(1, 14)))
     vlan = record(5, struct.pack("!IQIIII", 300, 123456789012, 1, 2, 3, 4))
     processor = record(1001, struct.pack("!IIIQQ", 1500, 2000, 2500, 16 * 2**30, 8 * 2**30))
-    lag = record(7, b"\x00\x01\x02\x03\x04\x05\0\0" + b"\x06\x07\x08\x09\x0a\x0b\0\0" + struct.pack("!I", 9)
-                 + bytes([0x3D, 0x3C, 0x3B, 0x3A]) + struct.pack("!8I", *range(100, 108)))
+    lag = record(
+        7,
+        b"\x00\x01\x02\x03\x04\x05\0\0"
+        + b"\x06\x07\x08\x09\x0a\x0b\0\0"
+        + struct.pack("!I", 9)
+        + bytes([0x3D, 0x3C, 0x3B, 0x3A])
+        + struct.pack("!8I", *range(100, 108)),
+    )
     port_name = record(1005, xdr_opaque(b"xe-0/0/1"))
-    payload = datagram([
-        counter_sample([generic_counters(), ethernet, vlan, processor, port_name], seq=9),
-        counter_sample([lag, record(999, b"abcd")], seq=4, source=8, expanded=True),
-    ])
+    payload = datagram(
+        [
+            counter_sample([generic_counters(), ethernet, vlan, processor, port_name], seq=9),
+            counter_sample([lag, record(999, b"abcd")], seq=4, source=8, expanded=True),
+        ]
+    )
     result = decode_one(payload)
     assert result.errors == []
     first, second = result.documents
@@ -305,8 +447,14 @@ def test_counter_samples_generic_ethernet_vlan_processor_lag_port_name():
     assert counters["interface"]["if_promiscuous_mode"] == 1
     assert (counters["interface"]["if_admin_status"], counters["interface"]["if_oper_status"]) == ("up", "up")
     assert counters["ethernet"]["alignment_errors"] == 1 and counters["ethernet"]["symbol_errors"] == 13
-    assert counters["vlan"] == {"vlan_id": 300, "octets": 123456789012, "ucast_pkts": 1, "multicast_pkts": 2,
-                                "broadcast_pkts": 3, "discards": 4}
+    assert counters["vlan"] == {
+        "vlan_id": 300,
+        "octets": 123456789012,
+        "ucast_pkts": 1,
+        "multicast_pkts": 2,
+        "broadcast_pkts": 3,
+        "discards": 4,
+    }
     assert counters["processor"]["cpu_5s_percent"] == 1500
     assert counters["processor"]["free_memory"] == 8 * 2**30
     assert first["observer"]["ingress"]["interface"] == {"id": "3", "name": "xe-0/0/1"}
@@ -333,10 +481,14 @@ def test_record_with_bad_inner_length_is_skipped_alone():
 
 
 def test_ids_are_deterministic_and_distinct():
-    payload = datagram([flow_sample([raw_header(tcp_frame())], seq=1), flow_sample([raw_header(tcp_frame())], seq=2)])
+    payload = datagram(
+        [flow_sample([raw_header(tcp_frame())], seq=1), flow_sample([raw_header(tcp_frame())], seq=2)]
+    )
     first = [d["_id"] for d in decode_one(payload).documents]
     again = [d["_id"] for d in decode_one(payload).documents]
-    other = [d["_id"] for d in decode_one(datagram([flow_sample([raw_header(tcp_frame())])], seq=2)).documents]
+    other = [
+        d["_id"] for d in decode_one(datagram([flow_sample([raw_header(tcp_frame())])], seq=2)).documents
+    ]
     from_elsewhere = [d["_id"] for d in decode_one(payload, exporter="192.0.2.99").documents]
     assert first == again
     assert len(set(first)) == 2
@@ -349,8 +501,11 @@ def test_sequence_gaps_lost_samples_and_restarts():
     frame = raw_header(tcp_frame())
     stats = []
     for dg_seq, sample_seq in ((1, 1), (2, 2), (5, 6), (6, 7), (7, 8), (8, 9)):
-        stats.append(decode_one(datagram([flow_sample([frame], seq=sample_seq)], seq=dg_seq, uptime=1000 * dg_seq),
-                                decoder).stats)
+        stats.append(
+            decode_one(
+                datagram([flow_sample([frame], seq=sample_seq)], seq=dg_seq, uptime=1000 * dg_seq), decoder
+            ).stats
+        )
     assert sum(s["lost_records"] for s in stats) == 3  # samples 3, 4, 5
     assert sum(s["sequence_gaps"] for s in stats) == 1
     assert sum(s["sflow_lost_datagrams"] for s in stats) == 2  # datagrams 3, 4
@@ -363,11 +518,17 @@ def test_agent_restart_starts_sample_sequences_over():
     decoder = SflowDecoder(DecoderSettings())  # default window: a jump back of 500 alone would look reordered
     frame = raw_header(tcp_frame())
     for number in range(500, 503):
-        decode_one(datagram([flow_sample([frame], seq=number)], seq=number, uptime=10_000_000 + number), decoder)
+        decode_one(
+            datagram([flow_sample([frame], seq=number)], seq=number, uptime=10_000_000 + number), decoder
+        )
     # the agent restarts (uptime back to 5 s): datagram and sample numbers start at 1 again, and samples 3
     # and 4 are lost; without the restart the new numbers would look like late copies of old ones
-    stats = [decode_one(datagram([flow_sample([frame], seq=sample)], seq=number, uptime=5000 + number), decoder)
-             .stats for number, sample in ((1, 1), (2, 2), (3, 5))]
+    stats = [
+        decode_one(
+            datagram([flow_sample([frame], seq=sample)], seq=number, uptime=5000 + number), decoder
+        ).stats
+        for number, sample in ((1, 1), (2, 2), (3, 5))
+    ]
     assert stats[0]["sequence_restarts"] == 1
     assert decoder.flush_sequences().stats["lost_records"] == 2
 
@@ -380,7 +541,10 @@ def test_agent_restart_starts_sample_sequences_over():
         (struct.pack("!II", 4, 1) + b"\0" * 24, "unknown_version"),
         (struct.pack("!II", 5, 7) + b"\0" * 24, "bad_address_type"),
         (datagram([flow_sample([raw_header(tcp_frame())])])[:-10], "truncated"),
-        (struct.pack("!I", 5) + xdr_address("10.0.0.1") + struct.pack("!IIII", 0, 1, 1, 100000), "too_many_samples"),
+        (
+            struct.pack("!I", 5) + xdr_address("10.0.0.1") + struct.pack("!IIII", 0, 1, 1, 100000),
+            "too_many_samples",
+        ),
     ],
 )
 def test_bad_datagrams_are_rejected_with_a_reason_and_later_ones_decode(payload, reason):
@@ -402,7 +566,9 @@ def test_samples_before_a_broken_one_are_kept():
 
 
 def test_facade_dispatches_sflow():
-    result = FlowDecoder(DecoderSettings()).decode(datagram([flow_sample([raw_header(tcp_frame())])]), EXPORTER, 1)
+    result = FlowDecoder(DecoderSettings()).decode(
+        datagram([flow_sample([raw_header(tcp_frame())])]), EXPORTER, 1
+    )
     assert result.protocol == "sflow"
     assert result.documents[0]["event"]["action"] == "sflow_flow_sample"
 
@@ -414,17 +580,35 @@ def _fast_path_inputs() -> list[bytes]:
     rng = random.Random(5)
     frames = [
         tcp_frame(),
-        bytes(Ether() / Dot1Q(vlan=77, prio=3) / IP(src="10.0.0.9", dst="10.0.0.10") / UDP(sport=5, dport=53) / b"q"),
+        bytes(
+            Ether()
+            / Dot1Q(vlan=77, prio=3)
+            / IP(src="10.0.0.9", dst="10.0.0.10")
+            / UDP(sport=5, dport=53)
+            / b"q"
+        ),
         bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2", fl=5) / TCP(sport=1, dport=2, flags="S")),
         bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=8) / b"zz"),
-        bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x01\x01\x01\x00") / TCP()),  # general path
+        bytes(
+            Ether() / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x01\x01\x01\x00") / TCP()
+        ),  # general path
     ]
     payloads = []
     for number, frame in enumerate(frames):
-        for records in ([raw_header(frame)], [raw_header(frame), switch_record(1, 2, 3, 4)],
-                        [switch_record(5, 6, 7, 8), raw_header(frame[:40])]):
-            payloads.append(datagram([flow_sample(records, seq=number, rate=number * 50, source=3 + number % 2),
-                                      flow_sample(records, input_if=0x3FFFFFFF)], seq=number))
+        for records in (
+            [raw_header(frame)],
+            [raw_header(frame), switch_record(1, 2, 3, 4)],
+            [switch_record(5, 6, 7, 8), raw_header(frame[:40])],
+        ):
+            payloads.append(
+                datagram(
+                    [
+                        flow_sample(records, seq=number, rate=number * 50, source=3 + number % 2),
+                        flow_sample(records, input_if=0x3FFFFFFF),
+                    ],
+                    seq=number,
+                )
+            )
     fixtures = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
     payloads += [p.read_bytes() for p in sorted(fixtures.glob("telegraf/sflow_*/*.bin"))]
     payloads += [p.read_bytes() for p in sorted(fixtures.glob("logstash-codec-sflow/*s*.dat"))]
@@ -442,14 +626,19 @@ def test_fast_path_builds_exactly_what_the_general_path_builds(monkeypatch):
 
     taken = []
     original = normalize_sflow.common_flow_document
-    monkeypatch.setattr(normalize_sflow, "common_flow_document", lambda *args: taken.append(1) or original(*args))
+    monkeypatch.setattr(
+        normalize_sflow, "common_flow_document", lambda *args: taken.append(1) or original(*args)
+    )
     fast = SflowDecoder(DecoderSettings())
     fast.extension = None  # the Python fast path; test_decode_fast_sflow.py compares the C one
     general = SflowDecoder(DecoderSettings())
     general.fast_path = False
     common = 0
     for payload in _fast_path_inputs():
-        ours, reference = fast.decode(payload, EXPORTER, ARRIVAL_NS), general.decode(payload, EXPORTER, ARRIVAL_NS)
+        ours, reference = (
+            fast.decode(payload, EXPORTER, ARRIVAL_NS),
+            general.decode(payload, EXPORTER, ARRIVAL_NS),
+        )
         assert ours.documents == reference.documents
         assert (ours.errors, ours.stats) == (reference.errors, reference.stats)
         common += len(ours.documents)

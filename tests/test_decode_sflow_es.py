@@ -30,17 +30,33 @@ def _every_kind_of_sample() -> list[bytes]:
     payloads = [p.read_bytes() for p in sorted(LOGSTASH_SFLOW.glob("*sample*.dat"))]
     payloads.append((LOGSTASH_SFLOW / "sflow_with_lag_counters.dat").read_bytes())
     payloads += [p.read_bytes() for p in sorted(TELEGRAF.glob("sflow_*/*.bin"))]
-    gateway = record(1003, xdr_address("10.9.9.9") + struct.pack("!IIII", 64512, 64600, 64601, 1)
-                     + struct.pack("!II", 2, 2) + struct.pack("!II", 65001, 65002) + struct.pack("!II", 1, 7)
-                     + struct.pack("!I", 100))
+    gateway = record(
+        1003,
+        xdr_address("10.9.9.9")
+        + struct.pack("!IIII", 64512, 64600, 64601, 1)
+        + struct.pack("!II", 2, 2)
+        + struct.pack("!II", 65001, 65002)
+        + struct.pack("!II", 1, 7)
+        + struct.pack("!I", 100),
+    )
     router = record(1002, xdr_address("2001:db8::1") + struct.pack("!II", 64, 48))
-    host = record(2000, xdr_opaque(b"switch-1") + bytes(range(16)) + struct.pack("!II", 3, 2) + xdr_opaque(b"5.10"))
+    host = record(
+        2000, xdr_opaque(b"switch-1") + bytes(range(16)) + struct.pack("!II", 3, 2) + xdr_opaque(b"5.10")
+    )
     cpu = record(2003, struct.pack("!3f17I", 0.5, float("nan"), 1.5, *range(17)))
     memory = record(2004, struct.pack("!QQQQQQQIIII", *([2**40] * 7), 1, 2, 3, 4))
-    payloads.append(datagram([
-        flow_sample([raw_header(tcp_frame()), switch_record(1, 0, 2, 0), gateway, router], rate=2**20),
-        counter_sample([generic_counters(in_octets=2**62 + 5, out_octets=2**40), host, cpu, memory]),
-    ], agent="2001:db8::99", seq=9))
+    payloads.append(
+        datagram(
+            [
+                flow_sample(
+                    [raw_header(tcp_frame()), switch_record(1, 0, 2, 0), gateway, router], rate=2**20
+                ),
+                counter_sample([generic_counters(in_octets=2**62 + 5, out_octets=2**40), host, cpu, memory]),
+            ],
+            agent="2001:db8::99",
+            seq=9,
+        )
+    )
     return payloads
 
 
@@ -54,20 +70,32 @@ def test_sflow_documents_index_without_rejections_or_dropped_fields(es, flowsink
         for doc in result.documents:
             kind = "meta" if doc["event"]["action"] == "sflow_counter_sample" else "flows"
             doc_id = doc.pop("_id")
-            actions.append({"_op_type": "create", "_index": f"{prefix}-{kind}-2025.01.01", "_id": doc_id,
-                            "_source": doc})
+            actions.append(
+                {"_op_type": "create", "_index": f"{prefix}-{kind}-2025.01.01", "_id": doc_id, "_source": doc}
+            )
     indexed, errors = helpers.bulk(es, actions, raise_on_error=False, refresh="wait_for")
     assert errors == []
     assert indexed == len(actions) > 30
-    dropped = es.search(index=f"{prefix}-*", query={"exists": {"field": "_ignored"}}, size=5,
-                        source=False, fields=["_ignored"])
+    dropped = es.search(
+        index=f"{prefix}-*",
+        query={"exists": {"field": "_ignored"}},
+        size=5,
+        source=False,
+        fields=["_ignored"],
+    )
     assert dropped["hits"]["total"]["value"] == 0, [hit.get("fields") for hit in dropped["hits"]["hits"]]
-    flows = es.count(index=f"{prefix}-flows-*", query={"term": {"event.action": "sflow_flow_sample"}})["count"]
+    flows = es.count(index=f"{prefix}-flows-*", query={"term": {"event.action": "sflow_flow_sample"}})[
+        "count"
+    ]
     assert flows == sum(a["_source"]["event"]["action"] == "sflow_flow_sample" for a in actions) >= 14
     by_agent = es.count(index=f"{prefix}-flows-*", query={"term": {"observer.ip": "192.168.227.2"}})["count"]
     assert by_agent == 6
-    in_subnet = es.count(index=f"{prefix}-*", query={"term": {"sflow.agent_address": "2001:db8::/32"}})["count"]
+    in_subnet = es.count(index=f"{prefix}-*", query={"term": {"sflow.agent_address": "2001:db8::/32"}})[
+        "count"
+    ]
     assert in_subnet == 2
     total = es.search(index=f"{prefix}-flows-*", size=0, aggs={"bytes": {"sum": {"field": "network.bytes"}}})
-    expected = sum(a["_source"]["network"]["bytes"] for a in actions if a["_index"].startswith(f"{prefix}-flows"))
+    expected = sum(
+        a["_source"]["network"]["bytes"] for a in actions if a["_index"].startswith(f"{prefix}-flows")
+    )
     assert total["aggregations"]["bytes"]["value"] == expected

@@ -29,17 +29,30 @@ def flows(result):
 
 def test_resent_template_with_new_layout_replaces_the_old() -> None:
     decoder = FlowDecoder()
-    decoder.decode(v9_packet([v9_template_set([(300, [(8, 4), (12, 4), (1, 4)])])], sequence=1), EXPORTER, NOW)
-    first = decoder.decode(v9_packet([flowset(300, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!I", 99))],
-                                     sequence=2), EXPORTER, NOW)
+    decoder.decode(
+        v9_packet([v9_template_set([(300, [(8, 4), (12, 4), (1, 4)])])], sequence=1), EXPORTER, NOW
+    )
+    first = decoder.decode(
+        v9_packet([flowset(300, ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!I", 99))], sequence=2),
+        EXPORTER,
+        NOW,
+    )
     assert first.documents[0]["network"]["bytes"] == 99
-    replaced = decoder.decode(v9_packet([v9_template_set([(300, [(12, 4), (8, 4), (2, 4)])])], sequence=3),
-                              EXPORTER, NOW)
+    replaced = decoder.decode(
+        v9_packet([v9_template_set([(300, [(12, 4), (8, 4), (2, 4)])])], sequence=3), EXPORTER, NOW
+    )
     assert replaced.stats["templates"] == 1
-    second = decoder.decode(v9_packet([flowset(300, ip4("10.0.0.3") + ip4("10.0.0.4") + struct.pack("!I", 5))],
-                                      sequence=4), EXPORTER, NOW)
+    second = decoder.decode(
+        v9_packet([flowset(300, ip4("10.0.0.3") + ip4("10.0.0.4") + struct.pack("!I", 5))], sequence=4),
+        EXPORTER,
+        NOW,
+    )
     doc = second.documents[0]
-    assert (doc["destination"]["ip"], doc["source"]["ip"], doc["network"]["packets"]) == ("10.0.0.3", "10.0.0.4", 5)
+    assert (doc["destination"]["ip"], doc["source"]["ip"], doc["network"]["packets"]) == (
+        "10.0.0.3",
+        "10.0.0.4",
+        5,
+    )
     assert "bytes" not in doc["network"]
 
 
@@ -63,19 +76,26 @@ def test_templates_are_scoped_per_exporter_and_source_id() -> None:
 def test_ipfix_withdrawal_single_and_all() -> None:
     decoder = FlowDecoder()
     fields = [(8, 4), (12, 4)]
-    decoder.decode(ipfix_message([ipfix_template_set([(400, fields), (401, fields), (402, fields)])]), EXPORTER, NOW)
+    decoder.decode(
+        ipfix_message([ipfix_template_set([(400, fields), (401, fields), (402, fields)])]), EXPORTER, NOW
+    )
     result = decoder.decode(ipfix_message([ipfix_withdrawal(400)]), EXPORTER, NOW)
     assert result.stats["templates_withdrawn"] == 1
     data = flowset(400, ip4("10.0.0.1") + ip4("10.0.0.2"), pad=False)
     assert decoder.decode(ipfix_message([data]), EXPORTER, NOW).stats["pending"] == 1
-    assert decoder.decode(ipfix_message([ipfix_withdrawal(2)]), EXPORTER, NOW).stats["templates_withdrawn"] == 2
+    assert (
+        decoder.decode(ipfix_message([ipfix_withdrawal(2)]), EXPORTER, NOW).stats["templates_withdrawn"] == 2
+    )
     assert decoder.templates.count() == 0
 
 
 def test_data_before_template_is_held_then_decoded_with_the_same_ids() -> None:
     template = v9_template_set([(300, FLOW_V9_FIELDS)])
-    data = flowset(300, flow_v9_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 10, 1)
-                   + flow_v9_record("10.0.0.3", "10.0.0.4", 3, 4, 17, 20, 2))
+    data = flowset(
+        300,
+        flow_v9_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 10, 1)
+        + flow_v9_record("10.0.0.3", "10.0.0.4", 3, 4, 17, 20, 2),
+    )
     data_packet = v9_packet([data], sequence=5)
 
     direct = FlowDecoder()
@@ -120,7 +140,7 @@ def test_template_cache_round_trip_and_expiry(tmp_path) -> None:
     decoder.decode(ipfix_message([ipfix_template_set([(400, [(8, 4), (12, 4), (1, 65535)])])]), EXPORTER, NOW)
     decoder.decode(v9_packet([v9_template_set([(301, FLOW_V9_FIELDS)])]), "198.51.100.99", NOW - 7200 * 10**9)
     decoder.save_templates(str(path))
-    assert os.listdir(path.parent) == ["templates.json"]   # the temp file was renamed, not left behind
+    assert os.listdir(path.parent) == ["templates.json"]  # the temp file was renamed, not left behind
 
     restarted = FlowDecoder(DecoderSettings(template_cache_path=str(path), template_expiry_seconds=3600))
     assert restarted.cache_error is None
@@ -129,7 +149,7 @@ def test_template_cache_round_trip_and_expiry(tmp_path) -> None:
     assert restarted.templates.load(str(path), now_ns=NOW + 60 * 10**9) == 2
     data = v9_packet([flowset(300, flow_v9_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 10, 1))])
     assert len(restarted.decode(data, EXPORTER, NOW).documents) == 1
-    assert restarted.templates.get(("netflow_v9", "198.51.100.99", 0), 301) is None   # expired on load
+    assert restarted.templates.get(("netflow_v9", "198.51.100.99", 0), 301) is None  # expired on load
 
 
 def test_template_cache_survives_a_restart_through_the_facade(tmp_path) -> None:
@@ -160,7 +180,9 @@ def test_thousands_of_templates_from_one_exporter_stay_bounded() -> None:
     evictions = 0
     for batch in range(50):
         templates = [(256 + batch * 100 + i, FLOW_V9_FIELDS) for i in range(100)]
-        evictions += decoder.decode(v9_packet([v9_template_set(templates)]), EXPORTER, NOW).stats["template_evictions"]
+        evictions += decoder.decode(v9_packet([v9_template_set(templates)]), EXPORTER, NOW).stats[
+            "template_evictions"
+        ]
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert decoder.templates.count() == 100
@@ -193,12 +215,14 @@ def test_padding_and_several_flowsets_in_one_packet() -> None:
     # 21-byte records: one record + 3 bytes of padding per set; a template set between two data sets
     fields = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 4)]
     record = ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack("!HHBII", 1, 2, 6, 100, 1)
-    packet = v9_packet([
-        v9_template_set([(300, fields)]),
-        flowset(300, record),                 # padded to 24
-        v9_template_set([(301, fields)]),
-        flowset(301, record + record),        # 42 -> padded to 44
-    ])
+    packet = v9_packet(
+        [
+            v9_template_set([(300, fields)]),
+            flowset(300, record),  # padded to 24
+            v9_template_set([(301, fields)]),
+            flowset(301, record + record),  # 42 -> padded to 44
+        ]
+    )
     result = decoder.decode(packet, EXPORTER, NOW)
     assert not result.errors
     assert len(result.documents) == 3

@@ -49,18 +49,20 @@ def ip_of(value) -> str:
 
 def test_model_is_deterministic_and_heavy_tailed():
     first, second = model(seed=3).flows(5000, NOW_MS), model(seed=3).flows(5000, NOW_MS)
-    assert [(f.src, f.dst, f.src_port, f.bytes) for f in first] == [(f.src, f.dst, f.src_port, f.bytes) for f in second]
+    assert [(f.src, f.dst, f.src_port, f.bytes) for f in first] == [
+        (f.src, f.dst, f.src_port, f.bytes) for f in second
+    ]
     packets = np.array([f.packets for f in first])
     bytes_ = np.sort(np.array([f.bytes for f in first]))[::-1]
-    assert np.median(packets) <= 2                      # many small flows
-    assert bytes_[: len(bytes_) // 100].sum() > 0.25 * bytes_.sum()   # the top 1% carry a large share
+    assert np.median(packets) <= 2  # many small flows
+    assert bytes_[: len(bytes_) // 100].sum() > 0.25 * bytes_.sum()  # the top 1% carry a large share
     talkers: dict[str, int] = {}
     for f in first:
         talkers[f.src] = talkers.get(f.src, 0) + 1
     top = sorted(talkers.values(), reverse=True)
-    assert top[0] > 20 * np.median(top)                 # a few top talkers
+    assert top[0] > 20 * np.median(top)  # a few top talkers
     ports = [f.dst_port for f in first if f.protocol == 6] + [f.src_port for f in first if f.protocol == 6]
-    assert ports.count(443) > ports.count(22) > 0       # HTTPS dominates, SSH is there
+    assert ports.count(443) > ports.count(22) > 0  # HTTPS dominates, SSH is there
 
 
 def test_protocol_mix_parsing():
@@ -73,7 +75,7 @@ def test_v5_round_trip_through_netflow_package():
     flows = model(ipv6_share=0).flows(100, NOW_MS)
     encoder = NetflowV5Encoder(engine_id=9, boot_ms=BOOT_MS)
     payloads = encode_all(encoder, flows)
-    assert len(payloads) == 4   # 30 + 30 + 30 + 10
+    assert len(payloads) == 4  # 30 + 30 + 30 + 10
     decoded, sequences = [], []
     for payload in payloads:
         packet = V5ExportPacket(payload)
@@ -83,9 +85,15 @@ def test_v5_round_trip_through_netflow_package():
     assert sequences == [0, 30, 60, 90]
     for flow, rec in zip(flows, decoded, strict=True):
         assert (ip_of(rec["IPV4_SRC_ADDR"]), ip_of(rec["IPV4_DST_ADDR"])) == (flow.src, flow.dst)
-        assert (rec["SRC_PORT"], rec["DST_PORT"], rec["PROTO"]) == (flow.src_port, flow.dst_port, flow.protocol)
+        assert (rec["SRC_PORT"], rec["DST_PORT"], rec["PROTO"]) == (
+            flow.src_port,
+            flow.dst_port,
+            flow.protocol,
+        )
         assert (rec["IN_OCTETS"], rec["IN_PACKETS"]) == (flow.bytes, flow.packets)
-        assert rec["FIRST_SWITCHED"] == flow.start_ms - BOOT_MS and rec["LAST_SWITCHED"] == flow.end_ms - BOOT_MS
+        assert (
+            rec["FIRST_SWITCHED"] == flow.start_ms - BOOT_MS and rec["LAST_SWITCHED"] == flow.end_ms - BOOT_MS
+        )
 
 
 def test_v9_round_trip_through_netflow_package_with_options():
@@ -100,17 +108,24 @@ def test_v9_round_trip_through_netflow_package_with_options():
         decoded += [r.data for r in packet.flows]
         options += packet.options
     assert len(decoded) == len(flows)
-    for flow, rec in zip(_by_version(flows, NetflowV9Encoder(42, BOOT_MS, sampling_interval=4)), decoded,
-                         strict=True):
+    for flow, rec in zip(
+        _by_version(flows, NetflowV9Encoder(42, BOOT_MS, sampling_interval=4)), decoded, strict=True
+    ):
         src = rec.get("IPV4_SRC_ADDR") or rec.get("IPV6_SRC_ADDR")
         dst = rec.get("IPV4_DST_ADDR") or rec.get("IPV6_DST_ADDR")
         assert (ip_of(src), ip_of(dst)) == (flow.src, flow.dst)
-        assert (rec["L4_SRC_PORT"], rec["L4_DST_PORT"], rec["PROTOCOL"]) == (flow.src_port, flow.dst_port,
-                                                                             flow.protocol)
+        assert (rec["L4_SRC_PORT"], rec["L4_DST_PORT"], rec["PROTOCOL"]) == (
+            flow.src_port,
+            flow.dst_port,
+            flow.protocol,
+        )
         assert (rec["IN_BYTES"], rec["IN_PKTS"]) == (flow.bytes, flow.packets)
         assert rec["FIRST_SWITCHED"] == flow.start_ms - BOOT_MS
-    names = {o.scopes["Interface"]: o.data["IF_NAME"].to_bytes(16, "big").rstrip(b"\0").decode()
-             for o in options if "IF_NAME" in o.data}
+    names = {
+        o.scopes["Interface"]: o.data["IF_NAME"].to_bytes(16, "big").rstrip(b"\0").decode()
+        for o in options
+        if "IF_NAME" in o.data
+    }
     assert names == {i: interface_name(i) for i in INTERFACES}
     assert [o.data["SAMPLING_INTERVAL"] for o in options if "SAMPLING_INTERVAL" in o.data] == [4]
     assert encoder.options_records == len(options)
@@ -122,7 +137,7 @@ def _by_version(flows, encoder):
     ordered, done = [], 0
     while done < len(flows):
         _, taken = encoder.pack(flows[done:], NOW_MS)
-        chunk = flows[done:done + taken]
+        chunk = flows[done : done + taken]
         ordered += [f for f in chunk if f.ip_version == 4] + [f for f in chunk if f.ip_version == 6]
         done += taken
     return ordered
@@ -141,7 +156,9 @@ def test_ipfix_round_trip_through_netflow_package():
         expected_sequence += len(packet.flows)
         decoded += [r.data for r in packet.flows]
     assert len(decoded) == len(flows)
-    for flow, rec in zip(_by_version(flows, IpfixEncoder(77, extras=False, options=False)), decoded, strict=True):
+    for flow, rec in zip(
+        _by_version(flows, IpfixEncoder(77, extras=False, options=False)), decoded, strict=True
+    ):
         src = rec.get("sourceIPv4Address") or rec.get("sourceIPv6Address")
         assert ip_of(src) == flow.src
         assert (rec["octetDeltaCount"], rec["packetDeltaCount"]) == (flow.bytes, flow.packets)
@@ -197,7 +214,9 @@ def test_ipfix_with_variable_length_enterprise_and_options_through_tshark(tmp_pa
     encoder = IpfixEncoder(observation_domain=5, sampling_interval=8)
     payloads = encode_all(encoder, flows)
     pcap = tmp_path / "ipfix.pcap"
-    write_pcap(pcap, [Datagram(1.0 + i, "127.0.0.11", "127.0.0.1", 40000, 4739, p) for i, p in enumerate(payloads)])
+    write_pcap(
+        pcap, [Datagram(1.0 + i, "127.0.0.11", "127.0.0.1", 40000, 4739, p) for i, p in enumerate(payloads)]
+    )
     records = tshark_records(pcap, "udp.port==4739,cflow", "cflow.octets")
     assert len(records) == len(flows)
     for flow, rec in zip(_by_version(flows, IpfixEncoder(5, sampling_interval=8)), records, strict=True):
@@ -221,7 +240,9 @@ def test_sflow_round_trip_through_tshark(tmp_path):
     encoder = SflowEncoder("127.0.0.12", BOOT_MS, sampling_rate=16, counter_interval_ms=1000)
     payloads = encode_all(encoder, samples)
     pcap = tmp_path / "sflow.pcap"
-    write_pcap(pcap, [Datagram(1.0 + i, "127.0.0.12", "127.0.0.1", 40000, 6343, p) for i, p in enumerate(payloads)])
+    write_pcap(
+        pcap, [Datagram(1.0 + i, "127.0.0.12", "127.0.0.1", 40000, 6343, p) for i, p in enumerate(payloads)]
+    )
     records = tshark_records(pcap, None, "sflow_245.header.frame_length")
     assert len(records) == len(samples) > 20
     for sample, rec in zip(samples, records, strict=True):
@@ -235,7 +256,9 @@ def test_sflow_round_trip_through_tshark(tmp_path):
         if transport is not None:
             prefix = "tcp" if "tcp" in inner else "udp"
             assert (int(transport[f"{prefix}.srcport"]), int(transport[f"{prefix}.dstport"])) == (
-                flow.src_port, flow.dst_port)
+                flow.src_port,
+                flow.dst_port,
+            )
     counters = tshark_records(pcap, None, "sflow_245.ifindex")
     assert len(counters) == encoder.counter_samples == 2
 
@@ -264,18 +287,36 @@ def test_round_trip_through_flowsink_decoders():
             assert not result.errors, (name, result.errors)
             docs += [d for d in result.documents if d["event"]["action"].endswith(("_flow", "_flow_sample"))]
         expected = sorted(_expected_row(r) for r in records)
-        found = sorted((*canonical_key(d["source"]["ip"], d["destination"]["ip"], d["source"].get("port"),
-                                       d["destination"].get("port"), int(d["network"]["iana_number"])),
-                        d["network"]["bytes"], d["network"]["packets"]) for d in docs)
+        found = sorted(
+            (
+                *canonical_key(
+                    d["source"]["ip"],
+                    d["destination"]["ip"],
+                    d["source"].get("port"),
+                    d["destination"].get("port"),
+                    int(d["network"]["iana_number"]),
+                ),
+                d["network"]["bytes"],
+                d["network"]["packets"],
+            )
+            for d in docs
+        )
         assert found == expected, name
 
 
 def _expected_row(record):
     if hasattr(record, "frame_length"):
         f = record.flow
-        return (*canonical_key(f.src, f.dst, f.src_port, f.dst_port, f.protocol), record.frame_length * 32, 32)
-    return (*canonical_key(record.src, record.dst, record.src_port, record.dst_port, record.protocol),
-            record.bytes, record.packets)
+        return (
+            *canonical_key(f.src, f.dst, f.src_port, f.dst_port, f.protocol),
+            record.frame_length * 32,
+            32,
+        )
+    return (
+        *canonical_key(record.src, record.dst, record.src_port, record.dst_port, record.protocol),
+        record.bytes,
+        record.packets,
+    )
 
 
 @pytest.mark.parametrize("protocol", ["v5", "v9", "ipfix", "sflow"])
@@ -299,13 +340,19 @@ def test_announced_sampling_interval_is_what_the_manifest_multiplies_by(protocol
     from flowsink.decode import FlowDecoder
 
     flows = model(ipv6_share=0).flows(40, NOW_MS)
-    encoder = {"v5": NetflowV5Encoder(1, BOOT_MS, sampling_interval=8),
-               "v9": NetflowV9Encoder(1, BOOT_MS, sampling_interval=8),
-               "ipfix": IpfixEncoder(1, sampling_interval=8)}[protocol]
+    encoder = {
+        "v5": NetflowV5Encoder(1, BOOT_MS, sampling_interval=8),
+        "v9": NetflowV9Encoder(1, BOOT_MS, sampling_interval=8),
+        "ipfix": IpfixEncoder(1, sampling_interval=8),
+    }[protocol]
     decoder = FlowDecoder()
     docs = []
     for payload in encode_all(encoder, flows):
-        docs += [d for d in decoder.decode(payload, "127.0.0.11", time.time_ns()).documents
-                 if d["event"]["action"].endswith("_flow")]
+        docs += [
+            d
+            for d in decoder.decode(payload, "127.0.0.11", time.time_ns()).documents
+            if d["event"]["action"].endswith("_flow")
+        ]
     assert sorted((d["network"]["bytes"], d["network"]["packets"]) for d in docs) == sorted(
-        (8 * f.bytes, 8 * f.packets) for f in flows)
+        (8 * f.bytes, 8 * f.packets) for f in flows
+    )

@@ -19,13 +19,22 @@ from flowsink.generate.pcap import Datagram, write_pcap
 from test_generate_run import Receiver
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = ["send_netflow_v5.py", "send_netflow_v9.py", "send_ipfix.py", "send_sflow.py", "replay_pcap.py",
-           "check_accuracy.py", "check_api_accuracy.py", "udp_drop_relay.py"]
+SCRIPTS = [
+    "send_netflow_v5.py",
+    "send_netflow_v9.py",
+    "send_ipfix.py",
+    "send_sflow.py",
+    "replay_pcap.py",
+    "check_accuracy.py",
+    "check_api_accuracy.py",
+    "udp_drop_relay.py",
+]
 
 
 def run_script(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -44,8 +53,12 @@ def test_help_explains_every_option_with_an_example(name):
 
 
 def test_flowsink_generate_help_lists_protocols_and_examples():
-    done = subprocess.run([sys.executable, "-m", "flowsink.cli", "generate", "--help"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowsink.cli", "generate", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert "{v5,v9,ipfix,sflow}" in done.stdout and "flowsink generate ipfix --exporters 3" in done.stdout
 
@@ -57,7 +70,9 @@ def test_bad_options_are_one_line_errors():
     assert done.returncode == 2 and "unknown protocol" in done.stderr
     done = run_script("send_ipfix.py", "--count", "5", "--manifest", "/nonexistent/m.json", "--no-progress")
     assert done.returncode == 2 and "does not exist" in done.stderr
-    done = run_script("send_ipfix.py", "--host", "192.0.2.10", "--exporters", "2", "--count", "5", "--no-progress")
+    done = run_script(
+        "send_ipfix.py", "--host", "192.0.2.10", "--exporters", "2", "--count", "5", "--no-progress"
+    )
     assert done.returncode == 2 and "own source addresses" in done.stderr
     done = run_script("check_accuracy.py", "--manifest", "/nonexistent.json", "--no-progress")
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -68,13 +83,23 @@ def test_replay_keeps_payloads_order_and_exporters_apart(tmp_path):
     receiver = Receiver()
     payloads = [bytes([i % 256]) * (20 + i) for i in range(60)]
     sources = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
-    datagrams = [Datagram(1000.0 + i * 0.01, sources[i % 3], "198.51.100.9", 40000, 2055, p)
-                 for i, p in enumerate(payloads)]
+    datagrams = [
+        Datagram(1000.0 + i * 0.01, sources[i % 3], "198.51.100.9", 40000, 2055, p)
+        for i, p in enumerate(payloads)
+    ]
     pcap = tmp_path / "c.pcap"
     write_pcap(pcap, datagrams)
     started = time.perf_counter()
-    done = run_script("replay_pcap.py", str(pcap), "--port", str(receiver.port), "--original-timing", "--speed",
-                      "2", "--no-progress")
+    done = run_script(
+        "replay_pcap.py",
+        str(pcap),
+        "--port",
+        str(receiver.port),
+        "--original-timing",
+        "--speed",
+        "2",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     receiver.stop()
     assert [p for _, p in receiver.datagrams] == payloads
@@ -90,8 +115,17 @@ def test_replay_keeps_payloads_order_and_exporters_apart(tmp_path):
 def test_replay_of_real_fixtures_at_a_rate(fixtures_dir):
     receiver = Receiver()
     files = sorted((fixtures_dir / "logstash-codec-netflow").glob("netflow9_test_nprobe_*.dat"))
-    done = run_script("replay_pcap.py", *map(str, files), "--port", str(receiver.port), "--rate", "50", "--loop",
-                      "4", "--no-progress")
+    done = run_script(
+        "replay_pcap.py",
+        *map(str, files),
+        "--port",
+        str(receiver.port),
+        "--rate",
+        "50",
+        "--loop",
+        "4",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     receiver.stop()
     assert [p for _, p in receiver.datagrams] == [f.read_bytes() for f in files] * 4
@@ -102,9 +136,23 @@ def test_replay_of_real_fixtures_at_a_rate(fixtures_dir):
 def test_drop_relay_drops_the_share_asked_and_keeps_sources(tmp_path):
     receiver = Receiver()
     report = tmp_path / "r.json"
-    relay = subprocess.Popen([sys.executable, str(REPO / "scripts" / "udp_drop_relay.py"), "--target",
-                              f"127.0.0.1:{receiver.port}", "--drop-share", "0.1", "--seed", "3", "--report",
-                              str(report)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "udp_drop_relay.py"),
+            "--target",
+            f"127.0.0.1:{receiver.port}",
+            "--drop-share",
+            "0.1",
+            "--seed",
+            "3",
+            "--report",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     port = int(relay.stdout.readline().rsplit(":", 1)[1])
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     for i, sock in enumerate(senders):
@@ -124,7 +172,7 @@ def test_drop_relay_drops_the_share_asked_and_keeps_sources(tmp_path):
     assert 60 <= dropped <= 140
     assert len(receiver.datagrams) == 1000 - dropped
     assert {a for a, _ in receiver.datagrams} == {"127.0.0.71", "127.0.0.72"}
-    for address, payload in receiver.datagrams:   # each arrives from the address that sent it
+    for address, payload in receiver.datagrams:  # each arrives from the address that sent it
         assert int.from_bytes(payload, "big") % 2 == int(address.rsplit(".", 1)[1]) - 71
 
 
@@ -132,17 +180,36 @@ def test_compare_names_the_exporters_and_tuples_that_differ():
     key = canonical_key("10.0.0.1", "10.0.0.2", 1234, 443, 6)
     other = canonical_key("2001:db8::1", "2001:db8::2", 0, 2048, 58)
     table = {key: (2, 300, 3), other: (1, 84, 1)}
-    manifest = {"exporters": {
-        "127.0.0.11": {"flows": 3, "bytes": 384, "packets": 4, "digest": tuple_digest(table.items()), "table": table},
-        "127.0.0.12": {"flows": 3, "bytes": 384, "packets": 4, "digest": tuple_digest(table.items()), "table": table},
-    }}
+    manifest = {
+        "exporters": {
+            "127.0.0.11": {
+                "flows": 3,
+                "bytes": 384,
+                "packets": 4,
+                "digest": tuple_digest(table.items()),
+                "table": table,
+            },
+            "127.0.0.12": {
+                "flows": 3,
+                "bytes": 384,
+                "packets": 4,
+                "digest": tuple_digest(table.items()),
+                "table": table,
+            },
+        }
+    }
     short = {key: (1, 150, 2), other: (1, 84, 1)}
     rows, details = compare(manifest, {"127.0.0.11": table, "127.0.0.12": short})
     assert affected_exporters(rows) == ["127.0.0.12"]
-    assert [r.metric for r in rows if not r.ok] == ["flows", "bytes", "packets", "5-tuple digest",
-                                                    "5-tuples differing"]
+    assert [r.metric for r in rows if not r.ok] == [
+        "flows",
+        "bytes",
+        "packets",
+        "5-tuple digest",
+        "5-tuples differing",
+    ]
     assert details["127.0.0.12"] == ["10.0.0.1 10.0.0.2 1234 443 6: expected (2, 300, 3) found (1, 150, 2)"]
-    assert other[2:4] == (0, 0)   # ICMPv6 ports do not take part
+    assert other[2:4] == (0, 0)  # ICMPv6 ports do not take part
 
 
 def test_statistical_rows_use_the_bound():

@@ -44,8 +44,11 @@ def node(tmp_path, es, es_url, unique_prefix):
 
 
 def _series(values: dict[str, float], name: str, **labels: str) -> list[float]:
-    return [v for k, v in values.items()
-            if k.split("{", 1)[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())]
+    return [
+        v
+        for k, v in values.items()
+        if k.split("{", 1)[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())
+    ]
 
 
 def test_garbage_interleaved_every_valid_record_indexed(node, es, unique_prefix):
@@ -53,11 +56,13 @@ def test_garbage_interleaved_every_valid_record_indexed(node, es, unique_prefix)
     # Series known in advance exist at 0 before anything happens: a first burst then shows in increase(), and
     # dashboards read 0 rather than "no data".
     before = scrape(node.metrics_url)
-    for name, labels in (("flowsink_queue_dropped_total", {"reason": "full"}),
-                         ("flowsink_queue_dropped_total", {"reason": "disk_full"}),
-                         ("flowsink_decode_errors_total", {"protocol": "ipfix", "reason": "truncated"}),
-                         ("flowsink_documents_dead_lettered_total", {"reason": "document_parsing_exception"}),
-                         ("flowsink_bulk_requests_total", {"result": "failed"})):
+    for name, labels in (
+        ("flowsink_queue_dropped_total", {"reason": "full"}),
+        ("flowsink_queue_dropped_total", {"reason": "disk_full"}),
+        ("flowsink_decode_errors_total", {"protocol": "ipfix", "reason": "truncated"}),
+        ("flowsink_documents_dead_lettered_total", {"reason": "document_parsing_exception"}),
+        ("flowsink_bulk_requests_total", {"result": "failed"}),
+    ):
         assert _series(before, name, **labels) == [0.0], (name, labels)
     exporter = V5Exporter()
     payloads = []

@@ -113,15 +113,24 @@ def test_decoder_writing_bulk_lines_gives_the_documents_of_the_dict_path(tmp_pat
     daily index from @timestamp, deterministic ids; with deterministic ids off, ``index`` without ids."""
     from flowsink.pipeline import decoder_settings
 
-    payloads = [(ASA / name).read_bytes() for name in ("netflow5.dat", "netflow9_test_cisco_asa_1_tpl.dat",
-                                                        "netflow9_test_cisco_asa_1_data.dat")]
+    payloads = [
+        (ASA / name).read_bytes()
+        for name in (
+            "netflow5.dat",
+            "netflow9_test_cisco_asa_1_tpl.dat",
+            "netflow9_test_cisco_asa_1_data.dat",
+        )
+    ]
     arrival = time.time_ns()
     reference = FlowDecoder()
-    expected = [doc for payload in payloads for doc in reference.decode(payload, "192.0.2.9", arrival).documents]
+    expected = [
+        doc for payload in payloads for doc in reference.decode(payload, "192.0.2.9", arrival).documents
+    ]
     for deterministic in ("true", "false"):
         run = tmp_path / deterministic
-        worker, queue, sink = make_worker(run, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10",
-                                          FLOWSINK_PIPELINE_DETERMINISTIC_IDS=deterministic)
+        worker, queue, sink = make_worker(
+            run, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10", FLOWSINK_PIPELINE_DETERMINISTIC_IDS=deterministic
+        )
         worker.decoder = FlowDecoder(decoder_settings(worker.config, 0))
         assert worker.decoder.settings.bulk == worker.bulk
         for payload in payloads:
@@ -145,18 +154,19 @@ def test_sequence_holes_of_a_quiet_exporter_are_counted_once_caught_up(tmp_path)
     def v5(sequence: int) -> bytes:
         return struct.pack("!HHIIIIBBH", 5, 1, 1000, 1_700_000_000, 0, sequence, 0, 0, 0) + bytes(48)
 
-    worker, queue, _ = make_worker(tmp_path, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10",
-                                   FLOWSINK_DECODE_SEQUENCE_HOLE_MAX_AGE_S="0.1")
-    for sequence in (0, 1, 5):        # 2..4 never arrive, then the exporter goes quiet
+    worker, queue, _ = make_worker(
+        tmp_path, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10", FLOWSINK_DECODE_SEQUENCE_HOLE_MAX_AGE_S="0.1"
+    )
+    for sequence in (0, 1, 5):  # 2..4 never arrive, then the exporter goes quiet
         queue.append(v5(sequence), "192.0.2.44", time.time_ns())
     lost = metrics.LOST_RECORDS.labels(exporter="192.0.2.44", protocol="netflow_v5")
     before = lost._value.get()
     worker.process_batch(0.5)
     worker.finish_inflight()
     worker.close_sequence_holes()
-    assert lost._value.get() == before      # young: a late datagram may still fill it
+    assert lost._value.get() == before  # young: a late datagram may still fill it
     time.sleep(0.2)
-    worker.tick(time.monotonic() + 10)      # the expiry timer is due
+    worker.tick(time.monotonic() + 10)  # the expiry timer is due
     assert lost._value.get() == before + 3
     gaps = metrics.SEQUENCE_GAPS.labels(exporter="192.0.2.44", protocol="netflow_v5")._value.get()
     assert gaps >= 1

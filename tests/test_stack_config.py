@@ -49,8 +49,18 @@ def compose_config() -> dict:
 
 def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     services = compose_config["services"]
-    wanted = {"elasticsearch", "kibana", "kibana-setup", "ingest", "nginx", "nginx-exporter",
-              "elasticsearch-exporter", "node-exporter", "prometheus", "grafana"}
+    wanted = {
+        "elasticsearch",
+        "kibana",
+        "kibana-setup",
+        "ingest",
+        "nginx",
+        "nginx-exporter",
+        "elasticsearch-exporter",
+        "node-exporter",
+        "prometheus",
+        "grafana",
+    }
     assert wanted <= set(services), f"missing services: {wanted - set(services)}"
     assert services["elasticsearch"]["image"].endswith(":9.3.2")
     assert services["kibana"]["image"].endswith(":9.3.2")
@@ -64,8 +74,10 @@ def test_compose_ingest_scales(compose_config: dict) -> None:
     """`--scale ingest=N` needs no fixed container name and no host port on the ingest service."""
     ingest = compose_config["services"]["ingest"]
     assert "container_name" not in ingest and "ports" not in ingest
-    assert any(str(v).startswith("ingest-queues:") or (isinstance(v, dict) and v.get("source") == "ingest-queues")
-               for v in ingest["volumes"])
+    assert any(
+        str(v).startswith("ingest-queues:") or (isinstance(v, dict) and v.get("source") == "ingest-queues")
+        for v in ingest["volumes"]
+    )
     assert "NET_ADMIN" in compose_config["services"]["nginx"]["cap_add"]
 
 
@@ -77,10 +89,15 @@ def test_compose_holds_no_secrets() -> None:
             continue
         key, _, value = line.partition(":")
         if any(word in key.lower() for word in ("password", "token", "secret", "api_key")):
-            assert value.strip().startswith("${") and ":?" in value, f"literal secret in docker-compose.yml: {line}"
-    scale_three = _run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], env={"PATH": os.environ["PATH"]},
-                       cwd="/")
-    assert scale_three.returncode != 0 and "set " in scale_three.stderr, "secrets must be required, not defaulted"
+            assert value.strip().startswith("${") and ":?" in value, (
+                f"literal secret in docker-compose.yml: {line}"
+            )
+    scale_three = _run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"], env={"PATH": os.environ["PATH"]}, cwd="/"
+    )
+    assert scale_three.returncode != 0 and "set " in scale_three.stderr, (
+        "secrets must be required, not defaulted"
+    )
 
 
 def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> None:
@@ -100,7 +117,9 @@ def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> Non
 
 def test_docker_nginx_config_is_rendered_from_the_template() -> None:
     rendered = stack_nginx.render(stack_nginx.docker_settings())
-    assert stack_nginx.DOCKER_CONF.read_text() == rendered, "run: python scripts/stack_nginx.py --docker --write"
+    assert stack_nginx.DOCKER_CONF.read_text() == rendered, (
+        "run: python scripts/stack_nginx.py --docker --write"
+    )
 
 
 def test_local_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
@@ -154,10 +173,15 @@ def test_prometheus_config_and_alert_rules_pass_promtool(tmp_path: Path) -> None
 
 
 def test_promql_metric_name_extraction() -> None:
-    expr = ('histogram_quantile(0.99, sum by (le, instance) (rate(flowsink_bulk_request_duration_seconds_bucket'
-            '{instance=~"$instance"}[5m]))) / on(instance) group_left flowsink_x > 0 and up{job="a"} == 0')
+    expr = (
+        "histogram_quantile(0.99, sum by (le, instance) (rate(flowsink_bulk_request_duration_seconds_bucket"
+        '{instance=~"$instance"}[5m]))) / on(instance) group_left flowsink_x > 0 and up{job="a"} == 0'
+    )
     assert stack_checks.promql_metric_names(expr) == {
-        "flowsink_bulk_request_duration_seconds_bucket", "flowsink_x", "up"}
+        "flowsink_bulk_request_duration_seconds_bucket",
+        "flowsink_x",
+        "up",
+    }
 
 
 def test_every_flowsink_metric_in_dashboards_and_alerts_is_defined() -> None:
@@ -170,8 +194,14 @@ def test_every_flowsink_metric_in_dashboards_and_alerts_is_defined() -> None:
     queries = [(f"{board} / {title}", expr) for board, title, expr in stack_checks.grafana_queries()]
     queries += list(stack_checks.alert_queries())
     assert len(queries) > 40
-    missing = sorted({(where, name) for where, expr in queries for name in stack_checks.promql_metric_names(expr)
-                      if name.startswith("flowsink_") and name not in defined})
+    missing = sorted(
+        {
+            (where, name)
+            for where, expr in queries
+            for name in stack_checks.promql_metric_names(expr)
+            if name.startswith("flowsink_") and name not in defined
+        }
+    )
     assert not missing, f"queried but not defined in flowsink/metrics.py: {missing}"
 
 
@@ -184,12 +214,12 @@ def test_grafana_json_is_generated_from_the_code() -> None:
 
 
 def test_grafana_panels_use_the_provisioned_datasource() -> None:
-    provisioned = yaml.safe_load((REPO / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
+    provisioned = yaml.safe_load(
+        (REPO / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
     uid = provisioned["datasources"][0]["uid"]
     panels = 0
     for path in sorted(stack_checks.GRAFANA_DIR.glob("*.json")):
-
-
         for panel in stack_checks._panels(json.loads(path.read_text())["panels"]):
             if panel["type"] == "row":
                 continue
@@ -216,7 +246,9 @@ def test_kibana_references_resolve() -> None:
     dashboards = [obj for obj in objects if obj["type"] == "dashboard"]
     assert len(dashboards) == 3
     used = {ref["id"] for d in dashboards for ref in d["references"]}
-    assert used == {obj["id"] for obj in objects if obj["type"] == "visualization"}, "a visualisation is on no dashboard"
+    assert used == {obj["id"] for obj in objects if obj["type"] == "visualization"}, (
+        "a visualisation is on no dashboard"
+    )
 
 
 def _example_index(pattern: str) -> str:
@@ -250,15 +282,30 @@ def test_field_check_catches_unaggregatable_fields() -> None:
     assert original is not None
     assert stack_checks.aggregatable_problem(*original, "terms") is not None
     missing = templates.field_type("flowsink-flows-2026.01.01", "source.no_such_field")
-    assert stack_checks.aggregatable_problem(missing and missing[0], {}, "terms") == "not in the index templates"
+    assert (
+        stack_checks.aggregatable_problem(missing and missing[0], {}, "terms") == "not in the index templates"
+    )
     ip_type = templates.field_type("flowsink-flows-2026.01.01", "source.ip")
     assert stack_checks.aggregatable_problem(*ip_type, "sum") is not None
 
 
 def test_kibana_has_the_dashboards_network_engineers_expect() -> None:
     titles = {vis.title for vis in stack_kibana.all_visualisations()}
-    for needle in ("bytes", "packets", "flow records", "sources", "destinations", "pairs", "ports", "protocols",
-                   "per exporter", "interface", "IPv4 vs IPv6", "sFlow interface counters", "App flows"):
+    for needle in (
+        "bytes",
+        "packets",
+        "flow records",
+        "sources",
+        "destinations",
+        "pairs",
+        "ports",
+        "protocols",
+        "per exporter",
+        "interface",
+        "IPv4 vs IPv6",
+        "sFlow interface counters",
+        "App flows",
+    ):
         assert any(needle.lower() in title.lower() for title in titles), f"no visualisation about {needle}"
 
 
@@ -269,7 +316,9 @@ def test_docs_describe_every_panel() -> None:
     titles = [title for _, title, _ in stack_checks.grafana_queries()]
     titles += [vis.title for vis in stack_kibana.all_visualisations()]
     # "Top talkers: sources", "Top talkers: destinations" may be written "Top talkers: sources, : destinations"
-    missing = sorted({title for title in titles if title not in flat and title.rsplit(": ", 1)[-1] not in flat})
+    missing = sorted(
+        {title for title in titles if title not in flat and title.rsplit(": ", 1)[-1] not in flat}
+    )
     assert not missing, f"docs/stack.md does not describe: {missing}"
 
 
@@ -302,8 +351,11 @@ def test_ingest_container_environment_is_a_valid_node_config(compose_config: dic
 def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
     import fnmatch
 
-    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     sources = []
     for line in (REPO / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
@@ -311,13 +363,17 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
     assert sources
     for source in sources:
         assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
-        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is in .dockerignore"
+        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), (
+            f"{source} is in .dockerignore"
+        )
 
 
 def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each panel's expression (as a recording rule), with Grafana's variable filled in."""
-    rules = [{"record": f"flowsink:panel_{n}", "expr": expr.replace("$instance", ".*")}
-             for n, (_, _, expr) in enumerate(stack_checks.grafana_queries())]
+    rules = [
+        {"record": f"flowsink:panel_{n}", "expr": expr.replace("$instance", ".*")}
+        for n, (_, _, expr) in enumerate(stack_checks.grafana_queries())
+    ]
     path = tmp_path / "panels.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
     done = _run(["promtool", "check", "rules", str(path)])

@@ -39,7 +39,9 @@ pytestmark = pytest.mark.integration
 EXPORTERS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
-def _http(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
+def _http(
+    url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
@@ -76,7 +78,10 @@ def stack(es_url: str, es_client, tmp_path_factory) -> Iterator[stack_local.Stac
         run_dir=tmp_path_factory.mktemp("stack"), es_url=es_url, index_prefix=f"t{uuid.uuid4().hex[:8]}stack"
     )
     if problems := stack_local.busy_ports(layout):
-        pytest.fail("the stack test needs the standard flowsink ports (is `make run` up?):\n  " + "\n  ".join(problems))
+        pytest.fail(
+            "the stack test needs the standard flowsink ports (is `make run` up?):\n  "
+            + "\n  ".join(problems)
+        )
     try:
         stack_local.start(layout, ready_timeout_s=120)
         yield layout
@@ -93,9 +98,14 @@ def test_a_failed_start_leaves_nothing_running(es_url: str, tmp_path: Path, monk
     lines in the error, and nothing of the stack keeps running or holding a port."""
     if os.geteuid() != 0:
         pytest.skip("the local stack's nginx needs root (transparent proxying)")
-    layout = stack_local.StackLayout(run_dir=tmp_path / "stack", es_url=es_url, nodes=1, index_prefix="tfailstart")
+    layout = stack_local.StackLayout(
+        run_dir=tmp_path / "stack", es_url=es_url, nodes=1, index_prefix="tfailstart"
+    )
     if problems := stack_local.busy_ports(layout):
-        pytest.fail("the stack test needs the standard flowsink ports (is `make run` up?):\n  " + "\n  ".join(problems))
+        pytest.fail(
+            "the stack test needs the standard flowsink ports (is `make run` up?):\n  "
+            + "\n  ".join(problems)
+        )
     monkeypatch.setenv("FLOWSINK_LOGGING_LEVEL", "LOUD")
     with pytest.raises(stack_local.StackError, match=r"node0 exited during start-up(.|\n)*logging.level"):
         stack_local.start(layout, ready_timeout_s=30)
@@ -131,7 +141,9 @@ def _udp_access_log(layout: stack_local.StackLayout) -> list[tuple[str, int, str
 def _count(es_client, layout: stack_local.StackLayout, query: dict) -> int:
     indices = f"{layout.index_prefix}-flows-*,{layout.index_prefix}-meta-*"
     es_client.indices.refresh(index=indices, ignore_unavailable=True, allow_no_indices=True)
-    return es_client.count(index=indices, query=query, ignore_unavailable=True, allow_no_indices=True)["count"]
+    return es_client.count(index=indices, query=query, ignore_unavailable=True, allow_no_indices=True)[
+        "count"
+    ]
 
 
 def _node_metric(layout: stack_local.StackLayout, index: int, name: str, labels: dict[str, str]) -> float:
@@ -158,14 +170,36 @@ def test_flows_through_nginx_keep_their_exporter_and_spread_over_the_nodes(stack
     for exporter, docs in expected.items():
         netflow = sum(1 for d in docs if not d["event"]["action"].startswith("sflow"))
         assert netflow > 0
-        got = _count(es_client, stack, {"bool": {"filter": [{"term": {"observer.ip": exporter}},
-                                                            {"terms": {"netflow.exporter.version": [9, 10]}}]}})
-        assert got == netflow, f"{exporter}: {got} NetFlow/IPFIX documents with observer.ip={exporter}, want {netflow}"
+        got = _count(
+            es_client,
+            stack,
+            {
+                "bool": {
+                    "filter": [
+                        {"term": {"observer.ip": exporter}},
+                        {"terms": {"netflow.exporter.version": [9, 10]}},
+                    ]
+                }
+            },
+        )
+        assert got == netflow, (
+            f"{exporter}: {got} NetFlow/IPFIX documents with observer.ip={exporter}, want {netflow}"
+        )
         sflow = [d for d in docs if d["event"]["action"].startswith("sflow")]
         agents = {d["observer"]["ip"] for d in sflow}
         assert agents == {"192.168.227.2"}, "the capture's agent address"
-        got = _count(es_client, stack, {"bool": {"filter": [{"term": {"sflow.exporter_address": exporter}},
-                                                            {"terms": {"observer.ip": sorted(agents)}}]}})
+        got = _count(
+            es_client,
+            stack,
+            {
+                "bool": {
+                    "filter": [
+                        {"term": {"sflow.exporter_address": exporter}},
+                        {"terms": {"observer.ip": sorted(agents)}},
+                    ]
+                }
+            },
+        )
         assert got == len(sflow), f"{exporter}: {got} sFlow documents, want {len(sflow)}"
 
     # Where did each exporter go? nginx's log, the ring model, and the nodes' own counters must agree.
@@ -178,12 +212,16 @@ def test_flows_through_nginx_keep_their_exporter_and_spread_over_the_nodes(stack
         servers = [stack.node_udp_addresses(i)[k] for i in range(stack.nodes)]
         for exporter in EXPORTERS:
             upstreams = {up for (client, front, up) in routes if client == exporter and front == port}
-            assert upstreams == {consistent_hash_pick(servers, exporter)}, f"{exporter} -> :{port} went to {upstreams}"
+            assert upstreams == {consistent_hash_pick(servers, exporter)}, (
+                f"{exporter} -> :{port} went to {upstreams}"
+            )
             assert sum(n for (c, f, _), n in routes.items() if c == exporter and f == port) == datagrams[port]
             nodes_used.add(servers.index(upstreams.pop()))
     assert nodes_used == {0, 1, 2}, "the three exporters did not spread over the three nodes"
     for i in range(stack.nodes):
-        assert _node_metric(stack, i, "flowsink_datagrams_received_total", {}) > 0, f"node {i} received nothing"
+        assert _node_metric(stack, i, "flowsink_datagrams_received_total", {}) > 0, (
+            f"node {i} received nothing"
+        )
 
 
 def test_prometheus_scrapes_every_target(stack) -> None:
@@ -191,10 +229,18 @@ def test_prometheus_scrapes_every_target(stack) -> None:
 
     def all_up():
         targets = json.loads(_http(url)[1])["data"]["activeTargets"]
-        return targets if len(targets) == stack.nodes + 4 and all(t["health"] == "up" for t in targets) else None
+        return (
+            targets if len(targets) == stack.nodes + 4 and all(t["health"] == "up" for t in targets) else None
+        )
 
     targets = _wait_for(all_up, 60, "every Prometheus target up")
-    assert {t["labels"]["job"] for t in targets} == {"flowsink", "nginx", "node", "elasticsearch", "prometheus"}
+    assert {t["labels"]["job"] for t in targets} == {
+        "flowsink",
+        "nginx",
+        "node",
+        "elasticsearch",
+        "prometheus",
+    }
     _, rules = _http(stack.url(stack.prometheus_port, "/api/v1/rules"))
     loaded = [rule["name"] for group in json.loads(rules)["data"]["groups"] for rule in group["rules"]]
     assert len(loaded) == len(list(stack_checks.alert_queries())), "alert rules not loaded"
@@ -218,12 +264,21 @@ def test_every_metric_the_dashboards_and_alerts_query_is_exposed(stack) -> None:
 
     _send(EXPORTERS[0], 2055, [b"\x00\x09garbage"])  # a decode error, so that counter shows up for real
     urls = [f"http://{stack.node_http_address(i)}/metrics" for i in range(stack.nodes)]
-    urls += [stack.url(port, "/metrics") for port in (stack.node_exporter_port, stack.nginx_exporter_port,
-                                                      stack.elasticsearch_exporter_port, stack.prometheus_port)]
+    urls += [
+        stack.url(port, "/metrics")
+        for port in (
+            stack.node_exporter_port,
+            stack.nginx_exporter_port,
+            stack.elasticsearch_exporter_port,
+            stack.prometheus_port,
+        )
+    ]
     time.sleep(2)
     exposed = set().union(*(stack_checks.exposed_names(stack_checks.scrape(url)) for url in urls))
     exposed.add("up")  # Prometheus' own per-target series
-    queries = [expr for _, _, expr in stack_checks.grafana_queries()] + [e for _, e in stack_checks.alert_queries()]
+    queries = [expr for _, _, expr in stack_checks.grafana_queries()] + [
+        e for _, e in stack_checks.alert_queries()
+    ]
     wanted = {name for expr in queries for name in stack_checks.promql_metric_names(expr)}
     labelled = stack_checks.labelled_metric_names(flowsink.metrics)
     defined = stack_checks.registry_names(prometheus_client.REGISTRY)
@@ -243,7 +298,9 @@ def test_http_front_balances_health_and_flows_api(stack) -> None:
         assert status == 200
     token = stack_local.api_token(stack)
     hour = 480_000 + int(uuid.uuid4().int % 1000)
-    rows = [{"src_app": "web", "dest_app": "db", "vpc_id": "vpc-1", "bytes_tx": 100, "bytes_rx": 7, "hour": hour}]
+    rows = [
+        {"src_app": "web", "dest_app": "db", "vpc_id": "vpc-1", "bytes_tx": 100, "bytes_rx": 7, "hour": hour}
+    ]
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for _ in range(3):  # three POSTs: least_conn sends them to different nodes
         status, body = _http(front + "/flows", json.dumps(rows).encode(), auth)
@@ -271,8 +328,9 @@ def _v9_datagram(sequence: int, marker: int, with_template: bool) -> bytes:
         body = struct.pack("!HH", 256, len(V9_FIELDS)) + b"".join(struct.pack("!HH", *f) for f in V9_FIELDS)
         flowsets += struct.pack("!HH", 0, 4 + len(body)) + body
         count += 1
-    record = V9_RECORD.pack(socket.inet_aton("10.9.0.1"), socket.inet_aton("10.9.0.2"), marker, 443, 6,
-                            1500, 3, 1000, 2000)
+    record = V9_RECORD.pack(
+        socket.inet_aton("10.9.0.1"), socket.inet_aton("10.9.0.2"), marker, 443, 6, 1500, 3, 1000, 2000
+    )
     padded = record + b"\0" * (-len(record) % 4)
     flowsets += struct.pack("!HH", 256, 4 + len(padded)) + padded
     return V9_HEADER.pack(9, count, 5000, int(time.time()), sequence, 77) + flowsets
@@ -294,7 +352,9 @@ def test_killing_a_node_moves_its_exporters_and_bounds_the_loss(stack, es_client
     _send(exporter, port, [_v9_datagram(sequence := sequence + 1, 1000 + n, n == 0) for n in range(20)], 0.01)
     _wait_for(lambda: _count(es_client, stack, marker_query) == 20, 60, "the first 20 flows")
     cache = stack.run_dir / f"node{victim}" / "templates-0.json"
-    _wait_for(lambda: cache.exists() and cache.stat().st_mtime > template_sent, 20, "the template cache saved")
+    _wait_for(
+        lambda: cache.exists() and cache.stat().st_mtime > template_sent, 20, "the template cache saved"
+    )
 
     pid = stack_local.recorded_pid(stack, f"node{victim}")
     os.killpg(pid, signal.SIGKILL)
@@ -308,8 +368,9 @@ def test_killing_a_node_moves_its_exporters_and_bounds_the_loss(stack, es_client
 
     def indexed_markers() -> set[int]:
         es_client.indices.refresh(index=f"{stack.index_prefix}-flows-*")
-        hits = es_client.search(index=f"{stack.index_prefix}-flows-*", query=marker_query, size=1000,
-                                source=["source.port"])["hits"]["hits"]
+        hits = es_client.search(
+            index=f"{stack.index_prefix}-flows-*", query=marker_query, size=1000, source=["source.port"]
+        )["hits"]["hits"]
         return {hit["_source"]["source"]["port"] for hit in hits}
 
     def settled() -> set[int] | None:
@@ -348,8 +409,13 @@ def test_killing_a_node_moves_its_exporters_and_bounds_the_loss(stack, es_client
     time.sleep(1)  # nginx's new workers take over after the reload
     routed_before = len(_udp_access_log(stack))
     returned = [6000 + n for n in range(5)]
-    _send(exporter, port, [_v9_datagram(sequence := sequence + 1, marker, False) for marker in returned], 0.05)
-    _wait_for(lambda: set(returned) <= indexed_markers(), 30,
-              "the restarted node to decode template-less data from its template cache")
+    _send(
+        exporter, port, [_v9_datagram(sequence := sequence + 1, marker, False) for marker in returned], 0.05
+    )
+    _wait_for(
+        lambda: set(returned) <= indexed_markers(),
+        30,
+        "the restarted node to decode template-less data from its template cache",
+    )
     _wait_for(lambda: len(_udp_access_log(stack)) >= routed_before + 5, 10, "nginx's access log")
     assert {up for (c, f, up) in _udp_access_log(stack)[routed_before:] if c == exporter} == {home}

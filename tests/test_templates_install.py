@@ -110,11 +110,14 @@ def test_api_templates_follow_the_api_prefix():
     for stem in ("api-batches", "api-aggregates", "api-folds"):
         name, body = render_template(files[stem], settings, NO_FEATURES)
         assert name == f"acme-{stem}"
-        assert all(p.startswith(f"acme-apps-{stem[4:]}") for p in body["index_patterns"]), body["index_patterns"]
+        assert all(p.startswith(f"acme-apps-{stem[4:]}") for p in body["index_patterns"]), body[
+            "index_patterns"
+        ]
     assert render_template(files["flows"], settings, NO_FEATURES)[1]["index_patterns"] == ["acme-flows-*"]
     unset = TemplateSettings(name_prefix="acme")
     assert render_template(files["api-batches"], unset, NO_FEATURES)[1]["index_patterns"] == [
-        "acme-app-flows-batches*"]
+        "acme-app-flows-batches*"
+    ]
 
 
 def test_render_uses_optional_features_only_where_present():

@@ -99,4 +99,4 @@ def split_encoded(encoded: bytes) -> tuple[dict[str, Any], bytes]:
     cut = encoded.index(b"\n")
     action = orjson.loads(encoded[:cut])
     meta = next(iter(action.values()))
-    return meta, encoded[cut + 1:].rstrip(b"\n")
+    return meta, encoded[cut + 1 :].rstrip(b"\n")

@@ -36,7 +36,8 @@ SUMMARIES: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="flowsink", description="Network flow collector: NetFlow v5/v9, IPFIX, sFlow v5 into Elasticsearch."
+        prog="flowsink",
+        description="Network flow collector: NetFlow v5/v9, IPFIX, sFlow v5 into Elasticsearch.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in SUMMARIES.items():

@@ -247,22 +247,61 @@ _KNOWN_SERIES: tuple[tuple[Counter, tuple[dict[str, str], ...]], ...] = (
     (QUEUE_DROPPED, tuple({"reason": r} for r in ("full", "disk_full", "io_error"))),
     (QUEUE_CORRUPT_RECORDS, tuple({"reason": r} for r in ("torn", "corrupt"))),
     (DATAGRAMS_DECODED, tuple({"protocol": p} for p in PROTOCOLS)),
-    (DECODE_ERRORS, (*({"protocol": p, "reason": "truncated"} for p in PROTOCOLS[:4]),
-                     {"protocol": "unknown", "reason": "unknown_version"},
-                     {"protocol": "netflow_v9", "reason": "template_missing"},
-                     {"protocol": "ipfix", "reason": "template_missing"})),
-    (RECORDS_DECODED, tuple({"protocol": p, "kind": k} for p, k in (
-        ("netflow_v5", "flow"), ("netflow_v9", "flow"), ("netflow_v9", "options"), ("ipfix", "flow"),
-        ("ipfix", "options"), ("sflow", "flow_sample"), ("sflow", "counter_sample")))),
+    (
+        DECODE_ERRORS,
+        (
+            *({"protocol": p, "reason": "truncated"} for p in PROTOCOLS[:4]),
+            {"protocol": "unknown", "reason": "unknown_version"},
+            {"protocol": "netflow_v9", "reason": "template_missing"},
+            {"protocol": "ipfix", "reason": "template_missing"},
+        ),
+    ),
+    (
+        RECORDS_DECODED,
+        tuple(
+            {"protocol": p, "kind": k}
+            for p, k in (
+                ("netflow_v5", "flow"),
+                ("netflow_v9", "flow"),
+                ("netflow_v9", "options"),
+                ("ipfix", "flow"),
+                ("ipfix", "options"),
+                ("sflow", "flow_sample"),
+                ("sflow", "counter_sample"),
+            )
+        ),
+    ),
     (BULK_REQUESTS, tuple({"result": r} for r in ("ok", "item_errors", "failed"))),
-    (DOCUMENTS_DEAD_LETTERED, tuple({"reason": r} for r in (
-        "document_parsing_exception", "mapper_parsing_exception", "illegal_argument_exception",
-        "request_rejected", "serialization_error"))),
+    (
+        DOCUMENTS_DEAD_LETTERED,
+        tuple(
+            {"reason": r}
+            for r in (
+                "document_parsing_exception",
+                "mapper_parsing_exception",
+                "illegal_argument_exception",
+                "request_rejected",
+                "serialization_error",
+            )
+        ),
+    ),
     (PROCESS_RESTARTS, tuple({"role": r} for r in ("receiver", "pipeline"))),
     (CONFIG_RELOADS, tuple({"result": r} for r in ("ok", "error"))),
-    (API_REQUESTS_REJECTED, tuple({"reason": r} for r in (
-        "invalid_rows", "malformed_json", "body_too_large", "unauthorized", "too_many_rows", "queue_full",
-        "elasticsearch_unavailable"))),
+    (
+        API_REQUESTS_REJECTED,
+        tuple(
+            {"reason": r}
+            for r in (
+                "invalid_rows",
+                "malformed_json",
+                "body_too_large",
+                "unauthorized",
+                "too_many_rows",
+                "queue_full",
+                "elasticsearch_unavailable",
+            )
+        ),
+    ),
 )
 
 
@@ -282,7 +321,7 @@ def create_exporter_series(exporter: str, protocol: str) -> None:
     key = (exporter, protocol)
     if key in _exporter_series_made:
         return
-    if len(_exporter_series_made) > 100_000:   # spoofed sources must not grow it for ever
+    if len(_exporter_series_made) > 100_000:  # spoofed sources must not grow it for ever
         _exporter_series_made.clear()
     _exporter_series_made.add(key)
     label = exporter_label(exporter)

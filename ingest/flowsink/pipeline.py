@@ -27,6 +27,7 @@ from flowsink.log import RateLimitedLog, get_logger, set_level, setup_logging
 
 log = get_logger(__name__)
 
+
 class AckCursor:
     """Which queue sequence number is safe to acknowledge.
 
@@ -99,7 +100,9 @@ class PipelineWorker:
         self._last_template_save = time.monotonic()
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
-        self._caught_up = False   # the last read found less than a full batch: nothing older waits in the queue
+        self._caught_up = (
+            False  # the last read found less than a full batch: nothing older waits in the queue
+        )
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
         self._inflight: tuple[Future, int, float] | None = None  # (index call, last seq, perf_counter start)
         # count acks from the checkpoint an earlier run left
@@ -120,7 +123,7 @@ class PipelineWorker:
         lines: list[bytes] = []
         now = time.monotonic()
         read_bytes = 0
-        tally: Counter[tuple[str, ...]] = Counter()   # per-datagram counts, published once per batch
+        tally: Counter[tuple[str, ...]] = Counter()  # per-datagram counts, published once per batch
         for entry in entries:
             read_bytes += len(entry.payload)
             result = self._decode(entry)

@@ -81,17 +81,19 @@ class FlowDecoder:
 
         self.settings = settings or DecoderSettings()
         s = self.settings
-        self.templates = TemplateStore(s.max_templates_per_exporter, s.max_exporters, s.template_expiry_seconds)
+        self.templates = TemplateStore(
+            s.max_templates_per_exporter, s.max_exporters, s.template_expiry_seconds
+        )
         self.pending = PendingSets(s.pending_max_bytes, s.pending_max_seconds)
         self._decoders: dict[str, Any] = {}
         self._unavailable: set[str] = set()
-        self.cache_error: str | None = None   # why the template cache could not be read at start, if so
+        self.cache_error: str | None = None  # why the template cache could not be read at start, if so
         # documents encoded by the Python reference (no C writer, or one that declined them): tests watch it
         self.reference_encoded = 0
         if s.template_cache_path:
             try:
                 self.load_templates(s.template_cache_path)
-            except ValueError as exc:   # a corrupt cache costs the cached templates, never the start-up
+            except ValueError as exc:  # a corrupt cache costs the cached templates, never the start-up
                 self.cache_error = str(exc)
 
     def _decoder_for(self, protocol: str) -> Any | None:
@@ -147,7 +149,7 @@ class FlowDecoder:
             for document in result.documents:
                 try:
                     encoded.append(encode_document(document, bulk))
-                except TypeError as exc:   # a decoder bug: one document lost, counted, never the worker
+                except TypeError as exc:  # a decoder bug: one document lost, counted, never the worker
                     result.error("unserialisable_document", f"{result.protocol}: {exc}")
             result.documents = []
         return result
@@ -170,7 +172,9 @@ class FlowDecoder:
             for tracker, counts_records in trackers() if trackers is not None else ():
                 for stream, outcome in tracker.close_stale(max_age_s):
                     exporter = str(stream[0]) if isinstance(stream, tuple) and stream else str(stream)
-                    closed.append((exporter, protocol, outcome.gaps, outcome.lost_records if counts_records else 0))
+                    closed.append(
+                        (exporter, protocol, outcome.gaps, outcome.lost_records if counts_records else 0)
+                    )
         return closed
 
     def pending_count(self) -> int:

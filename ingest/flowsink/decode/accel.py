@@ -26,7 +26,8 @@ def load_extension() -> ModuleType | None:
     if getattr(_fast, "INTERFACE_VERSION", None) != INTERFACE_VERSION:
         logging.getLogger(__name__).warning(
             "flowsink.decode._fast is a build of another version (rebuild with `pip install -e .`); "
-            "decoding in pure Python")
+            "decoding in pure Python"
+        )
         return None
     return _fast
 

@@ -67,8 +67,9 @@ def is_capture(head: bytes) -> bool:
     return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC
 
 
-def read_file(path: str | os.PathLike[str], stats: CaptureStats | None = None,
-              exporter: str = "127.0.0.1") -> Iterator[CapturedDatagram]:
+def read_file(
+    path: str | os.PathLike[str], stats: CaptureStats | None = None, exporter: str = "127.0.0.1"
+) -> Iterator[CapturedDatagram]:
     """Datagrams in a capture, in file order; a raw payload file (``.dat``/``.bin``/anything) is one datagram
     from ``exporter``, stamped with the file's modification time (so decoding it twice gives the same output).
     """
@@ -229,13 +230,18 @@ def _network_layer(link_type: int, frame: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _udp_datagrams(frames: Iterator[tuple[int, int, bytes]], stats: CaptureStats) -> Iterator[CapturedDatagram]:
+def _udp_datagrams(
+    frames: Iterator[tuple[int, int, bytes]], stats: CaptureStats
+) -> Iterator[CapturedDatagram]:
     fragments: dict[tuple[bytes, bytes, int], _Fragments] = {}
     for timestamp_ns, link_type, frame in frames:
         layer = _network_layer(link_type, frame)
         if layer is None:
-            stats.skipped["unsupported_link_type" if link_type not in (0, 1, 12, 101, 108, 113, 228, 229, 276)
-                          else "truncated_frame"] += 1
+            stats.skipped[
+                "unsupported_link_type"
+                if link_type not in (0, 1, 12, 101, 108, 113, 228, 229, 276)
+                else "truncated_frame"
+            ] += 1
             continue
         ethertype, offset = layer
         if ethertype == 0x0800:
@@ -314,8 +320,12 @@ class _Fragments:
 
 
 def _reassemble(
-    fragments: dict[tuple[bytes, bytes, int], _Fragments], key: tuple[bytes, bytes, int], offset: int,
-    body: bytes, more: bool, stats: CaptureStats,
+    fragments: dict[tuple[bytes, bytes, int], _Fragments],
+    key: tuple[bytes, bytes, int],
+    offset: int,
+    body: bytes,
+    more: bool,
+    stats: CaptureStats,
 ) -> bytes | None:
     """Collect IPv4 fragments (exporters' large v9/IPFIX datagrams get fragmented); the whole body once complete."""
     pending = fragments.get(key)

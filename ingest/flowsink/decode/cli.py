@@ -26,11 +26,13 @@ ERROR_LINES_PER_REASON = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--exporter", default="127.0.0.1",
+        "--exporter",
+        default="127.0.0.1",
         help="exporter address for raw payload files (.dat/.bin); captures use each packet's source address",
     )
     parser.add_argument(
-        "--no-renormalize", action="store_true",
+        "--no-renormalize",
+        action="store_true",
         help="keep network.bytes/network.packets as sampled instead of multiplying by the sampling rate",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="pcap, pcapng, or a raw datagram payload")

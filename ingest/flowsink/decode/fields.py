@@ -33,7 +33,11 @@ NETFLOW_V9_VENDOR_FIELDS: dict[int, tuple[str, str]] = {
 
 # NetFlow v9 options scope types (RFC 3954 section 6.1): a namespace of their own, not IPFIX elements.
 NETFLOW_V9_SCOPE_NAMES: dict[int, str] = {
-    1: "scope_system", 2: "scope_interface", 3: "scope_line_card", 4: "scope_cache", 5: "scope_template",
+    1: "scope_system",
+    2: "scope_interface",
+    3: "scope_line_card",
+    4: "scope_cache",
+    5: "scope_template",
 }
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -64,7 +68,7 @@ def iana_fields() -> dict[int, FieldInfo]:
     return table
 
 
-@lru_cache(maxsize=65536)   # bounded: enterprise numbers come from the network
+@lru_cache(maxsize=65536)  # bounded: enterprise numbers come from the network
 def field_info(element_id: int, enterprise: int = 0, netflow_v9: bool = False) -> FieldInfo:
     """Name and type of an element; unknown ones get a stable name and are decoded as raw octets.
 

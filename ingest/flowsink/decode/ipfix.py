@@ -39,22 +39,30 @@ class IpfixDecoder(NetflowV9Decoder):
             raise DatagramError("bad_length", f"message length {length} is shorter than its header")
         if length > len(payload):
             raise DatagramError("truncated", f"message length {length}, datagram has {len(payload)} bytes")
-        context = ExportContext.create(exporter, 10, domain, sequence, export_time * 1000, None, payload[:length],
-                                       arrival_ns)
+        context = ExportContext.create(
+            exporter, 10, domain, sequence, export_time * 1000, None, payload[:length], arrival_ns
+        )
         return context, length
 
     def parse_templates(
-        self, kind: str, payload: bytes, start: int, end: int, result: DecodeResult, key: StateKey, arrival_ns: int,
+        self,
+        kind: str,
+        payload: bytes,
+        start: int,
+        end: int,
+        result: DecodeResult,
+        key: StateKey,
+        arrival_ns: int,
     ) -> list[Template]:
         templates = []
         offset = start
         options = kind == "options_template"
         while end - offset >= TEMPLATE_HEADER.size:
             template_id, count = TEMPLATE_HEADER.unpack_from(payload, offset)
-            if count == 0:   # withdrawal (RFC 7011 section 8.1): 4 bytes, no scope count even in set 3
+            if count == 0:  # withdrawal (RFC 7011 section 8.1): 4 bytes, no scope count even in set 3
                 offset += TEMPLATE_HEADER.size
                 if template_id == 0:
-                    break   # padding
+                    break  # padding
                 self._withdraw(key, template_id, options, result)
                 continue
             scope_count = 0
@@ -64,8 +72,10 @@ class IpfixDecoder(NetflowV9Decoder):
                 _, _, scope_count = OPTIONS_TEMPLATE_HEADER.unpack_from(payload, offset)
                 offset += OPTIONS_TEMPLATE_HEADER.size
                 if scope_count == 0 or scope_count > count:
-                    raise DatagramError("bad_template", f"options template {template_id}: scope count "
-                                                        f"{scope_count} of {count} fields")
+                    raise DatagramError(
+                        "bad_template",
+                        f"options template {template_id}: scope count {scope_count} of {count} fields",
+                    )
             else:
                 offset += TEMPLATE_HEADER.size
             fields = []
@@ -77,8 +87,10 @@ class IpfixDecoder(NetflowV9Decoder):
                 enterprise = 0
                 if element_id & ENTERPRISE_BIT:
                     if end - offset < 4:
-                        raise DatagramError("truncated", f"template {template_id}: enterprise number cut short")
-                    enterprise = int.from_bytes(payload[offset:offset + 4], "big")
+                        raise DatagramError(
+                            "truncated", f"template {template_id}: enterprise number cut short"
+                        )
+                    enterprise = int.from_bytes(payload[offset : offset + 4], "big")
                     offset += 4
                     element_id &= ~ENTERPRISE_BIT
                 fields.append(FieldSpec(element_id, length, enterprise))
@@ -88,7 +100,7 @@ class IpfixDecoder(NetflowV9Decoder):
         return templates
 
     def _withdraw(self, key: StateKey, template_id: int, options: bool, result: DecodeResult) -> None:
-        if template_id in (2, 3):   # withdraw every (options) template of the domain
+        if template_id in (2, 3):  # withdraw every (options) template of the domain
             removed = self.store.withdraw(key, None, options=template_id == 3)
         elif template_id >= 256:
             removed = self.store.withdraw(key, template_id)
@@ -97,7 +109,9 @@ class IpfixDecoder(NetflowV9Decoder):
             return
         result.stats["templates_withdrawn"] += removed
 
-    def observe_sequence(self, context: ExportContext, records: int, complete: bool, result: DecodeResult) -> None:
+    def observe_sequence(
+        self, context: ExportContext, records: int, complete: bool, result: DecodeResult
+    ) -> None:
         stream = (context.exporter, context.domain)
         if not complete:
             # records we could not count (held for a template, or cut off): the next message starts afresh

@@ -19,13 +19,22 @@ from flowsink.normalize.netflow import (
 
 HEADER = struct.Struct("!HHIIIIBBH")
 RECORD = struct.Struct("!4s4s4sHHIIIIHHxBBBHHBB2x")
-MAX_RECORDS = 30   # Cisco's limit for v5; more is a corrupt count
+MAX_RECORDS = 30  # Cisco's limit for v5; more is a corrupt count
 
 _ntoa = socket.inet_ntoa
-V5_PLAN = flow_plan((
-    "source_ipv4_address", "destination_ipv4_address", "source_transport_port", "destination_transport_port",
-    "octet_delta_count", "packet_delta_count", "flow_start_sys_up_time", "flow_end_sys_up_time",
-), False)
+V5_PLAN = flow_plan(
+    (
+        "source_ipv4_address",
+        "destination_ipv4_address",
+        "source_transport_port",
+        "destination_transport_port",
+        "octet_delta_count",
+        "packet_delta_count",
+        "flow_start_sys_up_time",
+        "flow_end_sys_up_time",
+    ),
+    False,
+)
 
 
 class NetflowV5Decoder:
@@ -48,16 +57,22 @@ class NetflowV5Decoder:
         if len(payload) < HEADER.size:
             result.error("truncated", f"NetFlow v5 from {exporter}: {len(payload)} bytes, header needs 24")
             return result
-        (_, count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling) = HEADER.unpack_from(payload)
+        (_, count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling) = HEADER.unpack_from(
+            payload
+        )
         available = (len(payload) - HEADER.size) // RECORD.size
         if count == 0 or count > MAX_RECORDS:
             result.error("bad_count", f"NetFlow v5 from {exporter}: record count {count} (1..{MAX_RECORDS})")
             return result
         if count > available:
-            result.error("truncated", f"NetFlow v5 from {exporter}: count {count} but room for {available} records")
+            result.error(
+                "truncated", f"NetFlow v5 from {exporter}: count {count} but room for {available} records"
+            )
             return result
 
-        outcome = self.sequences.observe((exporter, engine_type, engine_id), sequence, count, uptime_ms=uptime)
+        outcome = self.sequences.observe(
+            (exporter, engine_type, engine_id), sequence, count, uptime_ms=uptime
+        )
         stats = result.stats
         outcome.add_to(stats)
 
@@ -67,16 +82,34 @@ class NetflowV5Decoder:
         sampling_interval = sampling & 0x3FFF
         rate = sampling_interval if sampling_interval > 1 else 1
         export_ms = secs * 1000 + nsecs // 1_000_000
-        context = ExportContext.create(exporter, 5, (engine_type << 8) | engine_id, sequence, export_ms, uptime,
-                                       payload, arrival_ns)
+        context = ExportContext.create(
+            exporter, 5, (engine_type << 8) | engine_id, sequence, export_ms, uptime, payload, arrival_ns
+        )
         renormalize = self.settings.renormalize
         id_prefix = context.id_prefix + "0."
         if FAST is not None:
             # the C extension builds the very documents the loop below builds (tests/test_decode_fast.py), or
             # writes their bulk lines straight away (tests/test_decode_bulk.py)
-            args = (payload, count, exporter, context.timestamp, context.exporter_fields, context.exporter_tag,
-                    id_prefix, EVENT_CATEGORY, EVENT_TYPE_CONNECTION, export_ms, uptime, rate,
-                    rate if renormalize else 1, engine_type, engine_id, sampling_interval, sampling_mode, sequence)
+            args = (
+                payload,
+                count,
+                exporter,
+                context.timestamp,
+                context.exporter_fields,
+                context.exporter_tag,
+                id_prefix,
+                EVENT_CATEGORY,
+                EVENT_TYPE_CONNECTION,
+                export_ms,
+                uptime,
+                rate,
+                rate if renormalize else 1,
+                engine_type,
+                engine_id,
+                sampling_interval,
+                sampling_mode,
+                sequence,
+            )
             if self._bulk is None:
                 result.documents = FAST.v5_documents(*args)
             else:
@@ -87,9 +120,27 @@ class NetflowV5Decoder:
             return result
         documents = result.documents
         end = HEADER.size + count * RECORD.size
-        for index, values in enumerate(RECORD.iter_unpack(memoryview(payload)[HEADER.size:end])):
-            (src, dst, nexthop, input_if, output_if, packets, octets, first, last, src_port, dst_port, tcp_flags,
-             protocol, tos, src_as, dst_as, src_mask, dst_mask) = values
+        for index, values in enumerate(RECORD.iter_unpack(memoryview(payload)[HEADER.size : end])):
+            (
+                src,
+                dst,
+                nexthop,
+                input_if,
+                output_if,
+                packets,
+                octets,
+                first,
+                last,
+                src_port,
+                dst_port,
+                tcp_flags,
+                protocol,
+                tos,
+                src_as,
+                dst_as,
+                src_mask,
+                dst_mask,
+            ) = values
             record = {
                 "source_ipv4_address": _ntoa(src),
                 "destination_ipv4_address": _ntoa(dst),
@@ -115,7 +166,10 @@ class NetflowV5Decoder:
                 "sampling_algorithm": sampling_mode,
                 "flow_sequence": sequence,
             }
-            documents.append(flow_document(record, context, f"{id_prefix}{index}", "netflow_flow", rate,
-                                           renormalize, V5_PLAN))
+            documents.append(
+                flow_document(
+                    record, context, f"{id_prefix}{index}", "netflow_flow", rate, renormalize, V5_PLAN
+                )
+            )
         stats["records.flow"] += count
         return result

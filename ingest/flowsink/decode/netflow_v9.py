@@ -32,7 +32,7 @@ FIELD_SPEC = struct.Struct("!HH")
 # options state per (exporter, domain) is bounded too: these numbers come from the network
 MAX_SAMPLERS = 4096
 MAX_INTERFACES = 65536
-_SAMPLER_NAMES = frozenset({"sampler_id", "selector_id"})   # sampler_key's: a rate per record
+_SAMPLER_NAMES = frozenset({"sampler_id", "selector_id"})  # sampler_key's: a rate per record
 
 
 def _default_rate(sampling: dict[int | None, int] | None) -> int:
@@ -59,7 +59,9 @@ class TemplateProtocolDecoder:
     flow_action = ""
     netflow_v9 = False
 
-    def __init__(self, settings: Any, store: TemplateStore | None = None, pending: PendingSets | None = None) -> None:
+    def __init__(
+        self, settings: Any, store: TemplateStore | None = None, pending: PendingSets | None = None
+    ) -> None:
         self.settings = settings
         self.store = store or TemplateStore(
             settings.max_templates_per_exporter, settings.max_exporters, settings.template_expiry_seconds
@@ -78,7 +80,7 @@ class TemplateProtocolDecoder:
         """Returns the datagram's context and where its sets end."""
         raise NotImplementedError
 
-    set_kinds: ClassVar[dict[int, str]] = {}   # set ids below 256 that carry templates; the rest are reserved
+    set_kinds: ClassVar[dict[int, str]] = {}  # set ids below 256 that carry templates; the rest are reserved
 
     def set_kind(self, set_id: int) -> str:
         """``template``, ``options_template``, ``data`` or ``reserved``."""
@@ -87,11 +89,20 @@ class TemplateProtocolDecoder:
         return self.set_kinds.get(set_id, "reserved")
 
     def parse_templates(
-        self, kind: str, payload: bytes, start: int, end: int, result: DecodeResult, key: StateKey, arrival_ns: int,
+        self,
+        kind: str,
+        payload: bytes,
+        start: int,
+        end: int,
+        result: DecodeResult,
+        key: StateKey,
+        arrival_ns: int,
     ) -> list[Template]:
         raise NotImplementedError
 
-    def observe_sequence(self, context: ExportContext, records: int, complete: bool, result: DecodeResult) -> None:
+    def observe_sequence(
+        self, context: ExportContext, records: int, complete: bool, result: DecodeResult
+    ) -> None:
         raise NotImplementedError
 
     header_size = 0
@@ -117,9 +128,11 @@ class TemplateProtocolDecoder:
                     break
                 set_id, length = SET_HEADER.unpack_from(payload, offset)
                 if length < SET_HEADER.size:
-                    if not any(payload[offset:end]):   # zero fill after the last set (Palo Alto does this)
+                    if not any(payload[offset:end]):  # zero fill after the last set (Palo Alto does this)
                         break
-                    raise DatagramError("bad_set_length", f"set {set_id} at offset {offset} has length {length}")
+                    raise DatagramError(
+                        "bad_set_length", f"set {set_id} at offset {offset} has length {length}"
+                    )
                 cut_short = offset + length > end
                 if cut_short and offset + length <= len(payload):
                     # the header's message length is short but the set fits the datagram (an exporter
@@ -128,24 +141,31 @@ class TemplateProtocolDecoder:
                     cut_short = False
                 if cut_short:
                     # keep the whole records that did arrive; the datagram ends with this set
-                    result.error("truncated", f"{self.protocol} from {exporter}: set {set_id} at offset {offset} "
-                                              f"claims {length} bytes, {end - offset} left")
+                    result.error(
+                        "truncated",
+                        f"{self.protocol} from {exporter}: set {set_id} at offset {offset} "
+                        f"claims {length} bytes, {end - offset} left",
+                    )
                     length = end - offset
                     complete = False
                 body_start, body_end = offset + SET_HEADER.size, offset + length
                 kind = self.set_kind(set_id)
                 if kind == "data":
-                    decoded = self._data_set(key, set_id, payload, body_start, body_end, context, set_index,
-                                             arrival_ns, result)
+                    decoded = self._data_set(
+                        key, set_id, payload, body_start, body_end, context, set_index, arrival_ns, result
+                    )
                     if decoded is None:
                         complete = False
                     else:
                         records += decoded
                 elif kind == "reserved":
-                    result.error("reserved_set_id", f"{self.protocol} from {exporter}: set id {set_id} skipped")
+                    result.error(
+                        "reserved_set_id", f"{self.protocol} from {exporter}: set id {set_id} skipped"
+                    )
                 else:
-                    for template in self.parse_templates(kind, payload, body_start, body_end, result, key,
-                                                         arrival_ns):
+                    for template in self.parse_templates(
+                        kind, payload, body_start, body_end, result, key, arrival_ns
+                    ):
                         self._learn(key, template, result)
                 offset = body_end
                 set_index += 1
@@ -157,8 +177,12 @@ class TemplateProtocolDecoder:
 
     def _learn(self, key: StateKey, template: Template, result: DecodeResult) -> None:
         known = self.store.get(key, template.template_id)
-        if known is not None and known.fields == template.fields and known.scope_count == template.scope_count:
-            known.last_seen_ns = template.last_seen_ns   # a refresh: keep the compiled decoder
+        if (
+            known is not None
+            and known.fields == template.fields
+            and known.scope_count == template.scope_count
+        ):
+            known.last_seen_ns = template.last_seen_ns  # a refresh: keep the compiled decoder
             return
         result.stats["templates"] += 1
         evicted = self.store.add(key, template)
@@ -166,11 +190,21 @@ class TemplateProtocolDecoder:
             result.stats["template_evictions"] += evicted
         for held in self.pending.take(key, template.template_id):
             result.stats["pending_decoded"] += 1
-            self._records(key, template, held.payload, 0, len(held.payload), held.context, held.set_index, result)
+            self._records(
+                key, template, held.payload, 0, len(held.payload), held.context, held.set_index, result
+            )
 
     def _data_set(
-        self, key: StateKey, set_id: int, payload: bytes, start: int, end: int, context: ExportContext,
-        set_index: int, arrival_ns: int, result: DecodeResult,
+        self,
+        key: StateKey,
+        set_id: int,
+        payload: bytes,
+        start: int,
+        end: int,
+        context: ExportContext,
+        set_index: int,
+        arrival_ns: int,
+        result: DecodeResult,
     ) -> int | None:
         """Decode one data set; returns its record count, or None when it was held for its template."""
         template = self.store.get(key, set_id)
@@ -180,14 +214,24 @@ class TemplateProtocolDecoder:
             expired = self.pending.hold(key, held)
             if expired:
                 result.stats["expired"] += expired
-                result.error("pending_overflow", f"{self.protocol} from {key[1]}: {expired} held data set(s) "
-                                                 f"dropped, over {self.pending.max_bytes} bytes held")
+                result.error(
+                    "pending_overflow",
+                    f"{self.protocol} from {key[1]}: {expired} held data set(s) "
+                    f"dropped, over {self.pending.max_bytes} bytes held",
+                )
             return None
         return self._records(key, template, payload, start, end, context, set_index, result)
 
     def _records(
-        self, key: StateKey, template: Template, payload: bytes, start: int, end: int, context: ExportContext,
-        set_index: int, result: DecodeResult,
+        self,
+        key: StateKey,
+        template: Template,
+        payload: bytes,
+        start: int,
+        end: int,
+        context: ExportContext,
+        set_index: int,
+        result: DecodeResult,
     ) -> int:
         if self._bulk is not None and template.record_length and not template.is_options:
             count = self._fixed_bulk(key, template, payload, start, end, context, set_index, result)
@@ -195,8 +239,11 @@ class TemplateProtocolDecoder:
                 return count
         records, error = template.decode_records(payload, start, end)
         if error is not None:
-            result.error(error, f"{self.protocol} from {key[1]}: template {template.template_id}: "
-                                f"record overruns its set after {len(records)} record(s)")
+            result.error(
+                error,
+                f"{self.protocol} from {key[1]}: template {template.template_id}: "
+                f"record overruns its set after {len(records)} record(s)",
+            )
         elif not records:
             self._no_record(key, template, start, end, result)
         documents = result.documents
@@ -209,15 +256,19 @@ class TemplateProtocolDecoder:
             lines: list[bytes | None] = [None] * len(records)
             if self._bulk is not None:
                 # bulk lines written in C; a record it leaves (None) is still the Python path's to write
-                lines = FAST.options_bulk(records, context, f"{context.id_prefix}{set_index}.", template.time_fields,
-                                          *self._bulk)
+                lines = FAST.options_bulk(
+                    records, context, f"{context.id_prefix}{set_index}.", template.time_fields, *self._bulk
+                )
             for index, record in enumerate(records):
                 line = lines[index]
                 if line is not None:
                     encoded.append(line)
                 else:
-                    documents.append(options_document(record, context, document_id(context, set_index, index),
-                                                      template.time_fields))
+                    documents.append(
+                        options_document(
+                            record, context, document_id(context, set_index, index), template.time_fields
+                        )
+                    )
             result.stats["records.options"] += len(records)
             return len(records)
         state = self.store.options.get(key)
@@ -243,26 +294,62 @@ class TemplateProtocolDecoder:
             built: list[Any] = [None] * len(records)
         elif self._bulk is None:
             # one C call for the set; records it declines (None) take the Python path untouched
-            built = FAST.flow_documents(records, context, id_prefix, action, rates, renormalize, plan, time_fields,
-                                        interfaces, system_init_ms)
+            built = FAST.flow_documents(
+                records,
+                context,
+                id_prefix,
+                action,
+                rates,
+                renormalize,
+                plan,
+                time_fields,
+                interfaces,
+                system_init_ms,
+            )
         else:
             # the same, written as bulk lines (bytes); a dict is a document left to flowsink.bulk
-            built = FAST.flow_bulk(records, context, id_prefix, action, rates, renormalize, plan, time_fields,
-                                   interfaces, system_init_ms, *self._bulk)
-        self._place(result, built, records, context, id_prefix, rates, plan, time_fields, interfaces, system_init_ms)
+            built = FAST.flow_bulk(
+                records,
+                context,
+                id_prefix,
+                action,
+                rates,
+                renormalize,
+                plan,
+                time_fields,
+                interfaces,
+                system_init_ms,
+                *self._bulk,
+            )
+        self._place(
+            result, built, records, context, id_prefix, rates, plan, time_fields, interfaces, system_init_ms
+        )
         result.stats["records.flow"] += len(records)
         return len(records)
 
-    def _no_record(self, key: StateKey, template: Template, start: int, end: int, result: DecodeResult) -> None:
+    def _no_record(
+        self, key: StateKey, template: Template, start: int, end: int, result: DecodeResult
+    ) -> None:
         if end - start >= 4:
             # more than padding, less than one record: the exporter's template and data disagree
-            result.error("short_data_set", f"{self.protocol} from {key[1]}: {end - start}-byte set for template "
-                                           f"{template.template_id} holds no whole {template.min_record_length}"
-                                           "-byte record")
+            result.error(
+                "short_data_set",
+                f"{self.protocol} from {key[1]}: {end - start}-byte set for template "
+                f"{template.template_id} holds no whole {template.min_record_length}"
+                "-byte record",
+            )
 
     def _place(
-        self, result: DecodeResult, built: list[Any], records: list[Any], context: ExportContext, id_prefix: str,
-        rates: int | list[int], plan: Any, time_fields: tuple[tuple[str, str], ...], interfaces: Any,
+        self,
+        result: DecodeResult,
+        built: list[Any],
+        records: list[Any],
+        context: ExportContext,
+        id_prefix: str,
+        rates: int | list[int],
+        plan: Any,
+        time_fields: tuple[tuple[str, str], ...],
+        interfaces: Any,
         system_init_ms: int | None,
     ) -> None:
         """The C writers' output in the result: bulk lines, documents, and for None the record's Python document."""
@@ -274,15 +361,29 @@ class TemplateProtocolDecoder:
                 continue
             if document is None:
                 document = flow_document(
-                    records[index], context, f"{id_prefix}{index}", self.flow_action,
-                    rates if rates.__class__ is int else rates[index], self.settings.renormalize, plan, time_fields,
-                    interfaces, system_init_ms,
+                    records[index],
+                    context,
+                    f"{id_prefix}{index}",
+                    self.flow_action,
+                    rates if rates.__class__ is int else rates[index],
+                    self.settings.renormalize,
+                    plan,
+                    time_fields,
+                    interfaces,
+                    system_init_ms,
                 )
             documents.append(document)
 
     def _fixed_bulk(
-        self, key: StateKey, template: Template, payload: bytes, start: int, end: int, context: ExportContext,
-        set_index: int, result: DecodeResult,
+        self,
+        key: StateKey,
+        template: Template,
+        payload: bytes,
+        start: int,
+        end: int,
+        context: ExportContext,
+        set_index: int,
+        result: DecodeResult,
     ) -> int | None:
         """Flow records of a fixed-length template straight to bulk lines (no record dicts); None when the set
         needs its records as dicts (a sampling rate read from each record)."""
@@ -295,21 +396,47 @@ class TemplateProtocolDecoder:
             self._no_record(key, template, start, end, result)
         time_fields = template.time_fields
         plan = flow_plan(template.names, bool(time_fields))
-        layout = template.bulk_layout or template.compile_bulk_layout(read_names(plan, time_fields), RELATIVE_NAMES)
-        rate = _default_rate(sampling)   # no record names a sampler
+        layout = template.bulk_layout or template.compile_bulk_layout(
+            read_names(plan, time_fields), RELATIVE_NAMES
+        )
+        rate = _default_rate(sampling)  # no record names a sampler
         interfaces = state.interfaces if state is not None else None
         system_init_ms = state.system_init_ms if state is not None else None
         id_prefix = f"{context.id_prefix}{set_index}."
         built, declined, others = FAST.fixed_bulk(
-            payload, start, count, template.record_length, layout, context, id_prefix, self.flow_action, rate,
-            self.settings.renormalize, plan, time_fields, interfaces, system_init_ms, *self._bulk)
-        if not others:   # all bulk lines: the usual case
+            payload,
+            start,
+            count,
+            template.record_length,
+            layout,
+            context,
+            id_prefix,
+            self.flow_action,
+            rate,
+            self.settings.renormalize,
+            plan,
+            time_fields,
+            interfaces,
+            system_init_ms,
+            *self._bulk,
+        )
+        if not others:  # all bulk lines: the usual case
             result.encoded.extend(built)
         else:
-            pending = iter(declined)   # the records the Python path writes, at the places built holds None
+            pending = iter(declined)  # the records the Python path writes, at the places built holds None
             records = [next(pending) if item is None else None for item in built]
-            self._place(result, built, records, context, id_prefix, rate, plan, time_fields, interfaces,
-                        system_init_ms)
+            self._place(
+                result,
+                built,
+                records,
+                context,
+                id_prefix,
+                rate,
+                plan,
+                time_fields,
+                interfaces,
+                system_init_ms,
+            )
         result.stats["records.flow"] += count
         return count
 
@@ -339,11 +466,14 @@ class TemplateProtocolDecoder:
         expired = self.pending.expire(now_ns, self.protocol)
         if expired:
             result.stats["expired"] += expired
-            result.error("template_missing", f"{self.protocol}: {expired} data set(s) expired waiting for template")
+            result.error(
+                "template_missing", f"{self.protocol}: {expired} data set(s) expired waiting for template"
+            )
         dropped = self.store.expire(now_ns, self.protocol)
         if dropped:
             result.stats["templates_expired"] += dropped
         return result
+
 
 class NetflowV9Decoder(TemplateProtocolDecoder):
     """NetFlow v9: 20-byte header, flowset 0 = templates, 1 = options templates, 256+ = data."""
@@ -359,11 +489,20 @@ class NetflowV9Decoder(TemplateProtocolDecoder):
         if len(payload) < V9_HEADER.size:
             raise DatagramError("truncated", f"{len(payload)} bytes, header needs {V9_HEADER.size}")
         _, _, uptime, secs, sequence, source_id = V9_HEADER.unpack_from(payload)
-        context = ExportContext.create(exporter, 9, source_id, sequence, secs * 1000, uptime, payload, arrival_ns)
+        context = ExportContext.create(
+            exporter, 9, source_id, sequence, secs * 1000, uptime, payload, arrival_ns
+        )
         return context, len(payload)
 
     def parse_templates(
-        self, kind: str, payload: bytes, start: int, end: int, result: DecodeResult, key: StateKey, arrival_ns: int,
+        self,
+        kind: str,
+        payload: bytes,
+        start: int,
+        end: int,
+        result: DecodeResult,
+        key: StateKey,
+        arrival_ns: int,
     ) -> list[Template]:
         templates = []
         offset = start
@@ -379,43 +518,69 @@ class NetflowV9Decoder(TemplateProtocolDecoder):
                 template_id, scope_length, option_length = struct.unpack_from("!HHH", payload, offset)
                 offset += 6
                 if scope_length % 4 or option_length % 4:
-                    raise DatagramError("bad_template", f"options template {template_id}: scope/option "
-                                                        f"lengths {scope_length}/{option_length} not multiples of 4")
+                    raise DatagramError(
+                        "bad_template",
+                        f"options template {template_id}: scope/option "
+                        f"lengths {scope_length}/{option_length} not multiples of 4",
+                    )
                 scope_count = scope_length // 4
                 field_bytes = scope_length + option_length
             if template_id == 0 and field_bytes == 0:
-                break   # padding
+                break  # padding
             if offset + field_bytes > end:
-                raise DatagramError("truncated", f"template {template_id} needs {field_bytes} bytes of fields, "
-                                                 f"{end - offset} left in its set")
-            fields = [FieldSpec(*FIELD_SPEC.unpack_from(payload, offset + 4 * i)) for i in range(field_bytes // 4)]
+                raise DatagramError(
+                    "truncated",
+                    f"template {template_id} needs {field_bytes} bytes of fields, "
+                    f"{end - offset} left in its set",
+                )
+            fields = [
+                FieldSpec(*FIELD_SPEC.unpack_from(payload, offset + 4 * i)) for i in range(field_bytes // 4)
+            ]
             offset += field_bytes
-            template = self._checked(template_id, fields, scope_count, kind == "options_template", result, key,
-                                     arrival_ns)
+            template = self._checked(
+                template_id, fields, scope_count, kind == "options_template", result, key, arrival_ns
+            )
             if template is not None:
                 templates.append(template)
         return templates
 
     def _checked(
-        self, template_id: int, fields: list[FieldSpec], scope_count: int, is_options: bool, result: DecodeResult,
-        key: StateKey, arrival_ns: int,
+        self,
+        template_id: int,
+        fields: list[FieldSpec],
+        scope_count: int,
+        is_options: bool,
+        result: DecodeResult,
+        key: StateKey,
+        arrival_ns: int,
     ) -> Template | None:
         if template_id < 256:
             result.error("bad_template", f"{self.protocol} from {key[1]}: template id {template_id} < 256")
             return None
         if not fields:
-            result.error("bad_template", f"{self.protocol} from {key[1]}: template {template_id} has no fields")
+            result.error(
+                "bad_template", f"{self.protocol} from {key[1]}: template {template_id} has no fields"
+            )
             return None
         template = Template(template_id, fields, scope_count, is_options, self.netflow_v9, arrival_ns)
         if template.record_length == 0:
             # records of 0 bytes would make every data set an endless run of empty records
-            result.error("zero_length_template", f"{self.protocol} from {key[1]}: template {template_id} "
-                                                 "describes 0-byte records; ignored")
+            result.error(
+                "zero_length_template",
+                f"{self.protocol} from {key[1]}: template {template_id} describes 0-byte records; ignored",
+            )
             return None
         return template
 
-    def observe_sequence(self, context: ExportContext, records: int, complete: bool, result: DecodeResult) -> None:
+    def observe_sequence(
+        self, context: ExportContext, records: int, complete: bool, result: DecodeResult
+    ) -> None:
         # v9 counts packets, so a datagram with held data still counts as one
-        outcome = self.sequences.observe((context.exporter, context.domain), context.sequence, 1,
-                                         uptime_ms=context.uptime_ms, records=records)
+        outcome = self.sequences.observe(
+            (context.exporter, context.domain),
+            context.sequence,
+            1,
+            uptime_ms=context.uptime_ms,
+            records=records,
+        )
         outcome.add_to(result.stats)

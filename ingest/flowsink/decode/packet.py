@@ -51,10 +51,31 @@ class PacketInfo:
     """
 
     FIELDS = (
-        "dst_mac", "dst_port", "ethertype", "fragment_offset", "icmp_code", "icmp_type", "ip_dst", "ip_flags",
-        "ip_id", "ip_src", "ip_total_length", "ip_version", "ipv6_extensions", "ipv6_flow_label", "mpls_labels",
-        "protocol", "src_mac", "src_port", "tcp_flags", "tos", "truncated", "ttl", "udp_length",
-        "vlan_priorities", "vlans",
+        "dst_mac",
+        "dst_port",
+        "ethertype",
+        "fragment_offset",
+        "icmp_code",
+        "icmp_type",
+        "ip_dst",
+        "ip_flags",
+        "ip_id",
+        "ip_src",
+        "ip_total_length",
+        "ip_version",
+        "ipv6_extensions",
+        "ipv6_flow_label",
+        "mpls_labels",
+        "protocol",
+        "src_mac",
+        "src_port",
+        "tcp_flags",
+        "tos",
+        "truncated",
+        "ttl",
+        "udp_length",
+        "vlan_priorities",
+        "vlans",
     )
     src_mac: bytes | None = None
     dst_mac: bytes | None = None
@@ -187,7 +208,9 @@ def parse_ipv4(data: bytes, offset: int, info: PacketInfo) -> None:
     if len(data) < offset + 20:
         info.truncated = True
         return
-    (ver_ihl, tos, total_length, ip_id, flags_frag, ttl, proto, _csum, src, dst) = _IPV4.unpack_from(data, offset)
+    (ver_ihl, tos, total_length, ip_id, flags_frag, ttl, proto, _csum, src, dst) = _IPV4.unpack_from(
+        data, offset
+    )
     if ver_ihl >> 4 != 4:
         info.truncated = True
         return

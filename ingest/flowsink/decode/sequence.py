@@ -49,10 +49,10 @@ class SequenceOutcome:
 
 @dataclass(slots=True)
 class _Stream:
-    head: int                                  # next expected sequence number (modulo)
+    head: int  # next expected sequence number (modulo)
     uptime_ms: int | None
-    holes: list[list[int]] = field(default_factory=list)   # open [start, length] ranges, oldest first
-    opened: list[float] = field(default_factory=list)      # monotonic time each hole was opened
+    holes: list[list[int]] = field(default_factory=list)  # open [start, length] ranges, oldest first
+    opened: list[float] = field(default_factory=list)  # monotonic time each hole was opened
     records_per_unit: float = 1.0
 
 
@@ -66,7 +66,12 @@ class SequenceTracker:
         self.streams: OrderedDict[Hashable, _Stream] = OrderedDict()
 
     def observe(
-        self, stream: Hashable, sequence: int, count: int, uptime_ms: int | None = None, records: int | None = None
+        self,
+        stream: Hashable,
+        sequence: int,
+        count: int,
+        uptime_ms: int | None = None,
+        records: int | None = None,
     ) -> SequenceOutcome:
         """Account for one export of ``count`` units starting at ``sequence``.
 
@@ -83,7 +88,9 @@ class SequenceTracker:
         self.streams.move_to_end(stream)
         if records is not None and count > 0:
             state.records_per_unit += (records / count - state.records_per_unit) * 0.1
-        restarted = uptime_ms is not None and state.uptime_ms is not None and uptime_ms + 1000 < state.uptime_ms
+        restarted = (
+            uptime_ms is not None and state.uptime_ms is not None and uptime_ms + 1000 < state.uptime_ms
+        )
         ahead = (sequence - state.head) % modulus
         behind = (state.head - sequence) % modulus
         if not restarted and behind and behind <= ahead:
@@ -100,7 +107,7 @@ class SequenceTracker:
             self._start(stream, sequence, count, uptime_ms, records)
             return outcome
         if ahead:
-            state.holes.append([state.head, ahead])   # [start, length]
+            state.holes.append([state.head, ahead])  # [start, length]
             state.opened.append(time.monotonic())
         state.head = (sequence + count) % modulus
         state.uptime_ms = uptime_ms
@@ -111,9 +118,13 @@ class SequenceTracker:
         """Drop a stream's state (its next export starts afresh): used when an export's count is unknown."""
         self.streams.pop(stream, None)
 
-    def _start(self, stream: Hashable, sequence: int, count: int, uptime_ms: int | None, records: int | None) -> None:
+    def _start(
+        self, stream: Hashable, sequence: int, count: int, uptime_ms: int | None, records: int | None
+    ) -> None:
         per_unit = records / count if records and count else 1.0
-        self.streams[stream] = _Stream((sequence + count) % self.modulus, uptime_ms, records_per_unit=per_unit)
+        self.streams[stream] = _Stream(
+            (sequence + count) % self.modulus, uptime_ms, records_per_unit=per_unit
+        )
         self.streams.move_to_end(stream)
         while len(self.streams) > self.max_streams:
             self.streams.popitem(last=False)
@@ -131,8 +142,8 @@ class SequenceTracker:
                     pieces.append([start, offset])
                 if offset + covered < length:
                     pieces.append([(start + offset + covered) % modulus, length - offset - covered])
-                state.holes[index:index + 1] = pieces
-                state.opened[index:index + 1] = [state.opened[index]] * len(pieces)
+                state.holes[index : index + 1] = pieces
+                state.opened[index : index + 1] = [state.opened[index]] * len(pieces)
                 return
         outcome.duplicates += 1
 
@@ -159,7 +170,9 @@ class SequenceTracker:
         outcome.lost += length
         outcome.lost_records += round(length * state.records_per_unit)
 
-    def close_stale(self, max_age_s: float, now: float | None = None) -> list[tuple[Hashable, SequenceOutcome]]:
+    def close_stale(
+        self, max_age_s: float, now: float | None = None
+    ) -> list[tuple[Hashable, SequenceOutcome]]:
         """Count holes open longer than ``max_age_s`` as lost; returns ``(stream, outcome)`` per stream that had any."""
         deadline = (time.monotonic() if now is None else now) - max_age_s
         closed = []
@@ -167,7 +180,7 @@ class SequenceTracker:
             if not state.opened or state.opened[0] > deadline:
                 continue
             outcome = SequenceOutcome()
-            while state.opened and state.opened[0] <= deadline:   # opened in order: oldest first
+            while state.opened and state.opened[0] <= deadline:  # opened in order: oldest first
                 state.opened.pop(0)
                 self._count(state, state.holes.pop(0)[1], outcome)
             closed.append((stream, outcome))

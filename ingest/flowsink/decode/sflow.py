@@ -86,7 +86,8 @@ def _load_extension() -> Any:
     if getattr(_fast_sflow, "INTERFACE_VERSION", None) != EXTENSION_INTERFACE_VERSION:
         logging.getLogger(__name__).warning(
             "flowsink.decode._fast_sflow is a build of another version (rebuild with `pip install -e .`); "
-            "decoding sFlow in pure Python")
+            "decoding sFlow in pure Python"
+        )
         return None
     _fast_sflow.configure(FAST.community_digest)
     return _fast_sflow
@@ -107,7 +108,15 @@ class Datagram:
     """The datagram header every sample of it shares, plus what the normaliser derives from it once."""
 
     __slots__ = (
-        "agent", "arrival_ns", "exporter", "fields", "id_prefix", "sequence", "sub_agent", "tag", "timestamp",
+        "agent",
+        "arrival_ns",
+        "exporter",
+        "fields",
+        "id_prefix",
+        "sequence",
+        "sub_agent",
+        "tag",
+        "timestamp",
         "uptime",
     )
 
@@ -210,7 +219,9 @@ class SflowDecoder:
         if outcome.reordered:
             stats["sequence_reordered"] += outcome.reordered
         if count > MAX_SAMPLES_PER_DATAGRAM:
-            raise SflowError("too_many_samples", f"{count} samples declared (limit {MAX_SAMPLES_PER_DATAGRAM})")
+            raise SflowError(
+                "too_many_samples", f"{count} samples declared (limit {MAX_SAMPLES_PER_DATAGRAM})"
+            )
         # consecutive sample sequence numbers per source, observed once per run at the end (a datagram
         # usually carries a run of samples from each source: one tracker call instead of one per sample)
         runs: dict[tuple[Any, ...], list[int]] = {}
@@ -220,7 +231,12 @@ class SflowDecoder:
             self._track_runs((*agent_key, self._generations.get(agent_key, 0)), runs, stats)
 
     def _samples(
-        self, data: bytes, offset: int, count: int, datagram: Datagram, result: DecodeResult,
+        self,
+        data: bytes,
+        offset: int,
+        count: int,
+        datagram: Datagram,
+        result: DecodeResult,
         runs: dict[tuple[Any, ...], list[int]],
     ) -> None:
         end = len(data)
@@ -243,8 +259,20 @@ class SflowDecoder:
                         _encode_documents(encode, documents, held, bulk)
                     # the run of common flow samples from here, in C; it stops at one the code below decodes
                     offset, index, built, counters = c_samples(
-                        data, datagram.timestamp, datagram.id_prefix, datagram.tag, datagram.agent, datagram.fields,
-                        renormalize, offset, index, count, documents, runs, *bulk)
+                        data,
+                        datagram.timestamp,
+                        datagram.id_prefix,
+                        datagram.tag,
+                        datagram.agent,
+                        datagram.fields,
+                        renormalize,
+                        offset,
+                        index,
+                        count,
+                        documents,
+                        runs,
+                        *bulk,
+                    )
                     flows += built
                     if counters:  # the usual counter sample too, written as bulk lines
                         stats["records.sflow_counter_sample"] += counters
@@ -256,7 +284,9 @@ class SflowDecoder:
                 offset += 8
                 sample_end = offset + length
                 if sample_end > end:
-                    raise SflowError("truncated", f"sample {index} claims {length} bytes, {end - offset} remain")
+                    raise SflowError(
+                        "truncated", f"sample {index} claims {length} bytes, {end - offset} remain"
+                    )
                 # what C refused the Python fast path refuses too: straight to the general path then
                 python_fast = data_format == SAMPLE_FLOW and fast and c_samples is None
                 common = _common_flow_sample(data, offset, sample_end) if python_fast else None
@@ -284,8 +314,15 @@ class SflowDecoder:
             stats["sflow_trailing_bytes"] += end - offset
 
     def _other_sample(
-        self, data: bytes, start: int, end: int, data_format: int, datagram: Datagram, index: int,
-        result: DecodeResult, runs: dict[tuple[Any, ...], list[int]],
+        self,
+        data: bytes,
+        start: int,
+        end: int,
+        data_format: int,
+        datagram: Datagram,
+        index: int,
+        result: DecodeResult,
+        runs: dict[tuple[Any, ...], list[int]],
     ) -> None:
         stats = result.stats
         if data_format in (SAMPLE_COUNTERS, SAMPLE_COUNTERS_EXPANDED):
@@ -303,7 +340,9 @@ class SflowDecoder:
         else:  # another enterprise's sample, or a format after v5: skipped by its length
             stats["sflow_unknown_samples"] += 1
 
-    def _track_runs(self, prefix: tuple[Any, ...], runs: dict[tuple[Any, ...], list[int]], stats: Any) -> None:
+    def _track_runs(
+        self, prefix: tuple[Any, ...], runs: dict[tuple[Any, ...], list[int]], stats: Any
+    ) -> None:
         """Observe each source's run of sample sequence numbers; ``prefix``: exporter, agent, sub-agent, and
         how many times that agent restarted (a restart starts new sample streams)."""
         observe = self._sample_sequences.observe
@@ -379,7 +418,10 @@ class SflowDecoder:
 
 
 def _encode_documents(
-    encode: Callable[..., int], documents: list[dict[str, Any]], held: list[dict[str, Any]], bulk: tuple[Any, ...]
+    encode: Callable[..., int],
+    documents: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+    bulk: tuple[Any, ...],
 ) -> None:
     """The documents decoded in Python so far as bulk lines, written in C; those it cannot write as orjson would
     (a float) move to ``held``, never tried twice, for the facade's ``flowsink.bulk`` reference."""
@@ -390,7 +432,9 @@ def _encode_documents(
 
 
 def _extend_run(runs: dict[tuple[Any, ...], list[int]], kind: str, sample: dict[str, Any]) -> None:
-    _extend_run_of(runs, (kind, sample["source_id_type"], sample["source_id_index"]), sample["sample_sequence"])
+    _extend_run_of(
+        runs, (kind, sample["source_id_type"], sample["source_id_index"]), sample["sample_sequence"]
+    )
 
 
 def _extend_run_of(runs: dict[tuple[Any, ...], list[int]], source: tuple[Any, ...], sequence: int) -> None:
@@ -453,7 +497,9 @@ def _common_flow_sample(data: bytes, start: int, end: int) -> tuple[Any, ...] | 
     if ethertype == 0x0800:
         if at + 20 > header_end:
             return None
-        ver_ihl, tos, total_length, ip_id, flags_fragment, ttl, proto, _, src, dst = _IPV4_HEADER.unpack_from(data, at)
+        ver_ihl, tos, total_length, ip_id, flags_fragment, ttl, proto, _, src, dst = _IPV4_HEADER.unpack_from(
+            data, at
+        )
         if ver_ihl != 0x45 or flags_fragment & 0x1FFF:
             return None
         extra = (ip_id, flags_fragment >> 13)
@@ -480,9 +526,33 @@ def _common_flow_sample(data: bytes, start: int, end: int) -> tuple[Any, ...] | 
         tcp_flags = None
     else:
         return None
-    return (seq, source, rate, pool, drops, input_if, output_if, frame_length, stripped, header_length, switch,
-            src_mac, dst_mac, vlan, ethertype, tos, ttl, total_length, extra, proto, src, dst, src_port, dst_port,
-            tcp_flags)
+    return (
+        seq,
+        source,
+        rate,
+        pool,
+        drops,
+        input_if,
+        output_if,
+        frame_length,
+        stripped,
+        header_length,
+        switch,
+        src_mac,
+        dst_mac,
+        vlan,
+        ethertype,
+        tos,
+        ttl,
+        total_length,
+        extra,
+        proto,
+        src,
+        dst,
+        src_port,
+        dst_port,
+        tcp_flags,
+    )
 
 
 # --- datagram and sample headers ------------------------------------------------------------------------------
@@ -540,8 +610,19 @@ def _flow_sample_header(data: bytes, start: int, end: int, fmt: int) -> tuple[di
     else:
         if start + 44 > end:
             raise SflowError("truncated", "expanded flow sample header runs past the sample's end")
-        (seq, source_type, source_index, rate, pool, drops, input_format, input_value, output_format,
-         output_value, count) = _FLOW_SAMPLE_EXPANDED.unpack_from(data, start)
+        (
+            seq,
+            source_type,
+            source_index,
+            rate,
+            pool,
+            drops,
+            input_format,
+            input_value,
+            output_format,
+            output_value,
+            count,
+        ) = _FLOW_SAMPLE_EXPANDED.unpack_from(data, start)
         offset = start + 44
     sample: dict[str, Any] = {
         "sample_sequence": seq,
@@ -809,42 +890,124 @@ def _flow_function(data: bytes, start: int, end: int, sample: dict[str, Any]) ->
 # --- counter records: each fills one group of the sample dict ---------------------------------------------------
 
 _IF_COUNTER_NAMES = (
-    "if_index", "if_type", "if_speed", "if_direction", "if_status", "if_in_octets", "if_in_ucast_pkts",
-    "if_in_multicast_pkts", "if_in_broadcast_pkts", "if_in_discards", "if_in_errors", "if_in_unknown_protos",
-    "if_out_octets", "if_out_ucast_pkts", "if_out_multicast_pkts", "if_out_broadcast_pkts", "if_out_discards",
-    "if_out_errors", "if_promiscuous_mode",
+    "if_index",
+    "if_type",
+    "if_speed",
+    "if_direction",
+    "if_status",
+    "if_in_octets",
+    "if_in_ucast_pkts",
+    "if_in_multicast_pkts",
+    "if_in_broadcast_pkts",
+    "if_in_discards",
+    "if_in_errors",
+    "if_in_unknown_protos",
+    "if_out_octets",
+    "if_out_ucast_pkts",
+    "if_out_multicast_pkts",
+    "if_out_broadcast_pkts",
+    "if_out_discards",
+    "if_out_errors",
+    "if_promiscuous_mode",
 )
 _ETH_COUNTER_NAMES = (
-    "alignment_errors", "fcs_errors", "single_collision_frames", "multiple_collision_frames", "sqe_test_errors",
-    "deferred_transmissions", "late_collisions", "excessive_collisions", "internal_mac_transmit_errors",
-    "carrier_sense_errors", "frame_too_longs", "internal_mac_receive_errors", "symbol_errors",
+    "alignment_errors",
+    "fcs_errors",
+    "single_collision_frames",
+    "multiple_collision_frames",
+    "sqe_test_errors",
+    "deferred_transmissions",
+    "late_collisions",
+    "excessive_collisions",
+    "internal_mac_transmit_errors",
+    "carrier_sense_errors",
+    "frame_too_longs",
+    "internal_mac_receive_errors",
+    "symbol_errors",
 )
 _TOKEN_RING_COUNTER_NAMES = (
-    "line_errors", "burst_errors", "ac_errors", "abort_trans_errors", "internal_errors", "lost_frame_errors",
-    "receive_congestions", "frame_copied_errors", "token_errors", "soft_errors", "hard_errors", "signal_loss",
-    "transmit_beacons", "recoverys", "lobe_wires", "removes", "singles", "freq_errors",
+    "line_errors",
+    "burst_errors",
+    "ac_errors",
+    "abort_trans_errors",
+    "internal_errors",
+    "lost_frame_errors",
+    "receive_congestions",
+    "frame_copied_errors",
+    "token_errors",
+    "soft_errors",
+    "hard_errors",
+    "signal_loss",
+    "transmit_beacons",
+    "recoverys",
+    "lobe_wires",
+    "removes",
+    "singles",
+    "freq_errors",
 )
 _VG_COUNTER_NAMES = (
-    "in_high_priority_frames", "in_high_priority_octets", "in_norm_priority_frames", "in_norm_priority_octets",
-    "in_ipm_errors", "in_oversize_frame_errors", "in_data_errors", "in_null_addressed_frames",
-    "out_high_priority_frames", "out_high_priority_octets", "transition_into_trainings", "hc_in_high_priority_octets",
-    "hc_in_norm_priority_octets", "hc_out_high_priority_octets",
+    "in_high_priority_frames",
+    "in_high_priority_octets",
+    "in_norm_priority_frames",
+    "in_norm_priority_octets",
+    "in_ipm_errors",
+    "in_oversize_frame_errors",
+    "in_data_errors",
+    "in_null_addressed_frames",
+    "out_high_priority_frames",
+    "out_high_priority_octets",
+    "transition_into_trainings",
+    "hc_in_high_priority_octets",
+    "hc_in_norm_priority_octets",
+    "hc_out_high_priority_octets",
 )
 _VG = struct.Struct("!IQIQIIIIIQIQQQ")
 _VLAN_COUNTER_NAMES = ("vlan_id", "octets", "ucast_pkts", "multicast_pkts", "broadcast_pkts", "discards")
 _LAG_COUNTER_NAMES = (
-    "lacpdus_rx", "marker_pdus_rx", "marker_response_pdus_rx", "unknown_rx", "illegal_rx", "lacpdus_tx",
-    "marker_pdus_tx", "marker_response_pdus_tx",
+    "lacpdus_rx",
+    "marker_pdus_rx",
+    "marker_response_pdus_rx",
+    "unknown_rx",
+    "illegal_rx",
+    "lacpdus_tx",
+    "marker_pdus_tx",
+    "marker_response_pdus_tx",
 )
 _PROCESSOR_NAMES = ("cpu_5s_percent", "cpu_1m_percent", "cpu_5m_percent", "total_memory", "free_memory")
 _HOST_CPU_NAMES = (
-    "load_one", "load_five", "load_fifteen", "proc_run", "proc_total", "cpu_num", "cpu_speed", "uptime",
-    "cpu_user", "cpu_nice", "cpu_system", "cpu_idle", "cpu_wio", "cpu_intr", "cpu_sintr", "interrupts",
-    "contexts", "cpu_steal", "cpu_guest", "cpu_guest_nice",
+    "load_one",
+    "load_five",
+    "load_fifteen",
+    "proc_run",
+    "proc_total",
+    "cpu_num",
+    "cpu_speed",
+    "uptime",
+    "cpu_user",
+    "cpu_nice",
+    "cpu_system",
+    "cpu_idle",
+    "cpu_wio",
+    "cpu_intr",
+    "cpu_sintr",
+    "interrupts",
+    "contexts",
+    "cpu_steal",
+    "cpu_guest",
+    "cpu_guest_nice",
 )
 _HOST_MEMORY_NAMES = (
-    "mem_total", "mem_free", "mem_shared", "mem_buffers", "mem_cached", "swap_total", "swap_free", "page_in",
-    "page_out", "swap_in", "swap_out",
+    "mem_total",
+    "mem_free",
+    "mem_shared",
+    "mem_buffers",
+    "mem_cached",
+    "swap_total",
+    "swap_free",
+    "page_in",
+    "page_out",
+    "swap_in",
+    "swap_out",
 )
 _HOST_MEMORY = struct.Struct("!QQQQQQQIIII")
 _HOST_CPU = struct.Struct("!3f17I")
@@ -902,7 +1065,9 @@ def _counters_lag(data: bytes, start: int, end: int, sample: dict[str, Any]) -> 
 
 
 def _counters_processor(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
-    sample["processor"] = _fixed_counters(data, start, end, _PROCESSOR_COUNTERS, _PROCESSOR_NAMES, "processor")
+    sample["processor"] = _fixed_counters(
+        data, start, end, _PROCESSOR_COUNTERS, _PROCESSOR_NAMES, "processor"
+    )
 
 
 def _counters_port_name(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:

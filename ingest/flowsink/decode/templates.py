@@ -30,19 +30,35 @@ CACHE_FORMAT_VERSION = 1
 
 # Time elements, converted to epoch milliseconds by the normaliser: name -> unit
 TIME_UNITS = {
-    "dateTimeSeconds": "s", "dateTimeMilliseconds": "ms", "dateTimeMicroseconds": "ntp", "dateTimeNanoseconds": "ntp",
+    "dateTimeSeconds": "s",
+    "dateTimeMilliseconds": "ms",
+    "dateTimeMicroseconds": "ntp",
+    "dateTimeNanoseconds": "ntp",
 }
 
 # elements that carry a sampling rate inside a flow record itself (instead of in options data)
-SAMPLING_FIELDS = frozenset({
-    "sampling_interval", "sampler_random_interval", "sampling_flow_interval", "sampling_packet_interval",
-    "sampling_population", "sampling_probability",
-})
+SAMPLING_FIELDS = frozenset(
+    {
+        "sampling_interval",
+        "sampler_random_interval",
+        "sampling_flow_interval",
+        "sampling_packet_interval",
+        "sampling_population",
+        "sampling_probability",
+    }
+)
 
 _FIXED_CODES = {
-    ("unsigned", 1): "B", ("unsigned", 2): "H", ("unsigned", 4): "I", ("unsigned", 8): "Q",
-    ("signed", 1): "b", ("signed", 2): "h", ("signed", 4): "i", ("signed", 8): "q",
-    ("float", 4): "f", ("float", 8): "d",
+    ("unsigned", 1): "B",
+    ("unsigned", 2): "H",
+    ("unsigned", 4): "I",
+    ("unsigned", 8): "Q",
+    ("signed", 1): "b",
+    ("signed", 2): "h",
+    ("signed", 4): "i",
+    ("signed", 8): "q",
+    ("float", 4): "f",
+    ("float", 8): "d",
 }
 
 
@@ -130,8 +146,21 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
 
 
 # value kinds of flowsink.decode._fast.fixed_records (the numbering of its C enum)
-(KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT32, KIND_FLOAT64, KIND_IPV4, KIND_IPV6, KIND_MAC, KIND_STRING,
- KIND_BOOLEAN, KIND_HEX, KIND_UNSIGNED_ANY, KIND_SIGNED_ANY, KIND_FLOAT_ANY) = range(13)
+(
+    KIND_UNSIGNED,
+    KIND_SIGNED,
+    KIND_FLOAT32,
+    KIND_FLOAT64,
+    KIND_IPV4,
+    KIND_IPV6,
+    KIND_MAC,
+    KIND_STRING,
+    KIND_BOOLEAN,
+    KIND_HEX,
+    KIND_UNSIGNED_ANY,
+    KIND_SIGNED_ANY,
+    KIND_FLOAT_ANY,
+) = range(13)
 
 
 # field roles in a bulk layout (Template.compile_bulk_layout), bits as _fast.c's ROLE_*
@@ -176,13 +205,33 @@ class Template:
     """A compiled template: field names, record length, and a record decoder specialised to its layout."""
 
     __slots__ = (
-        "_converters", "_empty", "_fixed_decoder", "_layout", "_struct", "_variable_layout", "bulk_layout", "fields", "has_sampling_fields", "is_options", "last_seen_ns", "names", "netflow_v9",
-        "record_length", "scope_count", "template_id", "time_fields",
+        "_converters",
+        "_empty",
+        "_fixed_decoder",
+        "_layout",
+        "_struct",
+        "_variable_layout",
+        "bulk_layout",
+        "fields",
+        "has_sampling_fields",
+        "is_options",
+        "last_seen_ns",
+        "names",
+        "netflow_v9",
+        "record_length",
+        "scope_count",
+        "template_id",
+        "time_fields",
     )
 
     def __init__(
-        self, template_id: int, fields: Iterable[FieldSpec], scope_count: int = 0, is_options: bool = False,
-        netflow_v9: bool = False, last_seen_ns: int = 0,
+        self,
+        template_id: int,
+        fields: Iterable[FieldSpec],
+        scope_count: int = 0,
+        is_options: bool = False,
+        netflow_v9: bool = False,
+        last_seen_ns: int = 0,
     ) -> None:
         self.template_id = template_id
         self.fields = tuple(fields)
@@ -240,14 +289,17 @@ class Template:
         else:
             self._struct = struct.Struct("".join(codes))
             self.record_length = self._struct.size
-        self._layout: tuple[tuple[str, int, int, int], ...] | None = None   # C extension's, on first use
-        self.bulk_layout: tuple[tuple[str, int, int, int, int, bytes], ...] | None = None   # compile_bulk_layout
+        self._layout: tuple[tuple[str, int, int, int], ...] | None = None  # C extension's, on first use
+        self.bulk_layout: tuple[tuple[str, int, int, int, int, bytes], ...] | None = (
+            None  # compile_bulk_layout
+        )
         self._variable_layout: tuple[tuple[str, int, int], ...] | None = None
-        self._fixed_decoder = None   # generated on first use: a flood of templates costs no compiling
+        self._fixed_decoder = None  # generated on first use: a flood of templates costs no compiling
         # variable-length walks need a converter for every field
         if variable:
             self._converters = tuple(
-                (i, converter_for(self._field_name(i, spec)[1], spec.length)) for i, spec in enumerate(self.fields)
+                (i, converter_for(self._field_name(i, spec)[1], spec.length))
+                for i, spec in enumerate(self.fields)
             )
 
     @property
@@ -283,7 +335,7 @@ class Template:
             layout = self._layout or self._c_layout()
             return FAST.fixed_records(data, start, count, length, layout)
         build = self._fixed_decoder or self._specialise()
-        return build(self._struct.iter_unpack(memoryview(data)[start:start + count * length]))
+        return build(self._struct.iter_unpack(memoryview(data)[start : start + count * length]))
 
     def _c_layout(self) -> tuple[tuple[str, int, int, int], ...]:
         """(name, offset, length, kind) of every field the records carry (0-length ones carry nothing)."""
@@ -298,18 +350,27 @@ class Template:
         return self._layout
 
     def compile_bulk_layout(
-        self, needed: frozenset[str], relative: frozenset[str],
+        self,
+        needed: frozenset[str],
+        relative: frozenset[str],
     ) -> tuple[tuple[str, int, int, int, int, bytes], ...]:
         """The C bulk writer's layout of a fixed-length template: ``_c_layout``'s fields, each one's role (BULK_*
         bits: the ECS values are computed from it (``needed``: it is read into a dict for them), it is a dateTime
         element, it is one of ``relative``, the elements relative times come from) and its ``"name":`` text."""
         timed = {name for name, _ in self.time_fields}
         self.bulk_layout = tuple(
-            (name, offset, length, kind,
-             (BULK_NEEDED if name in needed else 0) | (BULK_TIMED if name in timed else 0)
-             | (BULK_RELATIVE if name in relative else 0),
-             orjson.dumps(name) + b":")
-            for name, offset, length, kind in (self._layout or self._c_layout()))
+            (
+                name,
+                offset,
+                length,
+                kind,
+                (BULK_NEEDED if name in needed else 0)
+                | (BULK_TIMED if name in timed else 0)
+                | (BULK_RELATIVE if name in relative else 0),
+                orjson.dumps(name) + b":",
+            )
+            for name, offset, length, kind in (self._layout or self._c_layout())
+        )
         return self.bulk_layout
 
     def _specialise(self) -> Callable[[Iterable[tuple[Any, ...]]], list[dict[str, Any]]]:
@@ -357,17 +418,22 @@ class Template:
 
     def _decode_variable(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
         minimum = max(self.min_record_length, 1)
-        if FAST is not None:   # the same walk in C (tests/test_decode_fast.py)
+        if FAST is not None:  # the same walk in C (tests/test_decode_fast.py)
             if self._variable_layout is None:
                 self._variable_layout = tuple(
-                    (self.names[i], -1 if spec.length == VARIABLE_LENGTH else spec.length,
-                     c_kind(self._field_name(i, spec)[1], spec.length))
+                    (
+                        self.names[i],
+                        -1 if spec.length == VARIABLE_LENGTH else spec.length,
+                        c_kind(self._field_name(i, spec)[1], spec.length),
+                    )
                     for i, spec in enumerate(self.fields)
                 )
             return FAST.variable_records(data, start, end, minimum, self._variable_layout)
         return self._decode_variable_python(data, start, end)
 
-    def _decode_variable_python(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
+    def _decode_variable_python(
+        self, data: bytes, start: int, end: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
         records = []
         fields = self.fields
         names = self.names
@@ -390,7 +456,7 @@ class Template:
                         offset += 2
                 if offset + length > end:
                     return records, "truncated_record"
-                record[names[index]] = convert(bytes(data[offset:offset + length]))
+                record[names[index]] = convert(bytes(data[offset : offset + length]))
                 offset += length
             records.append(record)
         return records, None
@@ -408,13 +474,13 @@ class Template:
 class ExporterOptions:
     """What options data told us about one (exporter, domain): sampling rates and interface names."""
 
-    sampling: dict[int | None, int] = field(default_factory=dict)   # sampler/selector id (None: all) -> rate
-    interfaces: dict[int, str] = field(default_factory=dict)        # ifIndex -> name
-    system_init_ms: int | None = None                               # IPFIX systemInitTimeMilliseconds
+    sampling: dict[int | None, int] = field(default_factory=dict)  # sampler/selector id (None: all) -> rate
+    interfaces: dict[int, str] = field(default_factory=dict)  # ifIndex -> name
+    system_init_ms: int | None = None  # IPFIX systemInitTimeMilliseconds
     last_seen_ns: int = 0
 
 
-StateKey = tuple[str, str, int]   # (protocol, exporter address, source id / observation domain)
+StateKey = tuple[str, str, int]  # (protocol, exporter address, source id / observation domain)
 
 
 class TemplateStore:
@@ -489,8 +555,11 @@ class TemplateStore:
                 dropped += 1
             if not domain:
                 del self.templates[key]
-        for key in [k for k, state in self.options.items()
-                    if state.last_seen_ns < cutoff and (protocol is None or k[0] == protocol)]:
+        for key in [
+            k
+            for k, state in self.options.items()
+            if state.last_seen_ns < cutoff and (protocol is None or k[0] == protocol)
+        ]:
             del self.options[key]
         return dropped
 
@@ -506,16 +575,27 @@ class TemplateStore:
         for (protocol, exporter, domain_id), domain in self.templates.items():
             for template in domain.values():
                 entry = template.to_json()
-                entry.update(protocol=protocol, exporter=exporter, domain=domain_id, last_seen_ns=template.last_seen_ns)
+                entry.update(
+                    protocol=protocol, exporter=exporter, domain=domain_id, last_seen_ns=template.last_seen_ns
+                )
                 entries.append(entry)
         options = [
-            {"protocol": p, "exporter": e, "domain": d, "last_seen_ns": state.last_seen_ns,
-             "sampling": [[sid, rate] for sid, rate in state.sampling.items()],
-             "interfaces": [[index, name] for index, name in state.interfaces.items()]}
+            {
+                "protocol": p,
+                "exporter": e,
+                "domain": d,
+                "last_seen_ns": state.last_seen_ns,
+                "sampling": [[sid, rate] for sid, rate in state.sampling.items()],
+                "interfaces": [[index, name] for index, name in state.interfaces.items()],
+            }
             for (p, e, d), state in self.options.items()
         ]
-        document = {"version": CACHE_FORMAT_VERSION, "saved_ns": now_ns or time.time_ns(),
-                    "templates": entries, "options": options}
+        document = {
+            "version": CACHE_FORMAT_VERSION,
+            "saved_ns": now_ns or time.time_ns(),
+            "templates": entries,
+            "options": options,
+        }
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         fd, temp_path = tempfile.mkstemp(prefix=".templates-", dir=directory)
@@ -556,8 +636,12 @@ class TemplateStore:
                 if entry["last_seen_ns"] < cutoff:
                     continue
                 template = Template(
-                    entry["template_id"], (FieldSpec(*spec) for spec in entry["fields"]), entry["scope_count"],
-                    entry["is_options"], entry["protocol"] == "netflow_v9", entry["last_seen_ns"],
+                    entry["template_id"],
+                    (FieldSpec(*spec) for spec in entry["fields"]),
+                    entry["scope_count"],
+                    entry["is_options"],
+                    entry["protocol"] == "netflow_v9",
+                    entry["last_seen_ns"],
                 )
                 self.add((entry["protocol"], entry["exporter"], entry["domain"]), template)
                 loaded += 1
@@ -579,8 +663,8 @@ class HeldSet:
 
     template_id: int
     payload: bytes
-    context: Any          # the datagram's header context (exporter, times, sequence ...)
-    set_index: int        # position of the set in its datagram (for deterministic document ids)
+    context: Any  # the datagram's header context (exporter, times, sequence ...)
+    set_index: int  # position of the set in its datagram (for deterministic document ids)
     arrival_ns: int
 
 

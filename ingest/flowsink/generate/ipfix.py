@@ -73,9 +73,17 @@ class IpfixEncoder:
     protocol = "ipfix"
     header_size = HEADER.size
 
-    def __init__(self, observation_domain: int, *, template_refresh_ms: int = 10_000, options: bool = True,
-                 extras: bool = True, sampling_interval: int = 1, max_datagram_bytes: int = 1400,
-                 max_records: int = 1000):
+    def __init__(
+        self,
+        observation_domain: int,
+        *,
+        template_refresh_ms: int = 10_000,
+        options: bool = True,
+        extras: bool = True,
+        sampling_interval: int = 1,
+        max_datagram_bytes: int = 1400,
+        max_records: int = 1000,
+    ):
         self.observation_domain = observation_domain
         self.template_clock = TemplateClock(template_refresh_ms)
         self.options = options
@@ -83,7 +91,9 @@ class IpfixEncoder:
         self.sampling_interval = sampling_interval
         self.max_datagram_bytes = max_datagram_bytes
         self.max_records = max_records
-        self.sequence = 0   # data records sent before this message, options data included (RFC 7011 section 3.1)
+        self.sequence = (
+            0  # data records sent before this message, options data included (RFC 7011 section 3.1)
+        )
         self.options_records = 0
 
     def _flow_fields(self, version: int) -> list[tuple[int, int, int | None]]:
@@ -94,19 +104,27 @@ class IpfixEncoder:
         """Template set, options template set and options data; returns the sets and the data records among them."""
         templates = b"".join(
             struct.pack("!HH", template_id, len(fields)) + _field_specifiers(fields)
-            for template_id, fields in ((TEMPLATE_V4, self._flow_fields(4)), (TEMPLATE_V6, self._flow_fields(6)))
+            for template_id, fields in (
+                (TEMPLATE_V4, self._flow_fields(4)),
+                (TEMPLATE_V6, self._flow_fields(6)),
+            )
         )
         sets = [_set(2, templates)]
         if not self.options:
             return sets, 0
         options = b"".join(
-            struct.pack("!HHH", template_id, len(scope) + len(fields), len(scope)) + _field_specifiers(scope + fields)
-            for template_id, scope, fields in ((TEMPLATE_IFNAME, IFNAME_SCOPE, IFNAME_FIELDS),
-                                               (TEMPLATE_SAMPLING, SAMPLING_SCOPE, SAMPLING_FIELDS))
+            struct.pack("!HHH", template_id, len(scope) + len(fields), len(scope))
+            + _field_specifiers(scope + fields)
+            for template_id, scope, fields in (
+                (TEMPLATE_IFNAME, IFNAME_SCOPE, IFNAME_FIELDS),
+                (TEMPLATE_SAMPLING, SAMPLING_SCOPE, SAMPLING_FIELDS),
+            )
         )
         sets.append(_set(3, options))
-        names = b"".join(struct.pack("!I", i) + varlen(interface_name(i).encode())
-                         + varlen(f"uplink {i} to core".encode()) for i in INTERFACES)
+        names = b"".join(
+            struct.pack("!I", i) + varlen(interface_name(i).encode()) + varlen(f"uplink {i} to core".encode())
+            for i in INTERFACES
+        )
         sets.append(_set(TEMPLATE_IFNAME, names))
         sets.append(_set(TEMPLATE_SAMPLING, struct.pack("!IIB", 1, self.sampling_interval, 1)))
         data_records = len(INTERFACES) + 1
@@ -115,13 +133,29 @@ class IpfixEncoder:
 
     def _encode_flow(self, flow: Flow) -> bytes:
         fixed = FIXED_V4 if flow.ip_version == 4 else FIXED_V6
-        record = fixed.pack(flow.bytes, flow.packets, flow.protocol, flow.tos, flow.tcp_flags, flow.src_port,
-                            flow.src_raw, flow.in_if, flow.dst_port, flow.dst_raw, flow.out_if, flow.start_ms,
-                            flow.end_ms)
+        record = fixed.pack(
+            flow.bytes,
+            flow.packets,
+            flow.protocol,
+            flow.tos,
+            flow.tcp_flags,
+            flow.src_port,
+            flow.src_raw,
+            flow.in_if,
+            flow.dst_port,
+            flow.dst_raw,
+            flow.out_if,
+            flow.start_ms,
+            flow.end_ms,
+        )
         if not self.extras:
             return record
-        return (record + varlen(flow.app_name.encode()) + varlen(site_tag(flow).encode())
-                + struct.pack("!I", tenant_id(flow)))
+        return (
+            record
+            + varlen(flow.app_name.encode())
+            + varlen(site_tag(flow).encode())
+            + struct.pack("!I", tenant_id(flow))
+        )
 
     def _record_size(self, flow: Flow) -> int:
         size = FIXED_V4.size if flow.ip_version == 4 else FIXED_V6.size
@@ -136,13 +170,18 @@ class IpfixEncoder:
         if self.template_clock.due(now_ms):
             sets, options_data = self._template_sets()
         used = HEADER.size + sum(len(s) for s in sets)
-        taken = take_fitting(flows, self.max_datagram_bytes - used - 2 * (SET_HEADER.size + 3), self._record_size,
-                             self.max_records)
+        taken = take_fitting(
+            flows,
+            self.max_datagram_bytes - used - 2 * (SET_HEADER.size + 3),
+            self._record_size,
+            self.max_records,
+        )
         export_secs = now_ms // 1000
         sets += data_sets(flows[:taken], self._encode_flow, _set)
         body = b"".join(sets)
-        header = HEADER.pack(10, HEADER.size + len(body), export_secs, self.sequence & 0xFFFFFFFF,
-                             self.observation_domain)
+        header = HEADER.pack(
+            10, HEADER.size + len(body), export_secs, self.sequence & 0xFFFFFFFF, self.observation_domain
+        )
         self.sequence += taken + options_data
         return header + body, taken
 

@@ -79,10 +79,17 @@ class ExporterTruth:
 
     def summary(self, with_digest: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "address": self.address, "domain": self.domain, "flows": self.flows, "bytes": self.bytes,
-            "packets": self.packets, "datagrams": self.datagrams, "malformed_datagrams": self.malformed_datagrams,
-            "malformed_kinds": dict(sorted(self.malformed_kinds.items())), "send_errors": self.send_errors,
-            "options_records": self.options_records, "counter_samples": self.counter_samples,
+            "address": self.address,
+            "domain": self.domain,
+            "flows": self.flows,
+            "bytes": self.bytes,
+            "packets": self.packets,
+            "datagrams": self.datagrams,
+            "malformed_datagrams": self.malformed_datagrams,
+            "malformed_kinds": dict(sorted(self.malformed_kinds.items())),
+            "send_errors": self.send_errors,
+            "options_records": self.options_records,
+            "counter_samples": self.counter_samples,
             "tuples": len(self.tuples),
         }
         if self.sampled is not None:
@@ -110,17 +117,30 @@ class Manifest:
 
     def document(self, final: bool) -> dict[str, Any]:
         per_exporter = {e.address: e.summary(with_digest=final) for e in self.exporters}
-        keys = ("flows", "bytes", "packets", "datagrams", "malformed_datagrams", "send_errors", "options_records",
-                "counter_samples")
+        keys = (
+            "flows",
+            "bytes",
+            "packets",
+            "datagrams",
+            "malformed_datagrams",
+            "send_errors",
+            "options_records",
+            "counter_samples",
+        )
         totals = {k: sum(e[k] for e in per_exporter.values()) for k in keys}
         doc: dict[str, Any] = {
-            "format": FORMAT, **self.meta, "complete": final,
-            "started_at": _iso(self.started), "updated_at": _iso(time.time()), "totals": totals,
+            "format": FORMAT,
+            **self.meta,
+            "complete": final,
+            "started_at": _iso(self.started),
+            "updated_at": _iso(time.time()),
+            "totals": totals,
             "exporters": per_exporter,
         }
         if final:
             doc["digest"] = hashlib.sha256(
-                "\n".join(f"{a} {e['digest']}" for a, e in sorted(per_exporter.items())).encode()).hexdigest()
+                "\n".join(f"{a} {e['digest']}" for a, e in sorted(per_exporter.items())).encode()
+            ).hexdigest()
             doc["tuples_file"] = self.tuples_path.name if self.tuples_path else None
         return doc
 
@@ -128,9 +148,14 @@ class Manifest:
         if self.path is None:
             return
         if final and self.tuples_path is not None:
-            _atomic_write(self.tuples_path, "".join(
-                json.dumps([e.address, *key, *totals]) + "\n"
-                for e in self.exporters for key, totals in sorted(e.tuples.items())))
+            _atomic_write(
+                self.tuples_path,
+                "".join(
+                    json.dumps([e.address, *key, *totals]) + "\n"
+                    for e in self.exporters
+                    for key, totals in sorted(e.tuples.items())
+                ),
+            )
         _atomic_write(self.path, json.dumps(self.document(final), indent=2) + "\n")
 
 

@@ -18,18 +18,64 @@ import numpy as np
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 
 # service ports and their share of flows, per transport
-TCP_SERVICES = {443: 0.50, 80: 0.17, 22: 0.05, 25: 0.03, 993: 0.03, 3306: 0.04, 5432: 0.03, 8080: 0.06, 8443: 0.04,
-                9200: 0.05}
+TCP_SERVICES = {
+    443: 0.50,
+    80: 0.17,
+    22: 0.05,
+    25: 0.03,
+    993: 0.03,
+    3306: 0.04,
+    5432: 0.03,
+    8080: 0.06,
+    8443: 0.04,
+    9200: 0.05,
+}
 UDP_SERVICES = {53: 0.45, 443: 0.20, 123: 0.10, 161: 0.05, 514: 0.05, 5353: 0.05, 4789: 0.05, 51820: 0.05}
 # ICMP (type, code) pairs: echo request/reply, unreachable (port), time exceeded
 ICMP_MESSAGES = [(8, 0), (0, 0), (3, 3), (11, 0)]
 ICMPV6_MESSAGES = [(128, 0), (129, 0), (1, 4), (3, 0)]
 
-APP_NAMES = ["https", "http", "ssh", "smtp", "imaps", "mysql", "postgres", "http-alt", "https-alt", "elastic",
-             "dns", "quic", "ntp", "snmp", "syslog", "mdns", "vxlan", "wireguard", "icmp", "unknown"]
-APP_BY_PORT = {443: "https", 80: "http", 22: "ssh", 25: "smtp", 993: "imaps", 3306: "mysql", 5432: "postgres",
-               8080: "http-alt", 8443: "https-alt", 9200: "elastic", 53: "dns", 123: "ntp", 161: "snmp",
-               514: "syslog", 5353: "mdns", 4789: "vxlan", 51820: "wireguard"}
+APP_NAMES = [
+    "https",
+    "http",
+    "ssh",
+    "smtp",
+    "imaps",
+    "mysql",
+    "postgres",
+    "http-alt",
+    "https-alt",
+    "elastic",
+    "dns",
+    "quic",
+    "ntp",
+    "snmp",
+    "syslog",
+    "mdns",
+    "vxlan",
+    "wireguard",
+    "icmp",
+    "unknown",
+]
+APP_BY_PORT = {
+    443: "https",
+    80: "http",
+    22: "ssh",
+    25: "smtp",
+    993: "imaps",
+    3306: "mysql",
+    5432: "postgres",
+    8080: "http-alt",
+    8443: "https-alt",
+    9200: "elastic",
+    53: "dns",
+    123: "ntp",
+    161: "snmp",
+    514: "syslog",
+    5353: "mdns",
+    4789: "vxlan",
+    51820: "wireguard",
+}
 
 
 @dataclass(slots=True)
@@ -78,10 +124,12 @@ class TrafficSettings:
     seed: int = 1
     ipv6_share: float = 0.2
     protocol_mix: dict[str, float] = field(default_factory=lambda: {"tcp": 0.75, "udp": 0.22, "icmp": 0.03})
-    hosts: int = 2000           # client pool (Zipf-ranked: the first few are the top talkers)
+    hosts: int = 2000  # client pool (Zipf-ranked: the first few are the top talkers)
     servers: int = 300
     zipf_exponent: float = 1.3
-    pareto_shape: float = 1.2   # packets per flow: 1 + Pareto(shape); < 2 gives infinite variance, like real traffic
+    pareto_shape: float = (
+        1.2  # packets per flow: 1 + Pareto(shape); < 2 gives infinite variance, like real traffic
+    )
     max_packets: int = 200_000  # keeps v5's 32-bit octet counters from wrapping
     max_duration_ms: int = 60_000
 
@@ -107,8 +155,12 @@ def _address_pool(rng: np.random.Generator, size: int, version: int, base: str) 
     pool = []
     for offset in offsets:
         address = network.network_address + int(offset)
-        pool.append((address.compressed, socket.inet_pton(socket.AF_INET if version == 4 else socket.AF_INET6,
-                                                          address.compressed)))
+        pool.append(
+            (
+                address.compressed,
+                socket.inet_pton(socket.AF_INET if version == 4 else socket.AF_INET6, address.compressed),
+            )
+        )
     return pool
 
 
@@ -138,10 +190,14 @@ class TrafficModel:
         self.settings = settings
         self.rng = rng if rng is not None else np.random.default_rng(settings.seed)
         s = settings
-        self.clients = {4: _address_pool(self.rng, s.hosts, 4, "10.0.0.0/8"),
-                        6: _address_pool(self.rng, s.hosts, 6, "2001:db8:100::/48")}
-        self.servers = {4: _address_pool(self.rng, s.servers, 4, "198.18.0.0/15"),
-                        6: _address_pool(self.rng, s.servers, 6, "2001:db8:200::/48")}
+        self.clients = {
+            4: _address_pool(self.rng, s.hosts, 4, "10.0.0.0/8"),
+            6: _address_pool(self.rng, s.hosts, 6, "2001:db8:100::/48"),
+        }
+        self.servers = {
+            4: _address_pool(self.rng, s.servers, 4, "198.18.0.0/15"),
+            6: _address_pool(self.rng, s.servers, 6, "2001:db8:200::/48"),
+        }
         self.pick_client = _Choice(np.arange(s.hosts), _zipf_weights(s.hosts, s.zipf_exponent))
         self.pick_server = _Choice(np.arange(s.servers), _zipf_weights(s.servers, s.zipf_exponent))
         self.protocol_names = list(s.protocol_mix)
@@ -163,7 +219,9 @@ class TrafficModel:
         population needs no more for the flows that yield no sample; ``complete`` adds the rest for the others.
         """
         rng, s = self.rng, self.settings
-        packets = np.minimum(np.floor(1 + rng.pareto(s.pareto_shape, size=count)), s.max_packets).astype(np.int64)
+        packets = np.minimum(np.floor(1 + rng.pareto(s.pareto_shape, size=count)), s.max_packets).astype(
+            np.int64
+        )
         draw = {
             "now": np.int64(now_ms),
             "packets": packets,
@@ -180,21 +238,23 @@ class TrafficModel:
             draw = {k: (v[rows] if v.ndim else v) for k, v in draw.items()}
         rng, s = self.rng, self.settings
         count = len(draw["packets"])
-        draw.update({
-            "client": self.pick_client(rng, count),
-            "server": self.pick_server(rng, count),
-            "outbound": rng.random(count) < 0.6,          # client -> server, else the answer
-            "ephemeral": rng.integers(32768, 61000, size=count),
-            "tcp_port": self.pick_tcp_port(rng, count),
-            "udp_port": self.pick_udp_port(rng, count),
-            "icmp": rng.integers(0, len(ICMP_MESSAGES), size=count),
-            "end": int(draw["now"]) - rng.integers(0, 1000, size=count),
-            "duration": np.minimum(draw["packets"] * rng.integers(1, 40, size=count), s.max_duration_ms),
-            "flags": self.pick_flags(rng, count),
-            "tos": self.pick_tos(rng, count),
-            "in_if": rng.integers(1, 9, size=count),
-            "out_if": rng.integers(9, 17, size=count),
-        })
+        draw.update(
+            {
+                "client": self.pick_client(rng, count),
+                "server": self.pick_server(rng, count),
+                "outbound": rng.random(count) < 0.6,  # client -> server, else the answer
+                "ephemeral": rng.integers(32768, 61000, size=count),
+                "tcp_port": self.pick_tcp_port(rng, count),
+                "udp_port": self.pick_udp_port(rng, count),
+                "icmp": rng.integers(0, len(ICMP_MESSAGES), size=count),
+                "end": int(draw["now"]) - rng.integers(0, 1000, size=count),
+                "duration": np.minimum(draw["packets"] * rng.integers(1, 40, size=count), s.max_duration_ms),
+                "flags": self.pick_flags(rng, count),
+                "tos": self.pick_tos(rng, count),
+                "in_if": rng.integers(1, 9, size=count),
+                "out_if": rng.integers(9, 17, size=count),
+            }
+        )
         return draw
 
     def materialise(self, draw: dict[str, np.ndarray], indices: Iterable[int]) -> list[Flow]:
@@ -214,7 +274,7 @@ class TrafficModel:
                 protocol = ICMP if version == 4 else ICMPV6
                 messages = ICMP_MESSAGES if version == 4 else ICMPV6_MESSAGES
                 icmp_type, icmp_code = messages[draw["icmp"][i]]
-                service = icmp_type << 8 | icmp_code   # exporters carry ICMP type/code in the destination port
+                service = icmp_type << 8 | icmp_code  # exporters carry ICMP type/code in the destination port
             if kind == "icmp":
                 src, dst, sport, dport = client, server, 0, service
             elif draw["outbound"][i]:
@@ -223,11 +283,24 @@ class TrafficModel:
                 src, dst, sport, dport = server, client, service, int(draw["ephemeral"][i])
             n = int(draw["packets"][i])
             end = int(draw["end"][i])
-            batch.append(Flow(
-                src=src[0], dst=dst[0], src_raw=src[1], dst_raw=dst[1], src_port=sport, dst_port=dport,
-                protocol=protocol, packets=n, bytes=n * int(draw["size"][i]), start_ms=end - int(draw["duration"][i]),
-                end_ms=end, tcp_flags=flag, tos=int(draw["tos"][i]), in_if=int(draw["in_if"][i]),
-                out_if=int(draw["out_if"][i]),
-                app_name="icmp" if kind == "icmp" else APP_BY_PORT.get(service, "unknown"),
-            ))
+            batch.append(
+                Flow(
+                    src=src[0],
+                    dst=dst[0],
+                    src_raw=src[1],
+                    dst_raw=dst[1],
+                    src_port=sport,
+                    dst_port=dport,
+                    protocol=protocol,
+                    packets=n,
+                    bytes=n * int(draw["size"][i]),
+                    start_ms=end - int(draw["duration"][i]),
+                    end_ms=end,
+                    tcp_flags=flag,
+                    tos=int(draw["tos"][i]),
+                    in_if=int(draw["in_if"][i]),
+                    out_if=int(draw["out_if"][i]),
+                    app_name="icmp" if kind == "icmp" else APP_BY_PORT.get(service, "unknown"),
+                )
+            )
         return batch

@@ -33,10 +33,14 @@ def interface_name(index: int) -> str:
 
 
 def _template_record(template_id: int, fields: list[tuple[int, int]]) -> bytes:
-    return struct.pack("!HH", template_id, len(fields)) + b"".join(struct.pack("!HH", t, n) for t, n in fields)
+    return struct.pack("!HH", template_id, len(fields)) + b"".join(
+        struct.pack("!HH", t, n) for t, n in fields
+    )
 
 
-def _options_template_record(template_id: int, scope: list[tuple[int, int]], fields: list[tuple[int, int]]) -> bytes:
+def _options_template_record(
+    template_id: int, scope: list[tuple[int, int]], fields: list[tuple[int, int]]
+) -> bytes:
     head = struct.pack("!HHH", template_id, 4 * len(scope), 4 * len(fields))
     return head + b"".join(struct.pack("!HH", t, n) for t, n in scope + fields)
 
@@ -52,8 +56,17 @@ class NetflowV9Encoder:
     protocol = "netflow_v9"
     header_size = HEADER.size
 
-    def __init__(self, source_id: int, boot_ms: int, *, template_refresh_ms: int = 10_000, options: bool = True,
-                 sampling_interval: int = 1, max_datagram_bytes: int = 1400, max_records: int = 1000):
+    def __init__(
+        self,
+        source_id: int,
+        boot_ms: int,
+        *,
+        template_refresh_ms: int = 10_000,
+        options: bool = True,
+        sampling_interval: int = 1,
+        max_datagram_bytes: int = 1400,
+        max_records: int = 1000,
+    ):
         self.source_id = source_id
         self.boot_ms = boot_ms
         self.template_clock = TemplateClock(template_refresh_ms)
@@ -61,7 +74,7 @@ class NetflowV9Encoder:
         self.sampling_interval = sampling_interval
         self.max_datagram_bytes = max_datagram_bytes
         self.max_records = max_records
-        self.package_sequence = 0   # export packets sent before this one (RFC 3954 section 5.1)
+        self.package_sequence = 0  # export packets sent before this one (RFC 3954 section 5.1)
         self.options_records = 0
 
     def _uptime(self, unix_ms: int) -> int:
@@ -69,12 +82,16 @@ class NetflowV9Encoder:
 
     def _template_flowsets(self) -> tuple[list[bytes], int]:
         """Template flowset, options template flowset and options data; returns the flowsets and record count."""
-        sets = [_flowset(0, _template_record(TEMPLATE_V4, FIELDS_V4) + _template_record(TEMPLATE_V6, FIELDS_V6))]
+        sets = [
+            _flowset(0, _template_record(TEMPLATE_V4, FIELDS_V4) + _template_record(TEMPLATE_V6, FIELDS_V6))
+        ]
         records = 2
         if self.options:
             # one options template per flowset, as Cisco exporters do: some collectors assume that layout
             sets.append(_flowset(1, _options_template_record(TEMPLATE_IFNAME, IFNAME_SCOPE, IFNAME_FIELDS)))
-            sets.append(_flowset(1, _options_template_record(TEMPLATE_SAMPLING, SAMPLING_SCOPE, SAMPLING_FIELDS)))
+            sets.append(
+                _flowset(1, _options_template_record(TEMPLATE_SAMPLING, SAMPLING_SCOPE, SAMPLING_FIELDS))
+            )
             names = b"".join(IFNAME_RECORD.pack(i, interface_name(i).encode()) for i in INTERFACES)
             sets.append(_flowset(TEMPLATE_IFNAME, names))
             sets.append(_flowset(TEMPLATE_SAMPLING, SAMPLING_RECORD.pack(0, self.sampling_interval)))
@@ -84,9 +101,21 @@ class NetflowV9Encoder:
 
     def _encode_flow(self, flow: Flow) -> bytes:
         record = RECORD_V4 if flow.ip_version == 4 else RECORD_V6
-        return record.pack(flow.bytes, flow.packets, flow.protocol, flow.tos, flow.tcp_flags & 0xFF, flow.src_port,
-                           flow.src_raw, flow.in_if, flow.dst_port, flow.dst_raw, flow.out_if,
-                           self._uptime(flow.end_ms), self._uptime(flow.start_ms))
+        return record.pack(
+            flow.bytes,
+            flow.packets,
+            flow.protocol,
+            flow.tos,
+            flow.tcp_flags & 0xFF,
+            flow.src_port,
+            flow.src_raw,
+            flow.in_if,
+            flow.dst_port,
+            flow.dst_raw,
+            flow.out_if,
+            self._uptime(flow.end_ms),
+            self._uptime(flow.start_ms),
+        )
 
     def pack(self, flows: list[Flow], now_ms: int) -> tuple[bytes, int]:
         """One datagram with as many leading flows as fit (templates first when due); returns ``(payload, n)``."""
@@ -95,15 +124,24 @@ class NetflowV9Encoder:
         if self.template_clock.due(now_ms):
             sets, records = self._template_flowsets()
         used = HEADER.size + sum(len(s) for s in sets)
-        taken = take_fitting(flows, self.max_datagram_bytes - used - 2 * (FLOWSET_HEADER.size + 3),
-                             lambda f: RECORD_V4.size if f.ip_version == 4 else RECORD_V6.size, self.max_records)
+        taken = take_fitting(
+            flows,
+            self.max_datagram_bytes - used - 2 * (FLOWSET_HEADER.size + 3),
+            lambda f: RECORD_V4.size if f.ip_version == 4 else RECORD_V6.size,
+            self.max_records,
+        )
         sets += data_sets(flows[:taken], self._encode_flow, _flowset)
         records += taken
-        header = HEADER.pack(9, records, self._uptime(now_ms), now_ms // 1000, self.package_sequence & 0xFFFFFFFF,
-                             self.source_id)
+        header = HEADER.pack(
+            9,
+            records,
+            self._uptime(now_ms),
+            now_ms // 1000,
+            self.package_sequence & 0xFFFFFFFF,
+            self.source_id,
+        )
         self.package_sequence += 1
         return header + b"".join(sets), taken
 
     def accepts(self, flow: Flow) -> bool:
         return True
-

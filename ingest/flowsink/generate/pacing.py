@@ -16,8 +16,13 @@ from collections.abc import Callable
 class Pacer:
     """Paces sends at ``rate`` units per second (units are flows or datagrams, the caller's choice)."""
 
-    def __init__(self, rate: float, burst_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        rate: float,
+        burst_s: float = 0.5,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
@@ -26,7 +31,7 @@ class Pacer:
         self.sleep = sleep
         self.started: float | None = None
         self.next_at: float | None = None
-        self.behind_s = 0.0   # schedule time given up because the sender could not keep up
+        self.behind_s = 0.0  # schedule time given up because the sender could not keep up
 
     def start(self) -> None:
         self.started = self.next_at = self.clock()

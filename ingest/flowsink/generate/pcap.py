@@ -41,8 +41,19 @@ def internet_checksum(data: bytes) -> int:
 def frame(d: Datagram) -> bytes:
     """Ethernet + IPv4 + UDP around the payload (UDP checksum 0: optional over IPv4)."""
     udp = struct.pack("!HHHH", d.src_port, d.dst_port, 8 + len(d.payload), 0) + d.payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(d.src),
-                     socket.inet_aton(d.dst))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        0,
+        0x4000,
+        64,
+        17,
+        0,
+        socket.inet_aton(d.src),
+        socket.inet_aton(d.dst),
+    )
     ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + udp
 

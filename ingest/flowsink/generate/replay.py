@@ -33,7 +33,7 @@ class ReplaySummary:
     datagrams: int
     bytes: int
     elapsed_s: float
-    sources: dict[str, str]   # original source -> address it was sent from
+    sources: dict[str, str]  # original source -> address it was sent from
 
     @property
     def rate(self) -> float:
@@ -86,8 +86,16 @@ def _socket(local: str | None) -> socket.socket:
     return sock
 
 
-def replay(datagrams: list[CapturedDatagram], host: str, port: int | None, rate: float | None, speed: float,
-           loops: int, sources: SourceMap, progress: bool = True) -> ReplaySummary:
+def replay(
+    datagrams: list[CapturedDatagram],
+    host: str,
+    port: int | None,
+    rate: float | None,
+    speed: float,
+    loops: int,
+    sources: SourceMap,
+    progress: bool = True,
+) -> ReplaySummary:
     """Send every datagram ``loops`` times: paced at ``rate`` per second, or (``rate`` None) at the capture's own
     spacing divided by ``speed``."""
     from rich.progress import Progress
@@ -122,22 +130,37 @@ def replay(datagrams: list[CapturedDatagram], host: str, port: int | None, rate:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    parser.add_argument("files", nargs="+", type=Path,
-                        help="pcap/pcapng captures, or raw payload files (.dat/.bin: one datagram each), in order")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help="pcap/pcapng captures, or raw payload files (.dat/.bin: one datagram each), in order",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="collector address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int,
-                        help="collector UDP port (default: each datagram's original destination port; 2055 for "
-                        "raw payload files)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="collector UDP port (default: each datagram's original destination port; 2055 for "
+        "raw payload files)",
+    )
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument("--rate", type=float, help="datagrams per second, e.g. --rate 1000 (default 100)")
-    timing.add_argument("--original-timing", action="store_true",
-                        help="keep the capture's own spacing between datagrams")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="with --original-timing: play this many times faster, e.g. --speed 10 (default 1)")
+    timing.add_argument(
+        "--original-timing", action="store_true", help="keep the capture's own spacing between datagrams"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="with --original-timing: play this many times faster, e.g. --speed 10 (default 1)",
+    )
     parser.add_argument("--loop", type=int, default=1, help="send the whole set this many times (default 1)")
-    parser.add_argument("--source-base", default=None,
-                        help="send each original exporter from its own address counting up from this one "
-                        "(default 127.0.2.1 for a loopback target; 'none': from this host's address)")
+    parser.add_argument(
+        "--source-base",
+        default=None,
+        help="send each original exporter from its own address counting up from this one "
+        "(default 127.0.2.1 for a loopback target; 'none': from this host's address)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -148,8 +171,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"replay_pcap: error: {exc}", file=sys.stderr)
         return 2
     if not datagrams:
-        print(f"replay_pcap: error: no UDP datagrams in {', '.join(map(str, args.files))} "
-              f"(skipped: {dict(stats.skipped)})", file=sys.stderr)
+        print(
+            f"replay_pcap: error: no UDP datagrams in {', '.join(map(str, args.files))} "
+            f"(skipped: {dict(stats.skipped)})",
+            file=sys.stderr,
+        )
         return 2
     base = args.source_base
     if base is None:
@@ -162,12 +188,23 @@ def main(args: argparse.Namespace) -> int:
     rate = None if args.original_timing else (args.rate or 100.0)
     sources = SourceMap(base)
     try:
-        summary = replay(datagrams, args.host, args.port, rate, args.speed, args.loop, sources,
-                         progress=not args.no_progress)
+        summary = replay(
+            datagrams,
+            args.host,
+            args.port,
+            rate,
+            args.speed,
+            args.loop,
+            sources,
+            progress=not args.no_progress,
+        )
     finally:
         sources.close()
-    print(f"sent {summary.datagrams} datagrams ({summary.bytes} bytes) in {summary.elapsed_s:.2f} s, "
-          f"{summary.rate:.0f} datagrams/s", file=sys.stderr)
+    print(
+        f"sent {summary.datagrams} datagrams ({summary.bytes} bytes) in {summary.elapsed_s:.2f} s, "
+        f"{summary.rate:.0f} datagrams/s",
+        file=sys.stderr,
+    )
     for original, local in summary.sources.items():
         print(f"  exporter {original} sent from {local}", file=sys.stderr)
     return 0

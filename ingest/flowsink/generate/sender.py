@@ -27,7 +27,7 @@ log = logging.getLogger("flowsink.generate")
 
 PROTOCOLS = ("v5", "v9", "ipfix", "sflow")
 DEFAULT_PORTS = {"v5": 2055, "v9": 2055, "ipfix": 4739, "sflow": 6343}
-UPTIME_AT_START_MS = 3_600_000   # exporters look as if they booted an hour before the run
+UPTIME_AT_START_MS = 3_600_000  # exporters look as if they booted an hour before the run
 
 
 @dataclass
@@ -37,13 +37,13 @@ class GeneratorSettings:
     protocol: str
     host: str = "127.0.0.1"
     port: int | None = None
-    rate: float = 1000.0                 # flows (sFlow: flow samples) per second
-    datagram_rate: float | None = None   # if set, pace datagrams instead of flows
+    rate: float = 1000.0  # flows (sFlow: flow samples) per second
+    datagram_rate: float | None = None  # if set, pace datagrams instead of flows
     duration: float | None = 10.0
     count: int | None = None
     exporters: int = 1
-    source_base: str | None = None       # first exporter's source address; None: 127.0.0.11 on loopback
-    domain_base: int = 100               # observation domain / source id / engine id of the first exporter
+    source_base: str | None = None  # first exporter's source address; None: 127.0.0.11 on loopback
+    domain_base: int = 100  # observation domain / source id / engine id of the first exporter
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     template_refresh_s: float = 10.0
     options: bool = True
@@ -97,8 +97,10 @@ def _source_addresses(settings: GeneratorSettings) -> list[str]:
     if base == "":
         if settings.exporters > 1:
             # a collector (and the check) tells exporters apart by address; several behind one would merge
-            raise UserError("several exporters need their own source addresses: give --source-base with "
-                            "addresses this host owns, or --exporters 1")
+            raise UserError(
+                "several exporters need their own source addresses: give --source-base with "
+                "addresses this host owns, or --exporters 1"
+            )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((settings.host, settings.target_port()))
             return [probe.getsockname()[0]]
@@ -113,16 +115,33 @@ def _encoder(settings: GeneratorSettings, index: int, address: str, boot_ms: int
     if settings.protocol == "v5":
         return NetflowV5Encoder(domain, boot_ms, settings.sampling_interval, max_records=limit)
     if settings.protocol == "v9":
-        return NetflowV9Encoder(domain, boot_ms, template_refresh_ms=refresh_ms, options=settings.options,
-                                sampling_interval=settings.sampling_interval,
-                                max_datagram_bytes=settings.max_datagram_bytes, max_records=limit)
+        return NetflowV9Encoder(
+            domain,
+            boot_ms,
+            template_refresh_ms=refresh_ms,
+            options=settings.options,
+            sampling_interval=settings.sampling_interval,
+            max_datagram_bytes=settings.max_datagram_bytes,
+            max_records=limit,
+        )
     if settings.protocol == "ipfix":
-        return IpfixEncoder(domain, template_refresh_ms=refresh_ms, options=settings.options,
-                            extras=settings.ipfix_extras, sampling_interval=settings.sampling_interval,
-                            max_datagram_bytes=settings.max_datagram_bytes, max_records=limit)
-    return SflowEncoder(address, boot_ms, sampling_rate=settings.sflow_sampling_rate,
-                        counter_interval_ms=int(settings.counter_interval_s * 1000),
-                        max_datagram_bytes=settings.max_datagram_bytes, max_records=limit)
+        return IpfixEncoder(
+            domain,
+            template_refresh_ms=refresh_ms,
+            options=settings.options,
+            extras=settings.ipfix_extras,
+            sampling_interval=settings.sampling_interval,
+            max_datagram_bytes=settings.max_datagram_bytes,
+            max_records=limit,
+        )
+    return SflowEncoder(
+        address,
+        boot_ms,
+        sampling_rate=settings.sflow_sampling_rate,
+        counter_interval_ms=int(settings.counter_interval_s * 1000),
+        max_datagram_bytes=settings.max_datagram_bytes,
+        max_records=limit,
+    )
 
 
 def malformed_datagram(protocol: str, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -136,7 +155,9 @@ def malformed_datagram(protocol: str, rng: np.random.Generator) -> tuple[bytes, 
     if kind == "unknown_version":
         junk = rng.integers(0, 256, size=int(rng.integers(20, 120)), dtype=np.uint8).tobytes()
         return struct.pack("!H", int(rng.choice([11, 12, 0x1234, 0xBEEF]))) + junk, kind
-    version = {"v5": b"\x00\x05", "v9": b"\x00\x09", "ipfix": b"\x00\x0a", "sflow": b"\x00\x00\x00\x05"}[protocol]
+    version = {"v5": b"\x00\x05", "v9": b"\x00\x09", "ipfix": b"\x00\x0a", "sflow": b"\x00\x00\x00\x05"}[
+        protocol
+    ]
     return version + bytes(int(rng.integers(2, 8))), kind
 
 
@@ -151,8 +172,10 @@ class GeneratorRun:
         self.start_ms = int(time.time() * 1000)
         self.exporters = [self._exporter(i, a) for i, a in enumerate(_source_addresses(settings))]
         meta = {
-            "protocol": settings.protocol, "target": f"{settings.host}:{settings.target_port()}",
-            "seed": settings.traffic.seed, "settings": _settings_record(settings),
+            "protocol": settings.protocol,
+            "target": f"{settings.host}:{settings.target_port()}",
+            "seed": settings.traffic.seed,
+            "settings": _settings_record(settings),
         }
         self.manifest = Manifest(settings.manifest, meta, [e.truth for e in self.exporters])
 
@@ -180,8 +203,9 @@ class GeneratorRun:
                 exporter.backlog.extend(f for f in flows if exporter.encoder.accepts(f))
             else:
                 # about rate / mean packets per flow population flows per sample: draw enough for the backlog
-                draw = self.model.draw(max(wanted, 32) * max(self.settings.sflow_sampling_rate // 4, 1), now_ms,
-                                       complete=False)
+                draw = self.model.draw(
+                    max(wanted, 32) * max(self.settings.sflow_sampling_rate // 4, 1), now_ms, complete=False
+                )
                 exporter.backlog.extend(exporter.sampler.sample(self.model, draw))
 
     def _account(self, exporter: SimulatedExporter, records: list[Any]) -> None:
@@ -218,7 +242,7 @@ class GeneratorRun:
         display = _Progress(s, unit)
         sent_flows = sent_datagrams = malformed = 0
         next_manifest = time.monotonic() + 1.0
-        for exporter in self.exporters:   # the first refill is the slowest: keep it out of the paced time
+        for exporter in self.exporters:  # the first refill is the slowest: keep it out of the paced time
             self._refill(exporter, per_datagram, int(time.time() * 1000))
         pacer.start()
         index = 0
@@ -264,30 +288,56 @@ class GeneratorRun:
         achieved = (sent_datagrams if s.datagram_rate else sent_flows) / elapsed if elapsed > 0 else 0.0
         reached = achieved >= 0.98 * target or (s.count is not None and sent_flows < per_datagram)
         if not reached:
-            log.warning("could not reach %.0f %s: achieved %.0f (%.1f s behind schedule); the sender is CPU-bound",
-                        target, unit, achieved, pacer.behind_s)
+            log.warning(
+                "could not reach %.0f %s: achieved %.0f (%.1f s behind schedule); the sender is CPU-bound",
+                target,
+                unit,
+                achieved,
+                pacer.behind_s,
+            )
         return RunSummary(
-            flows=sent_flows, datagrams=sent_datagrams, malformed=malformed, elapsed_s=elapsed,
+            flows=sent_flows,
+            datagrams=sent_datagrams,
+            malformed=malformed,
+            elapsed_s=elapsed,
             flow_rate=sent_flows / elapsed if elapsed > 0 else 0.0,
-            datagram_rate=sent_datagrams / elapsed if elapsed > 0 else 0.0, target_rate=target, target_unit=unit,
-            reached=reached, manifest=self.manifest.document(final=True),
+            datagram_rate=sent_datagrams / elapsed if elapsed > 0 else 0.0,
+            target_rate=target,
+            target_unit=unit,
+            reached=reached,
+            manifest=self.manifest.document(final=True),
         )
 
 
 def _represented(cumulative: tuple[int, int, int, float, float]) -> dict[str, float]:
     flows, packets, bytes_, packets_variance, bytes_variance = cumulative
-    return {"flows": flows, "packets": packets, "bytes": bytes_, "packets_variance": packets_variance,
-            "bytes_variance": bytes_variance}
+    return {
+        "flows": flows,
+        "packets": packets,
+        "bytes": bytes_,
+        "packets_variance": packets_variance,
+        "bytes_variance": bytes_variance,
+    }
 
 
 def _settings_record(s: GeneratorSettings) -> dict[str, Any]:
     return {
-        "rate": s.rate, "datagram_rate": s.datagram_rate, "duration": s.duration, "count": s.count,
-        "exporters": s.exporters, "ipv6_share": s.traffic.ipv6_share, "protocol_mix": s.traffic.protocol_mix,
-        "template_refresh_s": s.template_refresh_s, "options": s.options, "sampling_interval": s.sampling_interval,
-        "ipfix_extras": s.ipfix_extras, "sflow_sampling_rate": s.sflow_sampling_rate,
-        "counter_interval_s": s.counter_interval_s, "malformed_share": s.malformed_share,
-        "max_datagram_bytes": s.max_datagram_bytes, "records_per_datagram": s.records_per_datagram,
+        "rate": s.rate,
+        "datagram_rate": s.datagram_rate,
+        "duration": s.duration,
+        "count": s.count,
+        "exporters": s.exporters,
+        "ipv6_share": s.traffic.ipv6_share,
+        "protocol_mix": s.traffic.protocol_mix,
+        "template_refresh_s": s.template_refresh_s,
+        "options": s.options,
+        "sampling_interval": s.sampling_interval,
+        "ipfix_extras": s.ipfix_extras,
+        "sflow_sampling_rate": s.sflow_sampling_rate,
+        "counter_interval_s": s.counter_interval_s,
+        "malformed_share": s.malformed_share,
+        "max_datagram_bytes": s.max_datagram_bytes,
+        "records_per_datagram": s.records_per_datagram,
     }
 
 
@@ -303,10 +353,16 @@ class _Progress:
         self.unit = unit
         self.by_count = settings.count is not None
         total = settings.count if self.by_count else settings.duration
-        self.bar = Progress(TextColumn(f"[bold]{settings.protocol}[/] {{task.description}}"), BarColumn(),
-                            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False)
-        self.task = self.bar.add_task("sending", total=total if total and math.isfinite(total) else None,
-                                      status="")
+        self.bar = Progress(
+            TextColumn(f"[bold]{settings.protocol}[/] {{task.description}}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self.task = self.bar.add_task(
+            "sending", total=total if total and math.isfinite(total) else None, status=""
+        )
         self.bar.start()
 
     def update(self, flows: int, datagrams: int, pacer: Pacer) -> None:

@@ -24,12 +24,16 @@ def take_fitting(flows: list[Flow], budget: int, size_of: Callable[[Flow], int],
     return min(len(flows), max_records)
 
 
-def data_sets(flows: list[Flow], encode: Callable[[Flow], bytes], make_set: Callable[[int, bytes], bytes]) -> list[bytes]:
+def data_sets(
+    flows: list[Flow], encode: Callable[[Flow], bytes], make_set: Callable[[int, bytes], bytes]
+) -> list[bytes]:
     """One data set (flowset) per template: the IPv4 records, then the IPv6 records, each in the given order."""
     by_template: dict[int, list[bytes]] = {TEMPLATE_V4: [], TEMPLATE_V6: []}
     for flow in flows:
         by_template[TEMPLATE_V4 if flow.ip_version == 4 else TEMPLATE_V6].append(encode(flow))
-    return [make_set(template_id, b"".join(encoded)) for template_id, encoded in by_template.items() if encoded]
+    return [
+        make_set(template_id, b"".join(encoded)) for template_id, encoded in by_template.items() if encoded
+    ]
 
 
 class TemplateClock:

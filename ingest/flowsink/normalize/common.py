@@ -12,8 +12,22 @@ from flowsink.decode.accel import FAST
 
 # IANA protocol numbers -> ECS network.transport (lower-case keyword, as Filebeat writes it)
 TRANSPORT_NAMES: dict[int, str] = {
-    1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
-    58: "ipv6-icmp", 88: "eigrp", 89: "ospf", 103: "pim", 112: "vrrp", 115: "l2tp", 132: "sctp",
+    1: "icmp",
+    2: "igmp",
+    4: "ipv4",
+    6: "tcp",
+    17: "udp",
+    41: "ipv6",
+    47: "gre",
+    50: "esp",
+    51: "ah",
+    58: "ipv6-icmp",
+    88: "eigrp",
+    89: "ospf",
+    103: "pim",
+    112: "vrrp",
+    115: "l2tp",
+    132: "sctp",
 }
 
 
@@ -32,7 +46,18 @@ def network_type(ip: str | None) -> str | None:
 
 # ICMP type -> the type that answers it, so both directions of an exchange get one Community ID (spec v1).
 _ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
-_ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130, 144: 145, 145: 144}
+_ICMP6_PAIRS = {
+    128: 129,
+    129: 128,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    130: 131,
+    131: 130,
+    144: 145,
+    145: 144,
+}
 
 
 def community_id(
@@ -67,7 +92,7 @@ def community_digest(
         try:
             return FAST.community_digest(src, dst, proto, src_port, dst_port, seed)
         except (OverflowError, TypeError, ValueError):
-            pass   # values the C path does not take (huge ports, odd types): the Python path decides
+            pass  # values the C path does not take (huge ports, odd types): the Python path decides
     return community_digest_python(src, dst, proto, src_port, dst_port, seed)
 
 

@@ -18,12 +18,12 @@ from typing import Any
 from flowsink.decode.accel import FAST
 from flowsink.normalize.common import TRANSPORT_NAMES, community_digest_python
 
-MAX_LONG = (1 << 63) - 1   # Elasticsearch long: renormalised counters are clamped, never overflow
-MAX_DURATION_MS = MAX_LONG // 1_000_000   # event.duration is in ns and must fit an Elasticsearch long
-NTP_EPOCH_OFFSET_S = 2_208_988_800   # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
+MAX_LONG = (1 << 63) - 1  # Elasticsearch long: renormalised counters are clamped, never overflow
+MAX_DURATION_MS = MAX_LONG // 1_000_000  # event.duration is in ns and must fit an Elasticsearch long
+NTP_EPOCH_OFFSET_S = 2_208_988_800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
 UINT32 = 1 << 32
 
-_second_text: dict[int, str] = {}   # epoch second -> its text; records of one export share a few seconds
+_second_text: dict[int, str] = {}  # epoch second -> its text; records of one export share a few seconds
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -67,22 +67,42 @@ class ExportContext:
 
     @classmethod
     def create(
-        cls, exporter: str, version: int, domain: int, sequence: int, export_ms: int, uptime_ms: int | None,
-        payload: bytes, arrival_ns: int = 0,
+        cls,
+        exporter: str,
+        version: int,
+        domain: int,
+        sequence: int,
+        export_ms: int,
+        uptime_ms: int | None,
+        payload: bytes,
+        arrival_ns: int = 0,
     ) -> ExportContext:
         # The id prefix hashes the exporter and the whole datagram: a replay of the same datagram gets the same
         # ids, any other datagram (even one with a repeated sequence number) different ones.
         digest = hashlib.blake2b(payload, digest_size=12, person=b"flowsink", key=exporter.encode()[:64])
         prefix = base64.urlsafe_b64encode(digest.digest()).decode("ascii")
         exporter_fields: dict[str, Any] = {
-            "address": exporter, "version": version, "source_id": domain, "timestamp": iso_ms(export_ms),
+            "address": exporter,
+            "version": version,
+            "source_id": domain,
+            "timestamp": iso_ms(export_ms),
         }
         if uptime_ms is not None:
             exporter_fields["uptime_millis"] = uptime_ms
         # @timestamp is the export time; an exporter that sends none (0) gets the arrival time instead of 1970
         timestamp = iso_ms(export_ms if export_ms > 0 else arrival_ns // 1_000_000)
-        return cls(exporter, version, domain, sequence, export_ms, uptime_ms, prefix, timestamp,
-                   exporter_fields, exporter_tag(exporter))
+        return cls(
+            exporter,
+            version,
+            domain,
+            sequence,
+            export_ms,
+            uptime_ms,
+            prefix,
+            timestamp,
+            exporter_fields,
+            exporter_tag(exporter),
+        )
 
 
 def document_id(context: ExportContext, set_index: int, record_index: int) -> str:
@@ -99,7 +119,9 @@ def _first(record: dict[str, Any], *names: str) -> Any:
 
 
 def _record_times(
-    record: dict[str, Any], time_fields: tuple[tuple[str, str], ...], context: ExportContext,
+    record: dict[str, Any],
+    time_fields: tuple[tuple[str, str], ...],
+    context: ExportContext,
     system_init_ms: int | None,
 ) -> tuple[int | None, int | None]:
     """Absolute start/end (epoch ms) from whichever time elements the record has; converts them to ISO text."""
@@ -120,19 +142,23 @@ def _record_times(
 
 
 def _relative_times(
-    record: dict[str, Any], context: ExportContext, system_init_ms: int | None, start: int | None, end: int | None,
+    record: dict[str, Any],
+    context: ExportContext,
+    system_init_ms: int | None,
+    start: int | None,
+    end: int | None,
 ) -> tuple[int | None, int | None]:
     """Start/end the absolute dateTime elements left open, from sysUpTime, delta or duration elements."""
     if start is None or end is None:
         up_start = record.get("flow_start_sys_up_time")
         up_end = record.get("flow_end_sys_up_time")
-        if context.uptime_ms is not None:   # NetFlow v9: relative to the header's sysUpTime
+        if context.uptime_ms is not None:  # NetFlow v9: relative to the header's sysUpTime
             base = context.export_ms - context.uptime_ms
             if start is None and isinstance(up_start, int):
                 start = base + _uptime_delta(up_start, context.uptime_ms)
             if end is None and isinstance(up_end, int):
                 end = base + _uptime_delta(up_end, context.uptime_ms)
-        elif system_init_ms is not None:   # IPFIX: relative to systemInitTimeMilliseconds
+        elif system_init_ms is not None:  # IPFIX: relative to systemInitTimeMilliseconds
             if start is None and isinstance(up_start, int):
                 start = system_init_ms + up_start
             if end is None and isinstance(up_end, int):
@@ -156,7 +182,7 @@ def _relative_times(
 def _uptime_delta(value: int, uptime_ms: int) -> int:
     """A sysUpTime-relative time as an offset from the boot time, tolerating one 32-bit wrap of the uptime."""
     behind = (uptime_ms - value) % UINT32
-    if behind > UINT32 // 2:   # the flow time is (slightly) after the header's uptime
+    if behind > UINT32 // 2:  # the flow time is (slightly) after the header's uptime
         behind -= UINT32
     return uptime_ms - behind
 
@@ -168,7 +194,7 @@ def _icmp_type_code(record: dict[str, Any], protocol: int, dst_port: int | None)
         if icmp_type.__class__ is int:
             icmp_code = _first(record, "icmp_code_ipv4", "icmp_code_ipv6")
             return icmp_type & 0xFF, icmp_code & 0xFF if icmp_code.__class__ is int else 0
-        code = dst_port   # Cisco and others put type * 256 + code in the destination port
+        code = dst_port  # Cisco and others put type * 256 + code in the destination port
     if code.__class__ is not int:
         return None
     return (code >> 8) & 0xFF, code & 0xFF
@@ -182,12 +208,17 @@ def _packed(ip: str) -> bytes:
 def _community_digest(src_ip: str, dst_ip: str, protocol: int, src_port: int, dst_port: int) -> bytes | None:
     try:
         return community_digest_python(_packed(src_ip), _packed(dst_ip), protocol, src_port, dst_port)
-    except OSError:   # not an address
+    except OSError:  # not an address
         return None
 
 
 def community_ids_python(
-    src_ip: str, dst_ip: str, protocol: int, src_port: int, dst_port: int, exporter_tag: str,
+    src_ip: str,
+    dst_ip: str,
+    protocol: int,
+    src_port: int,
+    dst_port: int,
+    exporter_tag: str,
 ) -> tuple[str, str] | None:
     """(Community ID, flow.id) of a 5-tuple in text form, None when an address is not one."""
     digest = _community_digest(src_ip, dst_ip, protocol, src_port, dst_port)
@@ -198,23 +229,30 @@ def community_ids_python(
 
 
 def community_ids(
-    src_ip: str, dst_ip: str, protocol: int, src_port: int, dst_port: int, exporter_tag: str,
+    src_ip: str,
+    dst_ip: str,
+    protocol: int,
+    src_port: int,
+    dst_port: int,
+    exporter_tag: str,
 ) -> tuple[str, str] | None:
     """``community_ids_python``, done by the C extension when it is there (one call instead of six)."""
     if FAST is not None:
         try:
             return FAST.community_pair(src_ip, dst_ip, protocol, src_port, dst_port, exporter_tag)
         except (OverflowError, TypeError, ValueError):
-            pass   # ports beyond 64 bits and the like: the Python path decides
+            pass  # ports beyond 64 bits and the like: the Python path decides
     return community_ids_python(src_ip, dst_ip, protocol, src_port, dst_port, exporter_tag)
 
 
 def flow_id(exporter: str, src: Any, dst: Any, protocol: Any, src_port: Any, dst_port: Any) -> str:
     """Stable id of a flow without a Community ID (no addresses or protocol): hash of what there is."""
-    return _blake2b(f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode(), digest_size=14).hexdigest()
+    return _blake2b(
+        f"{exporter}|{src}|{dst}|{protocol}|{src_port}|{dst_port}".encode(), digest_size=14
+    ).hexdigest()
 
 
-@lru_cache(maxsize=65536)   # per datagram otherwise; bounded, exporters' addresses come from the network
+@lru_cache(maxsize=65536)  # per datagram otherwise; bounded, exporters' addresses come from the network
 def exporter_tag(exporter: str) -> str:
     """8 hex characters naming an exporter inside ``flow.id``."""
     return _blake2b(exporter.encode(), digest_size=4).hexdigest()
@@ -224,7 +262,7 @@ _blake2b = hashlib.blake2b
 _b64encode = base64.b64encode
 _DIRECTIONS = {0: "ingress", 1: "egress"}
 _IANA_TEXT = [str(n) for n in range(256)]
-EVENT_CATEGORY = ["network"]        # shared by every document: documents are written once and never mutated
+EVENT_CATEGORY = ["network"]  # shared by every document: documents are written once and never mutated
 EVENT_TYPE_CONNECTION = ["connection"]
 
 
@@ -242,7 +280,7 @@ class FlowPlan:
     rev_packets: str | tuple[str, ...] | None
     biflow: bool
     times: bool
-    uptime_only: bool   # start/end only from sysUpTime-relative fields (NetFlow v5, most v9): the fast path
+    uptime_only: bool  # start/end only from sysUpTime-relative fields (NetFlow v5, most v9): the fast path
 
 
 _CANDIDATES = {
@@ -255,14 +293,19 @@ _CANDIDATES = {
     "rev_bytes": ("reverse_octet_delta_count", "reverse_octet_total_count", "responder_octets"),
     "rev_packets": ("reverse_packet_delta_count", "reverse_packet_total_count", "responder_packets"),
 }
-_TIME_NAMES = frozenset({
-    "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_start_delta_microseconds",
-    "flow_end_delta_microseconds", "flow_duration_milliseconds",
-})
-RELATIVE_NAMES = _TIME_NAMES   # what _relative_times reads: without any of them it adds nothing
+_TIME_NAMES = frozenset(
+    {
+        "flow_start_sys_up_time",
+        "flow_end_sys_up_time",
+        "flow_start_delta_microseconds",
+        "flow_end_delta_microseconds",
+        "flow_duration_milliseconds",
+    }
+)
+RELATIVE_NAMES = _TIME_NAMES  # what _relative_times reads: without any of them it adds nothing
 
 
-@lru_cache(maxsize=4096)   # bounded: layouts come from the network
+@lru_cache(maxsize=4096)  # bounded: layouts come from the network
 def flow_plan(names: tuple[str, ...], has_time_fields: bool) -> FlowPlan:
     """The plan for records with these field names (cached: one per template layout)."""
     present = set(names)
@@ -273,16 +316,27 @@ def flow_plan(names: tuple[str, ...], has_time_fields: bool) -> FlowPlan:
         picked[key] = found if len(found) > 1 else (found[0] if found else None)
     uptime_names = {"flow_start_sys_up_time", "flow_end_sys_up_time"}
     return FlowPlan(
-        **picked, biflow=bool(picked["rev_bytes"] or picked["rev_packets"]),
+        **picked,
+        biflow=bool(picked["rev_bytes"] or picked["rev_packets"]),
         times=has_time_fields or not _TIME_NAMES.isdisjoint(present),
-        uptime_only=not has_time_fields and uptime_names <= present and not (_TIME_NAMES - uptime_names) & present,
+        uptime_only=not has_time_fields
+        and uptime_names <= present
+        and not (_TIME_NAMES - uptime_names) & present,
     )
 
 
 # the fields flow_document reads besides its plan's and the dateTime elements
 _READ_NAMES = _TIME_NAMES | {
-    "protocol_identifier", "flow_direction", "ingress_interface", "egress_interface", "icmp_type_code_ipv4",
-    "icmp_type_code_ipv6", "icmp_type_ipv4", "icmp_type_ipv6", "icmp_code_ipv4", "icmp_code_ipv6",
+    "protocol_identifier",
+    "flow_direction",
+    "ingress_interface",
+    "egress_interface",
+    "icmp_type_code_ipv4",
+    "icmp_type_code_ipv6",
+    "icmp_type_ipv4",
+    "icmp_type_ipv6",
+    "icmp_code_ipv4",
+    "icmp_code_ipv6",
 }
 
 
@@ -291,8 +345,16 @@ def read_names(plan: FlowPlan, time_fields: tuple[tuple[str, str], ...]) -> froz
     as they are, so the C bulk writer copies them from the bytes without a dict."""
     names = set(_READ_NAMES)
     names.update(name for name, _ in time_fields)
-    for picked in (plan.src, plan.dst, plan.src_port, plan.dst_port, plan.fwd_bytes, plan.fwd_packets,
-                   plan.rev_bytes, plan.rev_packets):
+    for picked in (
+        plan.src,
+        plan.dst,
+        plan.src_port,
+        plan.dst_port,
+        plan.fwd_bytes,
+        plan.fwd_packets,
+        plan.rev_bytes,
+        plan.rev_packets,
+    ):
         if isinstance(picked, str):
             names.add(picked)
         elif picked:
@@ -311,9 +373,16 @@ def _pick(record: dict[str, Any], names: str | tuple[str, ...] | None) -> Any:
 
 
 def flow_document(
-    record: dict[str, Any], context: ExportContext, doc_id: str, action: str, sampling_rate: int,
-    renormalize: bool, plan: FlowPlan, time_fields: tuple[tuple[str, str], ...] = (),
-    interfaces: dict[int, str] | None = None, system_init_ms: int | None = None,
+    record: dict[str, Any],
+    context: ExportContext,
+    doc_id: str,
+    action: str,
+    sampling_rate: int,
+    renormalize: bool,
+    plan: FlowPlan,
+    time_fields: tuple[tuple[str, str], ...] = (),
+    interfaces: dict[int, str] | None = None,
+    system_init_ms: int | None = None,
 ) -> dict[str, Any]:
     """One flow record -> ECS document; ``record`` becomes the document's ``netflow`` object.
 
@@ -322,24 +391,29 @@ def flow_document(
     """
     get = record.get
     # A field sent with an unusual length is kept raw as hex text: only well-formed values feed ECS fields.
-    src_ip = (get(plan.src) if plan.src.__class__ is not tuple else _pick(record, plan.src))
+    src_ip = get(plan.src) if plan.src.__class__ is not tuple else _pick(record, plan.src)
     if src_ip is not None and "." not in src_ip and ":" not in src_ip:
         src_ip = None
-    dst_ip = (get(plan.dst) if plan.dst.__class__ is not tuple else _pick(record, plan.dst))
+    dst_ip = get(plan.dst) if plan.dst.__class__ is not tuple else _pick(record, plan.dst)
     if dst_ip is not None and "." not in dst_ip and ":" not in dst_ip:
         dst_ip = None
     protocol = get("protocol_identifier")
     if protocol.__class__ is not int or protocol > 255:
         protocol = None
-    src_port = (get(plan.src_port) if plan.src_port.__class__ is not tuple else _pick(record, plan.src_port))
+    src_port = get(plan.src_port) if plan.src_port.__class__ is not tuple else _pick(record, plan.src_port)
     if src_port.__class__ is not int:
         src_port = None
-    dst_port = (get(plan.dst_port) if plan.dst_port.__class__ is not tuple else _pick(record, plan.dst_port))
+    dst_port = get(plan.dst_port) if plan.dst_port.__class__ is not tuple else _pick(record, plan.dst_port)
     if dst_port.__class__ is not int:
         dst_port = None
     scale = sampling_rate if renormalize else 1
 
-    event: dict[str, Any] = {"kind": "event", "category": EVENT_CATEGORY, "type": EVENT_TYPE_CONNECTION, "action": action}
+    event: dict[str, Any] = {
+        "kind": "event",
+        "category": EVENT_CATEGORY,
+        "type": EVENT_TYPE_CONNECTION,
+        "action": action,
+    }
     uptime = context.uptime_ms
     if plan.uptime_only and uptime is not None:
         start = get("flow_start_sys_up_time")
@@ -367,7 +441,12 @@ def flow_document(
     network: dict[str, Any] = {}
     source: dict[str, Any] = {}
     destination: dict[str, Any] = {}
-    document: dict[str, Any] = {"_id": doc_id, "@timestamp": context.timestamp, "event": event, "network": network}
+    document: dict[str, Any] = {
+        "_id": doc_id,
+        "@timestamp": context.timestamp,
+        "event": event,
+        "network": network,
+    }
     if src_ip is not None:
         source["ip"] = src_ip
         network["type"] = "ipv6" if ":" in src_ip else "ipv4"
@@ -384,11 +463,21 @@ def flow_document(
         transport = TRANSPORT_NAMES.get(protocol)
         if transport is not None:
             network["transport"] = transport
-    fwd_bytes = (get(plan.fwd_bytes) if plan.fwd_bytes.__class__ is not tuple else _pick(record, plan.fwd_bytes))
-    fwd_packets = (get(plan.fwd_packets) if plan.fwd_packets.__class__ is not tuple else _pick(record, plan.fwd_packets))
-    if plan.biflow:   # RFC 5103 reverse elements, or NSEL initiator/responder counters
-        rev_bytes = (get(plan.rev_bytes) if plan.rev_bytes.__class__ is not tuple else _pick(record, plan.rev_bytes))
-        rev_packets = (get(plan.rev_packets) if plan.rev_packets.__class__ is not tuple else _pick(record, plan.rev_packets))
+    fwd_bytes = (
+        get(plan.fwd_bytes) if plan.fwd_bytes.__class__ is not tuple else _pick(record, plan.fwd_bytes)
+    )
+    fwd_packets = (
+        get(plan.fwd_packets) if plan.fwd_packets.__class__ is not tuple else _pick(record, plan.fwd_packets)
+    )
+    if plan.biflow:  # RFC 5103 reverse elements, or NSEL initiator/responder counters
+        rev_bytes = (
+            get(plan.rev_bytes) if plan.rev_bytes.__class__ is not tuple else _pick(record, plan.rev_bytes)
+        )
+        rev_packets = (
+            get(plan.rev_packets)
+            if plan.rev_packets.__class__ is not tuple
+            else _pick(record, plan.rev_packets)
+        )
         if isinstance(fwd_bytes, int):
             source["bytes"] = min(fwd_bytes * scale, MAX_LONG)
         if isinstance(fwd_packets, int):
@@ -411,7 +500,9 @@ def flow_document(
         if protocol == 1 or protocol == 58:
             type_code = _icmp_type_code(record, protocol, dst_port)
             if type_code is not None:
-                ids = community_ids(src_ip, dst_ip, protocol, type_code[0], type_code[1], context.exporter_tag)
+                ids = community_ids(
+                    src_ip, dst_ip, protocol, type_code[0], type_code[1], context.exporter_tag
+                )
         else:
             ids = community_ids(src_ip, dst_ip, protocol, src_port or 0, dst_port or 0, context.exporter_tag)
     if ids is not None:
@@ -437,9 +528,17 @@ def flow_document(
     return document
 
 
-if FAST is not None:   # the pieces the C flow_document calls back into for rare cases
-    FAST.configure(_relative_times, iso_ms, flow_id, _DIRECTIONS, EVENT_CATEGORY, EVENT_TYPE_CONNECTION, MAX_LONG,
-                   MAX_DURATION_MS)
+if FAST is not None:  # the pieces the C flow_document calls back into for rare cases
+    FAST.configure(
+        _relative_times,
+        iso_ms,
+        flow_id,
+        _DIRECTIONS,
+        EVENT_CATEGORY,
+        EVENT_TYPE_CONNECTION,
+        MAX_LONG,
+        MAX_DURATION_MS,
+    )
 
 
 def _interface(index: int, names: dict[int, str] | None) -> dict[str, Any]:
@@ -454,7 +553,10 @@ def _interface(index: int, names: dict[int, str] | None) -> dict[str, Any]:
 
 
 def options_document(
-    record: dict[str, Any], context: ExportContext, doc_id: str, time_fields: tuple[tuple[str, str], ...] = (),
+    record: dict[str, Any],
+    context: ExportContext,
+    doc_id: str,
+    time_fields: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     """One options data record (sampling, interface names, exporter statistics ...) -> its own document."""
     for name, unit in time_fields:
@@ -479,7 +581,7 @@ def sampling_rate_from_options(record: dict[str, Any]) -> int | None:
     packet_interval = record.get("sampling_packet_interval")
     if isinstance(packet_interval, int) and packet_interval > 0:
         space = record.get("sampling_packet_space")
-        if isinstance(space, int) and space > 0:   # select `interval` packets, then skip `space` (RFC 5477)
+        if isinstance(space, int) and space > 0:  # select `interval` packets, then skip `space` (RFC 5477)
             return max(1, round((packet_interval + space) / packet_interval))
         return packet_interval
     population = record.get("sampling_population")

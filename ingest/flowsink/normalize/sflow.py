@@ -35,9 +35,23 @@ _blake2b = hashlib.blake2b
 
 # sFlow header_protocol numbers -> names (sFlow v5 spec, "header_protocol")
 HEADER_PROTOCOL_NAMES = {
-    1: "ethernet", 2: "iso88024_tokenbus", 3: "iso88025_tokenring", 4: "fddi", 5: "frame_relay", 6: "x25",
-    7: "ppp", 8: "smds", 9: "aal5", 10: "aal5_ip", 11: "ipv4", 12: "ipv6", 13: "mpls", 14: "pos",
-    15: "ieee80211_mac", 16: "ieee80211_ampdu", 17: "ieee80211_amsdu_subframe",
+    1: "ethernet",
+    2: "iso88024_tokenbus",
+    3: "iso88025_tokenring",
+    4: "fddi",
+    5: "frame_relay",
+    6: "x25",
+    7: "ppp",
+    8: "smds",
+    9: "aal5",
+    10: "aal5_ip",
+    11: "ipv4",
+    12: "ipv6",
+    13: "mpls",
+    14: "pos",
+    15: "ieee80211_mac",
+    16: "ieee80211_ampdu",
+    17: "ieee80211_amsdu_subframe",
 }
 
 _second_cache: list[Any] = [None, ""]
@@ -294,13 +308,46 @@ def flow_document(
 # order common_flow_document and _fast_sflow.c write, so one C writer serves common and less common samples alike
 # (key order is no contract, but C and Python documents are compared byte for byte).
 _FLOW_SFLOW_ORDER = (
-    "sample_sequence", "source_id_type", "source_id_index", "sampling_rate", "sample_pool", "drops",
-    "input_interface", "input_discard_reason", "input_interface_count", "input_interface_format",
-    "input_interface_value", "output_interface", "output_discard_reason", "output_interface_count",
-    "output_interface_format", "output_interface_value", "expanded", "header_protocol", "frame_length", "stripped",
-    "header_length", "header_protocol_name", "ethertype", "ip_tos", "ip_ttl", "ip_total_length", "src_vlan",
-    "src_priority", "dst_vlan", "dst_priority", "ip_id", "ip_flags", "ipv6_flow_label", "ipv6_extension_headers",
-    "fragment_offset", "tcp_flags", "icmp_type", "icmp_code", "mpls_labels", "header_truncated",
+    "sample_sequence",
+    "source_id_type",
+    "source_id_index",
+    "sampling_rate",
+    "sample_pool",
+    "drops",
+    "input_interface",
+    "input_discard_reason",
+    "input_interface_count",
+    "input_interface_format",
+    "input_interface_value",
+    "output_interface",
+    "output_discard_reason",
+    "output_interface_count",
+    "output_interface_format",
+    "output_interface_value",
+    "expanded",
+    "header_protocol",
+    "frame_length",
+    "stripped",
+    "header_length",
+    "header_protocol_name",
+    "ethertype",
+    "ip_tos",
+    "ip_ttl",
+    "ip_total_length",
+    "src_vlan",
+    "src_priority",
+    "dst_vlan",
+    "dst_priority",
+    "ip_id",
+    "ip_flags",
+    "ipv6_flow_label",
+    "ipv6_extension_headers",
+    "fragment_offset",
+    "tcp_flags",
+    "icmp_type",
+    "icmp_code",
+    "mpls_labels",
+    "header_truncated",
 )
 _LAST = frozenset(("vlan", "vlans"))
 
@@ -318,7 +365,9 @@ def _flow_sflow_order(sflow: dict[str, Any], fields: dict[str, Any]) -> dict[str
     return ordered
 
 
-def discard_document(datagram: Datagram, sflow: dict[str, Any], info: PacketInfo | None, index: int) -> dict[str, Any]:
+def discard_document(
+    datagram: Datagram, sflow: dict[str, Any], info: PacketInfo | None, index: int
+) -> dict[str, Any]:
     """A discarded-packet event (sFlow drop notification): the dropped frame's fields and the drop reason.
 
     Drop events are not sampled at a rate (agents rate-limit them instead), so the frame counts once.
@@ -338,8 +387,19 @@ def counter_document(datagram: Datagram, sflow: dict[str, Any], index: int) -> d
     """One counter sample (all its records as groups under ``sflow.counters``) -> one metric document."""
     doc = _base(datagram, index, ACTION_COUNTER, "metric", "info")
     counters = {}
-    for group in ("interface", "ethernet", "token_ring", "vg", "vlan", "lag", "processor", "host", "host_cpu",
-                  "host_memory", "port_name"):
+    for group in (
+        "interface",
+        "ethernet",
+        "token_ring",
+        "vg",
+        "vlan",
+        "lag",
+        "processor",
+        "host",
+        "host_cpu",
+        "host_memory",
+        "port_name",
+    ):
         if group in sflow:
             counters[group] = sflow.pop(group)
     interface = counters.get("interface")
@@ -353,14 +413,40 @@ def counter_document(datagram: Datagram, sflow: dict[str, Any], index: int) -> d
     return doc
 
 
-def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int, renormalize: bool) -> dict[str, Any]:
+def common_flow_document(
+    datagram: Datagram, values: tuple[Any, ...], index: int, renormalize: bool
+) -> dict[str, Any]:
     """``flow_document`` for what ``decode.sflow._common_flow_sample`` parsed, built in one go.
 
     It must equal what the general path builds for the same sample (tests decode every input both ways).
     """
-    (sequence, source_id, rate, pool, drops, input_if, output_if, frame_length, stripped, header_length, switch,
-     src_mac, dst_mac, vlan, ethertype, tos, ttl, total_length, extra, proto, raw_src, raw_dst, src_port, dst_port,
-     tcp_flags) = values
+    (
+        sequence,
+        source_id,
+        rate,
+        pool,
+        drops,
+        input_if,
+        output_if,
+        frame_length,
+        stripped,
+        header_length,
+        switch,
+        src_mac,
+        dst_mac,
+        vlan,
+        ethertype,
+        tos,
+        ttl,
+        total_length,
+        extra,
+        proto,
+        raw_src,
+        raw_dst,
+        src_port,
+        dst_port,
+        tcp_flags,
+    ) = values
     source_index = source_id & 0xFFFFFF
     effective_rate = rate or 1
     family = _AF_INET if ethertype == 0x0800 else _AF_INET6
@@ -368,11 +454,23 @@ def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int
     dst_ip = _inet_ntop(family, raw_dst)
     ts = datagram.timestamp
     sflow: dict[str, Any] = {
-        "sample_sequence": sequence, "source_id_type": source_id >> 24, "source_id_index": source_index,
-        "sampling_rate": rate, "sample_pool": pool, "drops": drops, "input_interface": input_if,
-        "output_interface": output_if, "header_protocol": 1, "frame_length": frame_length, "stripped": stripped,
-        "header_length": header_length, "header_protocol_name": "ethernet", "ethertype": ethertype,
-        "ip_tos": tos, "ip_ttl": ttl, "ip_total_length": total_length,
+        "sample_sequence": sequence,
+        "source_id_type": source_id >> 24,
+        "source_id_index": source_index,
+        "sampling_rate": rate,
+        "sample_pool": pool,
+        "drops": drops,
+        "input_interface": input_if,
+        "output_interface": output_if,
+        "header_protocol": 1,
+        "frame_length": frame_length,
+        "stripped": stripped,
+        "header_length": header_length,
+        "header_protocol_name": "ethernet",
+        "ethertype": ethertype,
+        "ip_tos": tos,
+        "ip_ttl": ttl,
+        "ip_total_length": total_length,
     }
     if switch is not None:
         sflow["src_vlan"], sflow["src_priority"], sflow["dst_vlan"], sflow["dst_priority"] = switch
@@ -403,13 +501,24 @@ def common_flow_document(datagram: Datagram, values: tuple[Any, ...], index: int
     return {
         "_id": f"{datagram.id_prefix}{index}",
         "@timestamp": ts,
-        "event": {"kind": "event", "category": ["network"], "type": ["connection"], "action": ACTION_FLOW,
-                  "start": ts, "end": ts, "duration": 0},
-        "observer": {"ip": agent, "ingress": {"interface": {"id": str(input_if)}},
-                     "egress": {"interface": {"id": str(output_if)}}},
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["connection"],
+            "action": ACTION_FLOW,
+            "start": ts,
+            "end": ts,
+            "duration": 0,
+        },
+        "observer": {
+            "ip": agent,
+            "ingress": {"interface": {"id": str(input_if)}},
+            "egress": {"interface": {"id": str(output_if)}},
+        },
         "network": network,
-        "flow": {"sampling_rate": effective_rate, "id": this_flow_id} if this_flow_id else {
-            "sampling_rate": effective_rate},
+        "flow": {"sampling_rate": effective_rate, "id": this_flow_id}
+        if this_flow_id
+        else {"sampling_rate": effective_rate},
         "source": {"ip": src_ip, "port": src_port, "mac": _MAC_CACHE.get(src_mac) or _ecs_mac(src_mac)},
         "destination": {"ip": dst_ip, "port": dst_port, "mac": _MAC_CACHE.get(dst_mac) or _ecs_mac(dst_mac)},
         "sflow": sflow,

@@ -68,8 +68,12 @@ class BulkBodySerializer(NdjsonSerializer):
 
 
 # what the sink's clients are built with: orjson for JSON, bulk bodies passed through
-CLIENT_SERIALIZERS = {"serializers": {OrjsonSerializer.mimetype: OrjsonSerializer(),
-                                      NdjsonSerializer.mimetype: BulkBodySerializer()}}
+CLIENT_SERIALIZERS = {
+    "serializers": {
+        OrjsonSerializer.mimetype: OrjsonSerializer(),
+        NdjsonSerializer.mimetype: BulkBodySerializer(),
+    }
+}
 
 
 class SinkClosed(Exception):
@@ -358,7 +362,9 @@ class ElasticsearchSink:
         items = []
         for line in lines:
             meta, source = split_encoded(line)
-            items.append(_Item(str(meta.get("_index", "")), meta.get("_id"), line[:line.index(b"\n")], source))
+            items.append(
+                _Item(str(meta.get("_index", "")), meta.get("_id"), line[: line.index(b"\n")], source)
+            )
         return items
 
     # -- sending ------------------------------------------------------------------------------------------
@@ -380,8 +386,12 @@ class ElasticsearchSink:
             if isinstance(exc, ApiError) and exc.meta.status in (400, 413):
                 self._split_or_reject(items, exc)
             else:
-                self._wait(0, "unreachable" if not isinstance(exc, ApiError) else "request",
-                           f"bulk request failed: {short_reason(exc)}", len(items))
+                self._wait(
+                    0,
+                    "unreachable" if not isinstance(exc, ApiError) else "request",
+                    f"bulk request failed: {short_reason(exc)}",
+                    len(items),
+                )
                 self._send(items, first_round=1)
             return self._outcome(items, [])
         if not response.get("errors"):

@@ -364,8 +364,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--template-dir", type=Path, default=DEFAULT_TEMPLATE_DIR, help="folder of *.json templates"
     )
     parser.add_argument("--prefix", default=SHIPPED_PREFIX, help="template and index name prefix")
-    parser.add_argument("--api-prefix", default=None,
-                        help="index prefix of the flows API (api.index_prefix; default: under --prefix)")
+    parser.add_argument(
+        "--api-prefix",
+        default=None,
+        help="index prefix of the flows API (api.index_prefix; default: under --prefix)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Elasticsearch")
 
 
@@ -374,7 +377,9 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)  # our one-line error says it all
     settings = TemplateSettings(
-        template_dir=args.template_dir, name_prefix=args.prefix, api_prefix=args.api_prefix,
+        template_dir=args.template_dir,
+        name_prefix=args.prefix,
+        api_prefix=args.api_prefix,
         connect_timeout_s=args.timeout,
     )
     client = Elasticsearch(args.es_url)
