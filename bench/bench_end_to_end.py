@@ -46,8 +46,8 @@ from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowsink.decode import FlowDecoder
 from flowsink.bulk import index_name
+from flowsink.decode import FlowDecoder
 from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates
 from run import ensure_elasticsearch
 

@@ -9,8 +9,8 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from flowsink.sinks import SinkOutcome
-from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
 from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates
+from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
 
 TOTAL = 100_000
 BATCH = 5_000

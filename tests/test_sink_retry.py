@@ -98,7 +98,10 @@ def test_observer_sees_each_request_with_its_own_size(tmp_path, index):
     seen: list[tuple[int, str]] = []
     client = ScriptedBulk(lambda call, ids: _items([429, 201, 201] if call == 1 else [201] * len(ids)))
     sink = _sink(
-        client, tmp_path, bulk_concurrency=1, observer=lambda _s, docs, _b, result: seen.append((docs, result))
+        client,
+        tmp_path,
+        bulk_concurrency=1,
+        observer=lambda _s, docs, _b, result: seen.append((docs, result)),
     )
     index(sink, _docs(3))
     assert seen == [(3, "item_errors"), (1, "ok")]
@@ -196,7 +199,9 @@ def test_a_batch_not_placed_in_time_is_handed_back_and_placed_when_offered_again
         return _items([201] * len(ids))
 
     client = ScriptedBulk(script)
-    sink = _sink(client, tmp_path, retry_initial_backoff_s=0.02, retry_max_backoff_s=0.05, give_back_after_s=0.3)
+    sink = _sink(
+        client, tmp_path, retry_initial_backoff_s=0.02, retry_max_backoff_s=0.05, give_back_after_s=0.3
+    )
     started = time.monotonic()
     first = sink.write(_lines(_docs(5)))
     assert 0.2 < time.monotonic() - started < 2.0

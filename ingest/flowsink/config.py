@@ -242,7 +242,9 @@ def _output_list(value: Any) -> list[str]:
     outputs = settings_lib.coerce("output", value, list[str])
     for name in outputs:
         if name not in OUTPUTS:
-            raise ConfigError(f"output: must be one of {', '.join(OUTPUTS)} (or a list of them), got {name!r}")
+            raise ConfigError(
+                f"output: must be one of {', '.join(OUTPUTS)} (or a list of them), got {name!r}"
+            )
     return outputs
 
 
@@ -253,7 +255,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     sections: dict[str, Any] = {}
     for section_field in _sections():
         raw = merged.get(section_field.name, {})
-        sections[section_field.name] = settings_lib.build(section_field.name, section_field.default_factory, raw)
+        sections[section_field.name] = settings_lib.build(
+            section_field.name, section_field.default_factory, raw
+        )
     if "output" in merged:
         sections["output"] = _output_list(merged["output"])
     config = Config(**sections, source=str(path) if path is not None else "")
@@ -374,14 +378,20 @@ HELP = "validate a configuration file and print the effective settings"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", help="YAML configuration file (omit: defaults and environment only)")
+    parser.add_argument(
+        "file", nargs="?", help="YAML configuration file (omit: defaults and environment only)"
+    )
     parser.add_argument(
         "--check-es", action="store_true", help="also check that Elasticsearch answers at elasticsearch.url"
     )
-    parser.add_argument("--show-secrets", action="store_true", help="print passwords and API keys as they are")
+    parser.add_argument(
+        "--show-secrets", action="store_true", help="print passwords and API keys as they are"
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
-        "--example", action="store_true", help="print the annotated example configuration (every key) and exit"
+        "--example",
+        action="store_true",
+        help="print the annotated example configuration (every key) and exit",
     )
     what.add_argument(
         "--reference", action="store_true", help="print the configuration reference table (markdown) and exit"
@@ -397,7 +407,9 @@ def check_elasticsearch(config: Config, timeout_s: float | None = None) -> str:
         health = es.cluster.health(timeout=f"{max(1, int(timeout_s or 5))}s")
     except Exception as exc:
         urls = ", ".join(config.elasticsearch.url)
-        raise ConfigError(f"elasticsearch.url: cannot reach Elasticsearch at {urls}: {short_reason(exc)}") from None
+        raise ConfigError(
+            f"elasticsearch.url: cannot reach Elasticsearch at {urls}: {short_reason(exc)}"
+        ) from None
     finally:
         es.close()
     return f"{health['status']} ({health['number_of_nodes']} nodes)"

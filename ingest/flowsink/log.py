@@ -25,9 +25,7 @@ LOGGER_NAME = "flowsink"
 class LoggingSettings:
     """The ``logging`` section."""
 
-    level: str = setting(
-        "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), reloadable=True
-    )
+    level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), reloadable=True)
     format: str = setting("text", choices=("text", "json"), help="json: one JSON object per line")
     rate_limit_interval_s: float = setting(
         10.0, min=0, reloadable=True, help="per-packet errors: at most one line per reason per interval"
@@ -41,6 +39,7 @@ class LoggingSettings:
         if name == "format" and isinstance(value, str):
             return value.lower()
         return value
+
 
 # LogRecord attributes that are not extra fields supplied by the caller
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}

@@ -383,7 +383,9 @@ def prepare_outputs(config: Config) -> None:
         try:
             prepare_elasticsearch(sections["elasticsearch"], config.output_context())
         except UserError as exc:
-            raise UserError(f"flows API (api.enabled): {exc}; set api.enabled: false to run without it") from None
+            raise UserError(
+                f"flows API (api.enabled): {exc}; set api.enabled: false to run without it"
+            ) from None
 
 
 def main(args: argparse.Namespace) -> int:

@@ -408,7 +408,9 @@ class PipelineWorker:
         """Stop the writing thread (after ``drain``, or after a ``SinkClosed``)."""
         self._indexer.shutdown(wait=False, cancel_futures=True)
 
-    def reload(self, settings: PipelineSettings, sections: Mapping[str, Any], log_interval_s: float) -> list[str]:
+    def reload(
+        self, settings: PipelineSettings, sections: Mapping[str, Any], log_interval_s: float
+    ) -> list[str]:
         """Take the reloadable settings of a configuration read again; returns the keys applied.
 
         ``sections``: output name -> its settings, for the sink."""

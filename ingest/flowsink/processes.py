@@ -108,7 +108,9 @@ def pipeline_main(config: Config, partition: int, directory: str, ready: Any = N
     try:
         worker.run(stop)
     except SinkClosed:
-        log.warning("pipeline worker %d: shutdown timeout reached with a batch in flight; it stays queued", partition)
+        log.warning(
+            "pipeline worker %d: shutdown timeout reached with a batch in flight; it stays queued", partition
+        )
     gauges_stop.set()
     worker.close()
     _close(queue)

@@ -54,16 +54,25 @@ class ReceiveSettings:
     )
     processes: int = setting(0, min=0, max=256, help="receiver processes (SO_REUSEPORT); 0 = number of cores")
     rcvbuf_bytes: int = setting(
-        32 * MIB, min=64 * 1024, max=2 * GIB, help="SO_RCVBUF asked for; a warning is logged if the kernel caps it"
+        32 * MIB,
+        min=64 * 1024,
+        max=2 * GIB,
+        help="SO_RCVBUF asked for; a warning is logged if the kernel caps it",
     )
     max_datagram_bytes: int = setting(65535, min=512, max=65535)
     reuse_port: bool = setting(
-        True, help="SO_REUSEPORT: several receiver processes share each port, an exporter stays on one of them"
+        True,
+        help="SO_REUSEPORT: several receiver processes share each port, an exporter stays on one of them",
     )
-    batch_max: int = setting(64, min=1, max=4096, help="datagrams per queue write when the sockets have a backlog")
+    batch_max: int = setting(
+        64, min=1, max=4096, help="datagrams per queue write when the sockets have a backlog"
+    )
     # Far below what the socket buffer holds at any rate (32 MiB is about 300 ms of 100k datagrams/s).
     coalesce_ms: float = setting(
-        1.0, min=0, max=100, help="after a wakeup that found few datagrams, wait this long so the next finds more"
+        1.0,
+        min=0,
+        max=100,
+        help="after a wakeup that found few datagrams, wait this long so the next finds more",
     )
     counters_interval_s: float = setting(1.0, min=0.05, help="how often receive counters reach /metrics")
 

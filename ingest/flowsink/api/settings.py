@@ -22,12 +22,16 @@ class ApiSettings:
         "", help="indices of the flows API rows (empty: <elasticsearch.index_prefix>-app-flows)"
     )
     # A list so that a new token can be rolled out before the old is removed.
-    tokens: list[str] = setting(factory=list, secret=True, help="bearer tokens accepted (a list, for rotation)")
+    tokens: list[str] = setting(
+        factory=list, secret=True, help="bearer tokens accepted (a list, for rotation)"
+    )
     auth_enabled: bool = setting(True, help="false: no token needed; ANYBODY who reaches the port can write")
     body_limit_bytes: int = setting(10 * MIB, min=1024, help="request body limit, also after gzip (413)")
     rows_limit: int = setting(100_000, min=1, help="rows per POST (413)")
     rate_limit_rows_per_s: float = setting(
-        1_000_000.0, min=1, help="token bucket per credential (the token, or the peer address without auth) (429)"
+        1_000_000.0,
+        min=1,
+        help="token bucket per credential (the token, or the peer address without auth) (429)",
     )
     rate_limit_burst_rows: int = setting(2_000_000, min=1, help="token bucket size per credential")
     queue_dir: str = setting("", help="write-ahead queue of accepted batches (empty: <queue dir>/api)")

@@ -10,7 +10,9 @@ from flowsink.settings import MIB, setting
 
 @dataclass(slots=True)
 class DecoderSettings:
-    renormalize: bool = setting(True, help="multiply counters by the sampling rate into network.bytes/packets")
+    renormalize: bool = setting(
+        True, help="multiply counters by the sampling rate into network.bytes/packets"
+    )
     pending_max_bytes: int = setting(
         8 * MIB, min=0, help="data held waiting for its template, per worker; beyond it the oldest expires"
     )
@@ -20,7 +22,9 @@ class DecoderSettings:
     template_expiry_seconds: float = setting(
         24 * 3600.0, min=1, help="a template (and sampling options) not re-sent this long is forgotten"
     )
-    sequence_window: int = setting(10_000, min=1, help="reordering tolerated before a sequence jump is a restart")
+    sequence_window: int = setting(
+        10_000, min=1, help="reordering tolerated before a sequence jump is a restart"
+    )
     sequence_hole_max_age_s: float = setting(
         10.0, min=0.1, help="a hole in an exporter's sequence numbers not filled this long is counted as lost"
     )
@@ -29,7 +33,8 @@ class DecoderSettings:
     )
     max_exporters: int = setting(10_000, min=1, help="(exporter, domain) states kept, same eviction rule")
     template_cache_path: str = setting(
-        "", help="saved NetFlow v9/IPFIX templates (empty: <run_dir>/templates-<partition>.json; '{partition}' is replaced)"
+        "",
+        help="saved NetFlow v9/IPFIX templates (empty: <run_dir>/templates-<partition>.json; '{partition}' is replaced)",
     )
     template_save_interval_s: float = setting(30.0, min=1, help="how often the template cache is saved")
     expire_interval_s: float = setting(1.0, min=0.05, help="how often held data is checked for expiry")

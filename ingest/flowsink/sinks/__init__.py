@@ -46,7 +46,9 @@ def settings_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def prepare_outputs(names: Sequence[str], sections: Mapping[str, Any], context: OutputContext) -> dict[str, str]:
+def prepare_outputs(
+    names: Sequence[str], sections: Mapping[str, Any], context: OutputContext
+) -> dict[str, str]:
     """Run each selected output's start-up check; returns what each said. Raises UserError on the first failure."""
     return {
         name: importlib.import_module(OUTPUTS[name].module).prepare(sections[name], context) for name in names

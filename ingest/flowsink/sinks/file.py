@@ -49,7 +49,9 @@ class FileSettings:
     max_bytes: int = setting(
         100 * MIB, min=0, reloadable=True, help="rotate when the file passes this size (0: never)"
     )
-    keep: int = setting(5, min=0, max=1000, reloadable=True, help="rotated files kept (<path>.1 is the newest)")
+    keep: int = setting(
+        5, min=0, max=1000, reloadable=True, help="rotated files kept (<path>.1 is the newest)"
+    )
     fsync: bool = setting(True, help="fsync each batch before its datagrams are acknowledged (files only)")
 
     def validate(self) -> None:
@@ -113,7 +115,9 @@ class FileSink:
                 # A full disk or a vanished folder: the batch stays queued and is offered again.
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
                 metrics.FILE_WRITE_ERRORS.labels(reason=reason).inc()
-                self._errors.error(f"file:{reason}", "cannot write %s: %s; the batch stays queued", self.path, exc)
+                self._errors.error(
+                    f"file:{reason}", "cannot write %s: %s; the batch stays queued", self.path, exc
+                )
                 return SinkOutcome(retry_later=list(lines))
         metrics.FILE_DOCUMENTS_WRITTEN.inc(len(lines))
         metrics.FILE_WRITTEN_BYTES.inc(len(body))

@@ -77,5 +77,7 @@ def wait_for_elasticsearch(client: Elasticsearch, timeout_s: float) -> None:
             if isinstance(exc, ApiError) and exc.meta.status < 500:
                 return  # it answers; the status problem will surface with a clearer message on the real call
             if time.monotonic() + 0.5 >= deadline:
-                raise UserError(f"cannot reach Elasticsearch at {client_url(client)}: {short_reason(exc)}") from None
+                raise UserError(
+                    f"cannot reach Elasticsearch at {client_url(client)}: {short_reason(exc)}"
+                ) from None
             time.sleep(0.5)

@@ -76,4 +76,6 @@ def count_outcome(outcome: SinkOutcome) -> None:
 
 def build(settings: ElasticsearchSettings, context: OutputContext) -> ElasticsearchSink:
     """The sink of one pipeline worker."""
-    return ElasticsearchSink(for_context(settings, context), observer=observe_request, on_outcome=count_outcome)
+    return ElasticsearchSink(
+        for_context(settings, context), observer=observe_request, on_outcome=count_outcome
+    )

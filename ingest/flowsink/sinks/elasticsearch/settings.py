@@ -25,15 +25,23 @@ class ElasticsearchSettings:
     startup_timeout_s: float = setting(
         30.0, min=0, help="how long `flowsink run` waits for Elasticsearch at start before giving up"
     )
-    index_prefix: str = setting("flowsink", help="indices are <prefix>-flows-YYYY.MM.DD and <prefix>-meta-YYYY.MM.DD")
+    index_prefix: str = setting(
+        "flowsink", help="indices are <prefix>-flows-YYYY.MM.DD and <prefix>-meta-YYYY.MM.DD"
+    )
     install_templates: bool = setting(True, help="install the index templates at start-up")
     template_dir: str = setting("", help="directory of template JSON files (empty: the packaged ones)")
     number_of_shards: int = setting(1, min=1, max=1024, help="primary shards of each daily index (templates)")
     number_of_replicas: int = setting(0, min=0, max=16, help="replicas of each daily index (templates)")
-    bulk_max_docs: int = setting(5000, min=1, max=1_000_000, reloadable=True, help="documents per bulk request")
-    bulk_max_bytes: int = setting(10 * MIB, min=1024, max=1 * GIB, reloadable=True, help="bytes per bulk request")
+    bulk_max_docs: int = setting(
+        5000, min=1, max=1_000_000, reloadable=True, help="documents per bulk request"
+    )
+    bulk_max_bytes: int = setting(
+        10 * MIB, min=1024, max=1 * GIB, reloadable=True, help="bytes per bulk request"
+    )
     bulk_concurrency: int = setting(2, min=1, max=64, help="bulk requests in flight per pipeline worker")
-    retry_initial_backoff_s: float = setting(0.1, min=0.001, help="first wait after a refused or failed request")
+    retry_initial_backoff_s: float = setting(
+        0.1, min=0.001, help="first wait after a refused or failed request"
+    )
     retry_max_backoff_s: float = setting(
         30.0, min=0.1, help="cap of the exponential backoff on 429/5xx/unreachable (retries never give up)"
     )
@@ -49,7 +57,9 @@ class ElasticsearchSettings:
     dead_letter_path: str = setting(
         "", help="file of documents Elasticsearch rejected (empty: <run_dir>/dead-letter.jsonl)"
     )
-    dead_letter_index: str = setting("", help="also index rejected documents into <this>-YYYY.MM.DD (empty: no)")
+    dead_letter_index: str = setting(
+        "", help="also index rejected documents into <this>-YYYY.MM.DD (empty: no)"
+    )
     # Set by code: "create" with deterministic ids (replays answer 409) or "index" (ids chosen by Elasticsearch).
     op_type: str = setting("create", internal=True)
     # Set by the node: where the flows API writes (its templates are installed with the others).
@@ -65,7 +75,9 @@ class ElasticsearchSettings:
                 raise ConfigError(f"elasticsearch.url: expected http:// or https:// URLs, got {url!r}")
         prefix = self.index_prefix
         if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' "*\\<|,>/?#:'):
-            raise ConfigError(f"elasticsearch.index_prefix: must be a non-empty lower-case index name, got {prefix!r}")
+            raise ConfigError(
+                f"elasticsearch.index_prefix: must be a non-empty lower-case index name, got {prefix!r}"
+            )
         if self.op_type not in ("create", "index"):
             raise ValueError(f"op_type must be 'create' or 'index', not {self.op_type!r}")
 

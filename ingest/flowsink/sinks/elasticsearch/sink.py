@@ -154,7 +154,9 @@ class ElasticsearchSink:
             raise SinkClosed("sink is closed")
         deadline = time.monotonic() + self.settings.give_back_after_s
         outcome = SinkOutcome()
-        for part in self._each_chunk(lambda chunk: self._send_encoded(chunk, deadline), self._chunks(lines, len)):
+        for part in self._each_chunk(
+            lambda chunk: self._send_encoded(chunk, deadline), self._chunks(lines, len)
+        ):
             outcome.add(part)
         return self._counted(outcome)
 
@@ -260,7 +262,9 @@ class ElasticsearchSink:
         items = []
         for line in lines:
             meta, source = split_encoded(line)
-            items.append(_Item(str(meta.get("_index", "")), meta.get("_id"), line[: line.index(b"\n")], source))
+            items.append(
+                _Item(str(meta.get("_index", "")), meta.get("_id"), line[: line.index(b"\n")], source)
+            )
         return items
 
     # -- sending ------------------------------------------------------------------------------------------
@@ -318,7 +322,9 @@ class ElasticsearchSink:
                     item.attempts += 1
                 started = time.monotonic()
                 try:
-                    response = self._client.bulk(body=body, filter_path=_FILTER_PATH, refresh=self.settings.refresh)
+                    response = self._client.bulk(
+                        body=body, filter_path=_FILTER_PATH, refresh=self.settings.refresh
+                    )
                     results = response["items"]
                     if len(results) != len(pending):
                         raise ValueError(f"{len(results)} results for {len(pending)} documents")
@@ -327,7 +333,9 @@ class ElasticsearchSink:
                     if exc.meta.status in (400, 413):
                         self._split_or_reject(pending, exc, deadline)
                         return
-                    self._wait(round_, "request", f"bulk request failed: {short_reason(exc)}", len(pending), deadline)
+                    self._wait(
+                        round_, "request", f"bulk request failed: {short_reason(exc)}", len(pending), deadline
+                    )
                     round_ += 1
                     continue
                 except (TransportError, ValueError) as exc:
@@ -345,7 +353,9 @@ class ElasticsearchSink:
                 self._observe(started, pending, len(body), "item_errors" if response.get("errors") else "ok")
                 pending = self._classify(pending, results)
                 if pending:
-                    self._wait(round_, "item_retry", "retrying items refused with 429/5xx", len(pending), deadline)
+                    self._wait(
+                        round_, "item_retry", "retrying items refused with 429/5xx", len(pending), deadline
+                    )
                     round_ += 1
         except _GiveBack:
             self._carried_round = max(self._carried_round, round_)
@@ -369,7 +379,9 @@ class ElasticsearchSink:
                 item.status = _INDEXED
             elif status == 409 and create:
                 item.status = _DUPLICATE
-            elif status in (429, 503) or (status >= 500 and item.attempts < self.settings.retry_max_item_attempts):
+            elif status in (429, 503) or (
+                status >= 500 and item.attempts < self.settings.retry_max_item_attempts
+            ):
                 again.append(item)
             else:
                 error = result.get("error") or {}
