@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowsink.bulk import index_name
-from flowsink.pipeline import AckCursor
+from flowsink.pipeline.worker import AckCursor
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,7 @@ def test_the_worker_depends_on_the_sink_seam_only(tmp_path):
     """The worker is written against ``flowsink.sinks.base``: no Elasticsearch module anywhere below it."""
     _, _, sink = make_worker(tmp_path)
     assert isinstance(sink, Sink)
-    imported = _imports_of("flowsink.pipeline", set())
+    imported = _imports_of("flowsink.pipeline.worker", set())
     assert "flowsink.sinks.base" in imported
     assert not [m for m in imported if "elasticsearch" in m]
 

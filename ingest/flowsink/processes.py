@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from flowsink.bulk import BulkFormat
-from flowsink.config import Config, load_config
+from flowsink.config import Config, apply_reloadable, load_config
 from flowsink.decode import DecoderSettings, FlowDecoder
 from flowsink.log import get_logger, set_level, setup_logging
-from flowsink.pipeline import PipelineWorker
+from flowsink.pipeline.worker import PipelineWorker
 from flowsink.queue import PersistentQueue, open_partition
 from flowsink.sinks import Sink, SinkClosed, build_sink
 
@@ -119,7 +119,8 @@ def pipeline_main(config: Config, partition: int, directory: str, ready: Any = N
 
 
 def reload_worker(worker: PipelineWorker, config: Config) -> None:
-    """SIGHUP in a worker: read the file again, apply what may change live, say what needs a restart."""
+    """SIGHUP in a worker: read the file again, apply what may change live (``config`` is updated in place, so
+    the next reload compares with what runs), say what needs a restart."""
     if not config.source:
         return
     try:
@@ -127,12 +128,10 @@ def reload_worker(worker: PipelineWorker, config: Config) -> None:
     except Exception as exc:
         log.error("configuration reload failed, keeping the running settings: %s", exc)
         return
-    from flowsink.config import reloadable_changes
-
-    _applied, restart = reloadable_changes(config, new)
-    if new.logging.level != config.logging.level:
-        set_level(new.logging.level)
-    applied = worker.reload(new.pipeline, new.output_sections(), new.logging.rate_limit_interval_s)
+    applied, restart = apply_reloadable(config, new)
+    if "logging.level" in applied:
+        set_level(config.logging.level)
+    worker.reload(config.pipeline, config.output_sections(), config.logging.rate_limit_interval_s)
     log.info("pipeline settings reloaded: %s", ", ".join(applied) or "nothing changed")
     if restart:
         log.warning("changed settings that need a restart were not applied: %s", ", ".join(restart))

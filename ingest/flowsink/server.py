@@ -11,9 +11,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from flowsink.api.settings import ApiSettings
 from flowsink.log import get_logger
@@ -57,11 +57,17 @@ class NodeState:
         return reasons
 
 
-def metrics_registry() -> CollectorRegistry:
-    """In multiprocess mode, a registry that sums the per-process files; else the default registry."""
+def metrics_registry() -> Any:
+    """In multiprocess mode, a registry that sums the per-process files; else the default registry.
+
+    prometheus_client is imported here, not at the top: it picks its multiprocess mode from
+    ``PROMETHEUS_MULTIPROC_DIR`` when first imported, which ``flowsink run`` sets only after reading its
+    configuration (and the configuration imports this module for its settings).
+    """
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
-    from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
@@ -69,6 +75,8 @@ def metrics_registry() -> CollectorRegistry:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     registry = metrics_registry()
     # Reading every process's mmap files takes a few ms; off the event loop so UDP-side work is not delayed.
     body = await request.loop.run_in_executor(None, generate_latest, registry)

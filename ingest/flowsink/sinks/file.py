@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowsink import metrics
 from flowsink.errors import ConfigError, UserError
 from flowsink.log import RateLimitedLog, get_logger
 from flowsink.settings import MIB, setting
@@ -86,6 +85,11 @@ class FileSink:
     name = "file"
 
     def __init__(self, settings: FileSettings, context: OutputContext | None = None) -> None:
+        # here, not at the top: the configuration imports this module for FileSettings before `flowsink run`
+        # has chosen the metrics' multiprocess mode (see flowsink.metrics)
+        from flowsink import metrics
+
+        self._metrics = metrics
         self.settings = settings
         self.path = resolve_path(settings, context or OutputContext())
         self._lock = threading.Lock()
@@ -114,13 +118,13 @@ class FileSink:
             except OSError as exc:
                 # A full disk or a vanished folder: the batch stays queued and is offered again.
                 reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
-                metrics.FILE_WRITE_ERRORS.labels(reason=reason).inc()
+                self._metrics.FILE_WRITE_ERRORS.labels(reason=reason).inc()
                 self._errors.error(
                     f"file:{reason}", "cannot write %s: %s; the batch stays queued", self.path, exc
                 )
                 return SinkOutcome(retry_later=list(lines))
-        metrics.FILE_DOCUMENTS_WRITTEN.inc(len(lines))
-        metrics.FILE_WRITTEN_BYTES.inc(len(body))
+        self._metrics.FILE_DOCUMENTS_WRITTEN.inc(len(lines))
+        self._metrics.FILE_WRITTEN_BYTES.inc(len(body))
         return SinkOutcome(written=len(lines))
 
     def reload(self, sections: Mapping[str, Any]) -> list[str]:
@@ -193,7 +197,7 @@ class FileSink:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(f"{self.path}.{n}", f"{self.path}.{n + 1}")
             os.replace(self.path, f"{self.path}.1")
-        metrics.FILE_ROTATIONS.inc()
+        self._metrics.FILE_ROTATIONS.inc()
         os.close(self._fd)
         self._fd = -1
 
