@@ -164,6 +164,19 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{key}: a value is required, got null")
+    if typing.get_origin(inner) is dict:
+        # A mapping: YAML gives one; the environment gives its text (JSON, or YAML flow style). The settings
+        # class checks what is inside (its validate()).
+        if isinstance(value, str):
+            import yaml
+
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{key}: expected a mapping (JSON or YAML), got {value!r}: {exc}") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
     if typing.get_origin(inner) is list:
         (item_hint,) = typing.get_args(inner)
         if isinstance(value, str):
@@ -222,7 +235,11 @@ def to_plain(settings: Any, hide_secrets: bool = True) -> dict[str, Any]:
         value = getattr(settings, f.name)
         if hide_secrets and f.metadata.get("secret") and value:
             value = ["***"] * len(value) if isinstance(value, list) else "***"
-        values[f.name] = list(value) if isinstance(value, list | tuple) else value
+        if isinstance(value, list | tuple):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        values[f.name] = value
     return values
 
 
