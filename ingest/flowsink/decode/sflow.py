@@ -12,7 +12,6 @@ ends the datagram's decoding with a counted reason while keeping the samples dec
 
 from __future__ import annotations
 
-import logging
 import math
 import socket
 import struct
@@ -20,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from flowsink.decode import packet
-from flowsink.decode.accel import FAST
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
+from flowsink.native import EXTENSION
 from flowsink.normalize import sflow as normalize
 
 # sample_data formats, enterprise 0
@@ -68,32 +67,6 @@ MAX_RECORDS_PER_SAMPLE = 256
 MAX_AS_PATH_LENGTH = 1024
 # sequence state is kept per (exporter, agent, sub-agent[, source id]); beyond this many streams the oldest go
 MAX_SEQUENCE_STREAMS = 100_000
-
-
-# the version of _fast_sflow.c's entry points this module calls; a build of another version is not used
-EXTENSION_INTERFACE_VERSION = 4
-
-
-def _load_extension() -> Any:
-    """``flowsink.decode._fast_sflow`` configured with ``_fast``'s Community ID hash, or None (not built, stale,
-    or FLOWSINK_NO_EXTENSION set: ``accel.FAST`` is None then too); the Python path gives identical documents."""
-    if FAST is None:
-        return None
-    try:
-        from flowsink.decode import _fast_sflow
-    except ImportError:
-        return None
-    if getattr(_fast_sflow, "INTERFACE_VERSION", None) != EXTENSION_INTERFACE_VERSION:
-        logging.getLogger(__name__).warning(
-            "flowsink.decode._fast_sflow is a build of another version (rebuild with `pip install -e .`); "
-            "decoding sFlow in pure Python"
-        )
-        return None
-    _fast_sflow.configure(FAST.community_digest)
-    return _fast_sflow
-
-
-FAST_SFLOW = _load_extension()
 
 
 class SflowError(ValueError):
@@ -144,9 +117,9 @@ class SflowDecoder:
         # everything else, and this too when off (tests compare both), takes the general path
         self.fast_path = True
         # the same common case parsed and built in C when the extension is there (tests set this to None)
-        self.extension = FAST_SFLOW
+        self.extension = EXTENSION
         # given a BulkFormat, the C path writes the bulk lines of the flow and counter samples real switches send
-        # (the common flow sample, and the less common ones of _fast_sflow.c's list) into result.encoded, and those
+        # (the common flow sample, and the less common ones of native/sflow.c's list) into result.encoded, and those
         # of the documents the Python path builds for the other samples; the rare document it cannot write as
         # orjson would stays a dict, for the FlowDecoder facade to encode with flowsink.bulk
         bulk = getattr(settings, "bulk", None)
@@ -245,7 +218,7 @@ class SflowDecoder:
         renormalize = self.renormalize
         fast = self.fast_path
         common_flow_document = normalize.common_flow_document
-        c_samples = self.extension.flow_samples if fast and self.extension is not None else None
+        c_samples = self.extension.sflow_samples if fast and self.extension is not None else None
         bulk = () if self.bulk_format is None else (result.encoded, *self.bulk_format)
         encode = self.extension.encode_documents if bulk and c_samples is not None else None
         held: list[dict[str, Any]] = []

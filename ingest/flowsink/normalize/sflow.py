@@ -305,7 +305,7 @@ def flow_document(
 
 # The key order of a flow document's sflow object, whichever path built it: these keys first, in this order, then
 # other records' keys as decoded (router, gateway, ...), the datagram's fields, and last the VLAN tags. It is the
-# order common_flow_document and _fast_sflow.c write, so one C writer serves common and less common samples alike
+# order common_flow_document and native/sflow.c write, so one C writer serves common and less common samples alike
 # (key order is no contract, but C and Python documents are compared byte for byte).
 _FLOW_SFLOW_ORDER = (
     "sample_sequence",
