@@ -23,6 +23,7 @@ from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
 from flowsink.native import EXTENSION
 from flowsink.normalize import sflow as normalize
+from flowsink.normalize.records import Datagram, PacketInfo, mac_text
 
 # sample_data formats, enterprise 0
 SAMPLE_FLOW = 1
@@ -75,37 +76,6 @@ class SflowError(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
-
-
-class Datagram:
-    """The datagram header every sample of it shares, plus what the normaliser derives from it once."""
-
-    __slots__ = (
-        "agent",
-        "arrival_ns",
-        "exporter",
-        "fields",
-        "id_prefix",
-        "sequence",
-        "sub_agent",
-        "tag",
-        "timestamp",
-        "uptime",
-    )
-
-    def __init__(
-        self, exporter: str, agent: str, sub_agent: int, sequence: int, uptime: int, arrival_ns: int
-    ) -> None:
-        self.exporter = exporter
-        self.agent = agent
-        self.sub_agent = sub_agent
-        self.sequence = sequence
-        self.uptime = uptime
-        self.arrival_ns = arrival_ns
-        self.timestamp = ""
-        self.id_prefix = ""
-        self.tag = ""  # the agent's tag at the head of flow.id
-        self.fields: dict[str, Any] = {}
 
 
 class SflowDecoder:
@@ -346,7 +316,7 @@ class SflowDecoder:
 
     def _flow_records_into(
         self, data: bytes, offset: int, end: int, sample: dict[str, Any], result: DecodeResult
-    ) -> packet.PacketInfo | None:
+    ) -> PacketInfo | None:
         stats = result.stats
         count = sample.pop("_record_count")
         info = None
@@ -705,7 +675,7 @@ def _text(raw: bytes) -> str:
 # --- flow records: each fills the sample dict, the raw header record also returns what it parsed -------------
 
 
-def _flow_raw_header(data: bytes, start: int, end: int, sample: dict[str, Any]) -> packet.PacketInfo | None:
+def _flow_raw_header(data: bytes, start: int, end: int, sample: dict[str, Any]) -> PacketInfo | None:
     _need(start, end, 16, "raw packet header")
     header_protocol, frame_length, stripped, header_length = _RAW_HEADER.unpack_from(data, start)
     header_start = start + 16
@@ -1025,8 +995,8 @@ def _counters_lag(data: bytes, start: int, end: int, sample: dict[str, Any]) -> 
     _need(start, end, _LAG_COUNTERS.size, "LAG port")
     actor, partner, aggregator, state, *counts = _LAG_COUNTERS.unpack_from(data, start)
     lag: dict[str, Any] = {
-        "actor_system_id": packet.mac_text(actor),
-        "partner_oper_system_id": packet.mac_text(partner),
+        "actor_system_id": mac_text(actor),
+        "partner_oper_system_id": mac_text(partner),
         "attached_agg_id": aggregator,
         "actor_admin_state": state[0],
         "actor_oper_state": state[1],

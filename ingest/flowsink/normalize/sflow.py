@@ -13,14 +13,11 @@ import base64
 import hashlib
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowsink.normalize.common import TRANSPORT_NAMES, community_digest
 from flowsink.normalize.netflow import exporter_tag
-
-if TYPE_CHECKING:
-    from flowsink.decode.packet import PacketInfo
-    from flowsink.decode.sflow import Datagram
+from flowsink.normalize.records import Datagram, PacketInfo
 
 ACTION_FLOW = "sflow_flow_sample"
 ACTION_COUNTER = "sflow_counter_sample"
