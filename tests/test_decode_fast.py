@@ -25,7 +25,7 @@ from flowsink import native
 from flowsink.decode import FlowDecoder
 from flowsink.decode.capture import is_capture, read_file
 from flowsink.decode.fields import iana_fields
-from flowsink.decode.templates import FieldSpec, Template
+from flowsink.decode.template_cache import FieldSpec, Template
 from flowsink.normalize.common import community_digest, community_digest_python
 from flowsink.normalize.netflow import community_ids, community_ids_python
 

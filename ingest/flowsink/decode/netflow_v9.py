@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
-from flowsink.decode.templates import FieldSpec, HeldSet, PendingSets, StateKey, Template, TemplateStore
+from flowsink.decode.template_cache import FieldSpec, HeldSet, PendingSets, StateKey, Template, TemplateStore
 from flowsink.native import EXTENSION
 from flowsink.normalize.netflow import (
     RELATIVE_NAMES,
