@@ -17,13 +17,11 @@ deps:
 	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib; \
 	  sys.exit(not flowsink.__file__.startswith('$(CURDIR)/ingest/'))" 2>/dev/null \
 	  && flowsink --help >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e '.[test]'
-	@# The optional C decoders build in place (gitignored): a fresh clone has none, and an edited .c leaves a
-	@# stale one behind, which the decoders refuse. Rebuild whenever a module is missing or older than its source.
-	@for src in ingest/flowsink/decode/_fast*.c; do \
-	  so=$$(ls $${src%.c}.cpython-*.so 2>/dev/null | head -n 1); \
-	  if [ -z "$$so" ] || [ "$$src" -nt "$$so" ] || [ -n "$$(find ingest/flowsink/decode -name '_fast*.h' -newer $$so)" ]; then \
-	    $(PYTHON) setup.py -q build_ext --inplace >/dev/null 2>&1 || echo "C decoders not built: using pure Python"; \
-	    break; fi; done
+	@# The optional C extension builds in place (gitignored): a fresh clone has none, and an edited .c or .h leaves
+	@# a stale one behind, which flowsink.native refuses. Rebuild when it is missing or older than any source.
+	@so=$$(ls ingest/flowsink/native/_native.cpython-*.so 2>/dev/null | head -n 1); \
+	if [ -z "$$so" ] || [ -n "$$(find ingest/flowsink/native \( -name '*.c' -o -name '*.h' \) -newer $$so)" ]; then \
+	  $(PYTHON) setup.py -q build_ext --inplace >/dev/null 2>&1 || echo "C extension not built: using pure Python"; fi
 
 system-deps:
 	@bash scripts/install_system_deps.sh

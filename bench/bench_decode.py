@@ -30,7 +30,7 @@ import orjson
 
 from flowsink.bulk import BulkFormat
 from flowsink.decode import DecoderSettings, FlowDecoder
-from flowsink.decode.accel import FAST
+from flowsink.native import EXTENSION
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(orjson.dumps(rates).decode())
         return 0
-    extension = FAST is not None
+    extension = EXTENSION is not None
     python_rates = python_path_rates(args.quick) if extension else {}
     goflow2 = None if args.no_goflow2 else GOFLOW2.exists()
     lines = [
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Flows per CPU-second, {datagrams} datagrams per run, median of {repeats} runs. flowsink: decode + ECS "
         "document + Elasticsearch bulk lines (action + source, what the pipeline sends), "
-        f"{'with' if extension else 'WITHOUT (not built)'} the C extension flowsink.decode._fast writing the "
+        f"{'with' if extension else 'WITHOUT (not built)'} the C extension flowsink.native writing the "
         "lines, and beside it the pure-Python path (dicts + orjson; FLOWSINK_NO_EXTENSION=1, child process); "
         "peer ratios use the first column. netflow package: decode only; goflow2: UDP loopback -> JSON lines "
         "file (its own CPU time, all threads).",

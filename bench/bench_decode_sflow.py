@@ -7,9 +7,9 @@ sflow_issue_15918: 6 flow samples and a counter sample per datagram).
 
 flowsink figures are documents per CPU-second of this process (``time.process_time``), median of the runs, of
 the path the pipeline takes: ``FlowDecoder`` given a ``BulkFormat`` returns each document's bulk action and source
-lines, joined into a request body (bench_decode.run_flowsink). With its C extensions (flowsink.decode._fast_sflow,
+lines, joined into a request body (bench_decode.run_flowsink). With its C extension (flowsink.native,
 the default when built) the decoder writes those lines itself, never building a document dict, so there is no
-separate serialisation step left to time apart; without them (the pure-Python path FLOWSINK_NO_EXTENSION=1
+separate serialisation step left to time apart; without it (the pure-Python path FLOWSINK_NO_EXTENSION=1
 gives, switched in this process, so both paths run in the same process and run) it builds dicts that
 flowsink.bulk encodes with orjson. goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same
 datagrams over loopback UDP and writes JSON lines to a file, measured by its own CPU time (all threads), through
@@ -36,7 +36,7 @@ from bench_decode import FIXTURES, GOFLOW2, median_rate, run_flowsink, run_goflo
 from flowsink.decode import sflow as sflow_module
 from flowsink.normalize import common
 
-FAST_SFLOW = sflow_module.FAST_SFLOW
+EXTENSION = sflow_module.EXTENSION
 
 SAMPLES_PER_DATAGRAM = 6
 SAMPLING_RATE = 1024
@@ -135,14 +135,14 @@ def capture_traffic(count: int) -> list[bytes] | None:
 
 @contextmanager
 def pure_python() -> Iterator[None]:
-    """Decoders made inside decode as without the C extension: no _fast_sflow, and the Community ID's SHA-1 in
+    """Decoders made inside decode as without the C extension: no C sFlow writer, and the Community ID's SHA-1 in
     Python (what FLOWSINK_NO_EXTENSION=1 gives; switched here so both paths run interleaved in one process)."""
-    saved = sflow_module.FAST_SFLOW, common.FAST
-    sflow_module.FAST_SFLOW = common.FAST = None
+    saved = sflow_module.EXTENSION, common.EXTENSION
+    sflow_module.EXTENSION = common.EXTENSION = None
     try:
         yield
     finally:
-        sflow_module.FAST_SFLOW, common.FAST = saved
+        sflow_module.EXTENSION, common.EXTENSION = saved
 
 
 def flowsink_rates(datagrams: list[bytes], repeats: int) -> tuple[float, float, int]:
@@ -150,7 +150,7 @@ def flowsink_rates(datagrams: list[bytes], repeats: int) -> tuple[float, float, 
     paths alternate run by run so a burst of load elsewhere on the machine falls on both."""
     c_runs, python_runs = [], []
     for _ in range(repeats):
-        if FAST_SFLOW is not None:
+        if EXTENSION is not None:
             c_runs.append(run_flowsink([], datagrams))
         with pure_python():
             python_runs.append(run_flowsink([], datagrams))
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: datagram -> "
         "Elasticsearch bulk action + source lines of the ECS documents, joined as a request body (the pipeline's "
-        'path); "C" with the flowsink.decode._fast_sflow extension (it writes the lines, no document dicts), '
+        'path); "C" with the flowsink.native extension (it writes the lines, no document dicts), '
         '"Python" without any C extension (as FLOWSINK_NO_EXTENSION=1: dicts, then orjson), in the same '
         "process. goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
         "",
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
-        f"visible; C extension {'built' if FAST_SFLOW is not None else 'absent'}; goflow2 "
+        f"visible; C extension {'built' if EXTENSION is not None else 'absent'}; goflow2 "
         f"{'present' if goflow2 else 'absent'}; a shared machine makes figures noisy.",
         "",
     ]

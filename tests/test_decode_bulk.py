@@ -19,8 +19,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from flowsink import native
 from flowsink.bulk import BulkFormat, encode_document, index_name, split_encoded
-from flowsink.decode import DecoderSettings, FlowDecoder, accel
+from flowsink.decode import DecoderSettings, FlowDecoder
 from test_decode_fast import FIXTURES, corpus
 from test_decode_fast_sflow import _generated_payloads
 
@@ -31,7 +32,7 @@ FORMATS = {
 }
 
 needs_extension = pytest.mark.skipif(
-    accel.FAST is None, reason="C extension not built (pip install -e . builds it)"
+    native.EXTENSION is None, reason="C extension not built (pip install -e . builds it)"
 )
 
 
@@ -143,7 +144,7 @@ def test_python_path_encodes_every_document_the_dict_path_gives() -> None:
 
 
 if __name__ == "__main__":  # the child process: decode the corpus with whatever path this environment gives
-    if os.environ.get("FLOWSINK_NO_EXTENSION") and accel.FAST is not None:
+    if os.environ.get("FLOWSINK_NO_EXTENSION") and native.EXTENSION is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
     lines, _ = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()), FORMATS[sys.argv[3]])
     Path(sys.argv[2]).write_bytes(b"\n".join(lines))

@@ -18,8 +18,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from flowsink import native
 from flowsink.bulk import BulkFormat
-from flowsink.decode import DecoderSettings, FlowDecoder, accel
+from flowsink.decode import DecoderSettings, FlowDecoder
 from test_decode_netflow_builders import (
     flowset,
     ip4,
@@ -45,7 +46,7 @@ FORMATS = {
 }
 
 needs_extension = pytest.mark.skipif(
-    accel.FAST is None, reason="C extension not built (pip install -e . builds it)"
+    native.EXTENSION is None, reason="C extension not built (pip install -e . builds it)"
 )
 
 
@@ -440,6 +441,6 @@ def test_every_case_writes_lines() -> None:
 
 
 if __name__ == "__main__":  # the child: the pure-Python path
-    if accel.FAST is not None:
+    if native.EXTENSION is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is not set but the extension was loaded")
     Path(sys.argv[1]).write_bytes(pickle.dumps({name: decode_cases(fmt)[0] for name, fmt in FORMATS.items()}))

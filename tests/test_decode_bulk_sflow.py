@@ -1,4 +1,4 @@
-"""sFlow bulk lines written in C (flowsink.decode._fast_sflow) equal flowsink.bulk's encoding of the dict documents.
+"""sFlow bulk lines written in C (flowsink.native, sflow.c) equal flowsink.bulk's encoding of the dict documents.
 
 tests/test_decode_bulk.py holds every decoder to the pure-Python reference on a shared corpus; this file aims at
 the sFlow writer's own corners: odd values, every BulkFormat shape, samples the C path leaves to Python in the
@@ -26,18 +26,18 @@ FORMATS = [
     BulkFormat("é\x01\t-x", "create", True),
 ]
 
-needs_extension = pytest.mark.skipif(sflow_module.FAST_SFLOW is None, reason="the C extension is not built")
+needs_extension = pytest.mark.skipif(sflow_module.EXTENSION is None, reason="the C extension is not built")
 
 
 @contextmanager
 def python_only() -> Iterator[None]:
     """Decoders made inside take the pure-Python sFlow path (documents, then flowsink.bulk)."""
-    saved = sflow_module.FAST_SFLOW
-    sflow_module.FAST_SFLOW = None
+    saved = sflow_module.EXTENSION
+    sflow_module.EXTENSION = None
     try:
         yield
     finally:
-        sflow_module.FAST_SFLOW = saved
+        sflow_module.EXTENSION = saved
 
 
 def _lines(decoder: FlowDecoder, payload: bytes, exporter: str = "192.0.2.7", arrival_ns: int = ARRIVAL_NS):
@@ -132,17 +132,17 @@ def test_odd_values_equal_the_reference() -> None:
 
 
 def _record_flow_samples(decoder) -> list:
-    """Make ``decoder``'s sFlow decoder record what each ``flow_samples`` call of the extension returned."""
+    """Make ``decoder``'s sFlow decoder record what each ``sflow_samples`` call of the extension returned."""
     calls: list = []
-    original = sflow_module.FAST_SFLOW
+    original = sflow_module.EXTENSION
 
     class Recording:
         INTERFACE_VERSION = original.INTERFACE_VERSION
         encode_documents = staticmethod(original.encode_documents)
 
         @staticmethod
-        def flow_samples(*args):
-            calls.append(original.flow_samples(*args))
+        def sflow_samples(*args):
+            calls.append(original.sflow_samples(*args))
             return calls[-1]
 
     decoder._decoder_for("sflow").extension = Recording
@@ -179,11 +179,11 @@ def test_documents_with_floats_go_to_the_reference_once_each() -> None:
     decoder = _assert_equal_to_reference([payload], FORMATS[0])
     assert decoder.reference_encoded == 2048
     calls = 0
-    original = sflow_module.FAST_SFLOW
+    original = sflow_module.EXTENSION
 
     class Counting:
         INTERFACE_VERSION = original.INTERFACE_VERSION
-        flow_samples = staticmethod(original.flow_samples)
+        sflow_samples = staticmethod(original.sflow_samples)
 
         @staticmethod
         def encode_documents(documents, *args):
@@ -208,7 +208,7 @@ def test_a_timestamp_without_a_four_digit_year_is_left_to_the_reference() -> Non
 @needs_extension
 def test_datagram_values_the_writer_declines_give_dicts() -> None:
     """A lone surrogate, a datagram field named like a sample's: the samples come back as document dicts."""
-    flow_samples = sflow_module.FAST_SFLOW.flow_samples
+    flow_samples = sflow_module.EXTENSION.sflow_samples
     payload = _datagram([_common_sample(1)])
     context = ("2023-11-14T22:13:20.123Z", "p-", "tag", "10.0.0.1")
     head, keep_ids = FORMATS[0].c_format
@@ -261,7 +261,7 @@ def _documents() -> list:
 
 @needs_extension
 def test_encode_documents_writes_what_orjson_writes_and_leaves_the_rest() -> None:
-    encode_documents = sflow_module.FAST_SFLOW.encode_documents
+    encode_documents = sflow_module.EXTENSION.encode_documents
     for fmt in FORMATS:
         documents, encoded = _documents(), []
         assert encode_documents(documents, encoded, *fmt.c_format) == 2
@@ -279,7 +279,7 @@ def test_encode_documents_writes_what_orjson_writes_and_leaves_the_rest() -> Non
 
 @needs_extension
 def test_flow_samples_refuses_bad_bulk_arguments() -> None:
-    flow_samples = sflow_module.FAST_SFLOW.flow_samples
+    flow_samples = sflow_module.EXTENSION.sflow_samples
     payload = _datagram([_common_sample(1)])
     args = (payload, "2023-11-14T22:13:20.123Z", "p-", "tag", "10.0.0.1", {}, True, 28, 0, 1, [], {})
     with pytest.raises(TypeError):

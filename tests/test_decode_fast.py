@@ -1,4 +1,4 @@
-"""The C extension (flowsink.decode._fast) and the pure-Python path give byte-identical documents.
+"""The C extension (flowsink.native) and the pure-Python path give byte-identical documents.
 
 The same corpus (every fixture, generated NetFlow v5 datagrams, mutated fixtures) is decoded in this process
 (extension loaded) and in a child process started with FLOWSINK_NO_EXTENSION=1 (pure Python); the serialised
@@ -15,15 +15,17 @@ import struct
 import subprocess
 import sys
 import sysconfig
+import types
 from pathlib import Path
 
 import orjson
 import pytest
 
-from flowsink.decode import FlowDecoder, accel
+from flowsink import native
+from flowsink.decode import FlowDecoder
 from flowsink.decode.capture import is_capture, read_file
 from flowsink.decode.fields import iana_fields
-from flowsink.decode.templates import FieldSpec, Template
+from flowsink.decode.template_cache import FieldSpec, Template
 from flowsink.normalize.common import community_digest, community_digest_python
 from flowsink.normalize.netflow import community_ids, community_ids_python
 
@@ -33,7 +35,7 @@ PAYLOAD_SUFFIXES = {".dat", ".bin", ".pcap", ".pcapng"}
 ARRIVAL_NS = 1_700_000_000_123_456_789
 
 needs_extension = pytest.mark.skipif(
-    accel.FAST is None, reason="C extension not built (pip install -e . builds it)"
+    native.EXTENSION is None, reason="C extension not built (pip install -e . builds it)"
 )
 
 
@@ -207,8 +209,8 @@ def test_extension_is_built_where_a_compiler_is() -> None:
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if shutil.which("gcc") is None or not headers.exists() or os.environ.get("FLOWSINK_NO_EXTENSION"):
         pytest.skip("no compiler or Python headers here: the pure-Python path is the expected one")
-    assert accel.FAST is not None, (
-        "flowsink.decode._fast missing: run `pip install -e .` (it builds the extension)"
+    assert native.EXTENSION is not None, (
+        "flowsink.native._native missing: run `pip install -e .` (it builds the extension)"
     )
 
 
@@ -246,21 +248,36 @@ def test_variable_length_records_match_the_python_walk() -> None:
         assert orjson.dumps(fast[0]) == orjson.dumps(python_records) and fast[1] == python_error, fields
 
 
-@needs_extension
-def test_a_stale_build_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accel.FAST, "INTERFACE_VERSION", accel.INTERFACE_VERSION + 1)
-    assert accel.load_extension() is None
+def test_a_stale_build_is_not_used(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A build of another interface version (not rebuilt after an update) is refused, with a warning."""
+    stale = types.ModuleType(native.MODULE_NAME)
+    stale.INTERFACE_VERSION = native.INTERFACE_VERSION - 1  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, native.MODULE_NAME, stale)
+    monkeypatch.delenv(native.DISABLE_VARIABLE, raising=False)
+    with caplog.at_level("WARNING", logger="flowsink.native"):
+        assert native.load_extension() is None
+    assert f"interface version {native.INTERFACE_VERSION - 1}, this code needs" in caplog.text
+
+
+def test_a_missing_build_is_the_quiet_python_path(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, native.MODULE_NAME, None)  # as if no .so were there
+    monkeypatch.delenv(native.DISABLE_VARIABLE, raising=False)
+    with caplog.at_level("DEBUG", logger="flowsink.native"):
+        assert native.load_extension() is None
+    assert not caplog.records
 
 
 def test_no_extension_switch_gives_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWSINK_NO_EXTENSION", "1")
-    assert accel.load_extension() is None
-    code = "from flowsink.decode import accel, FlowDecoder; import sys; sys.exit(accel.FAST is not None)"
+    assert native.load_extension() is None
+    code = "from flowsink import native; import sys; sys.exit(native.EXTENSION is not None)"
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "FLOWSINK_NO_EXTENSION": "1"}, check=True)
 
 
 if __name__ == "__main__":  # the child process: decode the corpus with whatever path this environment gives
-    if os.environ.get("FLOWSINK_NO_EXTENSION") and accel.FAST is not None:
+    if os.environ.get("FLOWSINK_NO_EXTENSION") and native.EXTENSION is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
     lines = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()))
     Path(sys.argv[2]).write_bytes(b"\n".join(lines))

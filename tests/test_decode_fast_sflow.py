@@ -1,4 +1,4 @@
-"""The sFlow C path (flowsink.decode._fast_sflow) against the pure-Python paths: identical documents (to the
+"""The sFlow C path (flowsink.native, sflow.c) against the pure-Python paths: identical documents (to the
 serialised byte), identical errors and counters, no crash on mutated input; and the fallback without it."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 EXPORTER = "192.0.2.7"
 ARRIVAL_NS = 1_700_000_000_123_456_789
 
-needs_extension = pytest.mark.skipif(sflow_module.FAST_SFLOW is None, reason="the C extension is not built")
+needs_extension = pytest.mark.skipif(sflow_module.EXTENSION is None, reason="the C extension is not built")
 
 
 def _fixture_payloads() -> list[bytes]:
@@ -219,7 +219,7 @@ def _assert_same_everywhere(payloads: list[bytes]) -> int:
     """Decode every payload three ways; return how many documents the C path built."""
     in_c, in_python, general = _decoders()
     built_in_c = 0
-    original = sflow_module.FAST_SFLOW.flow_samples
+    original = sflow_module.EXTENSION.sflow_samples
 
     def counting(*args):
         nonlocal built_in_c
@@ -227,7 +227,7 @@ def _assert_same_everywhere(payloads: list[bytes]) -> int:
         built_in_c += stopped[2]
         return stopped
 
-    in_c.extension = type("Counting", (), {"flow_samples": staticmethod(counting)})()
+    in_c.extension = type("Counting", (), {"sflow_samples": staticmethod(counting)})()
     for payload in payloads:
         ours = in_c.decode(payload, EXPORTER, ARRIVAL_NS)
         python_fast = in_python.decode(payload, EXPORTER, ARRIVAL_NS)
@@ -277,7 +277,7 @@ def test_renormalisation_off_in_c_as_in_python():
 
 @needs_extension
 def test_c_entry_point_refuses_bad_arguments_without_crashing():
-    flow_sample = sflow_module.FAST_SFLOW.flow_sample
+    flow_sample = sflow_module.EXTENSION.sflow_flow_sample
     frame = (
         bytes(12)
         + struct.pack("!HBBHHHBBH4s4sHHH", 0x0800, 0x45, 0, 28, 1, 0, 64, 17, 0, bytes(4), bytes(4), 5, 53, 8)
@@ -301,7 +301,7 @@ def test_c_entry_point_refuses_bad_arguments_without_crashing():
     document, sequence, source_id = flow_sample(data, "t", "é-", "ü", "10.0.0.1", {}, True, 36, len(data), 0)
     assert (document["_id"], sequence, source_id) == ("é-0", 1, 3)
     assert document["flow"]["id"].startswith("ü") and len(document["flow"]["id"]) == 21
-    flow_samples = sflow_module.FAST_SFLOW.flow_samples
+    flow_samples = sflow_module.EXTENSION.sflow_samples
     documents: list = []
     runs: dict = {}
     with pytest.raises(TypeError):
@@ -325,7 +325,7 @@ def test_without_the_extension_the_python_path_gives_the_same_documents(tmp_path
         "import orjson\n"
         "from flowsink.decode import DecoderSettings\n"
         "from flowsink.decode import sflow\n"
-        "assert sflow.FAST_SFLOW is None\n"
+        "assert sflow.EXTENSION is None\n"
         "decoder = sflow.SflowDecoder(DecoderSettings())\n"
         "out = []\n"
         f"for text in json.load(open(sys.argv[1])):\n"
@@ -350,20 +350,3 @@ def test_without_the_extension_the_python_path_gives_the_same_documents(tmp_path
     ]
     assert fallback == here
     assert sum(len(docs) for docs in here) > 150
-
-
-def test_a_stale_build_of_the_extension_is_not_used(monkeypatch, caplog):
-    """A build of another interface version (not rebuilt after an update) is refused with a warning."""
-    import types
-
-    import flowsink.decode
-
-    stale = types.ModuleType("flowsink.decode._fast_sflow")
-    stale.INTERFACE_VERSION = sflow_module.EXTENSION_INTERFACE_VERSION - 1
-    stale.configure = lambda digest: pytest.fail("a stale build was configured")
-    monkeypatch.setitem(sys.modules, "flowsink.decode._fast_sflow", stale)
-    monkeypatch.setattr(flowsink.decode, "_fast_sflow", stale, raising=False)
-    monkeypatch.setattr(sflow_module, "FAST", object())
-    with caplog.at_level("WARNING"):
-        assert sflow_module._load_extension() is None
-    assert "another version" in caplog.text

@@ -1,6 +1,6 @@
 """ECS documents -> Elasticsearch ``_bulk`` lines: the bytes the sink sends, one action line + one source line each.
 
-This is the *reference* encoding. The C decoders (``decode/_fast.c``, ``decode/_fast_sflow.c``) write the same
+This is the *reference* encoding. The C writers of ``flowsink.native`` (``native/*.c``) write the same
 bytes straight from the datagram when a ``BulkFormat`` is given, without building a dict per flow: at
 300k flows/s a Python dict per document plus its ``orjson.dumps`` cost the whole time budget on their own.
 ``tests/test_decode_bulk.py`` holds the two paths to byte-identical output.

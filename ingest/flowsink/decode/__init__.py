@@ -49,7 +49,7 @@ class FlowDecoder:
     """
 
     def __init__(self, settings: DecoderSettings | None = None) -> None:
-        from flowsink.decode.templates import PendingSets, TemplateStore
+        from flowsink.decode.template_cache import PendingSets, TemplateStore
 
         self.settings = settings or DecoderSettings()
         s = self.settings

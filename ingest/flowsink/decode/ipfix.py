@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from flowsink.decode.netflow_v9 import DatagramError, NetflowV9Decoder
 from flowsink.decode.result import DecodeResult
-from flowsink.decode.templates import FieldSpec, StateKey, Template
+from flowsink.decode.template_cache import FieldSpec, StateKey, Template
 from flowsink.normalize.netflow import ExportContext
 
 IPFIX_HEADER = struct.Struct("!HHIII")

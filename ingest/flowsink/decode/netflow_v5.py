@@ -6,9 +6,9 @@ import socket
 import struct
 from typing import Any
 
-from flowsink.decode.accel import FAST
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
+from flowsink.native import EXTENSION
 from flowsink.normalize.netflow import (
     EVENT_CATEGORY,
     EVENT_TYPE_CONNECTION,
@@ -46,7 +46,7 @@ class NetflowV5Decoder:
         self.settings = settings
         self.sequences = SequenceTracker(window=settings.sequence_window)
         # (action_head, keep_ids) for the C bulk writer; None: documents as dicts
-        self._bulk = settings.bulk.c_format if settings.bulk is not None and FAST is not None else None
+        self._bulk = settings.bulk.c_format if settings.bulk is not None and EXTENSION is not None else None
 
     def sequence_trackers(self) -> list[tuple[SequenceTracker, bool]]:
         """Trackers whose stale holes the facade closes, and whether a hole's units are lost records."""
@@ -87,7 +87,7 @@ class NetflowV5Decoder:
         )
         renormalize = self.settings.renormalize
         id_prefix = context.id_prefix + "0."
-        if FAST is not None:
+        if EXTENSION is not None:
             # the C extension builds the very documents the loop below builds (tests/test_decode_fast.py), or
             # writes their bulk lines straight away (tests/test_decode_bulk.py)
             args = (
@@ -111,9 +111,9 @@ class NetflowV5Decoder:
                 sequence,
             )
             if self._bulk is None:
-                result.documents = FAST.v5_documents(*args)
+                result.documents = EXTENSION.v5_documents(*args)
             else:
-                for item in FAST.v5_bulk(*args, *self._bulk):
+                for item in EXTENSION.v5_bulk(*args, *self._bulk):
                     # a dict is a document the C writer left to flowsink.bulk (FlowDecoder encodes it)
                     (result.encoded if item.__class__ is bytes else result.documents).append(item)
             stats["records.flow"] += count

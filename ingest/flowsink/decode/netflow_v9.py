@@ -10,10 +10,10 @@ from __future__ import annotations
 import struct
 from typing import Any, ClassVar
 
-from flowsink.decode.accel import FAST
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
-from flowsink.decode.templates import FieldSpec, HeldSet, PendingSets, StateKey, Template, TemplateStore
+from flowsink.decode.template_cache import FieldSpec, HeldSet, PendingSets, StateKey, Template, TemplateStore
+from flowsink.native import EXTENSION
 from flowsink.normalize.netflow import (
     RELATIVE_NAMES,
     ExportContext,
@@ -69,7 +69,7 @@ class TemplateProtocolDecoder:
         self.pending = pending or PendingSets(settings.pending_max_bytes, settings.pending_max_seconds)
         self.sequences = SequenceTracker(window=settings.sequence_window)
         # (action_head, keep_ids) for the C bulk writer; None: documents as dicts
-        self._bulk = settings.bulk.c_format if settings.bulk is not None and FAST is not None else None
+        self._bulk = settings.bulk.c_format if settings.bulk is not None and EXTENSION is not None else None
 
     def sequence_trackers(self) -> list[tuple[SequenceTracker, bool]]:
         """Trackers whose stale holes the facade closes, and whether a hole's units are lost records."""
@@ -256,7 +256,7 @@ class TemplateProtocolDecoder:
             lines: list[bytes | None] = [None] * len(records)
             if self._bulk is not None:
                 # bulk lines written in C; a record it leaves (None) is still the Python path's to write
-                lines = FAST.options_bulk(
+                lines = EXTENSION.options_bulk(
                     records, context, f"{context.id_prefix}{set_index}.", template.time_fields, *self._bulk
                 )
             for index, record in enumerate(records):
@@ -290,11 +290,11 @@ class TemplateProtocolDecoder:
                 if rate is None:
                     rate = (sampling.get(sampler_key(record)) or default_rate) if sampling else 1
                 rates.append(rate)
-        if FAST is None:
+        if EXTENSION is None:
             built: list[Any] = [None] * len(records)
         elif self._bulk is None:
             # one C call for the set; records it declines (None) take the Python path untouched
-            built = FAST.flow_documents(
+            built = EXTENSION.flow_documents(
                 records,
                 context,
                 id_prefix,
@@ -308,7 +308,7 @@ class TemplateProtocolDecoder:
             )
         else:
             # the same, written as bulk lines (bytes); a dict is a document left to flowsink.bulk
-            built = FAST.flow_bulk(
+            built = EXTENSION.flow_bulk(
                 records,
                 context,
                 id_prefix,
@@ -403,7 +403,7 @@ class TemplateProtocolDecoder:
         interfaces = state.interfaces if state is not None else None
         system_init_ms = state.system_init_ms if state is not None else None
         id_prefix = f"{context.id_prefix}{set_index}."
-        built, declined, others = FAST.fixed_bulk(
+        built, declined, others = EXTENSION.fixed_bulk(
             payload,
             start,
             count,

@@ -3,13 +3,15 @@
 sFlow exporters send the leading bytes of each sampled frame (usually 128), so every parser here stops quietly
 where the bytes run out and reports how far it got (``truncated``) instead of failing. Hand-written rather than
 through dpkt or scapy: those build an object per layer and raise on short input, which costs tens of
-microseconds per sample; here one pass with precompiled ``struct`` formats fills one slotted object.
+microseconds per sample; here one pass with precompiled ``struct`` formats fills one slotted object
+(``normalize.records.PacketInfo``, the type the normaliser reads).
 """
 
 from __future__ import annotations
 
-import socket
 import struct
+
+from flowsink.normalize.records import PacketInfo
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -37,102 +39,6 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 _PORTS = struct.Struct("!HH")
 _TCP_FLAGS = struct.Struct("!H")
-
-_inet_ntop = socket.inet_ntop
-_AF_INET = socket.AF_INET
-_AF_INET6 = socket.AF_INET6
-
-
-class PacketInfo:
-    """What could be read from one sampled header; attributes stay ``None`` where the bytes ran out.
-
-    Defaults live on the class and parsers set only what they find: creating one costs no ``__init__``
-    (this runs once per sampled packet).
-    """
-
-    FIELDS = (
-        "dst_mac",
-        "dst_port",
-        "ethertype",
-        "fragment_offset",
-        "icmp_code",
-        "icmp_type",
-        "ip_dst",
-        "ip_flags",
-        "ip_id",
-        "ip_src",
-        "ip_total_length",
-        "ip_version",
-        "ipv6_extensions",
-        "ipv6_flow_label",
-        "mpls_labels",
-        "protocol",
-        "src_mac",
-        "src_port",
-        "tcp_flags",
-        "tos",
-        "truncated",
-        "ttl",
-        "udp_length",
-        "vlan_priorities",
-        "vlans",
-    )
-    src_mac: bytes | None = None
-    dst_mac: bytes | None = None
-    ethertype: int | None = None
-    vlans: list[int] | tuple[()] = ()
-    vlan_priorities: list[int] | tuple[()] = ()
-    mpls_labels: list[int] | tuple[()] = ()
-    ip_version: int | None = None
-    ip_src: bytes | None = None
-    ip_dst: bytes | None = None
-    protocol: int | None = None
-    tos: int | None = None
-    ttl: int | None = None
-    ip_total_length: int | None = None
-    ip_id: int | None = None
-    ip_flags: int | None = None
-    fragment_offset: int | None = None
-    ipv6_flow_label: int | None = None
-    ipv6_extensions: list[int] | tuple[()] = ()
-    src_port: int | None = None
-    dst_port: int | None = None
-    tcp_flags: int | None = None
-    icmp_type: int | None = None
-    icmp_code: int | None = None
-    udp_length: int | None = None
-    truncated = False
-
-    @property
-    def src_ip(self) -> str | None:
-        return _ip_text(self.ip_src)
-
-    @property
-    def dst_ip(self) -> str | None:
-        return _ip_text(self.ip_dst)
-
-    def as_dict(self) -> dict[str, object]:
-        """Every attribute by name (addresses as text, MACs as ``aa:bb:..``): for tests and debugging."""
-        out: dict[str, object] = {}
-        for name in self.FIELDS:
-            value = getattr(self, name)
-            if name in ("src_mac", "dst_mac") and value is not None:
-                value = mac_text(value)
-            elif name in ("ip_src", "ip_dst"):
-                value = _ip_text(value)
-            out[name] = value
-        return out
-
-
-def _ip_text(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    return _inet_ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
-
-
-def mac_text(raw: bytes) -> str:
-    """6 bytes -> ``aa:bb:cc:dd:ee:ff``."""
-    return raw.hex(":")
 
 
 def parse_header(header_protocol: int, data: bytes) -> PacketInfo | None:

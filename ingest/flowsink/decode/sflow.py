@@ -12,7 +12,6 @@ ends the datagram's decoding with a counted reason while keeping the samples dec
 
 from __future__ import annotations
 
-import logging
 import math
 import socket
 import struct
@@ -20,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flowsink.decode import packet
-from flowsink.decode.accel import FAST
 from flowsink.decode.result import DecodeResult
 from flowsink.decode.sequence import SequenceTracker
+from flowsink.native import EXTENSION
 from flowsink.normalize import sflow as normalize
+from flowsink.normalize.records import Datagram, PacketInfo, mac_text
 
 # sample_data formats, enterprise 0
 SAMPLE_FLOW = 1
@@ -70,69 +70,12 @@ MAX_AS_PATH_LENGTH = 1024
 MAX_SEQUENCE_STREAMS = 100_000
 
 
-# the version of _fast_sflow.c's entry points this module calls; a build of another version is not used
-EXTENSION_INTERFACE_VERSION = 4
-
-
-def _load_extension() -> Any:
-    """``flowsink.decode._fast_sflow`` configured with ``_fast``'s Community ID hash, or None (not built, stale,
-    or FLOWSINK_NO_EXTENSION set: ``accel.FAST`` is None then too); the Python path gives identical documents."""
-    if FAST is None:
-        return None
-    try:
-        from flowsink.decode import _fast_sflow
-    except ImportError:
-        return None
-    if getattr(_fast_sflow, "INTERFACE_VERSION", None) != EXTENSION_INTERFACE_VERSION:
-        logging.getLogger(__name__).warning(
-            "flowsink.decode._fast_sflow is a build of another version (rebuild with `pip install -e .`); "
-            "decoding sFlow in pure Python"
-        )
-        return None
-    _fast_sflow.configure(FAST.community_digest)
-    return _fast_sflow
-
-
-FAST_SFLOW = _load_extension()
-
-
 class SflowError(ValueError):
     """A structural problem in one datagram; ``reason`` is the bounded label counted in metrics."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
-
-
-class Datagram:
-    """The datagram header every sample of it shares, plus what the normaliser derives from it once."""
-
-    __slots__ = (
-        "agent",
-        "arrival_ns",
-        "exporter",
-        "fields",
-        "id_prefix",
-        "sequence",
-        "sub_agent",
-        "tag",
-        "timestamp",
-        "uptime",
-    )
-
-    def __init__(
-        self, exporter: str, agent: str, sub_agent: int, sequence: int, uptime: int, arrival_ns: int
-    ) -> None:
-        self.exporter = exporter
-        self.agent = agent
-        self.sub_agent = sub_agent
-        self.sequence = sequence
-        self.uptime = uptime
-        self.arrival_ns = arrival_ns
-        self.timestamp = ""
-        self.id_prefix = ""
-        self.tag = ""  # the agent's tag at the head of flow.id
-        self.fields: dict[str, Any] = {}
 
 
 class SflowDecoder:
@@ -144,9 +87,9 @@ class SflowDecoder:
         # everything else, and this too when off (tests compare both), takes the general path
         self.fast_path = True
         # the same common case parsed and built in C when the extension is there (tests set this to None)
-        self.extension = FAST_SFLOW
+        self.extension = EXTENSION
         # given a BulkFormat, the C path writes the bulk lines of the flow and counter samples real switches send
-        # (the common flow sample, and the less common ones of _fast_sflow.c's list) into result.encoded, and those
+        # (the common flow sample, and the less common ones of native/sflow.c's list) into result.encoded, and those
         # of the documents the Python path builds for the other samples; the rare document it cannot write as
         # orjson would stays a dict, for the FlowDecoder facade to encode with flowsink.bulk
         bulk = getattr(settings, "bulk", None)
@@ -245,7 +188,7 @@ class SflowDecoder:
         renormalize = self.renormalize
         fast = self.fast_path
         common_flow_document = normalize.common_flow_document
-        c_samples = self.extension.flow_samples if fast and self.extension is not None else None
+        c_samples = self.extension.sflow_samples if fast and self.extension is not None else None
         bulk = () if self.bulk_format is None else (result.encoded, *self.bulk_format)
         encode = self.extension.encode_documents if bulk and c_samples is not None else None
         held: list[dict[str, Any]] = []
@@ -373,7 +316,7 @@ class SflowDecoder:
 
     def _flow_records_into(
         self, data: bytes, offset: int, end: int, sample: dict[str, Any], result: DecodeResult
-    ) -> packet.PacketInfo | None:
+    ) -> PacketInfo | None:
         stats = result.stats
         count = sample.pop("_record_count")
         info = None
@@ -732,7 +675,7 @@ def _text(raw: bytes) -> str:
 # --- flow records: each fills the sample dict, the raw header record also returns what it parsed -------------
 
 
-def _flow_raw_header(data: bytes, start: int, end: int, sample: dict[str, Any]) -> packet.PacketInfo | None:
+def _flow_raw_header(data: bytes, start: int, end: int, sample: dict[str, Any]) -> PacketInfo | None:
     _need(start, end, 16, "raw packet header")
     header_protocol, frame_length, stripped, header_length = _RAW_HEADER.unpack_from(data, start)
     header_start = start + 16
@@ -1052,8 +995,8 @@ def _counters_lag(data: bytes, start: int, end: int, sample: dict[str, Any]) -> 
     _need(start, end, _LAG_COUNTERS.size, "LAG port")
     actor, partner, aggregator, state, *counts = _LAG_COUNTERS.unpack_from(data, start)
     lag: dict[str, Any] = {
-        "actor_system_id": packet.mac_text(actor),
-        "partner_oper_system_id": packet.mac_text(partner),
+        "actor_system_id": mac_text(actor),
+        "partner_oper_system_id": mac_text(partner),
         "attached_agg_id": aggregator,
         "actor_admin_state": state[0],
         "actor_oper_state": state[1],

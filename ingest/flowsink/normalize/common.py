@@ -8,7 +8,7 @@ import ipaddress
 import socket
 import struct
 
-from flowsink.decode.accel import FAST
+from flowsink.native import EXTENSION
 
 # IANA protocol numbers -> ECS network.transport (lower-case keyword, as Filebeat writes it)
 TRANSPORT_NAMES: dict[int, str] = {
@@ -88,9 +88,9 @@ def community_digest(
     src: bytes, dst: bytes, proto: int, src_port: int = 0, dst_port: int = 0, seed: int = 0
 ) -> bytes | None:
     """The SHA-1 digest behind a Community ID (callers that also want a flow hash reuse it)."""
-    if FAST is not None:
+    if EXTENSION is not None:
         try:
-            return FAST.community_digest(src, dst, proto, src_port, dst_port, seed)
+            return EXTENSION.community_digest(src, dst, proto, src_port, dst_port, seed)
         except (OverflowError, TypeError, ValueError):
             pass  # values the C path does not take (huge ports, odd types): the Python path decides
     return community_digest_python(src, dst, proto, src_port, dst_port, seed)

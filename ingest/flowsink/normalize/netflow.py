@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from flowsink.decode.accel import FAST
+from flowsink.native import EXTENSION
 from flowsink.normalize.common import TRANSPORT_NAMES, community_digest_python
 
 MAX_LONG = (1 << 63) - 1  # Elasticsearch long: renormalised counters are clamped, never overflow
@@ -237,9 +237,9 @@ def community_ids(
     exporter_tag: str,
 ) -> tuple[str, str] | None:
     """``community_ids_python``, done by the C extension when it is there (one call instead of six)."""
-    if FAST is not None:
+    if EXTENSION is not None:
         try:
-            return FAST.community_pair(src_ip, dst_ip, protocol, src_port, dst_port, exporter_tag)
+            return EXTENSION.community_pair(src_ip, dst_ip, protocol, src_port, dst_port, exporter_tag)
         except (OverflowError, TypeError, ValueError):
             pass  # ports beyond 64 bits and the like: the Python path decides
     return community_ids_python(src_ip, dst_ip, protocol, src_port, dst_port, exporter_tag)
@@ -528,8 +528,8 @@ def flow_document(
     return document
 
 
-if FAST is not None:  # the pieces the C flow_document calls back into for rare cases
-    FAST.configure(
+if EXTENSION is not None:  # the pieces the C flow_document calls back into for rare cases
+    EXTENSION.configure_netflow(
         _relative_times,
         iso_ms,
         flow_id,

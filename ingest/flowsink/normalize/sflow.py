@@ -13,14 +13,11 @@ import base64
 import hashlib
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowsink.normalize.common import TRANSPORT_NAMES, community_digest
 from flowsink.normalize.netflow import exporter_tag
-
-if TYPE_CHECKING:
-    from flowsink.decode.packet import PacketInfo
-    from flowsink.decode.sflow import Datagram
+from flowsink.normalize.records import Datagram, PacketInfo
 
 ACTION_FLOW = "sflow_flow_sample"
 ACTION_COUNTER = "sflow_counter_sample"
@@ -305,7 +302,7 @@ def flow_document(
 
 # The key order of a flow document's sflow object, whichever path built it: these keys first, in this order, then
 # other records' keys as decoded (router, gateway, ...), the datagram's fields, and last the VLAN tags. It is the
-# order common_flow_document and _fast_sflow.c write, so one C writer serves common and less common samples alike
+# order common_flow_document and native/sflow.c write, so one C writer serves common and less common samples alike
 # (key order is no contract, but C and Python documents are compared byte for byte).
 _FLOW_SFLOW_ORDER = (
     "sample_sequence",

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from flowsink.decode.accel import FAST
 from flowsink.decode.fields import NETFLOW_V9_SCOPE_NAMES, field_info
+from flowsink.native import EXTENSION
 
 VARIABLE_LENGTH = 0xFFFF
 CACHE_FORMAT_VERSION = 1
@@ -145,7 +145,7 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
     return _hex  # octetArray, structured data (RFC 6313 lists: kept as octets), unknown elements
 
 
-# value kinds of flowsink.decode._fast.fixed_records (the numbering of its C enum)
+# value kinds of the C fixed_records (the numbering of template_records.c's enum)
 (
     KIND_UNSIGNED,
     KIND_SIGNED,
@@ -163,7 +163,7 @@ def converter_for(data_type: str, length: int) -> Callable[[bytes], Any]:
 ) = range(13)
 
 
-# field roles in a bulk layout (Template.compile_bulk_layout), bits as _fast.c's ROLE_*
+# field roles in a bulk layout (Template.compile_bulk_layout), bits as template_records.c's ROLE_*
 BULK_NEEDED, BULK_TIMED, BULK_RELATIVE = 1, 2, 4
 
 
@@ -330,10 +330,10 @@ class Template:
         count = (end - start) // length
         if count <= 0:
             return []
-        if FAST is not None:
+        if EXTENSION is not None:
             # the C extension reads the fields straight from the bytes (tests/test_decode_fast.py: same records)
             layout = self._layout or self._c_layout()
-            return FAST.fixed_records(data, start, count, length, layout)
+            return EXTENSION.fixed_records(data, start, count, length, layout)
         build = self._fixed_decoder or self._specialise()
         return build(self._struct.iter_unpack(memoryview(data)[start : start + count * length]))
 
@@ -418,7 +418,7 @@ class Template:
 
     def _decode_variable(self, data: bytes, start: int, end: int) -> tuple[list[dict[str, Any]], str | None]:
         minimum = max(self.min_record_length, 1)
-        if FAST is not None:  # the same walk in C (tests/test_decode_fast.py)
+        if EXTENSION is not None:  # the same walk in C (tests/test_decode_fast.py)
             if self._variable_layout is None:
                 self._variable_layout = tuple(
                     (
@@ -428,7 +428,7 @@ class Template:
                     )
                     for i, spec in enumerate(self.fields)
                 )
-            return FAST.variable_records(data, start, end, minimum, self._variable_layout)
+            return EXTENSION.variable_records(data, start, end, minimum, self._variable_layout)
         return self._decode_variable_python(data, start, end)
 
     def _decode_variable_python(

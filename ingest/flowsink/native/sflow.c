@@ -1,5 +1,5 @@
 /*
- * flowsink.decode._fast_sflow: optional C accelerator for the common sFlow v5 flow sample.
+ * sFlow v5 in C: the flow and counter samples switches send most, as ECS documents or their bulk lines.
  *
  * Why C: bench/bench_decode_sflow.py measured the pure-Python decoder at ~69k flows/s decode + normalise +
  * serialise (87k decode only) on one core, against a target of 150k. Its profile put ~60% of the time in
@@ -17,10 +17,8 @@
  * definition each.
  *
  * What is here:
- *   configure(community_digest)  the Community ID hash: flowsink.decode._fast.community_digest, called through
- *                                the Python API so the SHA-1 and Community ID rules live in one place;
- *   flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents,
- *                runs[, encoded, action_head, keep_ids])
+ *   sflow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents,
+ *                 runs[, encoded, action_head, keep_ids])
  *                                a datagram's samples from offset while they are common flow samples (format 1):
  *                                documents appended (or, with the bulk arguments, their bulk lines to encoded,
  *                                for more kinds of flow sample and the usual counter sample too), sequence runs
@@ -29,7 +27,7 @@
  *   encode_documents(documents, encoded, action_head, keep_ids)
  *                                the documents the Python path built, as bulk lines (jb_document): with it every
  *                                sFlow document is written in C but the rare one holding a float;
- *   flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index)
+ *   sflow_flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index)
  *                                one flow sample's body -> (document, sample_sequence, source_id), or None
  *                                when it is not the common case.
  *
@@ -49,19 +47,21 @@
  * dicts they are left to the Python path: building them here would repeat it for no pipeline that asks.
  * Anything else (other records, MPLS, a truncated header, a later fragment) stops the run for the Python path.
  *
- * Documents are trees, never cycles: they are left out of the cyclic GC as _fast.c does, for the same measured
- * reason (collections walking a live bulk batch of tracked documents).
- *
- * The small text helpers (decimal digits, IPv4 text, Community ID base64) come from _fast_common.h, shared with
- * _fast.c; the SHA-1 behind the Community ID is called through _fast's Python API, not repeated.
+ * Documents are trees, never cycles: they are left out of the cyclic GC (ecs_documents.h) as NetFlow's are. The
+ * Community ID is community_id.c's, called directly: one SHA-1 and one set of rules for every protocol.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <string.h>
-#include "_fast_common.h"
-#include "_fast_json.h"
+
+#include "bulk_line.h"
+#include "bytes_text.h"
+#include "community_id.h"
+#include "ecs_documents.h"
+#include "json_writer.h"
+#include "module.h"
 
 enum {
     K_ID, K_TIMESTAMP, K_EVENT, K_OBSERVER, K_NETWORK, K_FLOW, K_SOURCE, K_DESTINATION, K_SFLOW,
@@ -95,8 +95,7 @@ static char KEY_JSON[K_COUNT][32];
 static int KEY_JSON_LEN[K_COUNT];
 /* every key the sflow object may hold: a datagram field of one of these names would change its order */
 static PyObject *SFLOW_KEYS;
-static PyObject *ZERO, *ONE;
-static PyObject *DIGEST;   /* flowsink.decode._fast.community_digest, set by configure() */
+static PyObject *ZERO;
 
 static const char HEX_UPPER[] = "0123456789ABCDEF";
 
@@ -154,13 +153,6 @@ static PyObject *mac_text(const unsigned char *p) {
     mac_chars(p, text);
     return ascii_text(text, 17);
 }
-
-/* flow.id's tail: hex of the Community ID digest's first 10 bytes (the agent's tag comes before it) */
-static void flow_id_hex(const unsigned char digest[20], char hex[20]) {
-    for (int i = 0; i < 10; i++) { hex[2 * i] = HEX[digest[i] >> 4]; hex[2 * i + 1] = HEX[digest[i] & 15]; }
-}
-
-
 
 /* d[key] = value, stealing value; -1 on error (value NULL included) */
 static int put(PyObject *d, int key, PyObject *value) {
@@ -432,41 +424,15 @@ static int parse_sample(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
     return 1;
 }
 
-/* The Community ID hash through _fast.community_digest: 20 bytes into digest, 0; 1 when it gave None; -1 error */
-static int community_digest(const Sample *s, unsigned char digest[20]) {
-    Py_ssize_t size = s->ethertype == 0x0800 ? 4 : 16;
-    PyObject *args[6] = {
-        PyBytes_FromStringAndSize((const char *)s->src_ip, size),
-        PyBytes_FromStringAndSize((const char *)s->dst_ip, size),
-        PyLong_FromLong((long)s->proto), PyLong_FromLong((long)s->src_port), PyLong_FromLong((long)s->dst_port),
-        ZERO,
-    };
-    int rc = -1;
-    if (args[0] && args[1] && args[2] && args[3] && args[4]) {
-        PyObject *out = PyObject_Vectorcall(DIGEST, args, 6, NULL);
-        if (out == Py_None) {
-            rc = 1;
-        } else if (out != NULL && PyBytes_Check(out) && PyBytes_GET_SIZE(out) == 20) {
-            memcpy(digest, PyBytes_AS_STRING(out), 20);
-            rc = 0;
-        } else if (out != NULL) {
-            PyErr_SetString(PyExc_TypeError, "community_digest returned no 20-byte digest");
-        }
-        Py_XDECREF(out);
-    }
-    for (int i = 0; i < 5; i++) Py_XDECREF(args[i]);
-    return rc;
-}
-
 /* The values common_flow_document computes from the parsed sample rather than copies from it; the dict builder
  * and the bulk writer both take them from here. */
 typedef struct {
     unsigned long long rate, bytes, packets;   /* rate: the sample's, 1 for 0 */
-    int ingress, unknown_direction, is_v4, tcp, has_digest;
-    unsigned char digest[20];   /* the Community ID's, when has_digest */
+    int ingress, unknown_direction, is_v4, tcp;
+    unsigned char digest[20];   /* the Community ID's */
 } Derived;
 
-static int derive(const Sample *s, int renormalize, Derived *d) {
+static void derive(const Sample *s, int renormalize, Derived *d) {
     d->rate = s->rate ? s->rate : 1;
     d->bytes = renormalize ? (unsigned long long)s->frame_length * d->rate : s->frame_length;
     d->packets = renormalize ? d->rate : 1;
@@ -477,9 +443,9 @@ static int derive(const Sample *s, int renormalize, Derived *d) {
                                              s->source_index == s->output_if);
     d->is_v4 = s->ethertype == 0x0800;
     d->tcp = s->proto == 6;
-    int rc = community_digest(s, d->digest);
-    d->has_digest = rc == 0;
-    return rc < 0 ? -1 : 0;
+    /* ICMP's type and code are in src_port and dst_port */
+    community_id_digest(s->src_ip, s->dst_ip, d->is_v4 ? 4 : 16, (int)s->proto, s->src_port, s->dst_port, 0,
+                        d->digest);
 }
 
 /* The integers of the sflow object, as (key, value) in common_flow_document's order: sflow_head's come before
@@ -555,7 +521,7 @@ static PyObject *network_fields(const Sample *s, const Derived *d, PyObject *com
         goto fail;
     if (s->vlan >= 0 && put_nested(network, K_VLAN, K_PLAIN_ID, decimal_text((unsigned long long)s->vlan)) < 0)
         goto fail;
-    if (community != NULL && PyDict_SetItem(network, KEYS[K_COMMUNITY], community) < 0) goto fail;
+    if (PyDict_SetItem(network, KEYS[K_COMMUNITY], community) < 0) goto fail;
     untrack(network);
     return network;
 fail:
@@ -605,12 +571,9 @@ static PyObject *observer_fields(const Sample *s, PyObject *agent) {
 static PyObject *flow_fields(const Derived *d, PyObject *tag) {
     PyObject *flow = PyDict_New();
     if (flow == NULL) return NULL;
-    if (put_u(flow, K_SAMPLING_RATE, (unsigned long)d->rate) < 0) goto fail;
-    if (d->has_digest) {
-        char hex[20];
-        flow_id_hex(d->digest, hex);
-        if (put(flow, K_PLAIN_ID, joined(tag, hex, 20)) < 0) goto fail;
-    }
+    if (put_u(flow, K_SAMPLING_RATE, (unsigned long)d->rate) < 0 ||
+        put(flow, K_PLAIN_ID, community_flow_id(tag, d->digest)) < 0)
+        goto fail;
     untrack(flow);
     return flow;
 fail:
@@ -621,8 +584,8 @@ fail:
 /* common_flow_document in C; NULL with an exception set on failure */
 static PyObject *flow_document(const Sample *s, const Derived *d, Py_ssize_t index, PyObject *timestamp,
                                PyObject *id_prefix, PyObject *tag, PyObject *agent, PyObject *fields) {
-    PyObject *community = d->has_digest ? community_text(d->digest) : NULL;
-    if (d->has_digest && community == NULL) return NULL;
+    PyObject *community = community_id_text(d->digest);
+    if (community == NULL) return NULL;
     char digits[24];
     PyObject *parts[K_SFLOW + 1] = {NULL};
     parts[K_ID] = joined(id_prefix, digits, decimal(digits, (unsigned long long)index));
@@ -633,7 +596,7 @@ static PyObject *flow_document(const Sample *s, const Derived *d, Py_ssize_t ind
     parts[K_SOURCE] = endpoint(d, s->src_ip, s->src_port, s->src_mac);
     parts[K_DESTINATION] = endpoint(d, s->dst_ip, s->dst_port, s->dst_mac);
     parts[K_SFLOW] = sflow_fields(s, fields);
-    Py_XDECREF(community);
+    Py_DECREF(community);
     Py_INCREF(timestamp);
     parts[K_TIMESTAMP] = timestamp;
     PyObject *doc = _PyDict_NewPresized(K_SFLOW + 1);
@@ -689,7 +652,7 @@ static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObje
     k->data = (const unsigned char *)PyBytes_AS_STRING(c->data);
     if (jb_init(&k->pre, 512) < 0) return -1;
     if (!PyBytes_Check(action_head)) {
-        PyErr_SetString(PyExc_TypeError, "flow_samples: action_head must be bytes");
+        PyErr_SetString(PyExc_TypeError, "sflow_samples: action_head must be bytes");
         return -1;
     }
     if ((k->keep_ids = PyObject_IsTrue(keep_ids)) < 0) return -1;
@@ -741,17 +704,6 @@ static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObje
         JB_LIT(m, ",\"duration\":0},\"observer\":{\"ip\":") < 0 || (rc = jb_pystr(m, c->agent)) != 0)
         return rc ? rc : -1;
     return 0;
-}
-
-/* normalize.common.TRANSPORT_NAMES */
-static const char *transport_name(unsigned proto) {
-    switch (proto) {
-    case 1: return "icmp"; case 2: return "igmp"; case 4: return "ipv4"; case 6: return "tcp"; case 17: return "udp";
-    case 41: return "ipv6"; case 47: return "gre"; case 50: return "esp"; case 51: return "ah";
-    case 58: return "ipv6-icmp"; case 88: return "eigrp"; case 89: return "ospf"; case 103: return "pim";
-    case 112: return "vrrp"; case 115: return "l2tp"; case 132: return "sctp";
-    default: return NULL;
-    }
 }
 
 /* ,"<which>_interface":N and its siblings, as decode.sflow._interface names them; nothing for an unknown ifIndex */
@@ -895,15 +847,12 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
     if (s->vlan_count > 1 && (JB_LIT(b, ",\"inner\":{\"vlan\":{\"id\":\"") < 0 || jb_u64(b, s->inner_vlan) < 0 ||
                               JB_LIT(b, "\"}}") < 0))
         return -1;
-    if (d->has_digest && (JB_LIT(b, ",\"community_id\":") < 0 || jb_community(b, d->digest) < 0)) return -1;
-    if (JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, d->rate) < 0) return -1;
-    if (d->has_digest) {
-        char hex[20];
-        flow_id_hex(d->digest, hex);
-        if (JB_LIT(b, ",\"id\":") < 0 || jb_put(b, k->pre.data + k->head_end, k->tag_end - k->head_end) < 0 ||
-            jb_put(b, hex, 20) < 0 || jb_char(b, '"') < 0)
-            return -1;
-    }
+    if (JB_LIT(b, ",\"community_id\":") < 0 || jb_community(b, d->digest) < 0) return -1;
+    /* flow.id: the agent's tag, then hex of the digest's first 10 bytes */
+    if (JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, d->rate) < 0 || JB_LIT(b, ",\"id\":") < 0 ||
+        jb_put(b, k->pre.data + k->head_end, k->tag_end - k->head_end) < 0 || jb_hex(b, d->digest, 10) < 0 ||
+        jb_char(b, '"') < 0)
+        return -1;
     if (JB_LIT(b, "},\"source\":") < 0 ||
         endpoint_json(b, d, s->src_ip, s->has_ports, s->src_port, s->src_mac, s->has_gateway ? (long long)s->src_as : -1LL) < 0 ||
         JB_LIT(b, ",\"destination\":") < 0 ||
@@ -1075,24 +1024,9 @@ static int counter_lines(JsonBuf *b, const Bulk *k, const Counters *c, Py_ssize_
     return JB_LIT(b, "}}\n");
 }
 
-static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 1 || !PyCallable_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "configure(community_digest) takes one callable");
-        return NULL;
-    }
-    Py_INCREF(args[0]);
-    Py_XSETREF(DIGEST, args[0]);
-    Py_RETURN_NONE;
-}
-
 static int read_context(PyObject *const *args, Context *c) {
     c->data = args[0]; c->timestamp = args[1]; c->id_prefix = args[2]; c->tag = args[3]; c->agent = args[4];
     c->fields = args[5];
-    if (DIGEST == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
-        return -1;
-    }
     if (!PyBytes_Check(c->data) || !PyUnicode_Check(c->timestamp) || !PyUnicode_Check(c->id_prefix) ||
         !PyUnicode_Check(c->tag) || !PyUnicode_Check(c->agent) || !PyDict_Check(c->fields)) {
         PyErr_SetString(PyExc_TypeError, "expected data: bytes, timestamp, id_prefix, tag, agent: str, fields: dict");
@@ -1114,25 +1048,26 @@ static int read_sizes(PyObject *const *args, Py_ssize_t n, Py_ssize_t *out) {
     return 0;
 }
 
-/* flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) */
-static PyObject *py_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* sflow_flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) ->
+ * (document, sample_sequence, source_id), or None when the sample is not the common case */
+PyObject *py_sflow_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Context c;
     Py_ssize_t sizes[3];
     if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "flow_sample takes 10 arguments");
+        PyErr_SetString(PyExc_TypeError, "sflow_flow_sample takes 10 arguments");
         return NULL;
     }
     if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
     if (sizes[1] > PyBytes_GET_SIZE(c.data) || sizes[0] > sizes[1]) {
-        PyErr_SetString(PyExc_ValueError, "flow_sample: sample bounds outside the data");
+        PyErr_SetString(PyExc_ValueError, "sflow_flow_sample: sample bounds outside the data");
         return NULL;
     }
     Sample s;
     Derived d;
     if (!parse_sample((const unsigned char *)PyBytes_AS_STRING(c.data), sizes[0], sizes[1], 1, &s) || s.extended)
         Py_RETURN_NONE;
-    if (derive(&s, c.renormalize, &d) < 0) return NULL;
+    derive(&s, c.renormalize, &d);
     PyObject *doc = flow_document(&s, &d, sizes[2], c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
     if (doc == NULL) return NULL;
     return Py_BuildValue("(Nkk)", doc, (unsigned long)s.sequence, (unsigned long)s.source_id);
@@ -1178,33 +1113,33 @@ static int extend_run(PyObject *runs, PyObject *kind, uint32_t source_type, uint
     return rc;
 }
 
-/* flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs
- *              [, encoded, action_head, keep_ids]) -> (offset, index, flow samples built, counter samples built)
+/* sflow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs
+ *               [, encoded, action_head, keep_ids]) -> (offset, index, flow samples built, counter samples built)
  * decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while they are common flow samples
  * (or, writing bulk lines, the flow and counter samples the writers take), extending runs; stops at the first that
  * is not (or runs past the data), which the Python path then decodes. One call per run of samples instead of one
  * per sample. Each becomes a document dict appended to documents or, given the encoded list and a BulkFormat's
  * c_format, its bulk lines (bytes) appended to encoded; when the datagram's values cannot be written as orjson
  * would, dicts again (flowsink.bulk encodes them). */
-static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+PyObject *py_sflow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Context c;
     Py_ssize_t sizes[3];
     if (nargs != 12 && nargs != 15) {
-        PyErr_SetString(PyExc_TypeError, "flow_samples takes 12 or 15 arguments");
+        PyErr_SetString(PyExc_TypeError, "sflow_samples takes 12 or 15 arguments");
         return NULL;
     }
     if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
     PyObject *documents = args[10], *runs = args[11], *encoded = nargs == 15 ? args[12] : NULL;
     if (!PyList_Check(documents) || !PyDict_Check(runs) || (encoded != NULL && !PyList_Check(encoded))) {
-        PyErr_SetString(PyExc_TypeError, "flow_samples: documents and encoded must be lists, runs a dict");
+        PyErr_SetString(PyExc_TypeError, "sflow_samples: documents and encoded must be lists, runs a dict");
         return NULL;
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(c.data);
     Py_ssize_t end = PyBytes_GET_SIZE(c.data), offset = sizes[0], index = sizes[1], count = sizes[2], built = 0,
                counter_samples = 0;
     if (offset > end) {
-        PyErr_SetString(PyExc_ValueError, "flow_samples: offset past the data");
+        PyErr_SetString(PyExc_ValueError, "sflow_samples: offset past the data");
         return NULL;
     }
     Bulk bulk;
@@ -1241,7 +1176,7 @@ static PyObject *py_flow_samples(PyObject *self, PyObject *const *args, Py_ssize
         if (format != 1 && format != 3) break;
         /* the less common samples only as bulk lines: as dicts the Python path builds them */
         if (!parse_sample(data, offset + 8, offset + 8 + length, format, &s) || (s.extended && !writing)) break;
-        if (derive(&s, c.renormalize, &d) < 0) goto fail;
+        derive(&s, c.renormalize, &d);
         PyObject *item, *into = documents;
         if (writing) {
             if (bulk_lines(&out, &bulk, &s, &d, index) < 0) goto fail;
@@ -1267,9 +1202,9 @@ fail:
 }
 
 /* encode_documents(documents, encoded, action_head, keep_ids) -> written: documents the Python path built (the
- * samples flow_samples leaves to it) as bulk lines appended to encoded; those jb_document cannot write stay in
+ * samples sflow_samples leaves to it) as bulk lines appended to encoded; those jb_document cannot write stay in
  * documents, in their order, for flowsink.bulk. */
-static PyObject *py_encode_documents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+PyObject *py_encode_documents(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyBytes_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "encode_documents(documents: list, encoded: list, action_head: bytes, "
@@ -1307,40 +1242,20 @@ fail:
     return NULL;
 }
 
-static PyMethodDef METHODS[] = {
-    {"configure", (PyCFunction)(void (*)(void))py_configure, METH_FASTCALL,
-     "configure(community_digest): the callable that hashes a Community ID (flowsink.decode._fast's)"},
-    {"flow_sample", (PyCFunction)(void (*)(void))py_flow_sample, METH_FASTCALL,
-     "flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) -> "
-     "(document, sample_sequence, source_id), or None when the sample is not the common case"},
-    {"flow_samples", (PyCFunction)(void (*)(void))py_flow_samples, METH_FASTCALL,
-     "flow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, "
-     "runs[, encoded, action_head, keep_ids]) -> (offset, index, flows, counters): the run of samples from "
-     "offset, into documents (or, with a bulk format, encoded as bulk lines) and runs"},
-    {"encode_documents", (PyCFunction)(void (*)(void))py_encode_documents, METH_FASTCALL,
-     "encode_documents(documents, encoded, action_head, keep_ids) -> written: dict documents as bulk lines into "
-     "encoded; those not written as orjson would stay in documents"},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_fast_sflow",
-                                    "C accelerator for flowsink's sFlow decoder", -1, METHODS, NULL, NULL, NULL,
-                                    NULL};
-
-PyMODINIT_FUNC PyInit__fast_sflow(void) {
+int sflow_init(void) {
     for (int i = 0; i < K_COUNT; i++)
-        if ((KEYS[i] = PyUnicode_InternFromString(KEY_TEXT[i])) == NULL) return NULL;
+        if ((KEYS[i] = PyUnicode_InternFromString(KEY_TEXT[i])) == NULL) return -1;
     for (int i = 0; i < K_COUNT; i++) {
         KEY_JSON_LEN[i] = snprintf(KEY_JSON[i], sizeof KEY_JSON[i], "\"%s\":", KEY_TEXT[i]);
         if (KEY_JSON_LEN[i] >= (int)sizeof KEY_JSON[i]) {
             PyErr_SetString(PyExc_SystemError, "a key longer than KEY_JSON holds");
-            return NULL;
+            return -1;
         }
     }
-    if ((SFLOW_KEYS = PySet_New(NULL)) == NULL) return NULL;
+    if ((SFLOW_KEYS = PySet_New(NULL)) == NULL) return -1;
     for (int i = K_SAMPLE_SEQUENCE; i <= K_TCP_FLAGS; i++)
-        if (PySet_Add(SFLOW_KEYS, KEYS[i]) < 0) return NULL;
-    if (PySet_Add(SFLOW_KEYS, KEYS[K_SAMPLING_RATE]) < 0 || PySet_Add(SFLOW_KEYS, KEYS[K_VLAN]) < 0) return NULL;
+        if (PySet_Add(SFLOW_KEYS, KEYS[i]) < 0) return -1;
+    if (PySet_Add(SFLOW_KEYS, KEYS[K_SAMPLING_RATE]) < 0 || PySet_Add(SFLOW_KEYS, KEYS[K_VLAN]) < 0) return -1;
     static const char *more_keys[] = {
         "input_discard_reason", "input_interface_count", "input_interface_format", "input_interface_value",
         "output_discard_reason", "output_interface_count", "output_interface_format", "output_interface_value",
@@ -1352,15 +1267,11 @@ PyMODINIT_FUNC PyInit__fast_sflow(void) {
         PyObject *key = PyUnicode_InternFromString(more_keys[i]);
         int rc = key == NULL ? -1 : PySet_Add(SFLOW_KEYS, key);
         Py_XDECREF(key);
-        if (rc < 0) return NULL;
+        if (rc < 0) return -1;
     }
     if ((FLOW_KIND = PyUnicode_InternFromString("flow")) == NULL ||
         (COUNTER_KIND = PyUnicode_InternFromString("counter")) == NULL)
-        return NULL;
-    if ((ZERO = PyLong_FromLong(0)) == NULL || (ONE = PyLong_FromLong(1)) == NULL) return NULL;
-    PyObject *module = PyModule_Create(&MODULE);
-    /* decode.sflow uses a build only when this matches its own: a stale build (not rebuilt after an update of
-     * this file) would otherwise be called with arguments it does not take */
-    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", 4) < 0) Py_CLEAR(module);
-    return module;
+        return -1;
+    if ((ZERO = PyLong_FromLong(0)) == NULL) return -1;
+    return 0;
 }
