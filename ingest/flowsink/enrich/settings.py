@@ -34,9 +34,13 @@ class EnrichSettings:
             try:
                 ipaddress.ip_address(str(address))
             except ValueError:
-                raise ConfigError(f"enrich.exporters: keys are exporter IP addresses, got {address!r}") from None
+                raise ConfigError(
+                    f"enrich.exporters: keys are exporter IP addresses, got {address!r}"
+                ) from None
             if not isinstance(entry, dict):
-                raise ConfigError(f"{key}: expected a mapping (name, tags, labels, interfaces), got {entry!r}")
+                raise ConfigError(
+                    f"{key}: expected a mapping (name, tags, labels, interfaces), got {entry!r}"
+                )
             unknown = sorted(set(entry) - {"name", "tags", "labels", "interfaces"})
             if unknown:
                 raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: interfaces, labels, name, tags)")
@@ -46,11 +50,15 @@ class EnrichSettings:
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise ConfigError(f"{key}.tags: expected a list of strings, got {tags!r}")
             labels = entry.get("labels", {})
-            if not isinstance(labels, dict) or not all(isinstance(v, str | int | float) for v in labels.values()):
+            if not isinstance(labels, dict) or not all(
+                isinstance(v, str | int | float) for v in labels.values()
+            ):
                 raise ConfigError(f"{key}.labels: expected a mapping of names to values, got {labels!r}")
             interfaces = entry.get("interfaces", {})
             if not isinstance(interfaces, dict):
-                raise ConfigError(f"{key}.interfaces: expected a mapping of ifIndex to settings, got {interfaces!r}")
+                raise ConfigError(
+                    f"{key}.interfaces: expected a mapping of ifIndex to settings, got {interfaces!r}"
+                )
             for index, interface in interfaces.items():
                 where = f"{key}.interfaces.{index}"
                 if not str(index).isdigit() or int(index) >= 1 << 32:

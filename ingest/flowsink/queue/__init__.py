@@ -10,9 +10,9 @@ q.sync(); entries = q.read(max_entries, timeout_s); q.ack(seq); q.stats(); q.clo
 """
 
 from flowsink.queue.layout import partition_dirs, receiver_dir
-from flowsink.queue.persistent import PersistentQueue, QueueFull, QueueLocked
+from flowsink.queue.persistent import PersistentQueue, QueueFull, QueueLocked, open_partition
 from flowsink.queue.records import Entry
-from flowsink.queue.settings import QueueSettings, open_partition
+from flowsink.queue.settings import QueueSettings
 
 __all__ = [
     "Entry",

@@ -33,7 +33,7 @@ from flowsink.queue.segments import (
 from flowsink.queue.settings import QueueSettings
 from flowsink.queue.writer import SegmentWriter
 
-__all__ = ["Entry", "PersistentQueue", "QueueFull", "QueueLocked"]
+__all__ = ["Entry", "PersistentQueue", "QueueFull", "QueueLocked", "open_partition"]
 
 
 class PersistentQueue:
@@ -178,3 +178,10 @@ class PersistentQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_partition(
+    settings: QueueSettings, directory: str | os.PathLike[str], partitions: int = 1
+) -> PersistentQueue:
+    """The queue of one partition of a node (``partitions`` of them share ``settings.max_bytes``)."""
+    return PersistentQueue(directory, settings.share(partitions))

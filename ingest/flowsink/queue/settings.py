@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 from flowsink.errors import ConfigError
 from flowsink.settings import GIB, MIB, setting
@@ -36,10 +35,3 @@ class QueueSettings:
         """The settings of one of ``partitions`` partitions: each gets an equal share of ``max_bytes``."""
         share = self.max_bytes // max(1, partitions)
         return dataclasses.replace(self, max_bytes=max(self.segment_bytes, share))
-
-
-def open_partition(settings: QueueSettings, directory: str | Path, partitions: int = 1):
-    """The queue of one partition of a node (``partitions`` of them share ``settings.max_bytes``)."""
-    from flowsink.queue.persistent import PersistentQueue
-
-    return PersistentQueue(directory, settings.share(partitions))
