@@ -46,9 +46,9 @@ from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowsink.bulk import index_name
 from flowsink.decode import FlowDecoder
-from flowsink.pipeline import index_name
-from flowsink.sinks.templates import TemplateSettings, install_templates
+from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates
 from run import ensure_elasticsearch
 
 FLOWS_PER_DATAGRAM = 30
@@ -362,7 +362,7 @@ def main() -> int:
 
 def remove_templates_quietly(es: Elasticsearch, prefix: str) -> None:
     try:
-        from flowsink.sinks.templates import remove_templates
+        from flowsink.sinks.elasticsearch.index_templates import remove_templates
 
         remove_templates(es, TemplateSettings(name_prefix=prefix))
     except Exception as exc:  # leftovers are harmless templates under a bench prefix

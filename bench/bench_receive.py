@@ -158,11 +158,11 @@ class _PrintReady:
 def serve_flowsink(port: int, directory: str) -> None:
     """One flowsink receiver process: real sockets, the real queue, default durability policy."""
     from flowsink.queue import PersistentQueue
-    from flowsink.receive import ReceiverSettings, TotalCounts, run_receiver
+    from flowsink.receive import ReceiveSettings, TotalCounts, run_receiver
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = ReceiverSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=RCVBUF)
+    settings = ReceiveSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=RCVBUF)
     counts = TotalCounts()
     with PersistentQueue(directory, max_bytes=1 << 40, segment_bytes=64 << 20) as queue:
         run_receiver(settings, queue, stop, counts, _PrintReady())

@@ -35,9 +35,9 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowsink.sinks.elasticsearch import ElasticsearchSink
+from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates, remove_templates
+from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
 from flowsink.sinks.synthetic import deterministic_id, flow_documents
-from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
 from run import ensure_elasticsearch
 
 POOL = 20_000  # distinct documents, cycled with fresh ids: generating 1M afresh per run would dominate
@@ -78,8 +78,8 @@ def _batches(stream: Iterator[dict], size: int) -> Iterator[list[dict]]:
 def make_contenders(url: str) -> tuple[list[Contender], list[Any]]:
     default_client = Elasticsearch(url, request_timeout=120)
     orjson_client = Elasticsearch(url, request_timeout=120, serializer=OrjsonSerializer())
-    sink_create = ElasticsearchSink(url, op_type="create", dead_letter_path=DEAD_LETTERS)
-    sink_index = ElasticsearchSink(url, op_type="index", dead_letter_path=DEAD_LETTERS)
+    sink_create = ElasticsearchSink(url=[url], op_type="create", dead_letter_path=DEAD_LETTERS)
+    sink_index = ElasticsearchSink(url=[url], op_type="index", dead_letter_path=DEAD_LETTERS)
 
     def streaming(stream: Iterator[dict]) -> None:
         for ok, item in helpers.streaming_bulk(default_client, stream):
@@ -96,7 +96,7 @@ def make_contenders(url: str) -> tuple[list[Contender], list[Any]]:
         def run(stream: Iterator[dict]) -> None:
             for batch in _batches(stream, FEED):
                 outcome = sink.index(batch)
-                assert outcome.indexed == len(batch), outcome
+                assert outcome.written == len(batch), outcome
 
         return run
 

@@ -152,7 +152,11 @@ def fixtures_dir() -> Path:
 def flowsink_templates(es, unique_prefix: str) -> Iterator[str]:
     """flowsink's templates installed under ``unique_prefix`` (indices ``<prefix>-flows-*`` ... get its
     mappings); yields the prefix, then deletes the prefix's indices and templates."""
-    from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
+    from flowsink.sinks.elasticsearch.index_templates import (
+        TemplateSettings,
+        install_templates,
+        remove_templates,
+    )
 
     settings = TemplateSettings(name_prefix=unique_prefix, refresh_interval="1s")
     install_templates(es, settings)

@@ -109,7 +109,10 @@ class NodeProcess:
             "logging": {"level": "INFO"},
         }
         for section, values in self.settings.items():
-            config.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:  # a top-level key (output)
+                config[section] = values
         self.config_path = self.tmp / "flowsink.yml"
         self.config_path.write_text(yaml.safe_dump(config))
 

@@ -196,8 +196,9 @@ def test_schemathesis_finds_no_server_error(api):
         "--generation-deterministic", "--no-color", "--request-timeout", "20",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    # the exit status is the verdict: 0 when every check passed (schemathesis adds warnings to its summary,
+    # e.g. that most random `after` cursors are refused, which is right for an opaque cursor)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "No issues found" in done.stdout, done.stdout[-4000:]
 
 
 def test_sums_beyond_64_bits_stay_exact_through_compaction(api, es):

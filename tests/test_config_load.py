@@ -159,3 +159,18 @@ def test_check_config_unreachable_elasticsearch_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(
         "flowsink: error: elasticsearch.url: cannot reach Elasticsearch"
     )
+
+
+def test_reading_the_configuration_leaves_the_metrics_alone():
+    """`flowsink run` sets PROMETHEUS_MULTIPROC_DIR after reading its configuration, and prometheus_client picks
+    its multiprocess mode when first imported: the configuration (and every settings module it composes) must
+    import neither, or the node's own counters would never reach /metrics."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, flowsink.config, flowsink.node; "
+        "print(sorted(m for m in sys.modules if m.startswith('prometheus_client') or m == 'flowsink.metrics'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -20,15 +20,26 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ingest" / "flowsink"
 # top-level names (module or package under flowsink/) of one layer; a name in no line is checked for cycles only.
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "metrics"),  # import no flowsink module
+    ("settings",),  # the settings machinery every component's settings use
     ("log",),  # counts the lines it suppresses in metrics
     ("bulk",),  # the reference bulk-line encoding: pure Python, what the C writers are tested against
     ("native",),  # the C extension and its loader
+    ("enrich",),  # what is added to documents: applied by the normalisers and the C writers alike
     ("normalize",),  # records -> ECS documents (with the C writers where they are built)
     ("decode",),  # datagrams -> records, handed to normalize; the C writers do both at once
     ("queue",),
     ("receive",),  # UDP -> queue
+    ("sinks",),  # outputs behind the sink seam
     ("pipeline",),  # queue -> decode -> sinks
+    ("api",),  # the flows API
+    ("server",),  # /metrics /healthz /readyz and the API's routes
+    ("config",),  # the composition root: every component's settings, one section each
+    ("processes",),  # the node's child processes, composed from the configuration
+    ("node", "generate"),  # flowsink run; test traffic
+    ("cli",),
 ]
+# Command-line modules (a `cli.py` or `__main__.py` anywhere) are entry points: they sit above every layer.
+ENTRY_POINTS = ("cli", "__main__")
 
 
 def read_graph(package: Path) -> dict[str, set[str]]:
@@ -115,6 +126,8 @@ def top(module: str) -> str:
 
 
 def layer_of(module: str) -> int | None:
+    if module.rpartition(".")[2] in ENTRY_POINTS:
+        return len(LAYERS)
     return next((rank for rank, names in enumerate(LAYERS) if top(module) in names), None)
 
 

@@ -8,8 +8,7 @@ import pytest
 
 from flowsink import metrics
 from flowsink.config import load_config
-from flowsink.decode import FlowDecoder
-from flowsink.pipeline import PipelineWorker, build_sink, decoder_settings, open_queue
+from flowsink.processes import build_worker
 from node_support import V5Exporter, cleanup_prefix, count_docs, distinct_flows
 
 pytestmark = pytest.mark.integration
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def prefix(es, unique_prefix):
-    from flowsink.sinks.templates import TemplateSettings, install_templates
+    from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates
 
     install_templates(es, TemplateSettings(name_prefix=unique_prefix))
     yield unique_prefix
@@ -35,9 +34,8 @@ def make_worker(tmp_path, es_url, prefix, **pipeline):
             **{f"FLOWSINK_PIPELINE_{k.upper()}": str(v) for k, v in pipeline.items()},
         },
     )
-    queue = open_queue(config, config.queue_dir / "rx-0")
-    worker = PipelineWorker(queue, FlowDecoder(decoder_settings(config, 0)), build_sink(config), config, 0)
-    return worker, queue
+    worker = build_worker(config, 0)
+    return worker, worker.queue
 
 
 def drain(worker):
@@ -84,7 +82,7 @@ def test_replay_after_unacked_batch_adds_no_duplicates(tmp_path, es, es_url, pre
     # What a crash between indexing and acking leaves behind: documents in Elasticsearch, entries in the queue.
     entries = queue.read(1000, 1.0)
     decoded = [worker.decoder.decode(e.payload, e.source, e.arrival_ns).encoded for e in entries]
-    worker._index([line for lines in decoded for line in lines])
+    worker.sink.write([line for lines in decoded for line in lines])
     queue.rewind()
     duplicates_before = metrics.DOCUMENTS_DUPLICATE._value.get()
     assert drain(worker) == 20

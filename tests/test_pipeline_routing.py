@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowsink.pipeline import AckCursor, index_name
+from flowsink.bulk import index_name
+from flowsink.pipeline.worker import AckCursor
 
 
 @pytest.mark.parametrize(

@@ -10,23 +10,46 @@ import orjson
 from flowsink.bulk import split_encoded
 from flowsink.config import load_config
 from flowsink.decode import FlowDecoder
-from flowsink.pipeline import PipelineWorker, open_queue
-from flowsink.sinks.elasticsearch import BulkOutcome
+from flowsink.processes import build_worker, decoder_settings
+from flowsink.sinks import Sink, SinkOutcome
 
 ASA = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "logstash-codec-netflow"
 
 
 class RecordingSink:
-    """Stands in for Elasticsearch: every document is 'indexed' and kept (parsed back) for inspection."""
+    """Stands in for an output: every document is 'written' and kept (parsed back) for inspection."""
+
+    name = "recording"
 
     def __init__(self) -> None:
         self.docs: list[dict] = []
 
-    def index_encoded(self, lines: list[bytes]) -> BulkOutcome:
+    def write(self, lines: list[bytes]) -> SinkOutcome:
         for line in lines:
             meta, source = split_encoded(line)
             self.docs.append({**orjson.loads(source), "_index": meta["_index"], "_id": meta.get("_id")})
-        return BulkOutcome(indexed=len(lines))
+        return SinkOutcome(written=len(lines))
+
+    def reload(self, sections) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class UnreliableSink(RecordingSink):
+    """Hands the first ``refusals`` offers back whole, as an output does during an outage."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.offers = 0
+
+    def write(self, lines: list[bytes]) -> SinkOutcome:
+        self.offers += 1
+        if self.offers <= self.refusals:
+            return SinkOutcome(retry_later=list(lines))
+        return super().write(lines)
 
 
 class ExplodingDecoder(FlowDecoder):
@@ -38,7 +61,7 @@ class ExplodingDecoder(FlowDecoder):
         return super().decode(payload, exporter, arrival_ns)
 
 
-def make_worker(tmp_path, decoder=None, **env):
+def make_worker(tmp_path, decoder=None, sink=None, **env):
     config = load_config(
         None,
         env={
@@ -48,9 +71,9 @@ def make_worker(tmp_path, decoder=None, **env):
             **env,
         },
     )
-    queue = open_queue(config, config.queue_dir / "rx-0")
-    sink = RecordingSink()
-    return PipelineWorker(queue, decoder or FlowDecoder(), sink, config), queue, sink
+    sink = sink or RecordingSink()
+    worker = build_worker(config, 0, sink=sink, decoder=decoder)
+    return worker, worker.queue, sink
 
 
 def test_data_before_template_is_not_acked_until_decoded(tmp_path):
@@ -111,8 +134,6 @@ def test_decoder_exception_costs_one_datagram_not_the_worker(tmp_path):
 def test_decoder_writing_bulk_lines_gives_the_documents_of_the_dict_path(tmp_path):
     """The node's decoders write bulk lines themselves (``decoder_settings`` sets the format): same documents,
     daily index from @timestamp, deterministic ids; with deterministic ids off, ``index`` without ids."""
-    from flowsink.pipeline import decoder_settings
-
     payloads = [
         (ASA / name).read_bytes()
         for name in (
@@ -131,8 +152,9 @@ def test_decoder_writing_bulk_lines_gives_the_documents_of_the_dict_path(tmp_pat
         worker, queue, sink = make_worker(
             run, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10", FLOWSINK_PIPELINE_DETERMINISTIC_IDS=deterministic
         )
-        worker.decoder = FlowDecoder(decoder_settings(worker.config, 0))
-        assert worker.decoder.settings.bulk == worker.bulk
+        config = load_config(None, env={"FLOWSINK_PIPELINE_DETERMINISTIC_IDS": deterministic})
+        worker.decoder = FlowDecoder(decoder_settings(config, 0))
+        assert worker.decoder.settings.bulk.keep_ids == (deterministic == "true")
         for payload in payloads:
             queue.append(payload, "192.0.2.9", arrival)
         worker.process_batch(0.5)
@@ -182,3 +204,58 @@ def test_expiry_timer_counts_no_datagrams(tmp_path):
     for _ in range(3):
         worker.expire_held(time.monotonic())
     assert unknown._value.get() == before
+
+
+def _imports_of(module: str, seen: set[str]) -> set[str]:
+    """Every module ``module`` imports, transitively within flowsink (any import statement anywhere in it)."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # "from package.module import name": a name, not a module
+        return seen
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py") or module in seen:
+        return seen
+    seen.add(module)
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.split(".")[0] == "elasticsearch":
+                seen.add(name)
+            elif name.startswith("flowsink"):
+                _imports_of(name, seen)
+    return seen
+
+
+def test_the_worker_depends_on_the_sink_seam_only(tmp_path):
+    """The worker is written against ``flowsink.sinks.base``: no Elasticsearch module anywhere below it."""
+    _, _, sink = make_worker(tmp_path)
+    assert isinstance(sink, Sink)
+    imported = _imports_of("flowsink.pipeline.worker", set())
+    assert "flowsink.sinks.base" in imported
+    assert not [m for m in imported if "elasticsearch" in m]
+
+
+def test_lines_handed_back_are_offered_again_and_the_batch_acked_only_then(tmp_path):
+    """An output in an outage hands the batch back: it stays un-acked, the worker applies a reload requested
+    meanwhile, and offers the same lines again until they are placed; nothing is lost or written twice."""
+    sink = UnreliableSink(refusals=3)
+    worker, queue, _ = make_worker(tmp_path, sink=sink, FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10")
+    reloads = []
+    worker.on_reload = lambda w: reloads.append(queue.stats()["acked_seq"])
+    worker.reload_requested.set()
+    v5 = (ASA / "netflow5.dat").read_bytes()
+    for _ in range(3):
+        queue.append(v5, "192.0.2.8", time.time_ns())
+    worker.process_batch(0.5)
+    worker.finish_inflight()
+    per_datagram = len(FlowDecoder().decode(v5, "192.0.2.8", 0).documents)
+    assert sink.offers == 4 and worker.handed_back == 3 * 3 * per_datagram
+    assert reloads == [0]  # applied while the batch was still queued
+    assert len(sink.docs) == 3 * per_datagram
+    assert queue.stats()["acked_seq"] == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flowsink.queue import Entry, PersistentQueue, receiver_dir
-from flowsink.receive import ReceiverSettings, TotalCounts, run_receiver, socket_drop_stats
+from flowsink.receive import ReceiveSettings, TotalCounts, run_receiver, socket_drop_stats
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def read_everything(directory: Path) -> list[Entry]:
 class ReceiverThread:
     """``run_receiver`` in a thread of the test process, with in-process counts."""
 
-    def __init__(self, settings: ReceiverSettings, queue: PersistentQueue) -> None:
+    def __init__(self, settings: ReceiveSettings, queue: PersistentQueue) -> None:
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.counts = TotalCounts()
@@ -80,7 +80,7 @@ def port() -> int:
 
 
 def test_ipv4_and_ipv6_datagrams_land_in_order_with_their_exporter(tmp_path: Path, port: int) -> None:
-    settings = ReceiverSettings(ports=(port,), host="::", rcvbuf_bytes=4 << 20)
+    settings = ReceiveSettings(ports=(port,), host="::", rcvbuf_bytes=4 << 20)
     with PersistentQueue(tmp_path) as queue, ReceiverThread(settings, queue) as receiver:
         v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -111,7 +111,7 @@ def test_ipv4_and_ipv6_datagrams_land_in_order_with_their_exporter(tmp_path: Pat
 
 
 def test_full_queue_counts_drops_and_keeps_serving(tmp_path: Path, port: int) -> None:
-    settings = ReceiverSettings(
+    settings = ReceiveSettings(
         ports=(port,), host="127.0.0.1", rcvbuf_bytes=8 << 20, counters_interval_s=0.02
     )
     payload = b"p" * 1000
@@ -141,7 +141,7 @@ def test_full_queue_counts_drops_and_keeps_serving(tmp_path: Path, port: int) ->
 
 
 def test_oversize_datagrams_are_dropped_and_counted(tmp_path: Path, port: int) -> None:
-    settings = ReceiverSettings(ports=(port,), host="127.0.0.1", max_datagram_bytes=1000)
+    settings = ReceiveSettings(ports=(port,), host="127.0.0.1", max_datagram_bytes=1000)
     with (
         PersistentQueue(tmp_path) as queue,
         ReceiverThread(settings, queue) as receiver,
@@ -156,7 +156,7 @@ def test_oversize_datagrams_are_dropped_and_counted(tmp_path: Path, port: int) -
 
 
 def _receiver_process(port: int, directory: str, ready: object, stop: object) -> None:
-    settings = ReceiverSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=4 << 20)
+    settings = ReceiveSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=4 << 20)
     run_receiver(settings, directory, stop, None, ready)
 
 
@@ -225,7 +225,8 @@ def _node_receiver(config_path: str) -> None:
     from flowsink.config import load_config
     from flowsink.receive import receiver_main
 
-    receiver_main(load_config(config_path, env={}), 0)
+    config = load_config(config_path, env={})
+    receiver_main(config.receive, config.queue, config.logging, str(config.queue_dir / "rx-0"), 0)
 
 
 def test_receiver_main_runs_from_the_node_config_and_stops_on_sigterm(tmp_path: Path, port: int) -> None:
@@ -263,7 +264,7 @@ def test_a_capped_receive_buffer_is_reported(
     rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
     monkeypatch.setattr(receive, "_SO_RCVBUFFORCE", -1)  # as without the privilege: plain SO_RCVBUF only
     wanted = 4 * rmem_max
-    sockets = receive.open_sockets(ReceiverSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=wanted))
+    sockets = receive.open_sockets(ReceiveSettings(ports=(port,), host="127.0.0.1", rcvbuf_bytes=wanted))
     try:
         assert receive.receive_buffer_bytes(sockets) < wanted
     finally:
@@ -275,7 +276,7 @@ def test_a_capped_receive_buffer_is_reported(
 def test_second_receiver_on_the_same_queue_fails_before_binding(tmp_path: Path, port: int) -> None:
     from flowsink.queue import QueueLocked
 
-    settings = ReceiverSettings(ports=(port,), host="127.0.0.1")
+    settings = ReceiveSettings(ports=(port,), host="127.0.0.1")
     with PersistentQueue(tmp_path) as first, ReceiverThread(settings, first):
         with pytest.raises(QueueLocked):
             run_receiver(settings, str(tmp_path), threading.Event())
@@ -293,7 +294,7 @@ def test_link_local_ipv6_exporter_is_stored_without_its_zone(tmp_path: Path, por
     if not scoped:
         pytest.skip("no link-local IPv6 address on this machine")
     address, interface = scoped[0]
-    settings = ReceiverSettings(ports=(port,), host="::")
+    settings = ReceiveSettings(ports=(port,), host="::")
     with (
         PersistentQueue(tmp_path) as queue,
         ReceiverThread(settings, queue),

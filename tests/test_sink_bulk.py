@@ -10,9 +10,9 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
-from flowsink.sinks.elasticsearch import ElasticsearchSink
+from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates, remove_templates
+from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
 from flowsink.sinks.synthetic import flow_documents
-from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def sink_factory(es_url, tmp_path):
 
     def make(**settings) -> ElasticsearchSink:
         settings.setdefault("dead_letter_path", tmp_path / "dead-letter.jsonl")
-        sink = ElasticsearchSink(es_url, **settings)
+        sink = ElasticsearchSink(url=[es_url], **settings)
         sinks.append(sink)
         return sink
 
@@ -62,9 +62,9 @@ def _count(es, index: str) -> int:
 
 def test_indexes_and_reads_back_without_metadata_in_source(es, prefix, sink_factory):
     docs = list(flow_documents(1500, prefix))
-    sink = sink_factory(max_docs=350)  # several chunks, sent two at a time
+    sink = sink_factory(bulk_max_docs=350)  # several chunks, sent two at a time
     outcome = sink.index(docs)
-    assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered) == (1500, 0, 0)
+    assert (outcome.written, outcome.already_present, outcome.dead_lettered) == (1500, 0, 0)
     assert _count(es, f"{prefix}-flows-*") == 1500
     sample = docs[1234]
     stored = es.get(index=sample["_index"], id=sample["_id"])
@@ -75,11 +75,11 @@ def test_indexes_and_reads_back_without_metadata_in_source(es, prefix, sink_fact
 def test_replay_is_counted_as_duplicates_not_indexed_twice(es, prefix, sink_factory):
     docs = list(flow_documents(500, prefix))
     sink = sink_factory()
-    assert sink.index(docs).indexed == 500
+    assert sink.index(docs).written == 500
     replay = sink.index(docs[:200] + list(flow_documents(100, prefix, start=500)))
-    assert (replay.indexed, replay.duplicates, replay.dead_lettered) == (100, 200, 0)
+    assert (replay.written, replay.already_present, replay.dead_lettered) == (100, 200, 0)
     assert _count(es, f"{prefix}-flows-*") == 600
-    assert sink.totals().indexed == 600 and sink.totals().duplicates == 200
+    assert sink.totals().written == 600 and sink.totals().already_present == 200
 
 
 def test_mapping_conflicts_are_dead_lettered_and_the_rest_indexed(es, prefix, sink_factory, tmp_path):
@@ -91,7 +91,7 @@ def test_mapping_conflicts_are_dead_lettered_and_the_rest_indexed(es, prefix, si
     ]
     sink = sink_factory()
     outcome = sink.index(good[:10] + bad + good[10:])
-    assert (outcome.indexed, outcome.dead_lettered) == (20, 3)
+    assert (outcome.written, outcome.dead_lettered) == (20, 3)
     assert sum(outcome.dead_letter_reasons.values()) == 3
     assert _count(es, f"{prefix}-flows-*") == 20
 
@@ -127,7 +127,7 @@ def test_documents_that_cannot_be_sent_are_dead_lettered_not_raised(es, prefix, 
         {"@timestamp": "2026-11-23T00:00:00Z", "_id": "nowhere"},  # no _index
     ]
     outcome = sink_factory().index(good + odd)
-    assert (outcome.indexed, outcome.dead_lettered) == (5, 2)
+    assert (outcome.written, outcome.dead_lettered) == (5, 2)
     assert set(outcome.dead_letter_reasons) == {"serialization_error", "missing_index"}
     ids = {json.loads(line)["id"] for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()}
     assert ids == {"bytes", "nowhere"}
@@ -136,7 +136,7 @@ def test_documents_that_cannot_be_sent_are_dead_lettered_not_raised(es, prefix, 
 def test_index_op_with_automatic_ids(es, prefix, sink_factory):
     docs = list(flow_documents(300, prefix, with_ids=False))
     outcome = sink_factory(op_type="index").index(docs)
-    assert outcome.indexed == 300
+    assert outcome.written == 300
     assert _count(es, f"{prefix}-flows-*") == 300
 
 
@@ -148,7 +148,7 @@ def test_concurrent_callers_and_latency_observer(es, prefix, es_url, tmp_path):
         with lock:
             observed.append((seconds, docs, nbytes, result))
 
-    sink = ElasticsearchSink(es_url, observer=observe, max_docs=125, concurrency=3)
+    sink = ElasticsearchSink(url=[es_url], observer=observe, bulk_max_docs=125, bulk_concurrency=3)
     try:
         batches = [list(flow_documents(500, prefix, start=n * 500)) for n in range(4)]
         threads = [threading.Thread(target=sink.index, args=(batch,)) for batch in batches]
@@ -156,7 +156,7 @@ def test_concurrent_callers_and_latency_observer(es, prefix, es_url, tmp_path):
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert sink.totals().indexed == 2000
+        assert sink.totals().written == 2000
     finally:
         sink.close()
     assert _count(es, f"{prefix}-flows-*") == 2000
@@ -167,7 +167,7 @@ def test_concurrent_callers_and_latency_observer(es, prefix, es_url, tmp_path):
 
 
 def _bulk_lines(docs: list[dict]) -> list[bytes]:
-    """Documents as the decoders hand them to the sink: action + source lines (``index_encoded``)."""
+    """Documents as the decoders hand them to the sink: action + source lines (``write``)."""
     lines = []
     for doc in docs:
         source = {k: v for k, v in doc.items() if k[0] != "_"}
@@ -179,16 +179,16 @@ def _bulk_lines(docs: list[dict]) -> list[bytes]:
 def test_bulk_lines_are_indexed_replayed_and_dead_lettered_like_documents(es, prefix, sink_factory, tmp_path):
     good = list(flow_documents(600, prefix))
     bad = [dict(good[0], _id="bad-ip", source={"ip": "not-an-address"})]
-    sink = sink_factory(max_docs=250)
-    outcome = sink.index_encoded(_bulk_lines(good[:300] + bad + good[300:]))
-    assert (outcome.indexed, outcome.duplicates, outcome.dead_lettered) == (600, 0, 1)
+    sink = sink_factory(bulk_max_docs=250)
+    outcome = sink.write(_bulk_lines(good[:300] + bad + good[300:]))
+    assert (outcome.written, outcome.already_present, outcome.dead_lettered) == (600, 0, 1)
     assert _count(es, f"{prefix}-flows-*") == 600
     sample = good[123]
     stored = es.get(index=sample["_index"], id=sample["_id"])["_source"]
     assert stored == orjson.loads(orjson.dumps({k: v for k, v in sample.items() if k[0] != "_"}))
 
-    replay = sink.index_encoded(_bulk_lines(good[:100] + list(flow_documents(50, prefix, start=600))))
-    assert (replay.indexed, replay.duplicates, replay.dead_lettered) == (50, 100, 0)
+    replay = sink.write(_bulk_lines(good[:100] + list(flow_documents(50, prefix, start=600))))
+    assert (replay.written, replay.already_present, replay.dead_lettered) == (50, 100, 0)
     assert _count(es, f"{prefix}-flows-*") == 650
     record = json.loads((tmp_path / "dead-letter.jsonl").read_text().splitlines()[0])
     assert record["id"] == "bad-ip" and record["status"] == 400 and record["index"] == good[0]["_index"]

@@ -8,8 +8,9 @@ import time
 import pytest
 from elasticsearch import Elasticsearch
 
-from flowsink.sinks.elasticsearch import BulkOutcome, ElasticsearchSink
-from flowsink.sinks.templates import TemplateSettings, install_templates
+from flowsink.sinks import SinkOutcome
+from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates
+from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
 
 TOTAL = 100_000
 BATCH = 5_000
@@ -44,14 +45,14 @@ def test_kill_and_restart_mid_indexing_loses_and_duplicates_nothing(private_es, 
                 sent_docs += docs
 
     sink = ElasticsearchSink(
-        private_es.url,
+        url=[private_es.url],
         observer=observe,
-        max_docs=2500,
-        max_backoff_s=1.0,
+        bulk_max_docs=2500,
+        retry_max_backoff_s=1.0,
         request_timeout_s=10,
         dead_letter_path=tmp_path / "dead-letter.jsonl",
     )
-    outcome = BulkOutcome()
+    outcome = SinkOutcome()
     failure: list[BaseException] = []
 
     def feed() -> None:
@@ -81,10 +82,10 @@ def test_kill_and_restart_mid_indexing_loses_and_duplicates_nothing(private_es, 
 
     client.indices.refresh(index="flowsink-flows-*")
     assert client.count(index="flowsink-flows-*")["count"] == TOTAL
-    assert outcome.indexed + outcome.duplicates == TOTAL
+    assert outcome.written + outcome.already_present == TOTAL
     assert outcome.dead_lettered == 0 and outcome.retries > 0
     print(
         f"killed after {killed_at} docs acknowledged at {kill_time:.1f} s, up again at {restart_time:.1f} s,"
-        f" all indexed at {done_time:.1f} s; retries {outcome.retries}, duplicates {outcome.duplicates}"
+        f" all indexed at {done_time:.1f} s; retries {outcome.retries}, duplicates {outcome.already_present}"
     )
     client.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flowsink.errors import ConfigError, UserError
-from flowsink.sinks.templates import (
+from flowsink.sinks.elasticsearch.index_templates import (
     DEFAULT_TEMPLATE_DIR,
     ClusterFeatures,
     TemplateSettings,
@@ -151,7 +151,7 @@ def test_features_are_those_every_node_has():
 
 @pytest.mark.integration
 def test_install_is_idempotent_and_upgrades_only_forward(es, unique_prefix, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="flowsink.sinks.templates")
+    caplog.set_level(logging.INFO, logger="flowsink.sinks.elasticsearch.index_templates")
     folder = _copy_templates(tmp_path)
     settings = TemplateSettings(template_dir=folder, name_prefix=unique_prefix)
     try:

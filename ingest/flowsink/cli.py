@@ -19,7 +19,7 @@ COMMANDS: dict[str, str] = {
     "check-config": "flowsink.config",
     "decode": "flowsink.decode.cli",
     "generate": "flowsink.generate.cli",
-    "install-templates": "flowsink.sinks.templates",
+    "install-templates": "flowsink.sinks.elasticsearch.cli",
     "queue": "flowsink.queue.cli",
 }
 

@@ -11,11 +11,35 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from flowsink.settings import setting
+
 LOGGER_NAME = "flowsink"
+
+
+@dataclass
+class LoggingSettings:
+    """The ``logging`` section."""
+
+    level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), reloadable=True)
+    format: str = setting("text", choices=("text", "json"), help="json: one JSON object per line")
+    rate_limit_interval_s: float = setting(
+        10.0, min=0, reloadable=True, help="per-packet errors: at most one line per reason per interval"
+    )
+
+    @staticmethod
+    def normalise(name: str, value: Any) -> Any:
+        """Log levels and formats in any case."""
+        if name == "level" and isinstance(value, str):
+            return value.upper()
+        if name == "format" and isinstance(value, str):
+            return value.lower()
+        return value
+
 
 # LogRecord attributes that are not extra fields supplied by the caller
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}

@@ -155,7 +155,18 @@ EXPIRED_RECORDS = Counter(
     "data sets whose template never came within decode.pending_max_seconds (or beyond pending_max_bytes)",
 )
 
-# ---------------------------------------------------------------- Elasticsearch sink (sinks/elasticsearch.py)
+# ---------------------------------------------------------------- file output (sinks/file.py)
+
+FILE_DOCUMENTS_WRITTEN = Counter("flowsink_file_documents_written_total", "documents the file output wrote")
+FILE_WRITTEN_BYTES = Counter("flowsink_file_written_bytes_total", "bytes the file output wrote")
+FILE_ROTATIONS = Counter("flowsink_file_rotations_total", "files the file output rotated (file.max_bytes)")
+FILE_WRITE_ERRORS = Counter(
+    "flowsink_file_write_errors_total",
+    "batches the file output could not write (disk_full, io_error); they stay queued and are offered again",
+    ["reason"],
+)
+
+# ---------------------------------------------------------------- Elasticsearch output (sinks/elasticsearch/)
 
 BULK_REQUEST_DURATION = Histogram(
     "flowsink_bulk_request_duration_seconds",
@@ -272,6 +283,7 @@ _KNOWN_SERIES: tuple[tuple[Counter, tuple[dict[str, str], ...]], ...] = (
         ),
     ),
     (BULK_REQUESTS, tuple({"result": r} for r in ("ok", "item_errors", "failed"))),
+    (FILE_WRITE_ERRORS, tuple({"reason": r} for r in ("disk_full", "io_error"))),
     (
         DOCUMENTS_DEAD_LETTERED,
         tuple(

@@ -4,7 +4,8 @@ Processes (all started with ``spawn``, none shares a lock or a socket with anoth
 
 - N receiver processes (``receive.processes``, default: cores), each binding every UDP port with
   SO_REUSEPORT and appending to its own queue partition ``<queue dir>/rx-<i>``;
-- one pipeline worker per partition (``flowsink.pipeline``): read in arrival order, decode, index, ack;
+- one pipeline worker per partition (``flowsink.processes.pipeline_main``): read in arrival order, decode,
+  write to the configured outputs, ack;
 - this process: the HTTP server (``/metrics``, ``/healthz``, ``/readyz``, flows API), the supervisor that
   restarts a child that died, and the signal handling.
 
@@ -31,7 +32,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flowsink.config import Config, apply_reloadable, load_config
@@ -40,7 +40,7 @@ from flowsink.log import get_logger, set_level, setup_logging
 
 log = get_logger(__name__)
 
-HELP = "run one ingest node: UDP receivers, persistent queue, decoders, Elasticsearch sink, HTTP API"
+HELP = "run one ingest node: UDP receivers, persistent queue, decoders, outputs, HTTP API"
 
 SUPERVISE_INTERVAL_S = 0.5
 RESTART_BACKOFF_S = 1.0
@@ -121,7 +121,7 @@ class Node:
     receivers: list[Child] = field(default_factory=list)
     workers: list[Child] = field(default_factory=list)
     stopping: bool = False
-    es_reached: bool = False
+    outputs_ready: bool = False
     http_port: int = 0
     udp_stats: dict[int, dict[str, int]] = field(default_factory=dict)
     _context: Any = None
@@ -134,7 +134,7 @@ class Node:
 
     def plan(self) -> None:
         """One worker per queue partition (also partitions left by an earlier run), one receiver per slot."""
-        from flowsink.queue import partition_dirs
+        from flowsink.queue import partition_dirs, receiver_dir
 
         receivers = self.config.receiver_processes
         for index, directory in enumerate(partition_dirs(self.config.queue_dir, receivers)):
@@ -142,13 +142,16 @@ class Node:
                 Child(
                     "pipeline",
                     index,
-                    "flowsink.pipeline:worker_main",
+                    "flowsink.processes:pipeline_main",
                     (self.config, index, str(directory)),
                     wants_ready_event=True,
                 )
             )
+        c = self.config
         for index in range(receivers):
-            self.receivers.append(Child("receiver", index, receiver_target(), (self.config, index)))
+            directory = str(receiver_dir(c.queue_dir, index))
+            args = (c.receive, c.queue, c.logging, directory, index)
+            self.receivers.append(Child("receiver", index, "flowsink.receive:receiver_main", args))
 
     def start_children(self) -> None:
         from flowsink import metrics
@@ -200,7 +203,7 @@ class Node:
     def readiness_checks(self) -> list[tuple[str, Callable[[], str | None]]]:
         return [
             ("queue", self._queue_problem),
-            ("elasticsearch", lambda: None if self.es_reached else "not reached yet"),
+            ("outputs", lambda: None if self.outputs_ready else "not prepared yet"),
             ("processes", self._process_problem),
             ("receive", self._receive_problem),
         ]
@@ -280,7 +283,7 @@ class Node:
         state = NodeState()
         for name, check in self.readiness_checks():
             state.add_check(name, check)
-        app = build_app(self.config, state)
+        app = build_app(state, self.config.api_settings())
         runner, self.http_port = await start_server(app, self.config.http.host, self.config.http.port)
         (self.config.run_dir / "http.port").write_text(f"{self.http_port}\n")
         log.info("HTTP on %s:%d (/metrics /healthz /readyz)", self.config.http.host, self.http_port)
@@ -321,11 +324,6 @@ def _mark_dead(child: Child) -> None:
 
 
 # ---------------------------------------------------------------- seams to the receive module
-
-
-def receiver_target() -> str:
-    """``module:function`` run in each receiver process with ``(config, index)``."""
-    return "flowsink.receive:receiver_main"
 
 
 def update_udp_gauges(config: Config) -> dict[int, dict[str, int]]:
@@ -371,30 +369,23 @@ def check_ports_free(config: Config) -> None:
             ) from None
 
 
-def connect_elasticsearch(config: Config) -> None:
-    """Wait for Elasticsearch (``elasticsearch.startup_timeout_s``) and install the templates; UserError if not."""
-    from flowsink.config import elasticsearch_client
-    from flowsink.sinks.templates import TemplateSettings, install_templates, wait_for_elasticsearch
+def prepare_outputs(config: Config) -> None:
+    """Each output's start-up check (Elasticsearch: reach it, install the templates), and the cluster the flows
+    API keeps its aggregates in when no Elasticsearch output did that already; UserError with one line if not."""
+    from flowsink.sinks import prepare_outputs as prepare
 
-    es = config.elasticsearch
-    client = elasticsearch_client(config)
-    try:
-        if not es.install_templates:
-            wait_for_elasticsearch(client, es.startup_timeout_s)
-            return
-        settings = TemplateSettings(
-            name_prefix=es.index_prefix,
-            api_prefix=config.api_index_prefix(),
-            shards=es.number_of_shards,
-            replicas=es.number_of_replicas,
-            connect_timeout_s=es.startup_timeout_s,
-        )
-        if es.template_dir:
-            settings.template_dir = Path(es.template_dir)
-        for line in install_templates(client, settings):
-            log.debug("template %s", line)
-    finally:
-        client.close()
+    sections = config.output_sections()
+    for name, said in prepare(config.output, sections, config.output_context()).items():
+        log.info("output %s: %s", name, said)
+    if config.api.enabled and "elasticsearch" not in config.output:
+        from flowsink.sinks.elasticsearch.output import prepare as prepare_elasticsearch
+
+        try:
+            prepare_elasticsearch(sections["elasticsearch"], config.output_context())
+        except UserError as exc:
+            raise UserError(
+                f"flows API (api.enabled): {exc}; set api.enabled: false to run without it"
+            ) from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -402,9 +393,9 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(config.logging.level, config.logging.format, role="node")
     prepare_run_dir(config)
     check_ports_free(config)
-    connect_elasticsearch(config)
+    prepare_outputs(config)
     node = Node(config)
-    node.es_reached = True
+    node.outputs_ready = True
     node.plan()
     asyncio.run(node.serve())
     return 0

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from flowsink.log import RateLimitedLog, get_logger
-from flowsink.queue import PersistentQueue, QueueFull
+from flowsink.errors import ConfigError
+from flowsink.log import LoggingSettings, RateLimitedLog, get_logger
+from flowsink.queue import PersistentQueue, QueueFull, QueueSettings, open_partition
+from flowsink.settings import GIB, MIB, setting
 
 log = get_logger(__name__)
 _drops_log = RateLimitedLog(log)
@@ -41,30 +43,48 @@ _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
 @dataclass
-class ReceiverSettings:
-    """What a receiver binds and how it batches (``receive`` section of the node's config)."""
+class ReceiveSettings:
+    """What a node's receivers bind and how they batch (the ``receive`` section)."""
 
-    ports: tuple[int, ...] = DEFAULT_PORTS
-    # "::" binds an IPv6-only socket and an IPv4 one on 0.0.0.0 per port; any other address binds just that.
-    host: str = "::"
-    rcvbuf_bytes: int = 32 << 20
-    reuse_port: bool = True
-    batch_max: int = 64  # datagrams per queue write when the sockets have a backlog
-    # Wait this long after a wakeup that found only a few datagrams, so the next one finds more. Far below
-    # what the socket buffer holds at any rate (32 MiB is about 300 ms of 100k datagrams/s); 0 turns it off.
-    coalesce_ms: float = 1.0
-    max_datagram_bytes: int = 65535
-    counters_interval_s: float = 1.0
+    host: str = setting(
+        "::", help="listen address; '::' binds an IPv6-only socket and an IPv4 one on 0.0.0.0 per port"
+    )
+    ports: list[int] = setting(
+        factory=lambda: list(DEFAULT_PORTS), min=1, max=65535, help="UDP ports; any port takes any protocol"
+    )
+    processes: int = setting(0, min=0, max=256, help="receiver processes (SO_REUSEPORT); 0 = number of cores")
+    rcvbuf_bytes: int = setting(
+        32 * MIB,
+        min=64 * 1024,
+        max=2 * GIB,
+        help="SO_RCVBUF asked for; a warning is logged if the kernel caps it",
+    )
+    max_datagram_bytes: int = setting(65535, min=512, max=65535)
+    reuse_port: bool = setting(
+        True,
+        help="SO_REUSEPORT: several receiver processes share each port, an exporter stays on one of them",
+    )
+    batch_max: int = setting(
+        64, min=1, max=4096, help="datagrams per queue write when the sockets have a backlog"
+    )
+    # Far below what the socket buffer holds at any rate (32 MiB is about 300 ms of 100k datagrams/s).
+    coalesce_ms: float = setting(
+        1.0,
+        min=0,
+        max=100,
+        help="after a wakeup that found few datagrams, wait this long so the next finds more",
+    )
+    counters_interval_s: float = setting(1.0, min=0.05, help="how often receive counters reach /metrics")
 
-    @classmethod
-    def from_config(cls, receive: Any) -> ReceiverSettings:
-        """From ``flowsink.config.ReceiveConfig``."""
-        return cls(
-            ports=tuple(receive.ports),
-            host=receive.host,
-            rcvbuf_bytes=receive.rcvbuf_bytes,
-            max_datagram_bytes=receive.max_datagram_bytes,
-        )
+    def validate(self) -> None:
+        if not self.ports:
+            raise ConfigError("receive.ports: at least one UDP port is required, got []")
+        if len(set(self.ports)) != len(self.ports):
+            raise ConfigError(f"receive.ports: a port is listed twice, got {self.ports!r}")
+
+    @property
+    def process_count(self) -> int:
+        return self.processes or os.cpu_count() or 1
 
 
 @dataclass
@@ -144,7 +164,7 @@ def _set_rcvbuf(sock: socket.socket, wanted: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
 
 
-def open_sockets(settings: ReceiverSettings) -> list[socket.socket]:
+def open_sockets(settings: ReceiveSettings) -> list[socket.socket]:
     """Bound, non-blocking UDP sockets for every port and address family of ``settings``."""
     sockets: list[socket.socket] = []
     try:
@@ -171,7 +191,7 @@ def open_sockets(settings: ReceiverSettings) -> list[socket.socket]:
 
 
 def _open_socket(
-    family: socket.AddressFamily, address: str, port: int, settings: ReceiverSettings
+    family: socket.AddressFamily, address: str, port: int, settings: ReceiveSettings
 ) -> socket.socket | None:
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -215,7 +235,7 @@ class Receiver:
 
     def __init__(
         self,
-        settings: ReceiverSettings,
+        settings: ReceiveSettings,
         queue: PersistentQueue,
         sockets: list[socket.socket],
         counts_sink: CountsSink | None = None,
@@ -342,7 +362,7 @@ class Receiver:
 
 
 def run_receiver(
-    settings: ReceiverSettings,
+    settings: ReceiveSettings,
     queue: PersistentQueue | str | os.PathLike[str],
     stop: Any,
     counts_sink: CountsSink | None = None,
@@ -373,18 +393,21 @@ def run_receiver(
             target.close()
 
 
-def receiver_main(config: Any, index: int) -> None:
-    """Entry point of receiver process ``index`` of a node: its queue is ``<queue_dir>/rx-<index>``."""
+def receiver_main(
+    settings: ReceiveSettings,
+    queue_settings: QueueSettings,
+    logging_settings: LoggingSettings,
+    directory: str,
+    index: int,
+) -> None:
+    """Entry point of receiver process ``index`` of a node, appending to the queue partition ``directory``."""
     from flowsink.log import setup_logging
-    from flowsink.pipeline import open_queue
-    from flowsink.queue import receiver_dir
 
-    setup_logging(config.logging.level, config.logging.format, role=f"receiver-{index}")
+    setup_logging(logging_settings.level, logging_settings.format, role=f"receiver-{index}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node decides when receivers stop
-    settings = ReceiverSettings.from_config(config.receive)
-    queue = open_queue(config, receiver_dir(config.queue_dir, index))
+    queue = open_partition(queue_settings, directory, settings.process_count)
     log.info("receiver %d: UDP %s on %s -> %s", index, settings.ports, settings.host, queue.directory)
     try:
         run_receiver(settings, queue, stop, PrometheusCounts())

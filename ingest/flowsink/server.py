@@ -11,12 +11,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from flowsink.config import Config
+from flowsink.api.settings import ApiSettings
 from flowsink.log import get_logger
+from flowsink.settings import setting
 
 log = get_logger(__name__)
 
@@ -24,7 +25,14 @@ log = get_logger(__name__)
 ReadinessCheck = Callable[[], "str | None"]
 
 STATE_KEY = web.AppKey("flowsink_state", object)
-CONFIG_KEY = web.AppKey("flowsink_config", Config)
+
+
+@dataclass
+class HttpSettings:
+    """The ``http`` section."""
+
+    host: str = setting("0.0.0.0", help="address of /metrics, /healthz, /readyz and the flows API")
+    port: int = setting(8080, min=0, max=65535, help="0 picks a free port (logged)")
 
 
 @dataclass
@@ -49,11 +57,17 @@ class NodeState:
         return reasons
 
 
-def metrics_registry() -> CollectorRegistry:
-    """In multiprocess mode, a registry that sums the per-process files; else the default registry."""
+def metrics_registry() -> Any:
+    """In multiprocess mode, a registry that sums the per-process files; else the default registry.
+
+    prometheus_client is imported here, not at the top: it picks its multiprocess mode from
+    ``PROMETHEUS_MULTIPROC_DIR`` when first imported, which ``flowsink run`` sets only after reading its
+    configuration (and the configuration imports this module for its settings).
+    """
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
-    from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
@@ -61,6 +75,8 @@ def metrics_registry() -> CollectorRegistry:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     registry = metrics_registry()
     # Reading every process's mmap files takes a few ms; off the event loop so UDP-side work is not delayed.
     body = await request.loop.run_in_executor(None, generate_latest, registry)
@@ -80,32 +96,18 @@ async def handle_readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def build_app(config: Config, state: NodeState) -> web.Application:
-    """The node's aiohttp application; the flows API adds its routes through ``flowsink.api.setup``."""
+def build_app(state: NodeState, api: ApiSettings | None = None) -> web.Application:
+    """The node's aiohttp application; with ``api`` (and ``api.enabled``) the flows API adds its routes."""
     app = web.Application()
     app[STATE_KEY] = state
-    app[CONFIG_KEY] = config
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
-    if config.api.enabled:
-        setup_api(app, config)
+    if api is not None and api.enabled:
+        from flowsink import api as flows_api
+
+        flows_api.setup(app, api)
     return app
-
-
-def setup_api(app: web.Application, config: Config) -> bool:
-    """Register the flows API when its module provides ``setup(app, config)``; True if it did."""
-    try:
-        from flowsink import api
-    except ImportError as exc:
-        log.warning("flows API not available: %s", exc)
-        return False
-    setup = getattr(api, "setup", None)
-    if setup is None:
-        log.info("flows API module has no setup(); serving /metrics, /healthz, /readyz only")
-        return False
-    setup(app, config)
-    return True
 
 
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -6,8 +6,6 @@ it the same way. See docs/flows-api.md for the contract, the storage design and 
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from flowsink.api.settings import ApiSettings
@@ -15,14 +13,10 @@ from flowsink.api.settings import ApiSettings
 API_KEY = web.AppKey("flowsink_api", object)
 
 
-def setup(app: web.Application, config: Any) -> None:
-    """Register ``/flows`` and ``/openapi.json`` and the API's start/stop hooks on ``app``.
-
-    ``config`` is a ``flowsink.config.Config`` or an :class:`ApiSettings`.
-    """
+def setup(app: web.Application, settings: ApiSettings) -> None:
+    """Register ``/flows`` and ``/openapi.json`` and the API's start/stop hooks on ``app``."""
     from flowsink.api.service import FlowsApi
 
-    settings = ApiSettings.from_config(config)
     if not settings.enabled:
         return
     api = FlowsApi(settings)

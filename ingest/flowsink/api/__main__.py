@@ -16,6 +16,7 @@ from flowsink.api import ApiSettings, setup
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = ApiSettings()
     parser = argparse.ArgumentParser(prog="python -m flowsink.api", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -27,13 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true", help="accept requests without a token (local use only)"
     )
     parser.add_argument("--node-id", default="")
-    parser.add_argument("--compact-interval-s", type=float, default=5.0)
-    parser.add_argument("--rate-limit-rows-per-s", type=float, default=1_000_000.0)
-    parser.add_argument("--rate-limit-burst-rows", type=int, default=2_000_000)
+    parser.add_argument("--compact-interval-s", type=float, default=defaults.compact_interval_s)
+    parser.add_argument("--rate-limit-rows-per-s", type=float, default=defaults.rate_limit_rows_per_s)
+    parser.add_argument("--rate-limit-burst-rows", type=int, default=defaults.rate_limit_burst_rows)
     parser.add_argument("--no-read-your-writes", action="store_true")
-    parser.add_argument("--body-limit-bytes", type=int, default=10 * 1024 * 1024)
-    parser.add_argument("--rows-limit", type=int, default=100_000)
-    parser.add_argument("--queue-max-bytes", type=int, default=1 << 30)
+    parser.add_argument("--body-limit-bytes", type=int, default=defaults.body_limit_bytes)
+    parser.add_argument("--rows-limit", type=int, default=defaults.rows_limit)
+    parser.add_argument("--queue-max-bytes", type=int, default=defaults.queue_max_bytes)
     return parser
 
 

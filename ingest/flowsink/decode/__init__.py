@@ -7,41 +7,13 @@ One ``FlowDecoder`` per pipeline worker holds all per-exporter state (templates,
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import Any
 
-from flowsink.bulk import BulkFormat, encode_document
+from flowsink.bulk import encode_document
 from flowsink.decode.result import DecodeResult
+from flowsink.decode.settings import DecoderSettings
 
 __all__ = ["DecodeResult", "DecoderSettings", "FlowDecoder"]
-
-
-@dataclass(slots=True)
-class DecoderSettings:
-    """Knobs every protocol decoder reads (NetFlow v5/v9, IPFIX and sFlow share one instance).
-
-    ``renormalize``: multiply counters by the sampling rate into ``network.bytes``/``network.packets``
-    (raw values stay under ``netflow.*``/``sflow.*`` either way).
-    ``pending_max_bytes`` / ``pending_max_seconds``: bound on data held while its template has not arrived
-    (per decoder, all exporters together); beyond either, held data is counted as ``expired``.
-    ``template_cache_path``: where templates are saved/loaded across restarts (None: not persisted).
-    ``template_expiry_seconds``: a template (and sampling options) not re-sent for this long is forgotten.
-    ``sequence_window``: how far back a sequence number may arrive (reordering) before it counts as a restart.
-    ``max_templates_per_exporter``: cap per (exporter, domain); the least recently used is evicted and counted.
-    ``max_exporters``: cap on distinct (exporter, domain) states kept, same eviction rule.
-    ``bulk``: when set, documents come out as Elasticsearch bulk lines in ``DecodeResult.encoded`` (the C
-    decoders write them without building dicts); None gives dicts in ``DecodeResult.documents``.
-    """
-
-    renormalize: bool = True
-    pending_max_bytes: int = 8 * 1024 * 1024
-    pending_max_seconds: float = 60.0
-    template_cache_path: str | None = None
-    template_expiry_seconds: float = 24 * 3600.0
-    sequence_window: int = 10_000
-    max_templates_per_exporter: int = 1024
-    max_exporters: int = 10_000
-    bulk: BulkFormat | None = None
 
 
 def detect_protocol(payload: bytes) -> str | None:

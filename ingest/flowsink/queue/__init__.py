@@ -2,7 +2,7 @@
 
 ```python
 from flowsink.queue import PersistentQueue, QueueFull, Entry
-q = PersistentQueue(directory, max_bytes=..., segment_bytes=..., fsync_interval_ms=..., fsync_bytes=...)
+q = PersistentQueue(directory, QueueSettings(...))   # or keyword overrides: PersistentQueue(d, max_bytes=...)
 seq = q.append(payload, source, arrival_ns)    # raises QueueFull(reason) when full or on ENOSPC
 q.append_many([(payload, source, arrival_ns, source_port), ...])
 q.sync(); entries = q.read(max_entries, timeout_s); q.ack(seq); q.stats(); q.close()
@@ -10,7 +10,17 @@ q.sync(); entries = q.read(max_entries, timeout_s); q.ack(seq); q.stats(); q.clo
 """
 
 from flowsink.queue.layout import partition_dirs, receiver_dir
-from flowsink.queue.persistent import PersistentQueue, QueueFull, QueueLocked
+from flowsink.queue.persistent import PersistentQueue, QueueFull, QueueLocked, open_partition
 from flowsink.queue.records import Entry
+from flowsink.queue.settings import QueueSettings
 
-__all__ = ["Entry", "PersistentQueue", "QueueFull", "QueueLocked", "partition_dirs", "receiver_dir"]
+__all__ = [
+    "Entry",
+    "PersistentQueue",
+    "QueueFull",
+    "QueueLocked",
+    "QueueSettings",
+    "open_partition",
+    "partition_dirs",
+    "receiver_dir",
+]

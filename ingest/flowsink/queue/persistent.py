@@ -12,6 +12,7 @@ starts a new one after a restart, so an unfinished record at the end of an older
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -29,9 +30,10 @@ from flowsink.queue.segments import (
     read_checkpoint,
     tail_seq,
 )
+from flowsink.queue.settings import QueueSettings
 from flowsink.queue.writer import SegmentWriter
 
-__all__ = ["Entry", "PersistentQueue", "QueueFull", "QueueLocked"]
+__all__ = ["Entry", "PersistentQueue", "QueueFull", "QueueLocked", "open_partition"]
 
 
 class PersistentQueue:
@@ -48,23 +50,19 @@ class PersistentQueue:
     """
 
     def __init__(
-        self,
-        directory: str | os.PathLike[str],
-        max_bytes: int = 1 << 30,
-        segment_bytes: int = 16 << 20,
-        fsync_interval_ms: int = 200,
-        fsync_bytes: int = 4 << 20,
+        self, directory: str | os.PathLike[str], settings: QueueSettings | None = None, **overrides: Any
     ) -> None:
-        if max_bytes <= 0 or segment_bytes <= 0:
+        """``settings`` (default: ``QueueSettings()``), with keyword ``overrides`` of its fields (tests)."""
+        settings = dataclasses.replace(settings or QueueSettings(), **overrides)
+        if settings.max_bytes <= 0 or settings.segment_bytes <= 0:
             raise ValueError("max_bytes and segment_bytes must be positive")
-        if fsync_interval_ms < 0 or fsync_bytes < 0:
+        if settings.fsync_interval_ms < 0 or settings.fsync_bytes < 0:
             raise ValueError("fsync_interval_ms and fsync_bytes must not be negative")
+        settings.segment_bytes = min(settings.segment_bytes, settings.max_bytes)
+        self.settings = settings
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = max_bytes
-        self.segment_bytes = min(segment_bytes, max_bytes)
-        self.fsync_interval_ms = fsync_interval_ms
-        self.fsync_bytes = fsync_bytes
+        self.max_bytes = settings.max_bytes
         self._writer: SegmentWriter | None = None
         self._reader: SegmentReader | None = None
         self._closed = False
@@ -72,7 +70,9 @@ class PersistentQueue:
 
     # -- writer side -------------------------------------------------------------------------------------------
     def _writer_side(self) -> SegmentWriter:
-        return self._writer or self._take_role("_writer", lambda: SegmentWriter(self))
+        return self._writer or self._take_role(
+            "_writer", lambda: SegmentWriter(self.directory, self.settings)
+        )
 
     def append(self, payload: bytes, source: str, arrival_ns: int, source_port: int = 0) -> int:
         """Append one datagram; returns its seq. Raises ``QueueFull`` when ``max_bytes`` or the disk is full."""
@@ -178,3 +178,10 @@ class PersistentQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_partition(
+    settings: QueueSettings, directory: str | os.PathLike[str], partitions: int = 1
+) -> PersistentQueue:
+    """The queue of one partition of a node (``partitions`` of them share ``settings.max_bytes``)."""
+    return PersistentQueue(directory, settings.share(partitions))

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowsink.log import get_logger
 from flowsink.queue import records
@@ -22,9 +22,7 @@ from flowsink.queue.segments import (
     read_checkpoint,
     segment_name,
 )
-
-if TYPE_CHECKING:
-    from flowsink.queue.persistent import PersistentQueue
+from flowsink.queue.settings import QueueSettings
 
 log = get_logger("flowsink.queue")
 _FULL_RESCAN_S = 0.05  # while full, look for segments the reader freed at most this often
@@ -33,13 +31,13 @@ _FULL_RESCAN_S = 0.05  # while full, look for segments the reader freed at most 
 class SegmentWriter:
     """The appending side: owns the newest segment, the size bound and the fsync policy."""
 
-    def __init__(self, queue: PersistentQueue) -> None:
-        self.directory = queue.directory
-        self.max_bytes = queue.max_bytes
-        self.segment_bytes = queue.segment_bytes
-        self.fsync_interval_s = queue.fsync_interval_ms / 1000.0
-        self.fsync_bytes = queue.fsync_bytes
-        self.strict = queue.fsync_interval_ms == 0
+    def __init__(self, directory: Path, settings: QueueSettings) -> None:
+        self.directory = directory
+        self.max_bytes = settings.max_bytes
+        self.segment_bytes = min(settings.segment_bytes, settings.max_bytes)
+        self.fsync_interval_s = settings.fsync_interval_ms / 1000.0
+        self.fsync_bytes = settings.fsync_bytes
+        self.strict = settings.fsync_interval_ms == 0
         self.lock_fd = lock_dir(self.directory, "writer.lock")
         self.appended = 0
         self.appended_bytes = 0

@@ -10,20 +10,20 @@ crash in between replays it: deterministic ``_id``\\ s turn the replayed copies 
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowsink import metrics
-from flowsink.bulk import BulkFormat, index_name
-from flowsink.config import Config, apply_reloadable, load_config
-from flowsink.log import RateLimitedLog, get_logger, set_level, setup_logging
+from flowsink.decode.result import DecodeResult
+from flowsink.log import RateLimitedLog, get_logger
+from flowsink.pipeline.settings import PipelineSettings
+from flowsink.sinks.base import Sink, SinkOutcome
 
 log = get_logger(__name__)
 
@@ -75,43 +75,59 @@ class BatchReport:
 
 
 class PipelineWorker:
-    """Reads one partition, decodes, routes to indices, indexes through the sink, acks.
+    """Reads one partition, decodes, hands the documents to the sink, acks.
 
-    ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder``, made to
-    write the bulk lines of ``bulk_format(config)``; ``sink``: anything with ``index_encoded(lines) ->
-    BulkOutcome`` that returns only when every document is safe.
+    ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder`` whose
+    settings name the bulk format of the documents it writes; ``sink``: a ``flowsink.sinks.Sink``;
+    ``template_cache``: where this partition's NetFlow v9/IPFIX templates are saved (None: not saved).
 
-    One batch is indexed (in a helper thread: the sink waits on the network with the GIL released) while the
-    next is decoded; batches are acked strictly in order, each only after its ``index`` call returned.
+    One batch is written (in a helper thread: the sink waits on the network with the GIL released) while the
+    next is decoded; batches are acked strictly in order, each only once the sink settled every line of it.
+    Lines the sink hands back are offered again, the batch staying un-acked; between offers the worker keeps
+    its gauges and template cache fresh and applies a configuration reload (``reload_requested``).
     """
 
-    def __init__(self, queue: Any, decoder: Any, sink: Any, config: Config, partition: int = 0) -> None:
+    def __init__(
+        self,
+        queue: Any,
+        decoder: Any,
+        sink: Sink,
+        settings: PipelineSettings | None = None,
+        partition: int = 0,
+        template_cache: Path | None = None,
+        log_interval_s: float = 10.0,
+    ) -> None:
         self.queue = queue
         self.decoder = decoder
         self.sink = sink
-        self.config = config
+        self.settings = settings or PipelineSettings()
         self.partition = partition
-        self.bulk = bulk_format(config)
-        # the worker's decoder writes the worker's bulk lines (dicts it leaves are encoded in FlowDecoder)
-        decoder.settings.bulk = self.bulk
+        self.template_cache = template_cache
         self.cursor = AckCursor()
-        self.errors_log = RateLimitedLog(log, config.logging.rate_limit_interval_s)
+        self.errors_log = RateLimitedLog(log, log_interval_s)
+        self.reload_requested = threading.Event()
+        # set by whoever runs the worker: applies a configuration read again (SIGHUP)
+        self.on_reload: Callable[[PipelineWorker], None] | None = None
         self._last_expire = time.monotonic()
         self._last_template_save = time.monotonic()
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
-        self._caught_up = (
-            False  # the last read found less than a full batch: nothing older waits in the queue
-        )
+        # the last read found less than a full batch: nothing older waits in the queue
+        self._caught_up = False
         self._indexer = ThreadPoolExecutor(1, thread_name_prefix="index")
-        self._inflight: tuple[Future, int, float] | None = None  # (index call, last seq, perf_counter start)
+        self._inflight: tuple[Future, int, float] | None = None  # (sink write, last seq, perf_counter start)
+        self.handed_back = 0  # lines the sink handed back and the worker offered again (tests watch it)
         # count acks from the checkpoint an earlier run left
         self.cursor.acked = queue.stats()["acked_seq"]
+
+    @property
+    def decode_settings(self) -> Any:
+        return self.decoder.settings
 
     # -- one batch ------------------------------------------------------------------------------------
 
     def process_batch(self, timeout_s: float | None = None) -> BatchReport:
-        settings = self.config.pipeline
+        settings = self.settings
         wait = settings.batch_max_wait_ms / 1000 if timeout_s is None else timeout_s
         entries = self.queue.read(settings.batch_max_datagrams, wait)
         self._caught_up = len(entries) < settings.batch_max_datagrams
@@ -137,7 +153,7 @@ class PipelineWorker:
         metrics.QUEUE_READ_BYTES.inc(read_bytes)
         report.documents = len(lines)
         self.finish_inflight()
-        self._inflight = (self._indexer.submit(self._index, lines), entries[-1].seq, started)
+        self._inflight = (self._indexer.submit(self._write, lines), entries[-1].seq, started)
         return report
 
     def _decode(self, entry: Any) -> Any:
@@ -149,8 +165,6 @@ class PipelineWorker:
         try:
             return self.decoder.decode(entry.payload, entry.source, entry.arrival_ns)
         except Exception as exc:
-            from flowsink.decode.result import DecodeResult
-
             result = DecodeResult()
             result.error(
                 "decoder_exception", f"datagram from {entry.source} ({len(entry.payload)} bytes): {exc!r}"
@@ -158,15 +172,35 @@ class PipelineWorker:
             return result
 
     def finish_inflight(self) -> None:
-        """Wait for the batch being indexed, then ack it (raises the sink's ``SinkClosed`` if it was closed)."""
+        """Wait for the batch being written, offering again what the sink hands back, then ack it (raises the
+        sink's ``SinkClosed`` if it was closed meanwhile: the batch then stays queued)."""
         if self._inflight is None:
             return
         future, last_seq, started = self._inflight
         self._inflight = None
-        future.result()
+        outcome = future.result()
+        while outcome.retry_later:
+            self.between_offers()
+            self.handed_back += len(outcome.retry_later)
+            outcome = self._write(outcome.retry_later)
         self.cursor.processed_up_to(last_seq)
         self._ack()
         metrics.PIPELINE_BATCH_DURATION.observe(time.perf_counter() - started)
+
+    def between_offers(self) -> None:
+        """While the sink cannot take a batch: what must not wait for it (gauges, the template cache, a reload)."""
+        now = time.monotonic()
+        if now - self._last_template_save >= self.decode_settings.template_save_interval_s:
+            self._last_template_save = now
+            self.save_templates()
+        self.update_gauges()
+        self.apply_requested_reload()
+
+    def apply_requested_reload(self) -> None:
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            if self.on_reload is not None:
+                self.on_reload(self)
 
     def _account(self, result: Any, exporter: str, tally: Counter[tuple[str, ...]] | None = None) -> int:
         """Metrics and rate-limited log lines for one decode result; returns its error count.
@@ -208,18 +242,10 @@ class PipelineWorker:
             else:
                 metrics.RECORDS_DECODED.labels(protocol=key[1], kind=key[2]).inc(count)
 
-    def _index(self, lines: list[bytes]) -> int:
+    def _write(self, lines: list[bytes]) -> SinkOutcome:
         if not lines:
-            return 0
-        outcome = self.sink.index_encoded(lines)
-        metrics.DOCUMENTS_INDEXED.inc(outcome.indexed)
-        if outcome.duplicates:
-            metrics.DOCUMENTS_DUPLICATE.inc(outcome.duplicates)
-        if outcome.retries:
-            metrics.BULK_RETRIES.inc(outcome.retries)
-        for reason, count in outcome.dead_letter_reasons.items():
-            metrics.DOCUMENTS_DEAD_LETTERED.labels(reason=reason).inc(count)
-        return outcome.indexed + outcome.duplicates
+            return SinkOutcome()
+        return self.sink.write(lines)
 
     def _ack(self) -> None:
         seq = self.cursor.next_ack()
@@ -233,11 +259,12 @@ class PipelineWorker:
     def tick(self, now: float | None = None) -> None:
         """Run whatever timer is due; called between batches (the loop never blocks longer than a batch)."""
         now = time.monotonic() if now is None else now
-        if now - self._last_expire >= self.config.decode.expire_interval_s:
+        decode = self.decode_settings
+        if now - self._last_expire >= decode.expire_interval_s:
             self._last_expire = now
             self.expire_held(now)
             self.close_sequence_holes()
-        if now - self._last_template_save >= self.config.decode.template_save_interval_s:
+        if now - self._last_template_save >= decode.template_save_interval_s:
             self._last_template_save = now
             self.save_templates()
         if now - self._last_gauges >= 1.0:
@@ -254,7 +281,7 @@ class PipelineWorker:
         close = getattr(self.decoder, "close_stale_sequence_holes", None)
         if close is None or not self._caught_up:
             return
-        for exporter, protocol, gaps, lost in close(self.config.decode.sequence_hole_max_age_s):
+        for exporter, protocol, gaps, lost in close(self.decode_settings.sequence_hole_max_age_s):
             label = metrics.exporter_label(exporter)
             if gaps:
                 metrics.SEQUENCE_GAPS.labels(exporter=label, protocol=protocol).inc(gaps)
@@ -265,18 +292,28 @@ class PipelineWorker:
         self.finish_inflight()
         result = self.decoder.expire(time.time_ns())
         self._account(result, "held")
-        self._index(result.encoded)
+        self._deliver(result.encoded)
         if self.decoder.pending_count() == 0:
             self.cursor.release_all()
         else:
             # After pending_max_seconds the decoder has decoded or expired whatever it held from then.
             self.cursor.release_before(
-                now - self.config.decode.pending_max_seconds - self.config.decode.expire_interval_s
+                now - self.decode_settings.pending_max_seconds - self.decode_settings.expire_interval_s
             )
         self._ack()
 
+    def _deliver(self, lines: list[bytes]) -> None:
+        """Write ``lines`` now (outside the batch flow), offering again what the sink hands back."""
+        outcome = self._write(lines)
+        while outcome.retry_later:
+            self.between_offers()
+            self.handed_back += len(outcome.retry_later)
+            outcome = self._write(outcome.retry_later)
+
     def save_templates(self) -> None:
-        path = self.config.template_cache_path(self.partition)
+        path = self.template_cache
+        if path is None:
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.decoder.save_templates(str(path))
@@ -284,8 +321,8 @@ class PipelineWorker:
             self.errors_log.error("template_save", "cannot save templates to %s: %s", path, exc)
 
     def load_templates(self) -> int:
-        path = self.config.template_cache_path(self.partition)
-        if not path.exists():
+        path = self.template_cache
+        if path is None or not path.exists():
             return 0
         try:
             return self.decoder.load_templates(str(path))
@@ -329,16 +366,14 @@ class PipelineWorker:
 
     # -- loop -----------------------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set, then drain what is queued (up to the shutdown timeout)."""
         self.load_templates()
         while not stop.is_set():
             self.process_batch()
             self.tick()
-            if reload_requested is not None and reload_requested.is_set():
-                reload_requested.clear()
-                _reload(self)
-        self.drain(self.config.pipeline.shutdown_timeout_s)
+            self.apply_requested_reload()
+        self.drain(self.settings.shutdown_timeout_s)
 
     def drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -351,170 +386,22 @@ class PipelineWorker:
         self.save_templates()
 
     def close(self) -> None:
-        """Stop the indexing thread (after ``drain``, or after a ``SinkClosed``)."""
+        """Stop the writing thread (after ``drain``, or after a ``SinkClosed``)."""
         self._indexer.shutdown(wait=False, cancel_futures=True)
 
-    def apply_reload(self, new: Config) -> tuple[dict[str, Any], list[str]]:
-        """Take the reloadable settings of ``new``; returns (applied, keys that need a restart instead)."""
-        apply, restart = apply_reloadable(self.config, new)
-        if "logging.level" in apply:
-            set_level(self.config.logging.level)
-        if "logging.rate_limit_interval_s" in apply:
-            self.errors_log.interval_s = self.config.logging.rate_limit_interval_s
-        sink_settings = getattr(self.sink, "settings", None)
-        if sink_settings is not None:
-            # the sink reads these per call, so batches after this one use the new sizes
-            sink_settings.max_docs = self.config.elasticsearch.bulk_max_docs
-            sink_settings.max_bytes = self.config.elasticsearch.bulk_max_bytes
-        return apply, restart
+    def reload(
+        self, settings: PipelineSettings, sections: Mapping[str, Any], log_interval_s: float
+    ) -> list[str]:
+        """Take the reloadable settings of a configuration read again; returns the keys applied.
+
+        ``sections``: output name -> its settings, for the sink."""
+        applied = []
+        for name in ("batch_max_datagrams", "batch_max_wait_ms"):
+            if getattr(self.settings, name) != getattr(settings, name):
+                setattr(self.settings, name, getattr(settings, name))
+                applied.append(f"pipeline.{name}")
+        self.errors_log.interval_s = log_interval_s
+        return applied + self.sink.reload(sections)
 
 
-# ---------------------------------------------------------------- building the parts from the config
-
-
-def bulk_format(config: Config) -> BulkFormat:
-    """How documents become bulk lines: the index prefix, and ``create`` with deterministic ids (replays are
-    409s) unless ``pipeline.deterministic_ids`` is off (then ``index`` and ids chosen by Elasticsearch)."""
-    keep_ids = config.pipeline.deterministic_ids
-    return BulkFormat(config.elasticsearch.index_prefix, "create" if keep_ids else "index", keep_ids)
-
-
-def decoder_settings(config: Config, partition: int) -> Any:
-    """``DecoderSettings`` from the ``decode`` section (keys with the same name pass through), writing bulk
-    lines in the format of ``bulk_format``."""
-    from flowsink.decode import DecoderSettings
-
-    names = {f.name for f in dataclasses.fields(DecoderSettings)}
-    values = {k: v for k, v in dataclasses.asdict(config.decode).items() if k in names}
-    if "template_cache_path" in names:
-        values["template_cache_path"] = str(config.template_cache_path(partition))
-    values["bulk"] = bulk_format(config)
-    return DecoderSettings(**values)
-
-
-def open_queue(config: Config, directory: Path) -> Any:
-    """The queue of one partition; each gets an equal share of ``queue.max_bytes``."""
-    from flowsink.queue import PersistentQueue
-
-    share = config.queue.max_bytes // config.receiver_processes
-    return PersistentQueue(
-        directory,
-        max_bytes=max(config.queue.segment_bytes, share),
-        segment_bytes=config.queue.segment_bytes,
-        fsync_interval_ms=config.queue.fsync_interval_ms,
-        fsync_bytes=config.queue.fsync_bytes,
-    )
-
-
-def observe_bulk_request(seconds: float, documents: int, nbytes: int, result: str) -> None:
-    """The sink's per-request observer: latency histogram, request results, Elasticsearch reachability."""
-    metrics.BULK_REQUEST_DURATION.observe(seconds)
-    metrics.BULK_REQUESTS.labels(result=result).inc()
-    metrics.ELASTICSEARCH_UP.set(0 if result == "failed" else 1)
-
-
-def sink_settings(config: Config) -> Any:
-    """``SinkSettings`` from the ``elasticsearch`` and ``pipeline`` sections."""
-    from flowsink.sinks.elasticsearch import SinkSettings
-
-    es = config.elasticsearch
-    return SinkSettings(
-        op_type="create" if config.pipeline.deterministic_ids else "index",
-        max_docs=es.bulk_max_docs,
-        max_bytes=es.bulk_max_bytes,
-        concurrency=es.bulk_concurrency,
-        request_timeout_s=es.request_timeout_s,
-        max_backoff_s=es.retry_max_backoff_s,
-        dead_letter_path=str(config.dead_letter_path),
-    )
-
-
-def build_sink(config: Config) -> Any:
-    """The Elasticsearch sink of one worker, with the auth/TLS options of ``elasticsearch`` and our metrics."""
-    from flowsink.config import elasticsearch_client
-    from flowsink.sinks.elasticsearch import CLIENT_SERIALIZERS, ElasticsearchSink
-
-    client = elasticsearch_client(config, **CLIENT_SERIALIZERS)
-    return ElasticsearchSink(client=client, settings=sink_settings(config), observer=observe_bulk_request)
-
-
-# ---------------------------------------------------------------- the worker process
-
-
-def worker_main(config: Config, partition: int, directory: str, ready: Any = None) -> None:
-    """Entry point of the pipeline worker process of partition ``partition`` (queue ``directory``).
-
-    SIGTERM: stop reading new batches once the queue is drained; if Elasticsearch keeps the last bulk
-    waiting past ``pipeline.shutdown_timeout_s``, the sink is closed, the batch stays un-acked in the queue
-    (indexed on the next start) and the process exits all the same.
-    """
-    from flowsink.decode import FlowDecoder
-    from flowsink.sinks.elasticsearch import SinkClosed
-
-    setup_logging(config.logging.level, config.logging.format, role=f"pipeline-{partition}")
-    queue = open_queue(config, Path(directory))
-    sink = build_sink(config)
-    worker = PipelineWorker(queue, FlowDecoder(decoder_settings(config, partition)), sink, config, partition)
-    stop = threading.Event()
-    reload_requested = threading.Event()
-
-    def on_sigterm(*_: Any) -> None:
-        if not stop.is_set():
-            stop.set()
-            deadline = threading.Timer(config.pipeline.shutdown_timeout_s, sink.close)
-            deadline.daemon = True
-            deadline.start()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
-    log.info("pipeline worker %d reading %s", partition, directory)
-    gauges_stop = threading.Event()
-    worker.start_queue_gauges(gauges_stop)
-    if ready is not None:
-        ready.set()
-    try:
-        worker.run(stop, reload_requested)
-    except SinkClosed:
-        log.warning(
-            "pipeline worker %d: shutdown timeout reached with a bulk in flight; it stays queued", partition
-        )
-    gauges_stop.set()
-    worker.close()
-    _close(queue)
-    _close(sink)
-    log.info("pipeline worker %d stopped", partition)
-
-
-def _reload(worker: PipelineWorker) -> None:
-    if not worker.config.source:
-        return
-    try:
-        new = load_config(worker.config.source)
-    except Exception as exc:
-        log.error("configuration reload failed, keeping the running settings: %s", exc)
-        return
-    apply, restart = worker.apply_reload(new)
-    log.info("pipeline settings reloaded: %s", ", ".join(apply) or "nothing changed")
-    if restart:
-        log.warning("changed settings that need a restart were not applied: %s", ", ".join(restart))
-
-
-def _close(obj: Any) -> None:
-    close = getattr(obj, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception as exc:
-            log.warning("error while closing %s: %s", type(obj).__name__, exc)
-
-
-__all__ = [
-    "AckCursor",
-    "PipelineWorker",
-    "build_sink",
-    "bulk_format",
-    "decoder_settings",
-    "index_name",
-    "open_queue",
-    "worker_main",
-]
+__all__ = ["AckCursor", "BatchReport", "PipelineSettings", "PipelineWorker"]

@@ -15,13 +15,10 @@ says so in one log line.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
 import logging
-import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +26,14 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from flowsink.errors import ConfigError, UserError
+from flowsink.sinks.elasticsearch.client import client_url, short_reason, wait_for_elasticsearch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[4] / "elasticsearch"
 SHIPPED_PREFIX = "flowsink"
 # the flows API's indices, named by api.index_prefix rather than elasticsearch.index_prefix
 SHIPPED_API_PREFIX = "flowsink-app-flows"
-
-HELP = "install or upgrade the Elasticsearch index templates (also done by `flowsink run` at start-up)"
 
 
 @dataclass
@@ -203,48 +199,6 @@ def _apply_settings(
         index_settings.setdefault("lifecycle", {})["name"] = f"{settings.name_prefix}-retention"
 
 
-def _client_url(client: Elasticsearch) -> str:
-    nodes = client.transport.node_pool.all()
-    return nodes[0].base_url if nodes else "(no hosts)"
-
-
-def short_reason(exc: BaseException) -> str:
-    """One short phrase for why a request failed (the client's own messages nest several exceptions deep)."""
-    if isinstance(exc, ApiError):
-        error = exc.body.get("error") if isinstance(exc.body, dict) else None
-        kind = error.get("type") if isinstance(error, dict) else exc.message
-        return f"HTTP {exc.meta.status} {kind}"
-    chain, cause = [], exc
-    while cause is not None and len(chain) < 5:  # the socket error sits a few causes down
-        chain.append(str(cause))
-        cause = cause.__cause__ or cause.__context__
-    text = " | ".join(chain)
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]|]+)", text)
-    if errno:
-        return errno.group(1).strip()
-    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
-        return "timed out"
-    return chain[0].splitlines()[0][:200] if chain[0] else type(exc).__name__
-
-
-def wait_for_elasticsearch(client: Elasticsearch, timeout_s: float) -> None:
-    """Return once the cluster answers; raise ``UserError`` naming the URL and the reason after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            client.options(request_timeout=max(1.0, min(remaining, 5.0)), max_retries=0).cluster.health()
-            return
-        except (TransportError, ApiError) as exc:
-            if isinstance(exc, ApiError) and exc.meta.status < 500:
-                return  # it answers; the status problem will surface with a clearer message on the real call
-            if time.monotonic() + 0.5 >= deadline:
-                raise UserError(
-                    f"cannot reach Elasticsearch at {_client_url(client)}: {short_reason(exc)}"
-                ) from None
-            time.sleep(0.5)
-
-
 def detect_features(client: Elasticsearch) -> ClusterFeatures:
     return ClusterFeatures.from_nodes_plugins(client.nodes.info(metric="plugins"))
 
@@ -354,41 +308,8 @@ def install_templates(client: Elasticsearch, settings: TemplateSettings | None =
         report = _install_optional(client, settings, features)
         report += [_install_one(client, tf, settings, features) for tf in files]
     except (TransportError, ApiError) as exc:
-        raise UserError(f"cannot install templates at {_client_url(client)}: {short_reason(exc)}") from None
+        raise UserError(f"cannot install templates at {client_url(client)}: {short_reason(exc)}") from None
     return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--es-url", default="http://127.0.0.1:9200", help="Elasticsearch URL")
-    parser.add_argument(
-        "--template-dir", type=Path, default=DEFAULT_TEMPLATE_DIR, help="folder of *.json templates"
-    )
-    parser.add_argument("--prefix", default=SHIPPED_PREFIX, help="template and index name prefix")
-    parser.add_argument(
-        "--api-prefix",
-        default=None,
-        help="index prefix of the flows API (api.index_prefix; default: under --prefix)",
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Elasticsearch")
-
-
-def main(args: argparse.Namespace) -> int:
-    """``flowsink install-templates``: print one line per template and what was done with it."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("elastic_transport").setLevel(logging.ERROR)  # our one-line error says it all
-    settings = TemplateSettings(
-        template_dir=args.template_dir,
-        name_prefix=args.prefix,
-        api_prefix=args.api_prefix,
-        connect_timeout_s=args.timeout,
-    )
-    client = Elasticsearch(args.es_url)
-    try:
-        for line in install_templates(client, settings):
-            print(line)
-    finally:
-        client.close()
-    return 0
 
 
 def remove_templates(client: Elasticsearch, settings: TemplateSettings) -> None:
