@@ -28,11 +28,12 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from flowsink import assets
 from flowsink.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
+DEFAULT_TEMPLATE_DIR = assets.path("elasticsearch")
 SHIPPED_PREFIX = "flowsink"
 # the flows API's indices, named by api.index_prefix rather than elasticsearch.index_prefix
 SHIPPED_API_PREFIX = "flowsink-app-flows"
