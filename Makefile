@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
+FLOWSINK ?= $(PYTHON) -m flowsink.cli
 
 .PHONY: help setup deps system-deps es-dist run stop test lint bench fuzz
 
@@ -32,10 +33,10 @@ es-dist:
 	@bash scripts/elasticsearch.sh fetch >/dev/null
 
 run: setup
-	@bash scripts/stack.sh start
+	@$(FLOWSINK) stack up
 
 stop:
-	@bash scripts/stack.sh stop
+	@$(FLOWSINK) stack down
 
 test: setup
 	@$(PYTHON) -m ruff check .

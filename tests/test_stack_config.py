@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from flowsink import assets
+from flowsink.stack import checks as stack_checks
+from flowsink.stack import entrypoint as stack_entrypoint
+from flowsink.stack import kibana as stack_kibana
+from flowsink.stack import local as stack_local
+from flowsink.stack import nginx as stack_nginx
 
-import stack_checks  # noqa: E402
-import stack_entrypoint  # noqa: E402
-import stack_kibana  # noqa: E402
-import stack_local  # noqa: E402
-import stack_nginx  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 COMPOSE = REPO / "docker-compose.yml"
 
@@ -112,13 +112,48 @@ def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> Non
         os.close(fd)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["flowsink", "stack", "entrypoint", "--"], [sys.executable, "-m", "flowsink.stack.entrypoint"]],
+)
+def test_entrypoint_runs_the_command_in_its_slot(tmp_path: Path, command: list[str]) -> None:
+    """The image's entry point, as the package runs it: the command gets the slot as its run folder."""
+    show = [
+        sys.executable,
+        "-c",
+        "import os; print(os.environ['FLOWSINK_NODE_RUN_DIR'], os.environ['FLOWSINK_NODE_NAME'])",
+    ]
+    if command[0] == "flowsink":
+        command = [sys.executable, "-m", "flowsink.cli", *command[1:]]
+    done = _run([*command, *show], env={**os.environ, "FLOWSINK_STATE_ROOT": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    run_dir, name = done.stdout.split()
+    assert run_dir == str(tmp_path / "slot-0") and name.endswith("-slot-0")
+    assert f"queue slot {tmp_path / 'slot-0'}" in done.stderr
+
+
+def test_stack_mode_is_forced_then_recorded(tmp_path: Path, monkeypatch) -> None:
+    """`down` ends what `up` started: the mode written in the run folder wins over what the machine offers."""
+    from flowsink.stack import StackError
+    from flowsink.stack.cli import choose_mode
+
+    monkeypatch.setenv("FLOWSINK_STACK_MODE", "local")
+    (tmp_path / "mode").write_text("docker\n")
+    assert choose_mode(tmp_path) == "local"
+    monkeypatch.delenv("FLOWSINK_STACK_MODE")
+    assert choose_mode(tmp_path) == "docker"
+    monkeypatch.setenv("FLOWSINK_STACK_MODE", "kubernetes")
+    with pytest.raises(StackError, match="FLOWSINK_STACK_MODE='kubernetes'"):
+        choose_mode(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ nginx
 
 
 def test_docker_nginx_config_is_rendered_from_the_template() -> None:
     rendered = stack_nginx.render(stack_nginx.docker_settings())
     assert stack_nginx.DOCKER_CONF.read_text() == rendered, (
-        "run: python scripts/stack_nginx.py --docker --write"
+        "run: python -m flowsink.stack.nginx --docker --write"
     )
 
 
@@ -160,7 +195,7 @@ def test_prometheus_config_and_alert_rules_pass_promtool(tmp_path: Path) -> None
     rules = _run(["promtool", "check", "rules", str(stack_checks.ALERTS)])
     assert rules.returncode == 0, rules.stdout + rules.stderr
     # The Compose file mounts the rules at /etc/prometheus; point a copy at the repo's file.
-    compose_variant = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    compose_variant = yaml.safe_load(assets.path("monitoring", "prometheus.yml").read_text())
     compose_variant["rule_files"] = [str(stack_checks.ALERTS)]
     (tmp_path / "compose.yml").write_text(yaml.safe_dump(compose_variant))
     local_variant = stack_local.local_prometheus_config(stack_local.StackLayout(run_dir=tmp_path))
@@ -209,13 +244,13 @@ def test_every_flowsink_metric_in_dashboards_and_alerts_is_defined() -> None:
 
 
 def test_grafana_json_is_generated_from_the_code() -> None:
-    done = _run([sys.executable, str(REPO / "monitoring" / "grafana" / "dashboards.py"), "--check"])
+    done = _run([sys.executable, "-m", "flowsink.stack.grafana", "--check"])
     assert done.returncode == 0, done.stderr
 
 
 def test_grafana_panels_use_the_provisioned_datasource() -> None:
     provisioned = yaml.safe_load(
-        (REPO / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
+        assets.path("monitoring", "grafana", "provisioning", "datasources", "prometheus.yml").read_text()
     )
     uid = provisioned["datasources"][0]["uid"]
     panels = 0
@@ -233,7 +268,7 @@ def test_grafana_panels_use_the_provisioned_datasource() -> None:
 
 
 def test_kibana_ndjson_is_generated_from_the_code() -> None:
-    done = _run([sys.executable, str(REPO / "scripts" / "stack_kibana.py"), "--check"])
+    done = _run([sys.executable, "-m", "flowsink.stack.kibana", "--check"])
     assert done.returncode == 0, done.stderr
 
 
@@ -345,7 +380,8 @@ def test_ingest_container_environment_is_a_valid_node_config(compose_config: dic
     assert config.receive.ports == [2055, 4739, 6343] and config.http.port == 8080
     assert config.elasticsearch.url == ["http://elasticsearch:9200"]
     assert config.api.tokens and config.queue.max_bytes == 4 * 1024**3
-    assert Path(config.elasticsearch.template_dir).name == "elasticsearch"
+    # no template folder setting: the node installs the templates shipped in its package (flowsink.assets)
+    assert config.elasticsearch.template_dir == ""
 
 
 def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
@@ -383,7 +419,7 @@ def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
 
 def test_alert_rules_fire_when_they_should() -> None:
     """promtool's rule unit tests (monitoring/alerts_test.yml): node down, drops, rejections, backlog."""
-    done = _run(["promtool", "test", "rules", str(REPO / "monitoring" / "alerts_test.yml")])
+    done = _run(["promtool", "test", "rules", str(assets.path("monitoring", "alerts_test.yml"))])
     assert done.returncode == 0, done.stdout + done.stderr
 
 

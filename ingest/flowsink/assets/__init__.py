@@ -34,3 +34,12 @@ def path(folder: str, *parts: str) -> Path:
         raise ValueError(f"{folder!r} is not a shipped asset folder ({', '.join(FOLDERS)})")
     root = checkout_root()
     return (root if root is not None else _PACKAGED).joinpath(folder, *parts)
+
+
+def source_path(folder: str, *parts: str) -> Path:
+    """The repository's own file, for the code that generates shipped files (dashboards, nginx.docker.conf):
+    they are written into the checkout, never into an installed package."""
+    root = checkout_root()
+    if root is None:
+        raise FileNotFoundError(f"{folder}/ is written in a source checkout of flowsink, and this is not one")
+    return path(folder, *parts)
