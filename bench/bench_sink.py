@@ -35,8 +35,8 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowsink.generate.documents import deterministic_id, flow_documents
 from flowsink.sinks.elasticsearch import ElasticsearchSink
-from flowsink.sinks.synthetic import deterministic_id, flow_documents
 from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
 from run import ensure_elasticsearch
 

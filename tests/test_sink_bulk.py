@@ -10,8 +10,8 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from flowsink.generate.documents import flow_documents
 from flowsink.sinks.elasticsearch import ElasticsearchSink
-from flowsink.sinks.synthetic import flow_documents
 from flowsink.sinks.templates import TemplateSettings, install_templates, remove_templates
 
 pytestmark = pytest.mark.integration
