@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowsink.generate.accuracy import check
-from node_support import NodeProcess, cleanup_prefix, metric_sum, scrape
+from support.node import NodeProcess, cleanup_prefix, metric_sum, scrape
 
 pytestmark = pytest.mark.integration
 

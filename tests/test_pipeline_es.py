@@ -10,7 +10,7 @@ from flowsink import metrics
 from flowsink.config import load_config
 from flowsink.decode import FlowDecoder
 from flowsink.pipeline import PipelineWorker, build_sink, decoder_settings, open_queue
-from node_support import V5Exporter, cleanup_prefix, count_docs, distinct_flows
+from support.node import V5Exporter, cleanup_prefix, count_docs, distinct_flows
 
 pytestmark = pytest.mark.integration
 
