@@ -1,8 +1,9 @@
 """The stack's files are valid and agree with each other: Compose, nginx, Prometheus, Grafana, Kibana.
 
-Real tools where they exist (docker-compose's own validator, nginx -t, promtool); the dashboards are checked
-against what they query: Grafana's and the alerts' metric names against flowsink.metrics (the live endpoints
-are checked in test_stack_local.py), Kibana's fields against the index templates in elasticsearch/.
+Real tools where they exist (docker-compose's own validator, nginx -t, promtool: those tests are marked
+``integration``, so ``make test-fast`` needs none of them); the dashboards are checked against what they query:
+Grafana's and the alerts' metric names against flowsink.metrics (the live endpoints are checked in
+test_stack_local.py), Kibana's fields against the index templates in elasticsearch/.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def compose_config() -> dict:
     return yaml.safe_load(done.stdout)
 
 
+@pytest.mark.integration
 def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     services = compose_config["services"]
     wanted = {
@@ -70,6 +72,7 @@ def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues"}
 
 
+@pytest.mark.integration
 def test_compose_ingest_scales(compose_config: dict) -> None:
     """`--scale ingest=N` needs no fixed container name and no host port on the ingest service."""
     ingest = compose_config["services"]["ingest"]
@@ -81,6 +84,7 @@ def test_compose_ingest_scales(compose_config: dict) -> None:
     assert "NET_ADMIN" in compose_config["services"]["nginx"]["cap_add"]
 
 
+@pytest.mark.integration
 def test_compose_holds_no_secrets() -> None:
     """Passwords and tokens come from .env (``${VAR:?...}``), never as literals in the file."""
     text = COMPOSE.read_text()
@@ -157,6 +161,7 @@ def test_docker_nginx_config_is_rendered_from_the_template() -> None:
     )
 
 
+@pytest.mark.integration
 def test_local_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     layout = stack_local.StackLayout(run_dir=tmp_path, nodes=3)
     configs = stack_local.write_configs(layout)
@@ -191,6 +196,7 @@ def test_node_configs_pass_the_nodes_own_validation(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ Prometheus
 
 
+@pytest.mark.integration
 def test_prometheus_config_and_alert_rules_pass_promtool(tmp_path: Path) -> None:
     rules = _run(["promtool", "check", "rules", str(stack_checks.ALERTS)])
     assert rules.returncode == 0, rules.stdout + rules.stderr
@@ -369,6 +375,7 @@ def _dockerfile_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.integration
 def test_ingest_container_environment_is_a_valid_node_config(compose_config: dict) -> None:
     """What the ingest container runs with (image ENV, Compose environment, the entrypoint's slot folder) passes
     the node's own validation, with every flow port and the HTTP port where nginx sends them."""
@@ -404,6 +411,7 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
         )
 
 
+@pytest.mark.integration
 def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each panel's expression (as a recording rule), with Grafana's variable filled in."""
     rules = [
@@ -417,6 +425,7 @@ def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
     assert f"{len(rules)} rules found" in done.stdout
 
 
+@pytest.mark.integration
 def test_alert_rules_fire_when_they_should() -> None:
     """promtool's rule unit tests (monitoring/alerts_test.yml): node down, drops, rejections, backlog."""
     done = _run(["promtool", "test", "rules", str(assets.path("monitoring", "alerts_test.yml"))])
