@@ -91,7 +91,7 @@ class StackLayout:
         )
 
     def save(self) -> None:
-        """Record the layout in the run folder, so ``stop``, ``status`` and the watcher use the same one."""
+        """Record the layout in the run folder, so ``down``, ``status`` and the watcher use the same one."""
         data = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
         (self.run_dir / "layout.json").write_text(json.dumps(data, indent=1) + "\n")
 
