@@ -16,7 +16,7 @@ import urllib3
 from support.api import TOKEN, ApiClient, ApiProcess, delete_indices, expected_sums
 from support.node import NodeProcess, metric_sum, scrape
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CLIENTS = 8
 ROWS = 200_000

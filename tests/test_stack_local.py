@@ -31,7 +31,7 @@ from flowsink.stack import local as stack_local
 from flowsink.stack.demo import FIXTURES, TRAFFIC, send_all
 from flowsink.stack.nginx import consistent_hash_pick
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXPORTERS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
