@@ -4,13 +4,16 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /opt/flowsink
 
-COPY pyproject.toml README.md ./
+# The package build copies the index templates, Kibana objects and monitoring files into the installed package
+# (flowsink.assets), so nothing of the source tree is needed at run time.
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY ingest ./ingest
-RUN pip install --no-compile . && useradd --system --home-dir /var/lib/flowsink --shell /usr/sbin/nologin flowsink \
-    && mkdir -p /var/lib/flowsink && chown flowsink /var/lib/flowsink
 COPY elasticsearch ./elasticsearch
 COPY kibana ./kibana
-COPY scripts/stack_entrypoint.py scripts/import_kibana.py ./scripts/
+COPY monitoring ./monitoring
+COPY nginx ./nginx
+RUN pip install --no-compile . && useradd --system --home-dir /var/lib/flowsink --shell /usr/sbin/nologin flowsink \
+    && mkdir -p /var/lib/flowsink && chown flowsink /var/lib/flowsink
 
 # Any port takes any protocol; nginx in front sends NetFlow to 2055, IPFIX to 4739, sFlow to 6343.
 EXPOSE 2055/udp 4739/udp 6343/udp 8080/tcp
@@ -19,10 +22,9 @@ USER flowsink
 ENV FLOWSINK_RECEIVE_HOST=0.0.0.0 \
     FLOWSINK_RECEIVE_PORTS=2055,4739,6343 \
     FLOWSINK_HTTP_HOST=0.0.0.0 \
-    FLOWSINK_HTTP_PORT=8080 \
-    FLOWSINK_ELASTICSEARCH_TEMPLATE_DIR=/opt/flowsink/elasticsearch
+    FLOWSINK_HTTP_PORT=8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
 # Claims a queue slot on the shared volume (one per replica), then execs the command.
-ENTRYPOINT ["python", "/opt/flowsink/scripts/stack_entrypoint.py"]
+ENTRYPOINT ["python", "-m", "flowsink.stack.entrypoint"]
 CMD ["flowsink", "run"]

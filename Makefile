@@ -2,13 +2,15 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
+FLOWSINK ?= $(PYTHON) -m flowsink.cli
 
-.PHONY: help setup deps system-deps es-dist run stop test lint bench fuzz
+.PHONY: help setup deps system-deps es-dist run stop test test-fast lint bench fuzz
 
 help:
-	@echo "make run    - the whole stack (Docker when an engine runs, else local processes); make stop ends it"
-	@echo "make test   - install what is missing, start Elasticsearch, run the whole suite, stop what it started"
-	@echo "make bench  - every benchmark; results in bench/RESULTS.md"
+	@echo "make run       - the whole stack (Docker when an engine runs, else local processes); make stop ends it"
+	@echo "make test      - install what is missing, start Elasticsearch, run the whole suite, stop what it started"
+	@echo "make test-fast - unit and decoder tests only: no Elasticsearch, nginx or other server (under 2 minutes)"
+	@echo "make bench     - every benchmark; results in bench/RESULTS.md"
 
 setup: deps system-deps es-dist
 
@@ -30,15 +32,19 @@ es-dist:
 	@bash scripts/elasticsearch.sh fetch >/dev/null
 
 run: setup
-	@bash scripts/stack.sh start
+	@$(FLOWSINK) stack up
 
 stop:
-	@bash scripts/stack.sh stop
+	@$(FLOWSINK) stack down
 
 test: setup
 	@$(PYTHON) -m ruff check .
 	@$(PYTHON) -m ruff format --check .
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: tests marked neither integration nor slow, so nothing beyond the Python packages is needed.
+test-fast: deps
+	@$(PYTHON) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
 lint:
 	@$(PYTHON) -m ruff check .

@@ -35,9 +35,9 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowsink.generate.documents import deterministic_id, flow_documents
 from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates, remove_templates
 from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
-from flowsink.sinks.synthetic import deterministic_id, flow_documents
 from run import ensure_elasticsearch
 
 POOL = 20_000  # distinct documents, cycled with fresh ids: generating 1M afresh per run would dominate

@@ -7,7 +7,7 @@ the receiver, with and without ``proxy_bind $remote_addr transparent``, with one
 The sender is ``bench/udpsend.c`` (sendmmsg, 8 sockets), the receiver ``bench/udpcount.c`` (recvmmsg), both
 compiled into ``bench/.work/``, so neither end is the limit being measured. The payload is a real NetFlow v9
 datagram (shared/fixtures/telegraf/netflow_v9_example). nginx's config comes from the stack's own template
-(scripts/stack_nginx.py). Needs root (transparent binding) and nginx with the stream module.
+(flowsink.stack.nginx). Needs root (transparent binding) and nginx with the stream module.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_receive import WORK, build_sender, write_payload_file
+from flowsink.stack.nginx import NginxSettings, UdpFront, render
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bench_receive import WORK, build_sender, write_payload_file  # noqa: E402
-from stack_nginx import NginxSettings, UdpFront, render  # noqa: E402
 
 PAYLOAD = REPO.parent / "shared" / "fixtures" / "telegraf" / "netflow_v9_example" / "netflow_v9.bin"
 RECEIVER_HOST = "127.0.1.9"

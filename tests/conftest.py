@@ -3,6 +3,9 @@
 The session node comes from ``scripts/elasticsearch.sh`` (Maven Central's integ-test-zip on a local JDK) unless
 ``ES_URL`` names a cluster to use instead. Tests that kill or stop Elasticsearch must use ``private_es`` so that
 they never disturb the shared node other tests index into.
+
+Markers: ``integration`` (real servers, tools or sockets) and ``slow``; ``make test-fast`` runs the rest.
+A test that asks for Elasticsearch is marked ``integration`` here, whatever its module says.
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ES_SCRIPT = REPO / "scripts" / "elasticsearch.sh"
 FIXTURES = REPO.parent / "shared" / "fixtures"
+# every fixture that brings up or reaches an Elasticsearch (es, private_es, ...) depends on this one
+ELASTICSEARCH_FIXTURE = "es_url"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses Elasticsearch ``integration`` before ``-m`` selects (so test-fast skips it)."""
+    for item in items:
+        if ELASTICSEARCH_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 def _run_es_script(action: str, name: str, port: int) -> str:

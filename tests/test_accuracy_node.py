@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from flowsink.generate.accuracy import check
-from node_support import NodeProcess, cleanup_prefix, metric_sum, scrape
+from support.node import NodeProcess, cleanup_prefix, metric_sum, scrape
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 CHECK = REPO / "scripts" / "check_accuracy.py"

@@ -13,7 +13,7 @@ import uuid
 import orjson
 import pytest
 
-from test_api_support import TOKEN, ApiProcess, delete_indices, expected_sums
+from support.api import TOKEN, ApiProcess, delete_indices, expected_sums
 
 pytestmark = pytest.mark.integration
 

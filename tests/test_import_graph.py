@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("server",),  # /metrics /healthz /readyz and the API's routes
     ("config",),  # the composition root: every component's settings, one section each
     ("processes",),  # the node's child processes, composed from the configuration
-    ("node", "generate"),  # flowsink run; test traffic
+    ("node", "generate", "stack"),  # flowsink run; test traffic; the whole stack
     ("cli",),
 ]
 # Command-line modules (a `cli.py` or `__main__.py` anywhere) are entry points: they sit above every layer.

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from flowsink.receive import socket_drop_stats
-from node_support import NodeProcess, V5Exporter, cleanup_prefix, distinct_flows, wait_for_count
+from support.node import NodeProcess, V5Exporter, cleanup_prefix, distinct_flows, wait_for_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

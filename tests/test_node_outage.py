@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from node_support import (
+from support.node import (
     NodeProcess,
     V5Exporter,
     count_docs,

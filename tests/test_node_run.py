@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import yaml
 
-from node_support import (
+from support.node import (
     NodeProcess,
     V5Exporter,
     cleanup_prefix,

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from node_support import free_port
+from support.node import free_port
 
 
 def run_node(tmp_path, config: dict, timeout_s: float = 60) -> subprocess.CompletedProcess:

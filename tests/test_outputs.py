@@ -19,7 +19,7 @@ from flowsink.decode.capture import CaptureStats, read_file
 from flowsink.generate.pcap import Datagram, write_pcap
 from flowsink.processes import build_worker
 from flowsink.sinks.file import FileSettings, FileSink, document_line
-from node_support import NodeProcess, V5Exporter
+from support.node import NodeProcess, V5Exporter
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 

@@ -9,7 +9,7 @@ import pytest
 from flowsink import metrics
 from flowsink.config import load_config
 from flowsink.processes import build_worker
-from node_support import V5Exporter, cleanup_prefix, count_docs, distinct_flows
+from support.node import V5Exporter, cleanup_prefix, count_docs, distinct_flows
 
 pytestmark = pytest.mark.integration
 

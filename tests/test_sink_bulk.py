@@ -10,9 +10,9 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from flowsink.generate.documents import flow_documents
 from flowsink.sinks.elasticsearch.index_templates import TemplateSettings, install_templates, remove_templates
 from flowsink.sinks.elasticsearch.sink import ElasticsearchSink
-from flowsink.sinks.synthetic import flow_documents
 
 pytestmark = pytest.mark.integration
 

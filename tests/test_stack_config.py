@@ -1,8 +1,9 @@
 """The stack's files are valid and agree with each other: Compose, nginx, Prometheus, Grafana, Kibana.
 
-Real tools where they exist (docker-compose's own validator, nginx -t, promtool); the dashboards are checked
-against what they query: Grafana's and the alerts' metric names against flowsink.metrics (the live endpoints
-are checked in test_stack_local.py), Kibana's fields against the index templates in elasticsearch/.
+Real tools where they exist (docker-compose's own validator, nginx -t, promtool: those tests are marked
+``integration``, so ``make test-fast`` needs none of them); the dashboards are checked against what they query:
+Grafana's and the alerts' metric names against flowsink.metrics (the live endpoints are checked in
+test_stack_local.py), Kibana's fields against the index templates in elasticsearch/.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from flowsink import assets
+from flowsink.stack import checks as stack_checks
+from flowsink.stack import entrypoint as stack_entrypoint
+from flowsink.stack import kibana as stack_kibana
+from flowsink.stack import local as stack_local
+from flowsink.stack import nginx as stack_nginx
 
-import stack_checks  # noqa: E402
-import stack_entrypoint  # noqa: E402
-import stack_kibana  # noqa: E402
-import stack_local  # noqa: E402
-import stack_nginx  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 COMPOSE = REPO / "docker-compose.yml"
 
@@ -47,6 +48,7 @@ def compose_config() -> dict:
     return yaml.safe_load(done.stdout)
 
 
+@pytest.mark.integration
 def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     services = compose_config["services"]
     wanted = {
@@ -70,6 +72,7 @@ def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues"}
 
 
+@pytest.mark.integration
 def test_compose_ingest_scales(compose_config: dict) -> None:
     """`--scale ingest=N` needs no fixed container name and no host port on the ingest service."""
     ingest = compose_config["services"]["ingest"]
@@ -81,6 +84,7 @@ def test_compose_ingest_scales(compose_config: dict) -> None:
     assert "NET_ADMIN" in compose_config["services"]["nginx"]["cap_add"]
 
 
+@pytest.mark.integration
 def test_compose_holds_no_secrets() -> None:
     """Passwords and tokens come from .env (``${VAR:?...}``), never as literals in the file."""
     text = COMPOSE.read_text()
@@ -112,16 +116,52 @@ def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> Non
         os.close(fd)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["flowsink", "stack", "entrypoint", "--"], [sys.executable, "-m", "flowsink.stack.entrypoint"]],
+)
+def test_entrypoint_runs_the_command_in_its_slot(tmp_path: Path, command: list[str]) -> None:
+    """The image's entry point, as the package runs it: the command gets the slot as its run folder."""
+    show = [
+        sys.executable,
+        "-c",
+        "import os; print(os.environ['FLOWSINK_NODE_RUN_DIR'], os.environ['FLOWSINK_NODE_NAME'])",
+    ]
+    if command[0] == "flowsink":
+        command = [sys.executable, "-m", "flowsink.cli", *command[1:]]
+    done = _run([*command, *show], env={**os.environ, "FLOWSINK_STATE_ROOT": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    run_dir, name = done.stdout.split()
+    assert run_dir == str(tmp_path / "slot-0") and name.endswith("-slot-0")
+    assert f"queue slot {tmp_path / 'slot-0'}" in done.stderr
+
+
+def test_stack_mode_is_forced_then_recorded(tmp_path: Path, monkeypatch) -> None:
+    """`down` ends what `up` started: the mode written in the run folder wins over what the machine offers."""
+    from flowsink.stack import StackError
+    from flowsink.stack.cli import choose_mode
+
+    monkeypatch.setenv("FLOWSINK_STACK_MODE", "local")
+    (tmp_path / "mode").write_text("docker\n")
+    assert choose_mode(tmp_path) == "local"
+    monkeypatch.delenv("FLOWSINK_STACK_MODE")
+    assert choose_mode(tmp_path) == "docker"
+    monkeypatch.setenv("FLOWSINK_STACK_MODE", "kubernetes")
+    with pytest.raises(StackError, match="FLOWSINK_STACK_MODE='kubernetes'"):
+        choose_mode(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ nginx
 
 
 def test_docker_nginx_config_is_rendered_from_the_template() -> None:
     rendered = stack_nginx.render(stack_nginx.docker_settings())
     assert stack_nginx.DOCKER_CONF.read_text() == rendered, (
-        "run: python scripts/stack_nginx.py --docker --write"
+        "run: python -m flowsink.stack.nginx --docker --write"
     )
 
 
+@pytest.mark.integration
 def test_local_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     layout = stack_local.StackLayout(run_dir=tmp_path, nodes=3)
     configs = stack_local.write_configs(layout)
@@ -156,11 +196,12 @@ def test_node_configs_pass_the_nodes_own_validation(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ Prometheus
 
 
+@pytest.mark.integration
 def test_prometheus_config_and_alert_rules_pass_promtool(tmp_path: Path) -> None:
     rules = _run(["promtool", "check", "rules", str(stack_checks.ALERTS)])
     assert rules.returncode == 0, rules.stdout + rules.stderr
     # The Compose file mounts the rules at /etc/prometheus; point a copy at the repo's file.
-    compose_variant = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    compose_variant = yaml.safe_load(assets.path("monitoring", "prometheus.yml").read_text())
     compose_variant["rule_files"] = [str(stack_checks.ALERTS)]
     (tmp_path / "compose.yml").write_text(yaml.safe_dump(compose_variant))
     local_variant = stack_local.local_prometheus_config(stack_local.StackLayout(run_dir=tmp_path))
@@ -209,13 +250,13 @@ def test_every_flowsink_metric_in_dashboards_and_alerts_is_defined() -> None:
 
 
 def test_grafana_json_is_generated_from_the_code() -> None:
-    done = _run([sys.executable, str(REPO / "monitoring" / "grafana" / "dashboards.py"), "--check"])
+    done = _run([sys.executable, "-m", "flowsink.stack.grafana", "--check"])
     assert done.returncode == 0, done.stderr
 
 
 def test_grafana_panels_use_the_provisioned_datasource() -> None:
     provisioned = yaml.safe_load(
-        (REPO / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
+        assets.path("monitoring", "grafana", "provisioning", "datasources", "prometheus.yml").read_text()
     )
     uid = provisioned["datasources"][0]["uid"]
     panels = 0
@@ -233,7 +274,7 @@ def test_grafana_panels_use_the_provisioned_datasource() -> None:
 
 
 def test_kibana_ndjson_is_generated_from_the_code() -> None:
-    done = _run([sys.executable, str(REPO / "scripts" / "stack_kibana.py"), "--check"])
+    done = _run([sys.executable, "-m", "flowsink.stack.kibana", "--check"])
     assert done.returncode == 0, done.stderr
 
 
@@ -334,6 +375,7 @@ def _dockerfile_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.integration
 def test_ingest_container_environment_is_a_valid_node_config(compose_config: dict) -> None:
     """What the ingest container runs with (image ENV, Compose environment, the entrypoint's slot folder) passes
     the node's own validation, with every flow port and the HTTP port where nginx sends them."""
@@ -345,7 +387,8 @@ def test_ingest_container_environment_is_a_valid_node_config(compose_config: dic
     assert config.receive.ports == [2055, 4739, 6343] and config.http.port == 8080
     assert config.elasticsearch.url == ["http://elasticsearch:9200"]
     assert config.api.tokens and config.queue.max_bytes == 4 * 1024**3
-    assert Path(config.elasticsearch.template_dir).name == "elasticsearch"
+    # no template folder setting: the node installs the templates shipped in its package (flowsink.assets)
+    assert config.elasticsearch.template_dir == ""
 
 
 def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
@@ -368,6 +411,7 @@ def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
         )
 
 
+@pytest.mark.integration
 def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each panel's expression (as a recording rule), with Grafana's variable filled in."""
     rules = [
@@ -381,9 +425,10 @@ def test_every_grafana_query_is_valid_promql(tmp_path: Path) -> None:
     assert f"{len(rules)} rules found" in done.stdout
 
 
+@pytest.mark.integration
 def test_alert_rules_fire_when_they_should() -> None:
     """promtool's rule unit tests (monitoring/alerts_test.yml): node down, drops, rejections, backlog."""
-    done = _run(["promtool", "test", "rules", str(REPO / "monitoring" / "alerts_test.yml")])
+    done = _run(["promtool", "test", "rules", str(assets.path("monitoring", "alerts_test.yml"))])
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -1,5 +1,5 @@
 """The local stack, for real: nginx in front of three ingest nodes, Prometheus and the exporters, the shared
-Elasticsearch behind them (scripts/stack_local.py, what `make run` starts when no Docker engine runs).
+Elasticsearch behind them (flowsink.stack.local, what `make run` starts when no Docker engine runs).
 
 The stack uses the standard front ports (UDP 2055/4739/6343, HTTP 8080, Prometheus 9090) because those are the
 contract; if something else holds one, the module fails with a message naming it. Its documents go to indices
@@ -25,16 +25,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from flowsink.stack import checks as stack_checks
+from flowsink.stack import demo as stack_demo
+from flowsink.stack import local as stack_local
+from flowsink.stack.demo import FIXTURES, TRAFFIC, send_all
+from flowsink.stack.nginx import consistent_hash_pick
 
-import stack_checks  # noqa: E402
-import stack_demo  # noqa: E402
-import stack_local  # noqa: E402
-from stack_demo import FIXTURES, TRAFFIC, send_all  # noqa: E402
-from stack_nginx import consistent_hash_pick  # noqa: E402
-
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXPORTERS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 

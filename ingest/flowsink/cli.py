@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "generate": "flowsink.generate.cli",
     "install-templates": "flowsink.sinks.elasticsearch.cli",
     "queue": "flowsink.queue.cli",
+    "stack": "flowsink.stack.cli",
 }
 
 # One-line help for --help, kept here so listing subcommands imports nothing heavy.
@@ -31,6 +32,7 @@ SUMMARIES: dict[str, str] = {
     "generate": "send synthetic NetFlow v5/v9, IPFIX or sFlow traffic with a ground-truth manifest",
     "install-templates": "install or upgrade the Elasticsearch index templates (done by `run` at start-up)",
     "queue": "inspect persistent queues (depth, age, checksums) and export what they hold as pcap",
+    "stack": "the whole stack: up, down, status, urls (Docker Compose when an engine answers, else local)",
 }
 
 

@@ -31,18 +31,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
+from flowsink import assets
 from flowsink.api.validate import INT64_MAX
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "elasticsearch"
+TEMPLATE_DIR = assets.path("elasticsearch")
 PAGE_SIZE = 200  # documents per search page: each packs up to TOTALS_CHUNK rows
 MAX_FOLD_DELTAS = 5000  # deltas folded at once: bounds the fold state document (their ids)
 TOTALS_CHUNK = 5000  # keys per totals document

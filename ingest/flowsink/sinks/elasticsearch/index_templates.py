@@ -25,12 +25,13 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from flowsink import assets
 from flowsink.errors import ConfigError, UserError
 from flowsink.sinks.elasticsearch.client import client_url, short_reason, wait_for_elasticsearch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[4] / "elasticsearch"
+DEFAULT_TEMPLATE_DIR = assets.path("elasticsearch")
 SHIPPED_PREFIX = "flowsink"
 # the flows API's indices, named by api.index_prefix rather than elasticsearch.index_prefix
 SHIPPED_API_PREFIX = "flowsink-app-flows"

@@ -6,8 +6,8 @@
   from ``kibana/*.ndjson``; :class:`TemplateFields` resolves a field's type from ``elasticsearch/*.json``
   (component templates and dynamic templates included) the way Elasticsearch would map it.
 
-    python scripts/stack_checks.py http://127.0.0.1:18080/metrics ...   metric names of the dashboards and
-                                                                         alerts that none of the pages expose
+    python -m flowsink.stack.checks http://127.0.0.1:18080/metrics ...   metric names of the dashboards and
+                                                                          alerts that none of the pages expose
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-GRAFANA_DIR = REPO / "monitoring" / "grafana" / "dashboards"
-ALERTS = REPO / "monitoring" / "alerts.yml"
-KIBANA_DIR = REPO / "kibana"
-TEMPLATE_DIR = REPO / "elasticsearch"
+from flowsink import assets
+
+GRAFANA_DIR = assets.path("monitoring", "grafana", "dashboards")
+ALERTS = assets.path("monitoring", "alerts.yml")
+KIBANA_DIR = assets.path("kibana")
+TEMPLATE_DIR = assets.path("elasticsearch")
 
 # ------------------------------------------------------------------------------------------ PromQL
 

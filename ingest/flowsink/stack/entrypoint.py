@@ -5,6 +5,11 @@
 pick up the dead one's queue (its unacknowledged datagrams) rather than start empty. So each replica takes the
 first slot directory ``slot-K`` whose lock file it can ``flock``; the lock stays held across ``exec`` (the file
 descriptor is inherited) and the kernel releases it when the node exits, however it exits.
+
+    python -m flowsink.stack.entrypoint [COMMAND...]     (the image's ENTRYPOINT; COMMAND defaults to flowsink run)
+    flowsink stack entrypoint [-- COMMAND...]
+
+Standard library only (and no module of the node), since it runs before the node.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def claim_slot(root: Path) -> tuple[int, Path]:
             continue
         os.set_inheritable(fd, True)
         return fd, slot
-    raise SystemExit(f"stack_entrypoint: all {MAX_SLOTS} queue slots under {root} are taken")
+    raise SystemExit(f"entrypoint: all {MAX_SLOTS} queue slots under {root} are taken")
 
 
 def main(argv: list[str]) -> int:
@@ -39,7 +44,7 @@ def main(argv: list[str]) -> int:
     _fd, slot = claim_slot(root)
     os.environ["FLOWSINK_NODE_RUN_DIR"] = str(slot)
     os.environ.setdefault("FLOWSINK_NODE_NAME", f"{os.uname().nodename}-{slot.name}")
-    print(f"stack_entrypoint: queue slot {slot}", file=sys.stderr, flush=True)
+    print(f"entrypoint: queue slot {slot}", file=sys.stderr, flush=True)
     command = argv or ["flowsink", "run"]
     os.execvp(command[0], command)
     return 0  # not reached

@@ -1,10 +1,10 @@
 """Load flowsink's Kibana saved objects (``kibana/*.ndjson``) into a Kibana: data views, visualisations, dashboards.
 
-    python scripts/import_kibana.py --kibana http://127.0.0.1:5601 [--wait 300] [--user U --password P]
+    flowsink stack import-kibana --kibana http://127.0.0.1:5601 [--wait 300] [--user U --password P]
 
 Waits until Kibana reports itself available, then imports every file with ``overwrite=true`` (so running it
-again updates the objects in place). The Compose one-shot service ``kibana-setup`` runs it. Standard library
-only, so it runs in the ingest image and on any machine with Python.
+again updates the objects in place). The Compose one-shot service ``kibana-setup`` runs it in the ingest image;
+the objects are the package's own (flowsink.assets).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import argparse
 import base64
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DIR = HERE.parent / "kibana"
+from flowsink import assets
+
+HELP = "load flowsink's Kibana saved objects (data views, visualisations, dashboards) into a Kibana"
+DEFAULT_DIR = assets.path("kibana")
 
 
 def _request(
@@ -48,7 +49,7 @@ def wait_available(kibana: str, headers: dict[str, str], wait_s: float) -> None:
         except (OSError, ValueError, KeyError) as exc:
             last = str(exc)
         time.sleep(3)
-    raise SystemExit(f"import_kibana: Kibana at {kibana} not available after {wait_s:.0f} s ({last})")
+    raise SystemExit(f"import-kibana: Kibana at {kibana} not available after {wait_s:.0f} s ({last})")
 
 
 def import_file(kibana: str, path: Path, headers: dict[str, str]) -> dict:
@@ -74,18 +75,19 @@ def import_file(kibana: str, path: Path, headers: dict[str, str]) -> dict:
     )
     result = json.loads(answer or b"{}")
     if status != 200 or not result.get("success"):
-        raise SystemExit(f"import_kibana: {path.name}: HTTP {status}: {json.dumps(result)[:2000]}")
+        raise SystemExit(f"import-kibana: {path.name}: HTTP {status}: {json.dumps(result)[:2000]}")
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="import flowsink's Kibana saved objects")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kibana", default=os.environ.get("KIBANA_URL", "http://127.0.0.1:5601"))
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="folder of *.ndjson files")
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for Kibana")
     parser.add_argument("--user", default=os.environ.get("KIBANA_USER", ""))
     parser.add_argument("--password", default=os.environ.get("KIBANA_PASSWORD", ""))
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     kibana = args.kibana.rstrip("/")
     headers = {}
     if args.user:
@@ -93,13 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         headers["Authorization"] = f"Basic {token}"
     files = sorted(args.dir.glob("*.ndjson"))
     if not files:
-        raise SystemExit(f"import_kibana: no *.ndjson under {args.dir}")
+        raise SystemExit(f"import-kibana: no *.ndjson under {args.dir}")
     wait_available(kibana, headers, args.wait)
     for path in files:
         result = import_file(kibana, path, headers)
-        print(f"import_kibana: {path.name}: {result.get('successCount', 0)} objects imported into {kibana}")
+        print(f"import-kibana: {path.name}: {result.get('successCount', 0)} objects imported into {kibana}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

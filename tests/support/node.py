@@ -1,4 +1,4 @@
-"""Helpers for the node and pipeline tests: a minimal NetFlow v5 encoder, a node subprocess, metric scraping.
+"""For the node and pipeline tests: a minimal NetFlow v5 encoder, a node subprocess, metric scraping.
 
 The encoder is deliberately tiny and independent of ``flowsink.generate``: the tests check flowsink's
 decoders against bytes written from Cisco's v5 layout, not against flowsink's own generator.

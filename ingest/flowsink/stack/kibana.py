@@ -1,7 +1,7 @@
 """Generate flowsink's Kibana saved objects (``kibana/flowsink.ndjson``, Kibana 8 import format).
 
-    python scripts/stack_kibana.py           write kibana/flowsink.ndjson
-    python scripts/stack_kibana.py --check   exit 1 if the committed file differs from this code
+    python -m flowsink.stack.kibana           write kibana/flowsink.ndjson (in a source checkout)
+    python -m flowsink.stack.kibana --check   exit 1 if the shipped file differs from this code
 
 Data views on the flow, meta and flows-API indices, aggregation-based visualisations and three dashboards.
 Written as code because a saved object keeps its visualisation state as JSON inside a JSON string, which
@@ -15,10 +15,10 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "kibana" / "flowsink.ndjson"
+from flowsink import assets
+
+OUT = assets.path("kibana", "flowsink.ndjson")
 CORE_MIGRATION_VERSION = "8.8.0"
 
 # data view id -> (title pattern, time field or None, display name)
@@ -533,13 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not OUT.exists() or OUT.read_text() != text:
-            print(
-                f"{OUT.relative_to(REPO)} is out of date: run python scripts/stack_kibana.py", file=sys.stderr
-            )
+            print(f"{OUT} is out of date: run python -m flowsink.stack.kibana", file=sys.stderr)
             return 1
         return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
+    assets.source_path("kibana", OUT.name).write_text(text)
     return 0
 
 

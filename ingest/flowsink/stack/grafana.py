@@ -1,7 +1,9 @@
 """flowsink's Grafana dashboards, generated as code with grafanalib.
 
-    python monitoring/grafana/dashboards.py            writes monitoring/grafana/dashboards/*.json
-    python monitoring/grafana/dashboards.py --check    exits 1 if a committed JSON file differs from the code
+    python -m flowsink.stack.grafana            writes monitoring/grafana/dashboards/*.json (in a source checkout)
+    python -m flowsink.stack.grafana --check    exits 1 if a shipped JSON file differs from the code
+
+grafanalib is needed only here, to generate them (it comes with the ``test`` extra), not to run flowsink.
 
 Every panel is declared through :func:`panel`, so each dashboard stays a readable list of (title, queries,
 unit). ``tests/test_stack_local.py`` takes every PromQL expression from the JSON files and checks that each
@@ -14,12 +16,13 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from grafanalib._gen import DashboardEncoder
 from grafanalib.core import Dashboard, GridPos, RowPanel, Target, Template, Templating, TimeSeries
 
-OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+from flowsink import assets
+
+OUT_DIR = assets.path("monitoring", "grafana", "dashboards")
 # Provisioned with this uid (provisioning/datasources/prometheus.yml), so dashboards never ask for one.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 PANEL_WIDTH = 12
@@ -461,17 +464,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="generate flowsink's Grafana dashboards")
     parser.add_argument("--check", action="store_true", help="fail if the committed JSON is out of date")
     args = parser.parse_args(argv)
-    OUT_DIR.mkdir(exist_ok=True)
     stale = []
     for name, text in render_all().items():
-        path = OUT_DIR / name
         if args.check:
+            path = OUT_DIR / name
             if not path.exists() or path.read_text() != text:
                 stale.append(name)
         else:
-            path.write_text(text)
+            assets.source_path("monitoring", "grafana", "dashboards", name).write_text(text)
     if stale:
-        print(f"out of date (run python {Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
+        print(f"out of date (run python -m flowsink.stack.grafana): {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0
 

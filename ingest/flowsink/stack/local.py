@@ -1,12 +1,12 @@
-"""The flowsink stack as local processes, for machines without a Docker engine (``make run`` / ``make stop``).
+"""The flowsink stack as local processes, for machines without a Docker engine (``flowsink stack up|down``).
 
-    python scripts/stack_local.py start    Elasticsearch (if not running), N ingest nodes, nginx, Prometheus,
-                                           node_exporter, nginx and Elasticsearch exporters; prints every URL
-    python scripts/stack_local.py stop     ends exactly the processes ``start`` recorded (pid files); idempotent
-    python scripts/stack_local.py status   one line per process
-    python scripts/stack_local.py urls     the addresses again;  render: write the configs without starting
-    python scripts/stack_local.py watch    the stack's nginx_watch process (started by ``start``): marks dead
-                                           nodes down in nginx and puts them back when they answer again
+    flowsink stack up       Elasticsearch (if not running), N ingest nodes, nginx, Prometheus, node_exporter,
+                            nginx and Elasticsearch exporters; prints every URL
+    flowsink stack down     ends exactly the processes ``up`` recorded (pid files); idempotent
+    flowsink stack status   one line per process
+    flowsink stack urls     the addresses again;  render: write the configs without starting
+    flowsink stack watch    the stack's nginx_watch process (started by ``up``): marks dead nodes down in
+                            nginx and puts them back when they answer again
 
 Everything lives in one run folder (default ``.run/stack``): generated configs, logs, pid files, queues.
 
@@ -24,7 +24,6 @@ Environment (all optional):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import json
@@ -43,13 +42,13 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack_nginx import NginxSettings, UdpFront, render
+from flowsink import assets
+from flowsink.stack import StackError, default_run_dir, log
+from flowsink.stack.nginx import NginxSettings, UdpFront, render
 
-REPO = Path(__file__).resolve().parent.parent
 FLOW_PORTS = (2055, 4739, 6343)
-PROMETHEUS_CONFIG = REPO / "monitoring" / "prometheus.yml"
-ALERT_RULES = REPO / "monitoring" / "alerts.yml"
+PROMETHEUS_CONFIG = assets.path("monitoring", "prometheus.yml")
+ALERT_RULES = assets.path("monitoring", "alerts.yml")
 # Start order; stop runs it backwards so nginx stops taking traffic before the nodes drain.
 START_ORDER = (
     "node",
@@ -60,14 +59,6 @@ START_ORDER = (
     "elasticsearch_exporter",
     "prometheus",
 )
-
-
-class StackError(RuntimeError):
-    """A start-up step failed; the message says which and where its log is."""
-
-
-def log(message: str) -> None:
-    print(f"[stack] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -89,7 +80,7 @@ class StackLayout:
     def from_env(cls, environ: dict[str, str] | None = None) -> StackLayout:
         env = os.environ if environ is None else environ
         return cls(
-            run_dir=Path(env.get("FLOWSINK_STACK_DIR", REPO / ".run" / "stack")).resolve(),
+            run_dir=default_run_dir(env),
             nodes=int(env.get("FLOWSINK_STACK_NODES", "3")),
             es_url=env.get("FLOWSINK_STACK_ES_URL", "http://127.0.0.1:9200").rstrip("/"),
             http_port=int(env.get("FLOWSINK_STACK_HTTP_PORT", "8080")),
@@ -100,7 +91,7 @@ class StackLayout:
         )
 
     def save(self) -> None:
-        """Record the layout in the run folder, so ``stop``, ``status`` and the watcher use the same one."""
+        """Record the layout in the run folder, so ``down``, ``status`` and the watcher use the same one."""
         data = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
         (self.run_dir / "layout.json").write_text(json.dumps(data, indent=1) + "\n")
 
@@ -311,7 +302,7 @@ def process_specs(layout: StackLayout, configs: dict[str, Path]) -> list[Process
         ),
         ProcessSpec(
             name="nginx_watch",
-            argv=[sys.executable, str(Path(__file__).resolve()), "watch", "--run-dir", str(layout.run_dir)],
+            argv=[sys.executable, "-m", "flowsink.cli", "stack", "watch", "--run-dir", str(layout.run_dir)],
         ),
         service(
             "node_exporter",
@@ -510,10 +501,16 @@ def busy_ports(layout: StackLayout) -> list[str]:
 
 
 def _es_script(action: str, layout: StackLayout) -> subprocess.CompletedProcess:
+    root = assets.checkout_root()
+    if root is None:
+        raise StackError(
+            f"Elasticsearch at {layout.es_url} does not answer, and only a source checkout can start one "
+            "(scripts/elasticsearch.sh): start it yourself or set FLOWSINK_STACK_ES_URL"
+        )
     port = layout.es_url.rsplit(":", 1)[-1]
     env = {**os.environ, "ES_PORT": port}
     return subprocess.run(
-        ["bash", str(REPO / "scripts" / "elasticsearch.sh"), action],
+        ["bash", str(root / "scripts" / "elasticsearch.sh"), action],
         env=env,
         capture_output=True,
         text=True,
@@ -525,7 +522,9 @@ def _es_script(action: str, layout: StackLayout) -> subprocess.CompletedProcess:
 def ensure_elasticsearch(layout: StackLayout) -> None:
     """Use the node at es_url if one answers; else start the local one and remember that this stack did."""
     if _http_ok(f"{layout.es_url}/_cluster/health"):
-        log(f"Elasticsearch already answers at {layout.es_url}; using it (make stop leaves it running)")
+        log(
+            f"Elasticsearch already answers at {layout.es_url}; using it (`flowsink stack down` leaves it running)"
+        )
         return
     if not layout.es_url.startswith("http://127.0.0.1:"):
         raise StackError(
@@ -568,7 +567,7 @@ def urls(layout: StackLayout) -> list[tuple[str, str]]:
 def start(layout: StackLayout, ready_timeout_s: float = 90.0) -> None:
     """Bring the whole local stack up, or leave nothing of it running and raise StackError."""
     if running_names(layout):
-        log(f"already running: {', '.join(running_names(layout))} (make stop first to restart)")
+        log(f"already running: {', '.join(running_names(layout))} (`flowsink stack down` first to restart)")
         print_urls(layout)
         return
     if problems := busy_ports(layout):
@@ -679,42 +678,33 @@ def status(layout: StackLayout) -> int:
     return 0 if all(recorded_pid(layout, name) for name in names) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="flowsink's stack as local processes")
-    parser.add_argument("action", choices=("start", "stop", "status", "urls", "render", "watch"))
-    parser.add_argument(
-        "--nodes", type=int, help="number of ingest nodes (default FLOWSINK_STACK_NODES or 3)"
-    )
-    parser.add_argument("--run-dir", type=Path, help="run folder (default FLOWSINK_STACK_DIR or .run/stack)")
-    args = parser.parse_args(argv)
+def run(action: str, nodes: int | None = None, run_dir: Path | None = None) -> int:
+    """One ``flowsink stack`` action on the local stack: up, down, status, urls, render or watch.
+
+    Returns the exit status (status: 0 all running, 1 some not, 3 stopped); raises StackError.
+    """
     layout = StackLayout.from_env()
-    if args.nodes:
-        layout.nodes = args.nodes
-    if args.run_dir:
-        layout.run_dir = args.run_dir.resolve()
-    if args.action != "start":
-        # stop, status and the watcher act on the stack as it was started, whatever the environment says now
+    if nodes:
+        layout.nodes = nodes
+    if run_dir:
+        layout.run_dir = run_dir.resolve()
+    if action != "up":
+        # down, status and the watcher act on the stack as it was started, whatever the environment says now
         layout = StackLayout.load(layout.run_dir) or layout
-    try:
-        if args.action == "start":
-            start(layout)
-        elif args.action == "stop":
-            if not stop(layout):
-                log("nothing was running")
-        elif args.action == "status":
-            return status(layout)
-        elif args.action == "urls":
-            print_urls(layout)
-        elif args.action == "watch":
-            watch(layout)
-        elif args.action == "render":
-            for name, path in write_configs(layout).items():
-                print(f"{name:<12} {path}")
-    except StackError as exc:
-        log(f"error: {exc}")
-        return 1
+    if action == "up":
+        start(layout)
+    elif action == "down":
+        if not stop(layout):
+            log("nothing was running")
+    elif action == "status":
+        return status(layout)
+    elif action == "urls":
+        print_urls(layout)
+    elif action == "watch":
+        watch(layout)
+    elif action == "render":
+        for name, path in write_configs(layout).items():
+            print(f"{name:<12} {path}")
+    else:
+        raise ValueError(f"unknown local stack action {action!r}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

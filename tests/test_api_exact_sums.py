@@ -1,4 +1,5 @@
-"""Acceptance: concurrent clients, exact hourly sums, also across a kill -9 of a node with client retries."""
+"""Acceptance of the flows API: concurrent clients get exact hourly sums, also across a kill -9 of a node with
+client retries. (test_check_api_accuracy.py tests the command-line checker of the same property.)"""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pathlib import Path
 import pytest
 import urllib3
 
-from node_support import NodeProcess, metric_sum, scrape
-from test_api_support import TOKEN, ApiClient, ApiProcess, delete_indices, expected_sums
+from support.api import TOKEN, ApiClient, ApiProcess, delete_indices, expected_sums
+from support.node import NodeProcess, metric_sum, scrape
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CLIENTS = 8
 ROWS = 200_000

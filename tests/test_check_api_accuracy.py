@@ -1,4 +1,8 @@
-"""check_api_accuracy.py against a real flows API server and the shared Elasticsearch."""
+"""The flows API checker (scripts/check_api_accuracy.py, flowsink.generate.api_check) against a real API server
+and the shared Elasticsearch: it passes on exact sums and notices rows it did not send.
+
+The API's own exactness under concurrent clients and crashes is test_api_exact_sums.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_api_support import TOKEN, ApiProcess, delete_indices
+from support.api import TOKEN, ApiProcess, delete_indices
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,5 @@
-"""Shared by the flows API tests: a real API server process (``python -m flowsink.api``) on a free port.
-
-No tests here; the helpers are imported by tests/test_api_*.py.
-"""
+"""For the flows API tests: a real API server process (``python -m flowsink.api``) on a free port, a client,
+and the hourly sums a set of rows must give."""
 
 from __future__ import annotations
 

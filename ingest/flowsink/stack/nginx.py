@@ -1,7 +1,7 @@
 """Render nginx's configuration for the flowsink stack from ``nginx/flowsink.conf.template``.
 
 One template serves both stacks: the local one (nodes on 127.0.0.1 with a port range per node) and Docker
-Compose (one ``ingest`` service name that resolves to every replica). ``python scripts/stack_nginx.py --docker``
+Compose (one ``ingest`` service name that resolves to every replica). ``python -m flowsink.stack.nginx --docker``
 prints the Docker variant, which is committed as ``nginx/nginx.docker.conf`` (a test keeps the two in sync).
 """
 
@@ -13,12 +13,12 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from string import Template
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "nginx" / "flowsink.conf.template"
-DOCKER_CONF = REPO / "nginx" / "nginx.docker.conf"
+from flowsink import assets
+
+TEMPLATE = assets.path("nginx", "flowsink.conf.template")
+DOCKER_CONF = assets.path("nginx", "nginx.docker.conf")
 # Debian's nginx loads the stream module dynamically; the official image's nginx has it built in.
 DEBIAN_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="with --docker: write nginx/nginx.docker.conf")
     args = parser.parse_args(argv)
     if not args.docker:
-        parser.error("the local stack renders its own config (scripts/stack_local.py); use --docker here")
+        parser.error("the local stack renders its own config (flowsink stack render); use --docker here")
     text = render(docker_settings())
     if args.write:
-        DOCKER_CONF.write_text(text)
+        assets.source_path("nginx", DOCKER_CONF.name).write_text(text)
     else:
         sys.stdout.write(text)
     return 0
