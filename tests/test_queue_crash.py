@@ -104,7 +104,9 @@ def test_reader_in_another_process_tails_a_live_writer(tmp_path: Path) -> None:
     assert len(got) >= 20_000
     check_entries(got, 1)
     assert stats["torn_records"] == 0 and stats["corrupt_records"] == 0
-    assert stats["segments"] < 20_000 * 300 // (64 * 1024)  # acknowledged segments were deleted meanwhile
+    # acknowledged segments were deleted meanwhile: what is left holds only what the writer wrote past the
+    # reader's last ack (the writer runs on at full speed, so how much depends on the machine's load)
+    assert stats["segments"] <= stats["depth_bytes"] // (64 * 1024) + 2
 
 
 def write_records(directory: Path, count: int, segment_bytes: int = 1 << 20) -> None:

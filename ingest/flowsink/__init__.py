@@ -2,9 +2,10 @@
 
 The data path, one module per stage:
 
-    receive.py  ->  queue/  ->  decode/  ->  normalize.py  ->  sinks/elasticsearch.py
+    receive.py  ->  queue/  ->  decode/  ->  normalize/ (+ native/)  ->  enrich/  ->  sinks/
 
-with the HTTP API (api/), metrics (metrics.py), configuration (config.py) and the command line (cli.py) beside it.
+driven by pipeline/, with the HTTP API (api/), metrics (metrics.py), configuration (config.py, composing each
+component's own settings) and the command line (cli.py) beside it; docs/design.md has the seams.
 """
 
 __version__ = "0.1.0"
