@@ -43,17 +43,12 @@ PYTHON=${PYTHON:-python3}
 
 log() { echo "[kafka.sh] $*" >&2; }
 
+# shellcheck source=scripts/jdk.sh
+source "$repo/scripts/jdk.sh"
+
 find_java() {
   if [[ -n "${KAFKA_JAVA_HOME:-}" ]]; then echo "$KAFKA_JAVA_HOME"; return; fi
-  local best="" best_major=0 d major
-  for d in /usr/lib/jvm/*/; do
-    [[ -x "$d/bin/java" ]] || continue
-    major=$("$d/bin/java" -XshowSettings:properties -version 2>&1 | awk -F= '/java.specification.version/ {gsub(/ /,"",$2); print $2}')
-    major=${major%%.*}
-    if [[ "$major" =~ ^[0-9]+$ ]] && (( major > best_major )); then best_major=$major; best=${d%/}; fi
-  done
-  if (( best_major < 17 )); then log "Kafka $KAFKA_VERSION needs Java 17 or newer; none found under /usr/lib/jvm (set KAFKA_JAVA_HOME)"; exit 1; fi
-  echo "$best"
+  newest_jdk 17 || { log "Kafka $KAFKA_VERSION needs Java 17 or newer; none found under /usr/lib/jvm (set KAFKA_JAVA_HOME)"; exit 1; }
 }
 
 fetch() {
