@@ -3,18 +3,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps system-deps es-dist run stop test lint bench fuzz
+.PHONY: help setup deps system-deps es-dist kafka-dist run stop test lint bench fuzz
 
 help:
 	@echo "make run    - the whole stack (Docker when an engine runs, else local processes); make stop ends it"
 	@echo "make test   - install what is missing, start Elasticsearch, run the whole suite, stop what it started"
 	@echo "make bench  - every benchmark; results in bench/RESULTS.md"
 
-setup: deps system-deps es-dist
+setup: deps system-deps es-dist kafka-dist
 
 # Reinstall when anything is missing or when the installed flowsink is another checkout's (a fresh clone).
 deps:
-	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib; \
+	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib, confluent_kafka; \
 	  sys.exit(not flowsink.__file__.startswith('$(CURDIR)/ingest/'))" 2>/dev/null \
 	  && flowsink --help >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e '.[test]'
 	@# The optional C decoders build in place (gitignored): a fresh clone has none, and an edited .c leaves a
@@ -30,6 +30,9 @@ system-deps:
 
 es-dist:
 	@bash scripts/elasticsearch.sh fetch >/dev/null
+
+kafka-dist:
+	@bash scripts/kafka.sh fetch >/dev/null
 
 run: setup
 	@bash scripts/stack.sh start
