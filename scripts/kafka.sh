@@ -110,6 +110,11 @@ while True:
 PY
 }
 
+need_client() {
+  "$PYTHON" -c "import confluent_kafka" 2>/dev/null || {
+    log "$PYTHON cannot import confluent_kafka, which the readiness probe uses: pip install -e . (or make deps)"; exit 1; }
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
 
 configure() {
@@ -180,6 +185,7 @@ last_log_lines() {
 }
 
 start() {
+  need_client
   if running; then
     if metadata_ok 120 "$(pid_of)"; then echo "$bootstrap"; return; fi
     log "pid $(pid_of) runs but has not answered a metadata request for 120 s; restarting it"
