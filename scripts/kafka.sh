@@ -180,7 +180,13 @@ format_storage() {
 }
 
 last_log_lines() {
-  grep -v '^\s*at ' "$inst/logs/server.log" 2>/dev/null | tail -n 20 >&2 || true
+  local server="$inst/logs/server.log"
+  # A broker that fails dumps its whole configuration while shutting down, after the error: show the errors
+  # and their causes first, then the log's last lines without the indented dumps and stack frames.
+  if [[ -f "$server" ]]; then
+    grep -E '\] (ERROR|FATAL) |^Caused by: ' "$server" | tail -n 12 >&2 || true
+    grep -v '^\s' "$server" | tail -n 5 >&2 || true
+  fi
   tail -n 10 "$inst/logs/stdout.log" >&2 2>/dev/null || true
 }
 
