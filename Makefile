@@ -4,7 +4,7 @@ PYTHON ?= python3
 PYTEST_ARGS ?=
 FLOWSINK ?= $(PYTHON) -m flowsink.cli
 
-.PHONY: help setup deps system-deps es-dist run stop test test-fast lint bench fuzz
+.PHONY: help setup deps system-deps es-dist kafka-dist run stop test test-fast lint bench fuzz
 
 help:
 	@echo "make run       - the whole stack (Docker when an engine runs, else local processes); make stop ends it"
@@ -12,11 +12,11 @@ help:
 	@echo "make test-fast - unit and decoder tests only: no Elasticsearch, nginx or other server (under 2 minutes)"
 	@echo "make bench     - every benchmark; results in bench/RESULTS.md"
 
-setup: deps system-deps es-dist
+setup: deps system-deps es-dist kafka-dist
 
 # Reinstall when anything is missing or when the installed flowsink is another checkout's (a fresh clone).
 deps:
-	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib; \
+	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib, confluent_kafka; \
 	  sys.exit(not flowsink.__file__.startswith('$(CURDIR)/ingest/'))" 2>/dev/null \
 	  && flowsink --help >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e '.[test]'
 	@# The optional C extension builds in place (gitignored): a fresh clone has none, and an edited .c or .h leaves
@@ -30,6 +30,9 @@ system-deps:
 
 es-dist:
 	@bash scripts/elasticsearch.sh fetch >/dev/null
+
+kafka-dist:
+	@bash scripts/kafka.sh fetch >/dev/null
 
 run: setup
 	@$(FLOWSINK) stack up

@@ -35,17 +35,12 @@ url="http://127.0.0.1:$ES_PORT"
 
 log() { echo "[elasticsearch.sh] $*" >&2; }
 
+# shellcheck source=scripts/jdk.sh
+source "$repo/scripts/jdk.sh"
+
 find_java() {
   if [[ -n "${ES_JAVA_HOME:-}" ]]; then echo "$ES_JAVA_HOME"; return; fi
-  local best="" best_major=0 d major
-  for d in /usr/lib/jvm/*/; do
-    [[ -x "$d/bin/java" ]] || continue
-    major=$("$d/bin/java" -XshowSettings:properties -version 2>&1 | awk -F= '/java.specification.version/ {gsub(/ /,"",$2); print $2}')
-    major=${major%%.*}
-    if [[ "$major" =~ ^[0-9]+$ ]] && (( major > best_major )); then best_major=$major; best=${d%/}; fi
-  done
-  if (( best_major < 21 )); then log "Elasticsearch $ES_VERSION needs Java 21 or newer; none found under /usr/lib/jvm (set ES_JAVA_HOME)"; exit 1; fi
-  echo "$best"
+  newest_jdk 21 || { log "Elasticsearch $ES_VERSION needs Java 21 or newer; none found under /usr/lib/jvm (set ES_JAVA_HOME)"; exit 1; }
 }
 
 fetch() {

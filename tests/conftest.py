@@ -10,11 +10,13 @@ A test that asks for Elasticsearch is marked ``integration`` here, whatever its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,15 +37,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def _run_es_script(action: str, name: str, port: int) -> str:
-    env = dict(os.environ, ES_NAME=name, ES_PORT=str(port))
+def _run_service_script(script: Path, action: str, env: dict[str, str], timeout: float = 300) -> str:
+    """``bash script action`` with ``env`` added; its stdout, stripped. Its stderr (progress, the service's last
+    log lines on failure) is passed on and raised with."""
     done = subprocess.run(
-        ["bash", str(ES_SCRIPT), action], env=env, capture_output=True, text=True, timeout=300, check=False
+        ["bash", str(script), action],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     sys.stderr.write(done.stderr)
     if done.returncode != 0:
-        raise RuntimeError(f"scripts/elasticsearch.sh {action} ({name}) failed:\n{done.stderr}")
+        raise RuntimeError(f"scripts/{script.name} {action} ({env}) failed:\n{done.stderr}")
     return done.stdout.strip()
+
+
+def _run_es_script(action: str, name: str, port: int) -> str:
+    return _run_service_script(ES_SCRIPT, action, {"ES_NAME": name, "ES_PORT": str(port)})
 
 
 @pytest.fixture(scope="session")
@@ -97,22 +109,28 @@ def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def _free_es_port() -> int:
-    """An HTTP port in 9210-9299 whose transport port (+100) is free too; several test runs may share a machine."""
+def _free_port_pair(candidates: list[int], offset: int, what: str) -> int:
+    """A port from ``candidates`` that is free together with port + ``offset``; several test runs may share a
+    machine, so the candidates are tried in random order."""
     import random
     import socket
 
-    candidates = list(range(9210, 9300))
+    candidates = list(candidates)
     random.shuffle(candidates)
     for port in candidates:
         try:
-            for p in (port, port + 100):
+            for p in (port, port + offset):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", p))
         except OSError:
             continue
         return port
-    raise RuntimeError("no free port for a private Elasticsearch in 9210-9299")
+    raise RuntimeError(f"no free port for {what} in {min(candidates)}-{max(candidates) + offset}")
+
+
+def _free_es_port() -> int:
+    """An HTTP port in 9210-9299 whose transport port (+100) is free too."""
+    return _free_port_pair(list(range(9210, 9300)), 100, "a private Elasticsearch")
 
 
 @dataclass
@@ -178,3 +196,124 @@ def flowsink_templates(es, unique_prefix: str) -> Iterator[str]:
     finally:
         es.options(ignore_status=404).indices.delete(index=f"{unique_prefix}-*", expand_wildcards="all")
         remove_templates(es, settings)
+
+
+# ---- Kafka ---------------------------------------------------------------------------------------------------
+
+KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"
+
+
+def _run_kafka_script(action: str, name: str, port: int) -> str:
+    # A cold cache fetches the broker's jars from Maven Central first (about a minute here).
+    return _run_service_script(
+        KAFKA_SCRIPT, action, {"KAFKA_NAME": name, "KAFKA_PORT": str(port)}, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """Bootstrap address of the shared broker: ``KAFKA_BOOTSTRAP`` if set, else ``scripts/kafka.sh``'s broker on
+    127.0.0.1:9092 (started for the session when not running, and then stopped unless ``FLOWSINK_KEEP_KAFKA``).
+    Never stop or kill it in a test: use ``private_kafka``."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    started_here = not _run_kafka_script("status", "main", 9092).startswith("running")
+    bootstrap = _run_kafka_script("start", "main", 9092)
+    try:
+        yield bootstrap
+    finally:
+        if started_here and not os.environ.get("FLOWSINK_KEEP_KAFKA"):
+            _run_kafka_script("stop", "main", 9092)
+
+
+def _free_kafka_port() -> int:
+    """A client port in 19100-19898 whose controller port (+1) is free too."""
+    return _free_port_pair(list(range(19100, 19900, 2)), 1, "a private Kafka broker")
+
+
+@dataclass
+class PrivateKafka:
+    """A broker of its own (own ports, data dir and log), for tests that kill, stop or restart Kafka."""
+
+    name: str
+    port: int
+    bootstrap: str = field(init=False)
+    instance_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.instance_dir = Path(os.environ.get("FLOWSINK_RUN_DIR", REPO / ".run")) / f"kafka-{self.name}"
+
+    def __str__(self) -> str:
+        return self.bootstrap
+
+    def start(self) -> str:
+        """Start (or keep) the broker; returns once a metadata request lists it. Data survive a restart."""
+        return _run_kafka_script("start", self.name, self.port)
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown), SIGKILL after 60 s."""
+        _run_kafka_script("stop", self.name, self.port)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; returns once the process is gone."""
+        _run_kafka_script("kill", self.name, self.port)
+
+    def status(self) -> str:
+        """``running <bootstrap>`` or ``stopped``."""
+        return _run_kafka_script("status", self.name, self.port)
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's pid while this instance's pid file names one."""
+        try:
+            return int((self.instance_dir / "kafka.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+
+@pytest.fixture
+def private_kafka() -> Iterator[PrivateKafka]:
+    """A separate broker on its own ports, started; stopped and wiped after the test."""
+    broker = PrivateKafka(name=f"private-{uuid.uuid4().hex[:6]}", port=_free_kafka_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        import shutil
+
+        shutil.rmtree(broker.instance_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def kafka_topic(request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """``make(partitions=6, bootstrap=None) -> name``: a fresh topic (one replica) with a leader for every
+    partition, on ``bootstrap`` (default: the shared ``kafka_broker``); every topic made is deleted after the test."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    made: list[tuple[str, AdminClient]] = []
+
+    def make(partitions: int = 6, bootstrap: str | None = None) -> str:
+        # Asked for only here, so that tests on a private broker never start the shared one.
+        admin = AdminClient({"bootstrap.servers": bootstrap or request.getfixturevalue("kafka_broker")})
+        name = f"t{uuid.uuid4().hex[:10]}"
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=60)
+        made.append((name, admin))
+        # The controller answers before the broker's metadata cache has the new partitions' leaders.
+        deadline = time.monotonic() + 30
+        while True:
+            topic = admin.list_topics(name, timeout=10).topics[name]
+            leaders = [p.leader for p in topic.partitions.values()]
+            if topic.error is None and len(leaders) == partitions and min(leaders) >= 0:
+                return name
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} has no leader for its {partitions} partitions after 30 s")
+            time.sleep(0.2)
+
+    yield make
+    for name, admin in made:
+        # A private broker that its test stopped has taken its topics with it.
+        with contextlib.suppress(Exception):
+            admin.delete_topics([name])[name].result(timeout=30)
