@@ -12,6 +12,11 @@
 #   scripts/elasticsearch.sh status          "running <urls>", "degraded <k>/<n> nodes running <urls>" or "stopped"
 #   scripts/elasticsearch.sh kill [--node I] SIGKILL every node, or node I (used by crash tests)
 #   scripts/elasticsearch.sh fetch           download and unpack the distribution (cached); prints its folder
+#   scripts/elasticsearch.sh user NAME PASSWORD [ROLE,...] | user NAME --delete
+#   scripts/elasticsearch.sh role NAME FILE.json | role NAME --delete
+#                          a secure instance's file-realm users and roles, on every node (default instance
+#                          "cluster"); the distribution has no API keys nor native users and roles, see
+#                          docs/elasticsearch-cluster.md
 #
 # Options (any command): --name NAME (instead of ES_NAME). An instance remembers how it was started: `stop`,
 # `status`, `kill` and `start --node` need only its name. `start` with --nodes or --secure on a stopped instance
@@ -48,16 +53,19 @@ env_file=${ES_ENV_FILE:-$run_dir/elasticsearch/cluster.env}
 
 log() { echo "[elasticsearch.sh] $*" >&2; }
 usage() {
-  echo "usage: $0 start [--nodes N] [--secure] [--node I] | stop | status | kill [--node I] | fetch  [--name NAME]" >&2
+  echo "usage: $0 start [--nodes N] [--secure] [--node I] | stop | status | kill [--node I] | fetch" >&2
+  echo "       $0 user NAME PASSWORD [ROLE,...] | user NAME --delete | role NAME FILE.json | role NAME --delete" >&2
+  echo "       (any command: --name NAME)" >&2
   exit 2
 }
 
 # ------------------------------------------------------------------------------------------------ arguments
 cmd=${1:-}
 [[ $# -gt 0 ]] && shift
-opt_nodes="" opt_secure="" opt_node="" opt_name=""
+opt_nodes="" opt_secure="" opt_node="" opt_name="" opt_delete="" args=()
 while (($#)); do
   case "$1" in
+    --delete) opt_delete=1; shift ;;
     --nodes) opt_nodes=${2:-}; shift 2 || usage ;;
     --nodes=*) opt_nodes=${1#*=}; shift ;;
     --secure) opt_secure=1; shift ;;
@@ -65,7 +73,8 @@ while (($#)); do
     --node=*) opt_node=${1#*=}; shift ;;
     --name) opt_name=${2:-}; shift 2 || usage ;;
     --name=*) opt_name=${1#*=}; shift ;;
-    *) usage ;;
+    -*) usage ;;
+    *) args+=("$1"); shift ;;
   esac
 done
 [[ -z "$opt_nodes" || "$opt_nodes" =~ ^[1-9][0-9]?$ ]] || { log "--nodes wants a number from 1 to 99"; exit 2; }
@@ -264,6 +273,8 @@ xpack.security.transport.ssl.verification_mode: full
 xpack.security.transport.ssl.key: certs/node.key
 xpack.security.transport.ssl.certificate: certs/node.crt
 xpack.security.transport.ssl.certificate_authorities: [certs/ca.crt]
+# The file realm's users and roles (see "user" and "role") take effect within a second, not five.
+resource.reload.interval.high: 1s
 YML
     else
       echo "xpack.security.enabled: false"
@@ -468,6 +479,107 @@ status() {
   if (( up == nodes )); then echo "running $urls"; else echo "degraded $up/$nodes nodes running $urls"; fi
 }
 
+# ------------------------------------------------------------------------------------------------ file realm
+# API keys, native users and native roles live in the .security index, which this distribution cannot create (its
+# mapping needs the analysis-common module, not in the integ-test-zip). A secure instance's other users and roles
+# are the file realm's: files in every node's config folder, which the nodes reread every second.
+realm_edit() {   # action name payload: rewrite users, users_roles and roles.yml of every node of the instance
+  local confs=() i
+  for i in $(seq 1 "$nodes"); do confs+=("$(node_dir "$i")/config"); done
+  python3 - "$1" "$2" "$3" "$inst/roles.json" "${confs[@]}" <<'PY'
+import json, os, sys
+from pathlib import Path
+
+action, name, payload, roles_json, *confs = sys.argv[1:]
+roles = json.loads(Path(roles_json).read_text()) if os.path.exists(roles_json) else {}
+if action == "role-put":
+    roles[name] = json.loads(payload)
+elif action == "role-del":
+    roles.pop(name, None)
+Path(roles_json).write_text(json.dumps(roles, indent=1))
+
+
+def replace(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    owner = path.parent.stat()
+    os.chown(tmp, owner.st_uid, owner.st_gid)
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+
+
+for conf in map(Path, confs):
+    if action.startswith("role"):
+        replace(conf / "roles.yml", json.dumps(roles, indent=1) + "\n")  # JSON is YAML
+        continue
+    users = [line for line in (conf / "users").read_text().splitlines() if line and line.split(":", 1)[0] != name]
+    members = {}
+    for line in (conf / "users_roles").read_text().splitlines():
+        if ":" in line:
+            role, who = line.split(":", 1)
+            members[role.strip()] = [u.strip() for u in who.split(",") if u.strip() and u.strip() != name]
+    if action == "user-add":
+        added = json.loads(payload)
+        users.append(added["hash_line"])
+        for role in added["roles"]:
+            members.setdefault(role, []).append(name)
+    replace(conf / "users", "".join(line + "\n" for line in users))
+    replace(conf / "users_roles", "".join(f"{r}:{','.join(m)}\n" for r, m in members.items() if m))
+PY
+}
+
+wait_user() {   # name present|absent [password]: until every running node sees the file realm's change
+  local i deadline=$((SECONDS + 30)) code auth
+  for i in $(running_nodes); do
+    while true; do
+      if [[ "$2" == present ]]; then auth=(-u "$1:$3")
+      else auth=(-u "$es_user:$es_password" -H "es-security-runas-user: $1"); fi   # a lookup, no password needed
+      code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 --cacert "$certs/ca.crt" "${auth[@]}" \
+        "$(node_url "$i")/_security/_authenticate" || true)
+      if [[ "$2" == present && "$code" == 200 ]] || [[ "$2" == absent && "$code" =~ ^40[13]$ ]]; then break; fi
+      if (( SECONDS > deadline )); then log "node $i: user $1 not $2 after 30 s (HTTP $code)"; exit 1; fi
+      sleep 0.2
+    done
+  done
+}
+
+realm() {   # user|role, with args
+  if [[ ! -f "$state" ]] || (( ! secure )); then log "$ES_NAME is not a secure instance: start it with --secure first"; exit 1; fi
+  local kind=$1 name=${args[0]:-}
+  [[ "$name" =~ ^[A-Za-z0-9_.@-]+$ ]] || usage
+  if [[ "$kind" == role ]]; then
+    if [[ -n "$opt_delete" ]]; then realm_edit role-del "$name" ""
+    else
+      [[ -n "${args[1]:-}" ]] || usage
+      local body; body=$(cat -- "${args[1]}")
+      python3 -c "import json, sys; json.loads(sys.argv[1])" "$body" || { log "${args[1]}: not a JSON role"; exit 2; }
+      realm_edit role-put "$name" "$body"
+    fi
+    sleep 2   # the nodes reread roles.yml every second, and no API lists file roles to watch for it
+    log "role $name $( [[ -n "$opt_delete" ]] && echo deleted || echo written) on $nodes node(s)"
+    return
+  fi
+  if [[ -n "$opt_delete" ]]; then
+    realm_edit user-del "$name" ""
+    wait_user "$name" absent
+    log "user $name deleted"; return
+  fi
+  local password=${args[1]:-} role_list=${args[2]:-}
+  [[ -n "$password" ]] || usage
+  # elasticsearch-users computes the password hash (bcrypt, as the nodes expect) into a scratch config folder.
+  local tmp; tmp=$(mktemp -d "$inst/realm.XXXXXX")
+  touch "$tmp/users" "$tmp/users_roles"
+  ES_JAVA_HOME="$(find_java)" ES_PATH_CONF="$tmp" "$home/bin/elasticsearch-users" useradd "$name" -p "$password" \
+    ${role_list:+-r "$role_list"} >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; rm -rf "$tmp"; exit 1; }
+  local payload
+  payload=$(python3 -c 'import json, sys; print(json.dumps({"hash_line": open(sys.argv[1]).read().strip(), "roles": [r for r in sys.argv[2].split(",") if r]}))' \
+    "$tmp/users" "$role_list")
+  rm -rf "$tmp"
+  realm_edit user-add "$name" "$payload"
+  wait_user "$name" present "$password"
+  log "user $name (roles: ${role_list:-none}) on $nodes node(s)"
+}
+
 # ------------------------------------------------------------------------------------------------ main
 default_name=main
 if [[ -n "$opt_node" ]] || { [[ -n "$opt_nodes" ]] && (( opt_nodes > 1 )); } || [[ -n "$opt_secure" ]]; then
@@ -483,5 +595,6 @@ case "$cmd" in
   kill) select_instance "${name:-$default_name}"; kill_nodes ;;
   status) select_instance "${name:-$default_name}"; status ;;
   fetch) fetch; echo "$home" ;;
+  user|role) select_instance "${name:-cluster}"; realm "$cmd" ;;
   *) usage ;;
 esac

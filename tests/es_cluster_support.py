@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,27 @@ class SecureCluster:
     def stop(self) -> None:
         """Stop every node (SIGTERM, SIGKILL after 60 s)."""
         self._script("stop")
+
+    def put_role(self, name: str, descriptor: dict) -> None:
+        """A file-realm role on every node (``descriptor`` as the role API takes it); native roles and API keys
+        are not available with this distribution (docs/elasticsearch-cluster.md)."""
+        role_file = self.instance_dir / f"role-{name}.json"
+        role_file.write_text(json.dumps(descriptor))
+        try:
+            self._script("role", name, str(role_file))
+        finally:
+            role_file.unlink()
+
+    def delete_role(self, name: str) -> None:
+        self._script("role", name, "--delete")
+
+    def add_user(self, name: str, password: str, roles: list[str]) -> None:
+        """A file-realm user on every node (replaced if it exists); returns once every node authenticates it."""
+        self._script("user", name, password, ",".join(roles))
+
+    def delete_user(self, name: str) -> None:
+        """Remove a file-realm user; returns once no node knows it (its credentials then get 401)."""
+        self._script("user", name, "--delete")
 
     def pid(self, node: int) -> int | None:
         """The node's process id while it runs, else None."""
