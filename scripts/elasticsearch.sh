@@ -104,7 +104,9 @@ select_instance() {   # $1: instance name
   fi
   local default_port=9200
   if (( nodes > 1 || secure )); then default_port=9201; fi
-  if [[ "$cmd" == start ]]; then port=${ES_PORT:-${rec_port:-$default_port}}; else port=${rec_port:-${ES_PORT:-$default_port}}; fi
+  # A new start may move the instance to other ports; anything else acts on the ports it runs on.
+  if [[ "$cmd" == start && -z "$opt_node" ]]; then port=${ES_PORT:-${rec_port:-$default_port}}
+  else port=${rec_port:-${ES_PORT:-$default_port}}; fi
   if (( nodes > 1 )); then heap=${ES_HEAP:-512m}; else heap=${ES_HEAP:-1g}; fi
   if (( secure )); then scheme=https; else scheme=http; fi
   certs="$inst/certs"
