@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from es_cluster_support import SecureCluster
+
 REPO = Path(__file__).resolve().parent.parent
 ES_SCRIPT = REPO / "scripts" / "elasticsearch.sh"
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -109,9 +111,9 @@ def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def _free_port_pair(candidates: list[int], offset: int, what: str) -> int:
-    """A port from ``candidates`` that is free together with port + ``offset``; several test runs may share a
-    machine, so the candidates are tried in random order."""
+def _free_port_pair(candidates: list[int], offset: int, what: str, count: int = 1) -> int:
+    """The first of ``count`` consecutive ports from ``candidates`` that are free together with each port +
+    ``offset``; several test runs may share a machine, so the candidates are tried in random order."""
     import random
     import socket
 
@@ -119,18 +121,18 @@ def _free_port_pair(candidates: list[int], offset: int, what: str) -> int:
     random.shuffle(candidates)
     for port in candidates:
         try:
-            for p in (port, port + offset):
+            for p in [q for first in range(port, port + count) for q in (first, first + offset)]:
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", p))
         except OSError:
             continue
         return port
-    raise RuntimeError(f"no free port for {what} in {min(candidates)}-{max(candidates) + offset}")
+    raise RuntimeError(f"no {count} free port(s) for {what} in {min(candidates)}-{max(candidates) + offset}")
 
 
-def _free_es_port() -> int:
-    """An HTTP port in 9210-9299 whose transport port (+100) is free too."""
-    return _free_port_pair(list(range(9210, 9300)), 100, "a private Elasticsearch")
+def _free_es_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive HTTP ports in 9210-9299 whose transport ports (+100) are free too."""
+    return _free_port_pair(list(range(9210, 9300 - count + 1)), 100, "a private Elasticsearch", count)
 
 
 @dataclass
@@ -169,6 +171,64 @@ def private_es(es_url: str) -> Iterator[PrivateElasticsearch]:
         import shutil
 
         shutil.rmtree(REPO / ".run" / f"es-{node.name}", ignore_errors=True)
+
+
+def _start_secure_cluster(nodes: int) -> SecureCluster:
+    """A fresh secure instance on free ports; a start that lost a race for a port is tried once more elsewhere."""
+    import shutil
+
+    for attempt in (1, 2):
+        cluster = SecureCluster(name=f"secure-{uuid.uuid4().hex[:6]}", port=_free_es_port(nodes), nodes=nodes)
+        try:
+            cluster.start()
+            return cluster
+        except RuntimeError as failed:
+            cluster.stop()
+            shutil.rmtree(cluster.instance_dir, ignore_errors=True)
+            if attempt == 2 or "is taken by another process" not in str(failed):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _secure_cluster_fixture(nodes: int) -> Iterator[SecureCluster]:
+    import shutil
+
+    cluster = _start_secure_cluster(nodes)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.instance_dir, ignore_errors=True)
+
+
+# A secure node costs a JVM start of tens of seconds (a 3-node cluster one or two minutes on a loaded machine) and
+# 0.7-0.8 GiB of memory each: each kind is started once per session, at its first use, and every test gets it
+# whole (the function-scoped fixtures below restart what an earlier test killed or stopped).
+@pytest.fixture(scope="session")
+def _secure_es_session() -> Iterator[SecureCluster]:
+    yield from _secure_cluster_fixture(1)
+
+
+@pytest.fixture(scope="session")
+def _es_cluster_session() -> Iterator[SecureCluster]:
+    yield from _secure_cluster_fixture(3)
+
+
+@pytest.fixture
+def secure_es(_secure_es_session: SecureCluster) -> SecureCluster:
+    """A private single node with security on: ``url``, ``ca_certs``, ``username``/``password`` (superuser),
+    ``env`` (the ``cluster.env`` assignments), ``client()``; ``kill(1)``/``start()``/``stop()`` if a test must."""
+    _secure_es_session.heal()
+    return _secure_es_session
+
+
+@pytest.fixture
+def es_cluster(_es_cluster_session: SecureCluster) -> SecureCluster:
+    """A private 3-node secure cluster (replicas possible): ``urls``, ``ca_certs``, ``username``/``password``,
+    ``env``, ``client()``, ``kill(n)``, ``start(n)``, ``start()``, ``stop()``, ``pid(n)``. Green with three nodes
+    at the start of every test, whatever the test before did."""
+    _es_cluster_session.heal()
+    return _es_cluster_session
 
 
 @pytest.fixture(scope="session")

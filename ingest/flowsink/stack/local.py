@@ -508,7 +508,7 @@ def _es_script(action: str, layout: StackLayout) -> subprocess.CompletedProcess:
             "(scripts/elasticsearch.sh): start it yourself or set FLOWSINK_STACK_ES_URL"
         )
     port = layout.es_url.rsplit(":", 1)[-1]
-    env = {**os.environ, "ES_PORT": port}
+    env = {**os.environ, "ES_NAME": os.environ.get("ES_NAME", "main"), "ES_PORT": port}
     return subprocess.run(
         ["bash", str(root / "scripts" / "elasticsearch.sh"), action],
         env=env,
