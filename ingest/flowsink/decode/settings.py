@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flowsink.bulk import BulkFormat
 from flowsink.settings import MIB, setting
+
+if TYPE_CHECKING:
+    from flowsink.enrich.enricher import Enricher
 
 
 @dataclass(slots=True)
@@ -41,3 +45,6 @@ class DecoderSettings:
     # Set by code: documents come out as bulk lines in this format (the C writers write them without
     # building dicts); None gives dicts in DecodeResult.documents.
     bulk: BulkFormat | None = setting(None, internal=True)
+    # Set by code: what is added to every document (the ``enrich`` section, flowsink.enrich); None adds nothing.
+    # Replaced on SIGHUP: the decoders read it once per datagram.
+    enricher: Enricher | None = setting(None, internal=True)
