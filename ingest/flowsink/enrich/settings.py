@@ -52,7 +52,7 @@ class EnrichSettings:
         min=64,
         max=1 << 24,
         reloadable=True,
-        help="per-address results kept per pipeline worker (about 32 bytes each); beyond it the oldest go",
+        help="per-address results kept per pipeline worker (32 bytes each); when full, entries are replaced",
     )
 
     def validate(self) -> None:
