@@ -157,7 +157,8 @@ class Enricher:
     def __init__(self, settings: EnrichSettings) -> None:
         self.settings = settings
         self._networks = InternalNetworks(settings.internal_networks) if settings.internal_networks else None
-        self._entries: dict[bytes, AddressEntry] = {}  # one object per distinct result, shared by addresses
+        # one object per distinct result, shared by every address that has it (a cache slot holds a reference)
+        self._by_class = {klass: _entry(klass) for klass in (INTERNAL, EXTERNAL)}
         self.addresses: Any = None
         if self._networks is not None:
             cache_class = EXTENSION.AddressCache if EXTENSION is not None else PythonAddressCache
@@ -198,14 +199,15 @@ class Enricher:
         return self._default
 
     def lookup(self, packed: bytes) -> AddressEntry:
-        """An address's entry, computed: what the cache calls on a miss (GeoIP and AS will join here)."""
-        klass = INTERNAL if self._networks is not None and self._networks.is_internal(packed) else EXTERNAL
-        fields = {"locality": LOCALITY[klass]}
-        json = render(fields)
-        entry = self._entries.get(json)
-        if entry is None:
-            entry = self._entries[json] = AddressEntry(klass, fields, json)
-        return entry
+        """An address's entry, computed: what the cache calls on a miss. GeoIP and AS join here: their results
+        then make more distinct entries, each made once and shared."""
+        networks = self._networks
+        return self._by_class[INTERNAL if networks is not None and networks.is_internal(packed) else EXTERNAL]
+
+
+def _entry(klass: int) -> AddressEntry:
+    fields = {"locality": LOCALITY[klass]}
+    return AddressEntry(klass, fields, render(fields))
 
 
 def build_enricher(settings: EnrichSettings) -> Enricher | None:

@@ -49,26 +49,34 @@ def _packed(ip: str | None) -> bytes | None:
 def flow_addresses(
     enrichment: ExporterEnrichment, src_ip: str | None, dst_ip: str | None
 ) -> FlowAddresses | None:
-    """The per-address additions of a flow whose addresses are text; None when the exporter gets none."""
+    """The per-address additions of a flow whose addresses are text (source.ip, destination.ip); None when the
+    exporter gets none."""
     if enrichment.addresses is None:
         return None
-    return packed_addresses(enrichment, _packed(src_ip), _packed(dst_ip))
+    return packed_addresses(enrichment, _packed(src_ip), _packed(dst_ip), src_ip, dst_ip)
 
 
 def packed_addresses(
-    enrichment: ExporterEnrichment, src: bytes | None, dst: bytes | None
+    enrichment: ExporterEnrichment,
+    src: bytes | None,
+    dst: bytes | None,
+    src_ip: str | None = None,
+    dst_ip: str | None = None,
 ) -> FlowAddresses | None:
-    """``flow_addresses`` for addresses already packed (4 or 16 bytes, or None)."""
+    """``flow_addresses`` for addresses already packed (4 or 16 bytes, or None), with their texts when the caller
+    has them (else inet_ntop's: what the decoders write)."""
     cache = enrichment.addresses
     if cache is None:
         return None
     source = cache.get(src) if src is not None else None
     destination = cache.get(dst) if dst is not None else None
     flow = cache.flow(source.klass if source else NONE, destination.klass if destination else NONE)
-    # related.ip: the flow's addresses once each, as inet_ntop writes them (the C writers' text)
-    related = [_text(address) for address in (src, dst) if address is not None]
-    if len(related) == 2 and src == dst:
-        del related[1]
+    # related.ip: source.ip and destination.ip as written, the same address once
+    related = []
+    if src is not None:
+        related.append(src_ip if src_ip is not None else _text(src))
+    if dst is not None and dst != src:
+        related.append(dst_ip if dst_ip is not None else _text(dst))
     return FlowAddresses(source, destination, flow, related)
 
 

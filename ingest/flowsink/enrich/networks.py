@@ -18,34 +18,33 @@ import ipaddress
 from collections.abc import Iterable
 
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
-_V6_LOOPBACK = b"\x00" * 15 + b"\x01"
-_V6_UNSPECIFIED = b"\x00" * 16
+_from_bytes = int.from_bytes
 
 
-def _always_local(packed: bytes) -> bool:
-    """Loopback, unspecified, 255.255.255.255, link-local unicast, link-local or interface-local multicast."""
-    if len(packed) == 4:
-        first = packed[0]
-        return (
-            first == 127
-            or packed == b"\x00\x00\x00\x00"
-            or packed == b"\xff\xff\xff\xff"
-            or packed[:2] == b"\xa9\xfe"  # 169.254.0.0/16
-            or packed[:3] == b"\xe0\x00\x00"  # 224.0.0.0/24
-        )
+def _always_local_v4(value: int) -> bool:
+    """Loopback 127/8, 0.0.0.0, 255.255.255.255, link-local 169.254/16, link-local multicast 224.0.0/24."""
     return (
-        packed == _V6_LOOPBACK
-        or packed == _V6_UNSPECIFIED
-        or (packed[0] == 0xFE and packed[1] & 0xC0 == 0x80)  # fe80::/10
-        or (packed[0] == 0xFF and packed[1] & 0x0F in (0x01, 0x02))  # ff01::/16, ff02::/16 (any flags)
+        value >> 24 == 127
+        or value == 0
+        or value == 0xFFFFFFFF
+        or value >> 16 == 0xA9FE
+        or value >> 8 == 0xE00000
     )
 
 
+def _always_local_v6(value: int) -> bool:
+    """::1, ::, link-local fe80::/10, interface- and link-local multicast ff01::/16 and ff02::/16 (any flags)."""
+    return value <= 1 or value >> 118 == 0x3FA or (value >> 120 == 0xFF and (value >> 112) & 0x0F in (1, 2))
+
+
 class InternalNetworks:
-    """``is_internal(packed)`` for a list of CIDRs (already validated by ``EnrichSettings``)."""
+    """``is_internal(packed)`` for a list of CIDRs (already validated by ``EnrichSettings``).
+
+    Runs on every miss of the address cache: integers and a linear scan of the networks, no objects made.
+    """
 
     def __init__(self, cidrs: Iterable[str]) -> None:
-        # (prefix bits as an int, mask) per family: a linear scan, run only on a cache miss
+        # (prefix bits as an int, mask) per family
         self._v4: list[tuple[int, int]] = []
         self._v6: list[tuple[int, int]] = []
         for text in cidrs:
@@ -54,10 +53,15 @@ class InternalNetworks:
             table.append((int(network.network_address), int(network.netmask)))
 
     def is_internal(self, packed: bytes) -> bool:
-        if len(packed) == 16 and packed[:12] == _V4_MAPPED:
+        if len(packed) == 16 and packed.startswith(_V4_MAPPED):
             packed = packed[12:]
-        if _always_local(packed):
-            return True
-        value = int.from_bytes(packed, "big")
-        table = self._v4 if len(packed) == 4 else self._v6
-        return any(value & mask == prefix for prefix, mask in table)
+        value = _from_bytes(packed, "big")
+        if len(packed) == 4:
+            for prefix, mask in self._v4:
+                if value & mask == prefix:
+                    return True
+            return _always_local_v4(value)
+        for prefix, mask in self._v6:
+            if value & mask == prefix:
+                return True
+        return _always_local_v6(value)

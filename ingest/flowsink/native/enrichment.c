@@ -25,8 +25,8 @@
 typedef struct {
     PyObject *entry;   /* NULL: empty */
     int klass;
-    unsigned char len;
-    unsigned char key[16];
+    int len;
+    uint64_t key[2];   /* the packed address, zero-filled past len: compared as two words */
 } Slot;
 
 struct AddressCacheObject {
@@ -43,13 +43,10 @@ struct AddressCacheObject {
 
 static PyTypeObject AddressCacheType;
 
-static uint64_t address_hash(const AddressCacheObject *c, const unsigned char *key, size_t len) {
-    uint64_t a = 0, b = 0;
-    memcpy(&a, key, len < 8 ? len : 8);
-    if (len > 8) memcpy(&b, key + 8, len - 8);
-    uint64_t h = (a ^ c->seed ^ ((uint64_t)len << 56)) * 0xff51afd7ed558ccdULL;
+static uint64_t address_hash(const AddressCacheObject *c, const uint64_t words[2], size_t len) {
+    uint64_t h = (words[0] ^ c->seed ^ ((uint64_t)len << 56)) * 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
-    h = (h ^ b) * 0xc4ceb9fe1a85ec53ULL;
+    h = (h ^ words[1]) * 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 33);
 }
 
@@ -76,9 +73,16 @@ bad:
 
 /* the entry of a packed address into hit (a new reference), from the slots or, on a miss, the lookup; 0 or -1 */
 static int cache_get(AddressCacheObject *c, const unsigned char *key, size_t len, AddressHit *hit) {
-    Slot *row = c->slots + (address_hash(c, key, len) & (c->sets - 1)) * WAYS;
+    if (len != 4 && len != 16) {
+        PyErr_SetString(PyExc_ValueError, "an address is 4 or 16 bytes");
+        return -1;
+    }
+    uint64_t words[2] = {0, 0};
+    memcpy(words, key, len);
+    Slot *row = c->slots + (address_hash(c, words, len) & (c->sets - 1)) * WAYS;
     for (int w = 0; w < WAYS; w++) {
-        if (row[w].entry != NULL && row[w].len == len && memcmp(row[w].key, key, len) == 0) {
+        if (row[w].entry != NULL && row[w].len == (int)len && row[w].key[0] == words[0] &&
+            row[w].key[1] == words[1]) {
             c->hits++;
             hit->entry = Py_NewRef(row[w].entry);
             hit->klass = row[w].klass;
@@ -107,8 +111,8 @@ static int cache_get(AddressCacheObject *c, const unsigned char *key, size_t len
     }
     Py_XSETREF(row[way].entry, Py_NewRef(entry));
     row[way].klass = klass;
-    row[way].len = (unsigned char)len;
-    memcpy(row[way].key, key, len);
+    row[way].len = (int)len;
+    memcpy(row[way].key, words, sizeof(words));
     hit->entry = entry;
     hit->klass = klass;
 found:
@@ -351,8 +355,9 @@ int enrich_interface(const Enrich *en, unsigned long long index, InterfaceHit *h
 
 /* ---- bulk lines ---------------------------------------------------------------------------------------------- */
 
-/* a packed address as inet_ntop writes it, quoted */
-static int jb_packed_address(JsonBuf *b, const unsigned char *key, int len) {
+/* an address of related.ip: the writer's text, or the packed address as inet_ntop writes it, quoted */
+static int jb_related_address(JsonBuf *b, PyObject *written, const unsigned char *key, int len) {
+    if (written != NULL) return jb_pystr(b, written);
     if (len == 4) return jb_ipv4(b, key);
     char text[INET6_ADDRSTRLEN];
     if (inet_ntop(AF_INET6, key, text, sizeof(text)) == NULL) {
@@ -366,9 +371,10 @@ int jb_enrich_document(JsonBuf *b, const Enrich *en, const FlowAdditions *fa) {
     if (!en->on) return 0;
     if (fa != NULL && fa->on && (fa->related_src || fa->related_dst)) {
         if (JB_LIT(b, ",\"related\":{\"ip\":[") < 0) return -1;
-        if (fa->related_src && jb_packed_address(b, fa->src.key, fa->src.len) < 0) return -1;
+        /* the texts are the document's addresses, already written: jb_pystr declined none of them */
+        if (fa->related_src && jb_related_address(b, fa->src_text, fa->src.key, fa->src.len) < 0) return -1;
         if (fa->related_src && fa->related_dst && jb_char(b, ',') < 0) return -1;
-        if (fa->related_dst && jb_packed_address(b, fa->dst.key, fa->dst.len) < 0) return -1;
+        if (fa->related_dst && jb_related_address(b, fa->dst_text, fa->dst.key, fa->dst.len) < 0) return -1;
         if (JB_LIT(b, "]}") < 0) return -1;
     }
     return en->document_json_len ? jb_put(b, en->document_json, en->document_json_len) : 0;
@@ -427,9 +433,10 @@ int enrich_dict_document(PyObject *document, const Enrich *en, const FlowAdditio
         PyObject *ips = PyList_New(0), *related = PyDict_New();
         int rc = ips == NULL || related == NULL ? -1 : 0;
         const AddressHit *ends[2] = {fa->related_src ? &fa->src : NULL, fa->related_dst ? &fa->dst : NULL};
+        PyObject *texts[2] = {fa->src_text, fa->dst_text};
         for (int i = 0; rc == 0 && i < 2; i++) {
             if (ends[i] == NULL) continue;
-            PyObject *text = packed_text(ends[i]->key, ends[i]->len);
+            PyObject *text = texts[i] != NULL ? Py_NewRef(texts[i]) : packed_text(ends[i]->key, ends[i]->len);
             rc = text == NULL ? -1 : PyList_Append(ips, text);
             Py_XDECREF(text);
         }

@@ -67,6 +67,9 @@ typedef struct {
     AddressHit src, dst;
     const FlowHit *flow;
     int related_src, related_dst;   /* which addresses related.ip lists */
+    /* source.ip and destination.ip as the writer wrote them (str, borrowed), for related.ip; NULL: the text is
+     * inet_ntop's of the packed address, which is what the writer wrote */
+    PyObject *src_text, *dst_text;
 } FlowAdditions;
 
 /* the AddressCache type; 0, or -1 with an exception */
@@ -104,7 +107,8 @@ static inline const FlowHit *enrich_direction(const FlowAdditions *fa) {
     return fa->on && fa->flow->direction != NULL ? fa->flow : NULL;
 }
 
-/* the end of the document after the protocol's object: ,"related":{"ip":[..]} and the exporter's members */
+/* the end of the document after the protocol's object: ,"related":{"ip":[..]} (source.ip and destination.ip as
+ * written, each address once) and the exporter's members */
 int jb_enrich_document(JsonBuf *b, const Enrich *en, const FlowAdditions *fa);
 
 /* after an interface's "id": the configured name (else the exporter's own, own_name NULL for none, written as

@@ -373,6 +373,9 @@ int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *at
     }
 
     /* --- Community ID, and flow.id from its hash --- */
+    /* the addresses packed, once for the Community ID and the enrichment's cache: -1 not yet, else the length */
+    unsigned char pa[16], pb[16];
+    Py_ssize_t la = -1, lb = -1;
     if (src_ip && dst_ip && e->proto >= 0) {
         long long proto = e->proto;
         unsigned long long a = sport, b = dport;
@@ -402,10 +405,10 @@ int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *at
             if (PyErr_Occurred()) return -1;
         }
         if (usable) {
-            unsigned char pa[16], pb[16];
-            size_t la = community_id_address(src_ip, pa), lb = community_id_address(dst_ip, pb);
+            la = (Py_ssize_t)community_id_address(src_ip, pa);
+            lb = (Py_ssize_t)community_id_address(dst_ip, pb);
             if (la && la == lb) {
-                community_id_digest(pa, pb, la, (int)proto, a, b, 0, e->digest);
+                community_id_digest(pa, pb, (size_t)la, (int)proto, a, b, 0, e->digest);
                 e->have_ids = 1;
             }
         }
@@ -421,10 +424,12 @@ int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *at
     if (PyErr_Occurred()) return -1;
     if (e->ingress && !PyLong_CheckExact(e->ingress)) e->ingress = NULL;
     if (e->egress && !PyLong_CheckExact(e->egress)) e->egress = NULL;
-    if (attrs->en.on && attrs->en.addresses != NULL) {   /* hook.flow_addresses: the addresses packed as text */
-        unsigned char pa[16], pb[16];
-        size_t la = src_ip ? community_id_address(src_ip, pa) : 0, lb = dst_ip ? community_id_address(dst_ip, pb) : 0;
-        if (enrich_flow(&attrs->en, &e->fa, pa, la, pb, lb) < 0) return -1;
+    if (attrs->en.on && attrs->en.addresses != NULL) {   /* hook.flow_addresses: the address texts, packed */
+        if (la < 0) la = src_ip ? (Py_ssize_t)community_id_address(src_ip, pa) : 0;
+        if (lb < 0) lb = dst_ip ? (Py_ssize_t)community_id_address(dst_ip, pb) : 0;
+        if (enrich_flow(&attrs->en, &e->fa, pa, (size_t)la, pb, (size_t)lb) < 0) return -1;
+        e->fa.src_text = src_ip;   /* related.ip: source.ip and destination.ip as written */
+        e->fa.dst_text = dst_ip;
     }
     return 0;
 counters_failed:
