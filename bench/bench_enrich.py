@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from typing import Any
 
-from bench_decode import EXPORTER, median_rate, traffic_by_protocol
-from flowsink.bulk import BulkFormat
-from flowsink.decode import DecoderSettings, FlowDecoder
+from bench_decode import EXPORTER, median_rate, run_flowsink, traffic_by_protocol
+from flowsink.decode import FlowDecoder
 from flowsink.enrich.enricher import build_enricher
 from flowsink.enrich.settings import EnrichSettings
 from flowsink.native import EXTENSION
@@ -43,22 +40,6 @@ def enrich_settings(observers: set[str]) -> EnrichSettings:
     )
     settings.validate()
     return settings
-
-
-def run(templates: list[bytes], datagrams: list[bytes], enricher: Any) -> tuple[int, float]:
-    """bench_decode.run_flowsink with an enricher (its cache as the caller left it): (flows, CPU seconds) of
-    decode to joined bulk lines."""
-    decoder = FlowDecoder(DecoderSettings(bulk=BulkFormat("flowsink"), enricher=enricher))
-    for template in templates:
-        decoder.decode(template, EXPORTER, 0)
-    flows = 0
-    arrival = time.time_ns()
-    started = time.process_time()
-    for payload in datagrams:
-        encoded = decoder.decode(payload, EXPORTER, arrival).encoded
-        b"".join(encoded)
-        flows += len(encoded)
-    return flows, time.process_time() - started
 
 
 def observers(templates: list[bytes], datagrams: list[bytes]) -> set[str]:
@@ -100,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         off_runs, on_runs = [], []
         hits = misses = 0
         for _ in range(repeats):
-            off_runs.append(run(templates, payloads, None))
+            off_runs.append(run_flowsink(templates, payloads))
             enricher = build_enricher(settings)  # each run starts with an empty cache, as after a restart
-            on_runs.append(run(templates, payloads, enricher))
+            on_runs.append(run_flowsink(templates, payloads, enricher))
             hits, misses = hits + enricher.addresses.hits, misses + enricher.addresses.misses
         off, _ = median_rate(off_runs)
         on, _ = median_rate(on_runs)
