@@ -367,3 +367,33 @@ def test_sighup_rebuilds_the_workers_enricher_and_empties_its_cache(tmp_path):
         worker.close()
         worker.queue.close()
         worker.sink.close()
+
+
+@pytest.mark.integration
+def test_enriched_documents_index_with_their_types(es, flowsink_templates):
+    """Every enriched fixture document is accepted by the index templates, the added fields typed for queries:
+    related.ip an ip (CIDR queries), localities, names, labels and tags keywords, interface speed a long."""
+    from support.enrichment import enricher as test_enricher
+    from test_decode_fast import fixture_datagrams
+
+    # ids left to Elasticsearch: some fixture files repeat a datagram (the same ids)
+    fmt = BulkFormat(flowsink_templates, "index", keep_ids=False)
+    decoder = FlowDecoder(DecoderSettings(bulk=fmt, enricher=test_enricher("all")))
+    lines = []
+    for exporter, payload in fixture_datagrams():
+        lines += decoder.decode(payload, exporter, ARRIVAL_NS).encoded
+    response = es.bulk(operations=b"".join(lines), refresh=True)
+    assert not response["errors"], next(i for i in response["items"] if "error" in next(iter(i.values())))
+    assert len(response["items"]) == len(lines) > 500
+    mappings = es.indices.get_mapping(index=f"{flowsink_templates}-flows-*")
+    props = next(iter(mappings.values()))["mappings"]["properties"]
+    assert props["related"]["properties"]["ip"]["type"] == "ip"
+    assert props["source"]["properties"]["locality"]["type"] == "keyword"
+    assert props["flow"]["properties"]["locality"]["type"] == "keyword"
+    assert props["observer"]["properties"]["name"]["type"] == "keyword"
+    interface = props["observer"]["properties"]["ingress"]["properties"]["interface"]["properties"]
+    assert (interface["speed"]["type"], interface["alias"]["type"]) == ("long", "keyword")
+    assert props["labels"]["properties"]["site"]["type"] == "keyword"
+    assert props["tags"]["type"] == "keyword"
+    found = es.count(index=f"{flowsink_templates}-flows-*", query={"term": {"related.ip": "10.0.0.0/8"}})
+    assert found["count"] > 50
