@@ -370,11 +370,13 @@ static int jb_related_address(JsonBuf *b, PyObject *written, const unsigned char
 int jb_enrich_document(JsonBuf *b, const Enrich *en, const FlowAdditions *fa) {
     if (!en->on) return 0;
     if (fa != NULL && fa->on && (fa->related_src || fa->related_dst)) {
+        int rc;
         if (JB_LIT(b, ",\"related\":{\"ip\":[") < 0) return -1;
-        /* the texts are the document's addresses, already written: jb_pystr declined none of them */
-        if (fa->related_src && jb_related_address(b, fa->src_text, fa->src.key, fa->src.len) < 0) return -1;
+        /* the texts are addresses inet_pton took (ASCII), so jb_pystr never declines them; if it did, so would
+         * the document */
+        if (fa->related_src && (rc = jb_related_address(b, fa->src_text, fa->src.key, fa->src.len)) != 0) return rc;
         if (fa->related_src && fa->related_dst && jb_char(b, ',') < 0) return -1;
-        if (fa->related_dst && jb_related_address(b, fa->dst_text, fa->dst.key, fa->dst.len) < 0) return -1;
+        if (fa->related_dst && (rc = jb_related_address(b, fa->dst_text, fa->dst.key, fa->dst.len)) != 0) return rc;
         if (JB_LIT(b, "]}") < 0) return -1;
     }
     return en->document_json_len ? jb_put(b, en->document_json, en->document_json_len) : 0;

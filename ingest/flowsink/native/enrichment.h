@@ -108,7 +108,8 @@ static inline const FlowHit *enrich_direction(const FlowAdditions *fa) {
 }
 
 /* the end of the document after the protocol's object: ,"related":{"ip":[..]} (source.ip and destination.ip as
- * written, each address once) and the exporter's members */
+ * written, each address once) and the exporter's members; 0, 1 (a text not written as orjson would: the caller
+ * declines the document), -1 */
 int jb_enrich_document(JsonBuf *b, const Enrich *en, const FlowAdditions *fa);
 
 /* after an interface's "id": the configured name (else the exporter's own, own_name NULL for none, written as

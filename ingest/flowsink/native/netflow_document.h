@@ -88,8 +88,9 @@ static inline int jb_flow_id_tail(JsonBuf *b, const unsigned char digest[20]) {
 
 /* SEG_TAIL, then the enrichment at the document's end (fa NULL: an options record's, the exporter's only) */
 static inline int bulk_document_end(JsonBuf *b, const BulkShared *s, const FlowAdditions *fa) {
-    if (jb_piece(b, s, SEG_TAIL) < 0 || jb_enrich_document(b, s->en, fa) < 0) return -1;
-    return JB_LIT(b, "}\n");
+    if (jb_piece(b, s, SEG_TAIL) < 0) return -1;
+    int rc = jb_enrich_document(b, s->en, fa);
+    return rc ? rc : JB_LIT(b, "}\n");
 }
 
 /* Append a document's lines (bytes), or on decline its dict document, to out; the buffer is rewound. */
