@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -105,13 +106,14 @@ def sflow_traffic(count: int) -> tuple[list[bytes], list[bytes]] | None:
 # ---- measured work ------------------------------------------------------------------------------------------
 
 
-def run_flowsink(templates: list[bytes], datagrams: list[bytes]) -> tuple[int, float]:
+def run_flowsink(templates: list[bytes], datagrams: list[bytes], enricher: Any = None) -> tuple[int, float]:
     """Flows decoded, normalised and serialised as bulk action + source lines; returns (flows, seconds).
 
     The same call the pipeline makes: a ``BulkFormat`` makes the decoders write the bulk lines themselves (the C
     writers when built; else dicts encoded by ``flowsink.bulk``); the lines are joined as a request body would be.
+    ``enricher``: what the pipeline's ``enrich`` section adds (bench/bench_enrich.py), None for nothing.
     """
-    decoder = FlowDecoder(DecoderSettings(bulk=BulkFormat("flowsink")))
+    decoder = FlowDecoder(DecoderSettings(bulk=BulkFormat("flowsink"), enricher=enricher))
     for template in templates:
         decoder.decode(template, EXPORTER, 0)
     flows = 0

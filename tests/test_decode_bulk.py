@@ -4,11 +4,13 @@ With a ``BulkFormat`` the decoders hand the sink ``action\\nsource\\n`` bytes (`
 same corpus (every fixture, generated NetFlow v5 and sFlow, mutated fixtures) is decoded in this process (C
 extension) and in a child started with FLOWSINK_NO_EXTENSION=1 (Python dicts + ``flowsink.bulk.encode_document``);
 every datagram's lines (as a set: the C writers put the documents they leave to Python last), errors and
-counters must be equal.
+counters must be equal: without enrichment, and with the enrichment of ``support.enrichment`` (exporter names,
+tags, labels and interfaces, internal networks), which every writer applies at the same places.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -22,6 +24,7 @@ import pytest
 from flowsink import native
 from flowsink.bulk import BulkFormat, encode_document, index_name, split_encoded
 from flowsink.decode import DecoderSettings, FlowDecoder
+from support.enrichment import enricher
 from test_decode_fast import FIXTURES, corpus
 from test_decode_fast_sflow import _generated_payloads
 
@@ -41,9 +44,22 @@ def bulk_corpus() -> list[tuple[str, bytes]]:
     return corpus() + sflow
 
 
-def decode_corpus(datagrams: list[tuple[str, bytes]], fmt: BulkFormat) -> tuple[list[bytes], int]:
+# (bulk format, enrichment mode): without enrichment in both formats, with each kind of enrichment in one
+RUNS = {
+    "create": ("create", None),
+    "index-no-ids": ("index-no-ids", None),
+    "create-enriched": ("create", "all"),
+    "index-no-ids-enriched": ("index-no-ids", "all"),
+    "create-exporters-only": ("create", "exporters-only"),
+    "index-no-ids-networks-only": ("index-no-ids", "networks-only"),
+}
+
+
+def decode_corpus(
+    datagrams: list[tuple[str, bytes]], fmt: BulkFormat, enrichment: str | None = None
+) -> tuple[list[bytes], int]:
     """One line per datagram (its bulk lines, errors and counters), and how many the Python reference wrote."""
-    decoder = FlowDecoder(DecoderSettings(bulk=fmt))
+    decoder = FlowDecoder(DecoderSettings(bulk=fmt, enricher=enricher(enrichment)))
     lines = []
     for exporter, payload in datagrams:
         result = decoder.decode(payload, exporter, ARRIVAL_NS)
@@ -62,8 +78,9 @@ def decode_corpus(datagrams: list[tuple[str, bytes]], fmt: BulkFormat) -> tuple[
 
 @needs_extension
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures is not beside the checkout")
-@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("name", sorted(RUNS))
 def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> None:
+    fmt, enrichment = RUNS[name]
     datagrams = bulk_corpus()
     source = tmp_path / "corpus.pickle"
     source.write_bytes(pickle.dumps(datagrams))
@@ -72,7 +89,7 @@ def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> N
     subprocess.run(
         [sys.executable, __file__, str(source), str(python_out), name], env=env, check=True, timeout=600
     )
-    fast_lines, by_reference = decode_corpus(datagrams, FORMATS[name])
+    fast_lines, by_reference = decode_corpus(datagrams, FORMATS[fmt], enrichment)
     python_lines = python_out.read_bytes().split(b"\n")
     assert len(python_lines) == len(fast_lines)
     differing = [i for i, (a, b) in enumerate(zip(fast_lines, python_lines, strict=True)) if a != b]
@@ -85,6 +102,33 @@ def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> N
     assert documents > 30_000
     # the C writers wrote (nearly) all of them: only options records and odd values are left to Python
     assert by_reference < documents * 0.05, (by_reference, documents)
+    body = b"".join(fast_lines)
+    for line in (
+        fast_lines
+    ):  # valid JSON, and no key twice in any object (enrichment writes into the writers' objects)
+        for encoded in orjson.loads(line)["encoded"]:
+            for part in encoded.splitlines():
+                json.loads(part, object_pairs_hook=_no_duplicate_keys)
+    if enrichment is None:  # no key of enrichment at all
+        for key in (b"locality", b"related", b"labels", b"tags", b"alias", b"speed"):
+            assert b'\\"' + key + b'\\":' not in body, key
+    if enrichment in ("all", "networks-only"):
+        assert body.count(b'\\"related\\":{\\"ip\\":[') > documents * 0.5
+        for direction in (b"inbound", b"outbound", b"internal", b"external"):
+            assert body.count(b'\\"direction\\":\\"' + direction) > 100, direction
+    if enrichment in ("all", "exporters-only"):
+        # the configured name of ifIndex 87 won over the options records' TenGigE0_1_0_1; 110's did not exist
+        assert b'\\"id\\":\\"87\\",\\"name\\":\\"uplink-1\\",\\"alias\\":' in body
+        assert b'\\"name\\":\\"TenGigE0_6_1_0\\",\\"alias\\":\\"alias only' in body
+        assert b'\\"name\\":\\"configured-eno1\\",\\"speed\\":1000000000' in body
+        assert body.count(b'\\"observer\\":{\\"ip\\":\\"10.0.0.1\\"') > 100
+        assert b'\\"name\\":\\"generated-agent\\"}' in body and b'\\"name\\":\\"sflow-agent\\"}' in body
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    assert len(set(keys)) == len(keys), f"a key written twice: {keys}"
+    return dict(pairs)
 
 
 def test_encode_document_moves_the_id_into_the_action_line() -> None:
@@ -146,5 +190,6 @@ def test_python_path_encodes_every_document_the_dict_path_gives() -> None:
 if __name__ == "__main__":  # the child process: decode the corpus with whatever path this environment gives
     if os.environ.get("FLOWSINK_NO_EXTENSION") and native.EXTENSION is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
-    lines, _ = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()), FORMATS[sys.argv[3]])
+    fmt, enrichment = RUNS[sys.argv[3]]
+    lines, _ = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()), FORMATS[fmt], enrichment)
     Path(sys.argv[2]).write_bytes(b"\n".join(lines))

@@ -21,6 +21,7 @@ import pytest
 from flowsink import native
 from flowsink.bulk import BulkFormat
 from flowsink.decode import DecoderSettings, FlowDecoder
+from support.enrichment import enricher
 from test_decode_netflow_builders import (
     flowset,
     ip4,
@@ -392,11 +393,22 @@ def cases() -> dict[str, tuple[dict, list[bytes], int]]:
     }
 
 
-def decode_cases(fmt: BulkFormat) -> tuple[dict[str, list[bytes]], dict[str, int]]:
+# run -> (bulk format, enrichment mode of support.enrichment)
+RUNS = {
+    "create": ("create", None),
+    "index-no-ids": ("index-no-ids", None),
+    "create-enriched": ("create", "all"),
+    "index-no-ids-exporters-only": ("index-no-ids", "exporters-only"),
+}
+
+
+def decode_cases(
+    fmt: BulkFormat, enrichment: str | None = None
+) -> tuple[dict[str, list[bytes]], dict[str, int]]:
     """Per case, one line per datagram (its sorted bulk lines, errors and counters); and the reference's count."""
     out, by_reference = {}, {}
     for name, (settings, datagrams, _) in cases().items():
-        decoder = FlowDecoder(DecoderSettings(bulk=fmt, **settings))
+        decoder = FlowDecoder(DecoderSettings(bulk=fmt, enricher=enricher(enrichment), **settings))
         lines = []
         for payload in datagrams:
             result = decoder.decode(payload, EXPORTER, ARRIVAL_NS)
@@ -424,11 +436,13 @@ def python_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
 
 
 @needs_extension
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
-def test_c_lines_equal_the_reference_on_odd_values(python_lines: dict, fmt: str) -> None:
-    fast, by_reference = decode_cases(FORMATS[fmt])
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_c_lines_equal_the_reference_on_odd_values(python_lines: dict, run: str) -> None:
+    """With enrichment too: the C writers apply it and leave no more documents to the reference than without."""
+    fmt, enrichment = RUNS[run]
+    fast, by_reference = decode_cases(FORMATS[fmt], enrichment)
     for name, (_, _, left_to_reference) in cases().items():
-        assert fast[name] == python_lines[fmt][name], name
+        assert fast[name] == python_lines[run][name], name
         assert by_reference[name] == left_to_reference, name
         assert all(b"decoder_error" not in line for line in fast[name]), name
 
@@ -443,4 +457,6 @@ def test_every_case_writes_lines() -> None:
 if __name__ == "__main__":  # the child: the pure-Python path
     if native.EXTENSION is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is not set but the extension was loaded")
-    Path(sys.argv[1]).write_bytes(pickle.dumps({name: decode_cases(fmt)[0] for name, fmt in FORMATS.items()}))
+    Path(sys.argv[1]).write_bytes(
+        pickle.dumps({run: decode_cases(FORMATS[fmt], mode)[0] for run, (fmt, mode) in RUNS.items()})
+    )

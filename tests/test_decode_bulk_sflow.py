@@ -17,6 +17,7 @@ import pytest
 from flowsink.bulk import BulkFormat, encode_document, split_encoded
 from flowsink.decode import DecoderSettings, FlowDecoder
 from flowsink.decode import sflow as sflow_module
+from support.enrichment import enricher
 from test_decode_fast_sflow import _fixture_payloads, _generated_payloads, _mutations, _record
 
 ARRIVAL_NS = 1_700_000_000_123_456_789
@@ -47,12 +48,18 @@ def _lines(decoder: FlowDecoder, payload: bytes, exporter: str = "192.0.2.7", ar
 
 
 def _assert_equal_to_reference(
-    payloads: list[bytes], fmt: BulkFormat, renormalize: bool = True, arrival_ns: int = ARRIVAL_NS
+    payloads: list[bytes],
+    fmt: BulkFormat,
+    renormalize: bool = True,
+    arrival_ns: int = ARRIVAL_NS,
+    enrichment: str | None = None,
 ) -> FlowDecoder:
     """Per datagram, the C path's lines, errors and counters equal the pure-Python path's; returns the C decoder."""
-    ours = FlowDecoder(DecoderSettings(bulk=fmt, renormalize=renormalize))
+    ours = FlowDecoder(DecoderSettings(bulk=fmt, renormalize=renormalize, enricher=enricher(enrichment)))
     with python_only():
-        reference = FlowDecoder(DecoderSettings(bulk=fmt, renormalize=renormalize))
+        reference = FlowDecoder(
+            DecoderSettings(bulk=fmt, renormalize=renormalize, enricher=enricher(enrichment))
+        )
         reference._decoder_for("sflow")
     for n, payload in enumerate(payloads):
         exporter = f"198.51.100.{n % 3}"
@@ -101,9 +108,12 @@ def _datagram(samples: list[bytes], sequence: int = 1) -> bytes:
 
 @needs_extension
 @pytest.mark.parametrize("fmt", FORMATS, ids=["create", "index-no-ids", "escaped-prefix"])
-def test_generated_fixture_and_mutated_datagrams_equal_the_reference(fmt: BulkFormat) -> None:
+@pytest.mark.parametrize("enrichment", [None, "all", "exporters-only"])
+def test_generated_fixture_and_mutated_datagrams_equal_the_reference(
+    fmt: BulkFormat, enrichment: str | None
+) -> None:
     payloads = _fixture_payloads() + _generated_payloads(300) + _mutations(_generated_payloads(60, seed=5), 6)
-    decoder = _assert_equal_to_reference(payloads, fmt)
+    decoder = _assert_equal_to_reference(payloads, fmt, enrichment=enrichment)
     assert decoder.reference_encoded == 0  # every document written in C: flow samples and the rest alike
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -22,12 +23,13 @@ import orjson
 import pytest
 
 from flowsink import native
-from flowsink.decode import FlowDecoder
+from flowsink.decode import DecoderSettings, FlowDecoder
 from flowsink.decode.capture import is_capture, read_file
 from flowsink.decode.fields import iana_fields
 from flowsink.decode.template_cache import FieldSpec, Template
 from flowsink.normalize.common import community_digest, community_digest_python
 from flowsink.normalize.netflow import community_ids, community_ids_python
+from support.enrichment import enricher
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -107,9 +109,9 @@ def corpus() -> list[tuple[str, bytes]]:
     return fixtures + v5_datagrams(1500, rng) + mutated(fixtures, 12, rng)
 
 
-def decode_corpus(datagrams: list[tuple[str, bytes]]) -> list[bytes]:
+def decode_corpus(datagrams: list[tuple[str, bytes]], enrichment: str | None = None) -> list[bytes]:
     """One line per datagram: documents, errors and counters as JSON (key order kept)."""
-    decoder = FlowDecoder()
+    decoder = FlowDecoder(DecoderSettings(enricher=enricher(enrichment)))
     lines = []
     for exporter, payload in datagrams:
         result = decoder.decode(payload, exporter, ARRIVAL_NS)
@@ -127,15 +129,19 @@ def decode_corpus(datagrams: list[tuple[str, bytes]]) -> list[bytes]:
 
 @needs_extension
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures is not beside the checkout")
-def test_extension_and_pure_python_give_identical_documents(tmp_path: Path) -> None:
+@pytest.mark.parametrize("enrichment", ["none", "all"])
+def test_extension_and_pure_python_give_identical_documents(tmp_path: Path, enrichment: str) -> None:
+    """The dict documents (flowsink decode's), without and with enrichment (support.enrichment)."""
     datagrams = corpus()
     assert len(datagrams) > 3000
     source = tmp_path / "corpus.pickle"
     source.write_bytes(pickle.dumps(datagrams))
     python_out = tmp_path / "python.jsonl"
     env = {**os.environ, "FLOWSINK_NO_EXTENSION": "1"}
-    subprocess.run([sys.executable, __file__, str(source), str(python_out)], env=env, check=True, timeout=300)
-    fast_lines = decode_corpus(datagrams)
+    subprocess.run(
+        [sys.executable, __file__, str(source), str(python_out), enrichment], env=env, check=True, timeout=300
+    )
+    fast_lines = decode_corpus(datagrams, enrichment)
     python_lines = python_out.read_bytes().split(b"\n")
     assert len(python_lines) == len(fast_lines)
     differing = [i for i, (a, b) in enumerate(zip(fast_lines, python_lines, strict=True)) if a != b]
@@ -144,6 +150,10 @@ def test_extension_and_pure_python_give_identical_documents(tmp_path: Path) -> N
     )
     v5_documents = sum(line.count(b'"netflow_flow"') for line in fast_lines)
     assert v5_documents > 20_000  # the generated v5 traffic went through the extension's own builder
+    body = b"".join(fast_lines)
+    assert (b'"locality"' in body) == (enrichment != "none")
+    # 198.51.100.1's configured interfaces (every 16th ifIndex) in the generated v5 traffic
+    assert bool(re.search(rb'"name":"if\d+","alias":"alias \d+"}', body)) == (enrichment != "none")
 
 
 @needs_extension
@@ -279,5 +289,5 @@ def test_no_extension_switch_gives_the_python_path(monkeypatch: pytest.MonkeyPat
 if __name__ == "__main__":  # the child process: decode the corpus with whatever path this environment gives
     if os.environ.get("FLOWSINK_NO_EXTENSION") and native.EXTENSION is not None:
         sys.exit("FLOWSINK_NO_EXTENSION is set but the extension was loaded")
-    lines = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()))
+    lines = decode_corpus(pickle.loads(Path(sys.argv[1]).read_bytes()), sys.argv[3])
     Path(sys.argv[2]).write_bytes(b"\n".join(lines))

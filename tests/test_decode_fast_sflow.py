@@ -17,6 +17,7 @@ import pytest
 from flowsink.decode import DecoderSettings
 from flowsink.decode import sflow as sflow_module
 from flowsink.decode.sflow import SflowDecoder
+from support.enrichment import enricher
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 EXPORTER = "192.0.2.7"
@@ -206,18 +207,18 @@ def _mutations(payloads: list[bytes], per_payload: int, seed: int = 13) -> list[
     return mutated
 
 
-def _decoders() -> tuple[SflowDecoder, SflowDecoder, SflowDecoder]:
-    in_c = SflowDecoder(DecoderSettings())
-    in_python = SflowDecoder(DecoderSettings())
+def _decoders(enrichment: str | None = None) -> tuple[SflowDecoder, SflowDecoder, SflowDecoder]:
+    in_c = SflowDecoder(DecoderSettings(enricher=enricher(enrichment)))
+    in_python = SflowDecoder(DecoderSettings(enricher=enricher(enrichment)))
     in_python.extension = None
-    general = SflowDecoder(DecoderSettings())
+    general = SflowDecoder(DecoderSettings(enricher=enricher(enrichment)))
     general.fast_path = False
     return in_c, in_python, general
 
 
-def _assert_same_everywhere(payloads: list[bytes]) -> int:
+def _assert_same_everywhere(payloads: list[bytes], enrichment: str | None = None) -> int:
     """Decode every payload three ways; return how many documents the C path built."""
-    in_c, in_python, general = _decoders()
+    in_c, in_python, general = _decoders(enrichment)
     built_in_c = 0
     original = sflow_module.EXTENSION.sflow_samples
 
@@ -240,26 +241,32 @@ def _assert_same_everywhere(payloads: list[bytes]) -> int:
     return built_in_c
 
 
+ENRICHMENTS = pytest.mark.parametrize("enrichment", [None, "all"])  # support.enrichment's
+
+
 @needs_extension
-def test_fixtures_decode_identically_in_c_and_python():
+@ENRICHMENTS
+def test_fixtures_decode_identically_in_c_and_python(enrichment):
     payloads = _fixture_payloads()
     assert len(payloads) >= 10
-    assert _assert_same_everywhere(payloads) > 0
+    assert _assert_same_everywhere(payloads, enrichment) > 0
 
 
 @needs_extension
-def test_generated_datagrams_decode_identically_in_c_and_python():
+@ENRICHMENTS
+def test_generated_datagrams_decode_identically_in_c_and_python(enrichment):
     payloads = _generated_payloads(2500)
-    built = _assert_same_everywhere(payloads)
+    built = _assert_same_everywhere(payloads, enrichment)
     # most samples are the common case, and the refused ones still decode (through Python)
     assert built > 5000
 
 
 @needs_extension
-def test_truncated_and_bit_flipped_datagrams_decode_identically_and_never_raise():
+@ENRICHMENTS
+def test_truncated_and_bit_flipped_datagrams_decode_identically_and_never_raise(enrichment):
     payloads = _mutations(_fixture_payloads(), 60) + _mutations(_generated_payloads(300, seed=17), 8)
     assert len(payloads) > 2500
-    assert _assert_same_everywhere(payloads) > 500
+    assert _assert_same_everywhere(payloads, enrichment) > 500
 
 
 @needs_extension

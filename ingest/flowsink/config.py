@@ -30,6 +30,7 @@ import yaml
 from flowsink import settings as settings_lib
 from flowsink.api.settings import ApiSettings
 from flowsink.decode.settings import DecoderSettings
+from flowsink.enrich.settings import EnrichSettings
 from flowsink.errors import ConfigError
 from flowsink.log import LoggingSettings
 from flowsink.pipeline import PipelineSettings
@@ -69,6 +70,7 @@ class Config:
     receive: ReceiveSettings = field(default_factory=ReceiveSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     decode: DecoderSettings = field(default_factory=DecoderSettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     api: ApiSettings = field(default_factory=ApiSettings)

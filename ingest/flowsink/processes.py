@@ -2,7 +2,8 @@
 
 - receivers: ``flowsink.receive.receiver_main`` (given the ``receive``, ``queue`` and ``logging`` sections);
 - pipeline workers: :func:`pipeline_main`, one per queue partition: the partition's queue, a decoder that
-  writes the documents in the outputs' format, the outputs' sink, and the worker that runs them.
+  writes the documents in the outputs' format with the ``enrich`` section's additions, the outputs' sink, and the
+  worker that runs them.
 
 ``build_worker`` is the same composition without the process around it (tests, benchmarks).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from flowsink.bulk import BulkFormat
 from flowsink.config import Config, apply_reloadable, load_config
 from flowsink.decode import DecoderSettings, FlowDecoder
+from flowsink.enrich.enricher import build_enricher
 from flowsink.log import get_logger, set_level, setup_logging
 from flowsink.pipeline.worker import PipelineWorker
 from flowsink.queue import PersistentQueue, open_partition
@@ -34,11 +36,13 @@ def bulk_format(config: Config) -> BulkFormat:
 
 
 def decoder_settings(config: Config, partition: int) -> DecoderSettings:
-    """The ``decode`` section for one partition's decoder: its template cache, writing the outputs' format."""
+    """The ``decode`` section for one partition's decoder: its template cache, writing the outputs' format, with
+    the ``enrich`` section's enricher (its own: each worker process keeps its own caches)."""
     return dataclasses.replace(
         config.decode,
         template_cache_path=str(config.template_cache_path(partition)),
         bulk=bulk_format(config),
+        enricher=build_enricher(config.enrich),
     )
 
 
@@ -131,6 +135,9 @@ def reload_worker(worker: PipelineWorker, config: Config) -> None:
     applied, restart = apply_reloadable(config, new)
     if "logging.level" in applied:
         set_level(config.logging.level)
+    if any(key.startswith("enrich.") for key in applied):
+        # a new enricher: what is added changes from the next datagram on, and its caches start empty
+        worker.decoder.settings.enricher = build_enricher(config.enrich)
     worker.reload(config.pipeline, config.output_sections(), config.logging.rate_limit_interval_s)
     log.info("pipeline settings reloaded: %s", ", ".join(applied) or "nothing changed")
     if restart:

@@ -1,4 +1,7 @@
-"""``flowsink decode [--exporter IP] FILE...``: captures or raw payloads -> one JSON document per line.
+"""``flowsink decode [--exporter IP] [--config FILE] FILE...``: captures or raw payloads -> one JSON document per line.
+
+With ``--config`` the configuration's ``enrich`` section applies (and its ``decode.renormalize``), so the documents
+are those a node with that file indexes.
 
 Files are read in the order given through one ``FlowDecoder``, so templates from an earlier file decode data in
 a later one (a template capture, then a data capture). Documents go to stdout as JSON lines (orjson), the
@@ -29,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--exporter",
         default="127.0.0.1",
         help="exporter address for raw payload files (.dat/.bin); captures use each packet's source address",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a node's configuration file: its enrichment (enrich section) and decode.renormalize apply",
     )
     parser.add_argument(
         "--no-renormalize",
@@ -85,9 +93,11 @@ def _write(out: BinaryIO, documents: list[dict[str, Any]]) -> None:
         out.write(b"".join(orjson.dumps(doc) + b"\n" for doc in documents))
 
 
-def decode_files(paths: list[str], exporter: str, renormalize: bool, out: BinaryIO, summary: Summary) -> None:
-    """Decode ``paths`` in order through one decoder, writing JSON lines to ``out``."""
-    decoder = FlowDecoder(DecoderSettings(renormalize=renormalize))
+def decode_files(
+    paths: list[str], exporter: str, renormalize: bool, out: BinaryIO, summary: Summary, enricher: Any = None
+) -> None:
+    """Decode ``paths`` in order through one decoder (adding what ``enricher`` adds), writing JSON lines to ``out``."""
+    decoder = FlowDecoder(DecoderSettings(renormalize=renormalize, enricher=enricher))
     last_ns = 0
     for path in paths:
         capture_stats = CaptureStats()
@@ -111,10 +121,18 @@ def main(args: argparse.Namespace) -> int:
         ipaddress.ip_address(args.exporter)
     except ValueError as exc:
         raise UserError(f"--exporter must be an IP address, not {args.exporter!r}") from exc
+    renormalize, enricher = not args.no_renormalize, None
+    if args.config:  # a bad file is one line naming the key (ConfigError), before any output
+        from flowsink.config import load_config
+        from flowsink.enrich.enricher import build_enricher
+
+        config = load_config(args.config)
+        renormalize = renormalize and config.decode.renormalize
+        enricher = build_enricher(config.enrich)
     summary = Summary()
     out = sys.stdout.buffer
     try:
-        decode_files(args.files, args.exporter, not args.no_renormalize, out, summary)
+        decode_files(args.files, args.exporter, renormalize, out, summary, enricher)
     finally:
         out.flush()
         for line in summary.lines():

@@ -85,6 +85,9 @@ class NetflowV5Decoder:
         context = ExportContext.create(
             exporter, 5, (engine_type << 8) | engine_id, sequence, export_ms, uptime, payload, arrival_ns
         )
+        enricher = self.settings.enricher
+        if enricher is not None:
+            context.enrichment = enricher.exporter(exporter)
         renormalize = self.settings.renormalize
         id_prefix = context.id_prefix + "0."
         if EXTENSION is not None:
@@ -109,6 +112,7 @@ class NetflowV5Decoder:
                 sampling_interval,
                 sampling_mode,
                 sequence,
+                context.enrichment,
             )
             if self._bulk is None:
                 result.documents = EXTENSION.v5_documents(*args)

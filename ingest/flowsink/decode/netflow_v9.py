@@ -115,6 +115,9 @@ class TemplateProtocolDecoder:
         except DatagramError as exc:
             result.error(exc.reason, f"{self.protocol} from {exporter}: {exc.detail}")
             return result
+        enricher = self.settings.enricher
+        if enricher is not None:  # read by the writers from the context, held data included
+            context.enrichment = enricher.exporter(exporter)
         key: StateKey = (self.protocol, exporter, context.domain)
         records = 0
         complete = True

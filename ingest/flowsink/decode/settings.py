@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flowsink.bulk import BulkFormat
 from flowsink.settings import MIB, setting
@@ -41,3 +42,7 @@ class DecoderSettings:
     # Set by code: documents come out as bulk lines in this format (the C writers write them without
     # building dicts); None gives dicts in DecodeResult.documents.
     bulk: BulkFormat | None = setting(None, internal=True)
+    # Set by code: a flowsink.enrich.enricher.Enricher, what is added to every document (the ``enrich`` section);
+    # None adds nothing. Replaced on SIGHUP: the decoders read it once per datagram. (Typed Any: settings modules
+    # stay light, and the configuration's type hints are evaluated where the enricher is not imported.)
+    enricher: Any = setting(None, internal=True)

@@ -82,6 +82,7 @@ class SflowDecoder:
     """Decodes sFlow v5 datagrams into ECS documents; one instance per pipeline worker (it tracks sequences)."""
 
     def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
         self.renormalize = bool(getattr(settings, "renormalize", True))
         # the common flow sample (Ethernet/IPv4 or IPv6/TCP or UDP header, maybe a switch record) in one pass;
         # everything else, and this too when off (tests compare both), takes the general path
@@ -140,9 +141,16 @@ class SflowDecoder:
             result.error("malformed", f"sFlow datagram from {exporter}: {type(exc).__name__}: {exc}")
         return result
 
+    def settings_enricher(self) -> Any:
+        """The enricher now (SIGHUP replaces it in the shared settings), None when nothing is added."""
+        return getattr(self.settings, "enricher", None)
+
     def _decode(self, data: bytes, exporter: str, arrival_ns: int, result: DecodeResult) -> None:
         datagram, offset, count = _datagram_header(data, exporter, arrival_ns)
         normalize.prepare_datagram(datagram, data)
+        enricher = self.settings_enricher()
+        if enricher is not None:  # keyed by the agent (observer.ip), else the datagram's sender
+            datagram.enrichment = enricher.exporter(datagram.agent, exporter)
         stats = result.stats
         stats["datagrams.sflow"] += 1
         outcome = self._datagram_sequences.observe(
@@ -190,6 +198,8 @@ class SflowDecoder:
         common_flow_document = normalize.common_flow_document
         c_samples = self.extension.sflow_samples if fast and self.extension is not None else None
         bulk = () if self.bulk_format is None else (result.encoded, *self.bulk_format)
+        # the exporter's additions, an optional last argument (not given: nothing added)
+        enrichment = () if datagram.enrichment is None else (datagram.enrichment,)
         encode = self.extension.encode_documents if bulk and c_samples is not None else None
         held: list[dict[str, Any]] = []
         flows = 0
@@ -215,6 +225,7 @@ class SflowDecoder:
                         documents,
                         runs,
                         *bulk,
+                        *enrichment,
                     )
                     flows += built
                     if counters:  # the usual counter sample too, written as bulk lines

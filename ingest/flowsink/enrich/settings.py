@@ -1,4 +1,7 @@
-"""Settings of enrichment (the ``enrich`` section): what flowsink adds to each document on the ingest tier."""
+"""Settings of enrichment (the ``enrich`` section): what flowsink adds to each document on the ingest tier.
+
+Every key is reloadable: SIGHUP rebuilds the pipeline workers' enricher (and so empties its caches).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,19 @@ from flowsink.settings import setting
 _INTERFACE_KEYS = {"name": str, "alias": str, "speed": int}
 
 
+def _text(where: str, value: Any) -> None:
+    """A string every writer can put in a document: JSON has no lone surrogates (YAML's escapes can make one)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{where}: not valid text (a lone surrogate), got {value!r}") from None
+
+
 @dataclass
 class EnrichSettings:
     exporters: dict[str, Any] = setting(
         factory=dict,
+        reloadable=True,
         example={
             "192.0.2.1": {
                 "name": "edge-1",
@@ -25,49 +37,89 @@ class EnrichSettings:
             }
         },
         help="per exporter address: name (observer.name), tags, labels, and interfaces by ifIndex "
-        "(name, alias, speed in bit/s: observer.ingress/egress.interface.*)",
+        "(name, alias, speed in bit/s: observer.ingress/egress.interface.*); a configured interface name wins "
+        "over the one the exporter sends",
+    )
+    internal_networks: list[str] = setting(
+        factory=list,
+        reloadable=True,
+        example=["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"],
+        help="CIDRs of your own networks: source/destination/flow.locality, network.direction "
+        "(inbound, outbound, internal, external) and related.ip on every flow",
+    )
+    address_cache_size: int = setting(
+        65536,
+        min=64,
+        max=1 << 24,
+        reloadable=True,
+        help="per-address results kept per pipeline worker (32 bytes each); when full, entries are replaced",
     )
 
     def validate(self) -> None:
-        for address, entry in self.exporters.items():
-            key = f"enrich.exporters.{address}"
+        for index, text in enumerate(self.internal_networks):
+            key = f"enrich.internal_networks[{index}]"
             try:
-                ipaddress.ip_address(str(address))
-            except ValueError:
-                raise ConfigError(
-                    f"enrich.exporters: keys are exporter IP addresses, got {address!r}"
-                ) from None
-            if not isinstance(entry, dict):
-                raise ConfigError(
-                    f"{key}: expected a mapping (name, tags, labels, interfaces), got {entry!r}"
-                )
-            unknown = sorted(set(entry) - {"name", "tags", "labels", "interfaces"})
-            if unknown:
-                raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: interfaces, labels, name, tags)")
-            if not isinstance(entry.get("name", ""), str):
-                raise ConfigError(f"{key}.name: expected a string, got {entry['name']!r}")
-            tags = entry.get("tags", [])
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise ConfigError(f"{key}.tags: expected a list of strings, got {tags!r}")
-            labels = entry.get("labels", {})
-            if not isinstance(labels, dict) or not all(
-                isinstance(v, str | int | float) for v in labels.values()
-            ):
-                raise ConfigError(f"{key}.labels: expected a mapping of names to values, got {labels!r}")
-            interfaces = entry.get("interfaces", {})
-            if not isinstance(interfaces, dict):
-                raise ConfigError(
-                    f"{key}.interfaces: expected a mapping of ifIndex to settings, got {interfaces!r}"
-                )
-            for index, interface in interfaces.items():
-                where = f"{key}.interfaces.{index}"
-                if not str(index).isdigit() or int(index) >= 1 << 32:
-                    raise ConfigError(f"{key}.interfaces: keys are ifIndex numbers, got {index!r}")
-                if not isinstance(interface, dict):
-                    raise ConfigError(f"{where}: expected a mapping (name, alias, speed), got {interface!r}")
-                for name, value in interface.items():
-                    wanted = _INTERFACE_KEYS.get(name)
-                    if wanted is None:
-                        raise ConfigError(f"{where}.{name}: unknown key (known: alias, name, speed)")
-                    if not isinstance(value, wanted) or isinstance(value, bool):
-                        raise ConfigError(f"{where}.{name}: expected {wanted.__name__}, got {value!r}")
+                ipaddress.ip_network(text.strip(), strict=True)
+            except ValueError as exc:  # its message says why: not an address, a bad prefix, host bits set
+                raise ConfigError(f"{key}: not a CIDR, got {text!r} ({exc})") from None
+        for address, entry in self.exporters.items():
+            self._validate_exporter(address, entry)
+
+    @staticmethod
+    def _validate_exporter(address: Any, entry: Any) -> None:
+        key = f"enrich.exporters.{address}"
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            raise ConfigError(f"enrich.exporters: keys are exporter IP addresses, got {address!r}") from None
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: expected a mapping (name, tags, labels, interfaces), got {entry!r}")
+        unknown = sorted(set(entry) - {"name", "tags", "labels", "interfaces"})
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: interfaces, labels, name, tags)")
+        if not isinstance(entry.get("name", ""), str):
+            raise ConfigError(f"{key}.name: expected a string, got {entry['name']!r}")
+        _text(f"{key}.name", entry.get("name", ""))
+        tags = entry.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ConfigError(f"{key}.tags: expected a list of strings, got {tags!r}")
+        for tag in tags:
+            _text(f"{key}.tags", tag)
+        labels = entry.get("labels", {})
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | int | float) and not isinstance(v, bool)
+            for k, v in labels.items()
+        ):
+            raise ConfigError(f"{key}.labels: expected a mapping of names to values, got {labels!r}")
+        for name, value in labels.items():
+            _text(f"{key}.labels", name)
+            _text(f"{key}.labels.{name}", str(value))
+        interfaces = entry.get("interfaces", {})
+        if not isinstance(interfaces, dict):
+            raise ConfigError(
+                f"{key}.interfaces: expected a mapping of ifIndex to settings, got {interfaces!r}"
+            )
+        seen: set[int] = set()
+        for index, interface in interfaces.items():
+            where = f"{key}.interfaces.{index}"
+            if isinstance(index, bool) or not str(index).isdigit() or int(index) >= 1 << 32:
+                raise ConfigError(f"{key}.interfaces: keys are ifIndex numbers, got {index!r}")
+            if int(index) in seen:
+                raise ConfigError(f"{key}.interfaces: ifIndex {int(index)} is given twice")
+            seen.add(int(index))
+            if not isinstance(interface, dict):
+                raise ConfigError(f"{where}: expected a mapping (name, alias, speed), got {interface!r}")
+            for name, value in interface.items():
+                wanted = _INTERFACE_KEYS.get(name)
+                if wanted is None:
+                    raise ConfigError(f"{where}.{name}: unknown key (known: alias, name, speed)")
+                if not isinstance(value, wanted) or isinstance(value, bool):
+                    raise ConfigError(f"{where}.{name}: expected {wanted.__name__}, got {value!r}")
+                if wanted is str:
+                    _text(f"{where}.{name}", value)
+                elif not 0 <= value < 1 << 63:
+                    raise ConfigError(f"{where}.{name}: must be between 0 and 2^63-1 bit/s, got {value!r}")
+
+    def configured(self) -> bool:
+        """Whether anything is added at all: without, documents are exactly what they are without the section."""
+        return bool(self.exporters or self.internal_networks)

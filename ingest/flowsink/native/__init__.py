@@ -19,7 +19,7 @@ from types import ModuleType
 __all__ = ["DISABLE_VARIABLE", "EXTENSION", "INTERFACE_VERSION", "MODULE_NAME", "load_extension"]
 
 # what the Python code calls (module.c's INTERFACE_VERSION); a build of another version is not used
-INTERFACE_VERSION = 1
+INTERFACE_VERSION = 2
 MODULE_NAME = "flowsink.native._native"
 DISABLE_VARIABLE = "FLOWSINK_NO_EXTENSION"
 

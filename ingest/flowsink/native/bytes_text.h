@@ -39,15 +39,31 @@ static inline void hex_chars(char *out, const unsigned char *p, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) { out[2 * i] = HEX[p[i] >> 4]; out[2 * i + 1] = HEX[p[i] & 15]; }
 }
 
+/* the decimal digits of a byte into out; their number (divisions by constants only: no loop, no reversal) */
+static inline int octet_chars(char *out, unsigned v) {
+    if (v >= 100) {
+        out[0] = (char)('0' + v / 100); out[1] = (char)('0' + v / 10 % 10); out[2] = (char)('0' + v % 10);
+        return 3;
+    }
+    if (v >= 10) { out[0] = (char)('0' + v / 10); out[1] = (char)('0' + v % 10); return 2; }
+    out[0] = (char)('0' + v);
+    return 1;
+}
+
+/* dotted-quad text of 4 bytes into out[15], as inet_ntop writes it; its length */
+static inline int ipv4_chars(char *out, const unsigned char *p) {
+    int n = octet_chars(out, p[0]);
+    for (int i = 1; i < 4; i++) {
+        out[n++] = '.';
+        n += octet_chars(out + n, p[i]);
+    }
+    return n;
+}
+
 /* dotted-quad text of 4 bytes, as inet_ntop writes it */
 static inline PyObject *ipv4_text(const unsigned char *p) {
     char text[16];
-    int n = 0;
-    for (int i = 0; i < 4; i++) {
-        if (i) text[n++] = '.';
-        n += decimal(text + n, p[i]);
-    }
-    return ascii_text(text, n);
+    return ascii_text(text, ipv4_chars(text, p));
 }
 
 #endif

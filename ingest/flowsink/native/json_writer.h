@@ -83,12 +83,8 @@ static inline int jb_i64(JsonBuf *b, long long value) {
 static inline int jb_ipv4(JsonBuf *b, const unsigned char *p) {
     if (jb_reserve(b, 18) < 0) return -1;
     char *out = b->data + b->len;
-    int n = 0;
-    out[n++] = '"';
-    for (int i = 0; i < 4; i++) {
-        if (i) out[n++] = '.';
-        n += decimal(out + n, p[i]);
-    }
+    out[0] = '"';
+    int n = 1 + ipv4_chars(out + 1, p);
     out[n++] = '"';
     b->len += n;
     return 0;

@@ -9,6 +9,7 @@
  *
  * One module built from one file per concern, so that the parts call each other directly:
  *   community_id.c        Community ID v1 (SHA-1 of the 5-tuple), for every protocol
+ *   enrichment.c          what flowsink.enrich adds to documents: the AddressCache type, the additions' slots
  *   times.c               ISO-8601 text of epoch milliseconds
  *   netflow_document.c    what the NetFlow writers share (keys, ids, interface objects, shared bulk pieces)
  *   netflow_v5.c          NetFlow v5 datagrams -> documents / bulk lines
@@ -20,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "enrichment.h"
 #include "module.h"
 #include "netflow_document.h"
 #include "template_documents.h"
@@ -27,13 +29,13 @@
 /* What the Python code calls: flowsink.native refuses a build of another version (a stale .so, not rebuilt
  * after an update), which would be called with arguments it does not take. Raise it with any change to an entry
  * point's arguments or results. */
-#define INTERFACE_VERSION 1
+#define INTERFACE_VERSION 2
 
 static PyMethodDef METHODS[] = {
     {"v5_documents", py_v5_documents, METH_VARARGS,
      "v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, "
      "connection, export_ms, uptime, rate, scale, engine_type, engine_id, sampling_interval, sampling_mode, "
-     "sequence) -> list of ECS documents"},
+     "sequence, enrichment) -> list of ECS documents"},
     {"v5_bulk", py_v5_bulk, METH_VARARGS,
      "v5_bulk(<v5_documents' arguments>, action_head, keep_ids) -> list of bulk lines (bytes), a document "
      "(dict) where a value must be encoded by flowsink.bulk"},
@@ -49,7 +51,8 @@ static PyMethodDef METHODS[] = {
      "(bytes), None where a record needs the Python path"},
     {"flow_documents", py_flow_documents, METH_VARARGS,
      "flow_documents(records, context, id_prefix, action, sampling_rate, renormalize, plan, time_fields, "
-     "interfaces, system_init_ms) -> list of documents, None where a record needs the Python path"},
+     "interfaces, system_init_ms) -> list of documents, None where a record needs the Python path (the "
+     "enrichment is the context's)"},
     {"configure_netflow", py_configure_netflow, METH_VARARGS,
      "configure_netflow(record_times, iso_ms, flow_id, directions, category, connection, max_long, "
      "max_duration_ms)"},
@@ -62,12 +65,12 @@ static PyMethodDef METHODS[] = {
     {"community_digest", py_community_digest, METH_VARARGS,
      "community_digest(src, dst, proto, sport, dport, seed) -> SHA-1 digest of the Community ID, or None"},
     {"sflow_flow_sample", (PyCFunction)(void (*)(void))py_sflow_flow_sample, METH_FASTCALL,
-     "sflow_flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) -> "
-     "(document, sample_sequence, source_id), or None when the sample is not the common case"},
+     "sflow_flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index"
+     "[, enrichment]) -> (document, sample_sequence, source_id), or None when the sample is not the common case"},
     {"sflow_samples", (PyCFunction)(void (*)(void))py_sflow_samples, METH_FASTCALL,
      "sflow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, "
-     "runs[, encoded, action_head, keep_ids]) -> (offset, index, flows, counters): the run of samples from "
-     "offset, into documents (or, with a bulk format, encoded as bulk lines) and runs"},
+     "runs[, encoded, action_head, keep_ids][, enrichment]) -> (offset, index, flows, counters): the run of "
+     "samples from offset, into documents (or, with a bulk format, encoded as bulk lines) and runs"},
     {"encode_documents", (PyCFunction)(void (*)(void))py_encode_documents, METH_FASTCALL,
      "encode_documents(documents, encoded, action_head, keep_ids) -> written: dict documents as bulk lines into "
      "encoded; those not written as orjson would stay in documents"},
@@ -81,7 +84,8 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native",
 PyMODINIT_FUNC PyInit__native(void) {
     if (netflow_document_init() < 0 || template_documents_init() < 0 || sflow_init() < 0) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
-    if (module != NULL && PyModule_AddIntConstant(module, "INTERFACE_VERSION", INTERFACE_VERSION) < 0)
+    if (module != NULL &&
+        (PyModule_AddIntConstant(module, "INTERFACE_VERSION", INTERFACE_VERSION) < 0 || enrichment_init(module) < 0))
         Py_CLEAR(module);
     return module;
 }

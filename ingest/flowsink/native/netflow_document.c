@@ -52,7 +52,7 @@ PyObject *indexed_id(PyObject *prefix, Py_ssize_t index) {
     return out;
 }
 
-PyObject *interface_named(PyObject *index, PyObject *names) {
+PyObject *interface_named(PyObject *index, PyObject *names, const Enrich *en) {
     PyObject *outer = PyDict_New(), *inner = PyDict_New();
     if (outer == NULL || inner == NULL) goto fail;
     if (set_steal(inner, K_PLAIN_ID, PyObject_Str(index)) < 0) goto fail;
@@ -61,6 +61,9 @@ PyObject *interface_named(PyObject *index, PyObject *names) {
         if (name == NULL && PyErr_Occurred()) goto fail;
         if (name != NULL && name != Py_None && PyDict_SetItem(inner, KEYS[K_NAME], name) < 0) goto fail;
     }
+    InterfaceHit hit;
+    int configured = enrich_interface_key(en, index, &hit);
+    if (configured < 0 || (configured && enrich_dict_interface(inner, &hit) < 0)) goto fail;
     if (PyDict_SetItem(outer, KEYS[K_INTERFACE], inner) < 0) goto fail;
     untrack(inner);
     untrack(outer);
@@ -75,8 +78,9 @@ fail:
 
 int bulk_shared_begin(BulkShared *s, PyObject *head, int keep_ids, PyObject *timestamp, PyObject *prefix,
                       PyObject *category, PyObject *connection, PyObject *action, PyObject *exporter, PyObject *tag,
-                      PyObject *exporter_fields) {
+                      PyObject *exporter_fields, const Enrich *en) {
     memset(s, 0, sizeof(*s));
+    s->en = en;
     if (jb_init(&s->pieces, 512) < 0) return -1;
     s->head = PyBytes_AS_STRING(head);
     s->head_len = PyBytes_GET_SIZE(head);
@@ -110,7 +114,7 @@ int bulk_shared_begin(BulkShared *s, PyObject *head, int keep_ids, PyObject *tim
     s->cut[SEG_TAIL] = b->len;
     TRY(JB_LIT(b, "\"exporter\":"));
     TRY(jb_pyvalue(b, exporter_fields, 0));
-    TRY(JB_LIT(b, "}}\n"));
+    TRY(jb_char(b, '}'));
     s->cut[SEG_EXTRA] = s->cut[SEG_COUNT] = b->len;
     return 0;
 }

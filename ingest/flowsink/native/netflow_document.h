@@ -7,6 +7,7 @@
 
 #include <Python.h>
 
+#include "enrichment.h"
 #include "json_writer.h"
 
 /* keys and values of NetFlow documents: ECS keys, v5's record under its IPFIX names, then values */
@@ -40,8 +41,9 @@ static inline int set_steal(PyObject *d, int key, PyObject *value) {
 /* prefix + decimal index: the document _id */
 PyObject *indexed_id(PyObject *prefix, Py_ssize_t index);
 
-/* {"interface": {"id": "<index>"[, "name": <its name in names>]}}; names a dict (options data) or None */
-PyObject *interface_named(PyObject *index, PyObject *names);
+/* {"interface": {"id": "<index>"[, "name": <its name in names>]}}; names a dict (options data) or None; with
+ * what the exporter's enrichment configures for the ifIndex (its name wins, then alias and speed) */
+PyObject *interface_named(PyObject *index, PyObject *names, const Enrich *en);
 
 /* ---- bulk lines (flowsink.bulk.encode_document, written without the document dicts) ---------------------- */
 
@@ -57,6 +59,7 @@ typedef struct {
     Py_ssize_t head_len, timestamp_len, prefix_len;
     int keep_ids;
     const char *kind;   /* index kind: "flows" or "meta" */
+    const Enrich *en;   /* what the exporter's documents get */
 } BulkShared;
 
 static inline int jb_piece(JsonBuf *b, const BulkShared *s, int piece) {
@@ -64,22 +67,30 @@ static inline int jb_piece(JsonBuf *b, const BulkShared *s, int piece) {
 }
 
 /* The pieces every document of a call shares: SEG_HEAD `{"@timestamp":..,"event":{..,"action":..`, SEG_OBSERVER
- * `"observer":{"ip":..`, SEG_FLOW `,"id":"<exporter tag` (the digest's hex follows), SEG_TAIL `"exporter":{..}}}\n`
- * (SEG_EXTRA is the caller's). 0; 1 when a value cannot be written as orjson would (the caller makes documents
- * instead); -1 on error. bulk_shared_free(s) in every case. */
+ * `"observer":{"ip":..`, SEG_FLOW `,"id":"<exporter tag` (the digest's hex follows), SEG_TAIL `"exporter":{..}}`
+ * (the netflow object's end; bulk_document_end follows) (SEG_EXTRA is the caller's). 0; 1 when a value cannot be
+ * written as orjson would (the caller makes documents instead); -1 on error. bulk_shared_free(s) in every case. */
 int bulk_shared_begin(BulkShared *s, PyObject *head, int keep_ids, PyObject *timestamp, PyObject *prefix,
                       PyObject *category, PyObject *connection, PyObject *action, PyObject *exporter, PyObject *tag,
-                      PyObject *exporter_fields);
+                      PyObject *exporter_fields, const Enrich *en);
 
 void bulk_shared_free(BulkShared *s);
 
 /* the action line of document `index` (its _id: prefix + index); 1 when the Python path must write it */
 int bulk_action(JsonBuf *b, const BulkShared *s, Py_ssize_t index);
 
-/* "<tag><first 10 bytes of the digest in hex>" closing the flow object: SEG_FLOW ends inside the quotes */
+/* "<tag><first 10 bytes of the digest in hex>": SEG_FLOW ends inside the quotes, this closes them (the flow
+ * object's enrichment and its brace follow) */
 static inline int jb_flow_id_tail(JsonBuf *b, const unsigned char digest[20]) {
     if (jb_hex(b, digest, 10) < 0) return -1;
-    return JB_LIT(b, "\"}");
+    return jb_char(b, '"');
+}
+
+/* SEG_TAIL, then the enrichment at the document's end (fa NULL: an options record's, the exporter's only) */
+static inline int bulk_document_end(JsonBuf *b, const BulkShared *s, const FlowAdditions *fa) {
+    if (jb_piece(b, s, SEG_TAIL) < 0) return -1;
+    int rc = jb_enrich_document(b, s->en, fa);
+    return rc ? rc : JB_LIT(b, "}\n");
 }
 
 /* Append a document's lines (bytes), or on decline its dict document, to out; the buffer is rewound. */

@@ -17,6 +17,7 @@
 #include "bytes_text.h"
 #include "community_id.h"
 #include "ecs_documents.h"
+#include "enrichment.h"
 #include "json_writer.h"
 #include "module.h"
 #include "netflow_document.h"
@@ -29,11 +30,11 @@ static long long uptime_to_ms(long long export_ms, uint32_t uptime, uint32_t val
     return export_ms - offset;
 }
 
-/* {"interface": {"id": "<index>"}}: v5 has no interface names */
-static PyObject *interface_object(uint32_t index) {
+/* {"interface": {"id": "<index>"}} (v5 has no interface names) with what the enrichment configures for it */
+static PyObject *interface_object(uint32_t index, const Enrich *en) {
     PyObject *number = PyLong_FromUnsignedLong(index);
     if (number == NULL) return NULL;
-    PyObject *object = interface_named(number, Py_None);
+    PyObject *object = interface_named(number, Py_None, en);
     Py_DECREF(number);
     return object;
 }
@@ -79,6 +80,8 @@ typedef struct {
     long long export_ms;
     uint32_t uptime;
     unsigned long long scale;
+    PyObject *enrichment;   /* the exporter's ExporterEnrichment or None */
+    Enrich en;
 } V5Context;
 
 /* what a v5 record's ECS fields are computed from, shared by the document and the bulk-line writers */
@@ -104,6 +107,12 @@ static void v5_flow(const unsigned char *r, const V5Context *c, V5Flow *f) {
 static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5Context *c) {
     PyObject *doc = NULL, *event = NULL, *network = NULL, *source = NULL, *destination = NULL;
     PyObject *observer = NULL, *flow = NULL, *record = NULL;
+    FlowAdditions fa;
+    if (enrich_flow(&c->en, &fa, r, 4, r + 4, 4) < 0) {
+        enrich_flow_clear(&fa);
+        return NULL;
+    }
+    const FlowHit *direction = enrich_direction(&fa);
     doc = _PyDict_NewPresized(9); event = _PyDict_NewPresized(7); network = _PyDict_NewPresized(7);
     source = PyDict_New();
     destination = PyDict_New(); observer = PyDict_New(); flow = PyDict_New();
@@ -142,40 +151,45 @@ static PyObject *v5_document(const unsigned char *r, Py_ssize_t index, const V5C
                        : set_steal(network, K_BYTES, PyLong_FromUnsignedLongLong(bytes * c->scale))) < 0 ||
         (c->scale == 1 ? PyDict_SetItem(network, KEYS[K_PACKETS], PyDict_GetItem(record, KEYS[K_DPKTS]))
                        : set_steal(network, K_PACKETS, PyLong_FromUnsignedLongLong(packets * c->scale))) < 0 ||
-        PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[V_UNKNOWN]) < 0) goto fail;
+        PyDict_SetItem(network, KEYS[K_DIRECTION], direction ? direction->direction : KEYS[V_UNKNOWN]) < 0)
+        goto fail;
     if (set_steal(network, K_COMMUNITY, community_id_text(f.digest)) < 0) goto fail;
 
     if (PyDict_SetItem(observer, KEYS[K_IP], c->exporter) < 0 ||
-        set_steal(observer, K_INGRESS, interface_object(be16(r + 12))) < 0 ||
-        set_steal(observer, K_EGRESS, interface_object(be16(r + 14))) < 0 ||
+        set_steal(observer, K_INGRESS, interface_object(be16(r + 12), &c->en)) < 0 ||
+        set_steal(observer, K_EGRESS, interface_object(be16(r + 14), &c->en)) < 0 ||
+        enrich_dict_observer(observer, &c->en) < 0 || enrich_dict_endpoint(source, &fa.src) < 0 ||
+        enrich_dict_endpoint(destination, &fa.dst) < 0 ||
         PyDict_SetItem(doc, KEYS[K_OBSERVER], observer) < 0 ||
         PyDict_SetItem(doc, KEYS[K_SOURCE], source) < 0 ||
         PyDict_SetItem(doc, KEYS[K_DESTINATION], destination) < 0) goto fail;
     if (PyDict_SetItem(flow, KEYS[K_SAMPLING_RATE], c->rate) < 0 ||
-        set_steal(flow, K_PLAIN_ID, community_flow_id(c->tag, f.digest)) < 0 ||
+        set_steal(flow, K_PLAIN_ID, community_flow_id(c->tag, f.digest)) < 0 || enrich_dict_flow(flow, &fa) < 0 ||
         PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0) goto fail;
-    if (PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto fail;
+    if (PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0 || enrich_dict_document(doc, &c->en, &fa) < 0) goto fail;
     PyObject *tree[] = {record, event, network, source, destination, observer, flow, doc};
     for (int i = 0; i < 8; i++) untrack(tree[i]);
     Py_DECREF(record); Py_DECREF(event); Py_DECREF(network); Py_DECREF(source); Py_DECREF(destination);
     Py_DECREF(observer); Py_DECREF(flow);
+    enrich_flow_clear(&fa);
     return doc;
 fail:
     Py_XDECREF(doc); Py_XDECREF(event); Py_XDECREF(network); Py_XDECREF(source); Py_XDECREF(destination);
     Py_XDECREF(observer); Py_XDECREF(flow); Py_XDECREF(record);
+    enrich_flow_clear(&fa);
     return NULL;
 }
 
 /* v5_documents and v5_bulk take the same arguments up to here */
-#define V5_ARGS "y*nUUO!UUO!O!LkOkOOOOO"
+#define V5_ARGS "y*nUUO!UUO!O!LkOkOOOOOO"
 #define V5_ARG_POINTERS(c, payload, count, uptime, scale)                                                          \
     &payload, &count, &c.exporter, &c.timestamp, &PyDict_Type, &c.exporter_fields, &c.tag, &c.id_prefix,         \
         &PyList_Type, &c.category, &PyList_Type, &c.connection, &c.export_ms, &uptime, &c.rate, &scale,          \
-        &c.header[0], &c.header[1], &c.header[2], &c.header[3], &c.header[4]
+        &c.header[0], &c.header[1], &c.header[2], &c.header[3], &c.header[4], &c.enrichment
 
 /* v5_documents(payload, count, exporter, timestamp, exporter_fields, exporter_tag, id_prefix, category, connection,
- * export_ms, uptime, rate, scale, engine_type, engine_id, sampling_interval, sampling_mode, sequence) -> list of
- * ECS documents */
+ * export_ms, uptime, rate, scale, engine_type, engine_id, sampling_interval, sampling_mode, sequence, enrichment)
+ * -> list of ECS documents */
 PyObject *py_v5_documents(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer payload;
     Py_ssize_t count;
@@ -185,6 +199,7 @@ PyObject *py_v5_documents(PyObject *Py_UNUSED(self), PyObject *args) {
     c.scale = scale;
     c.uptime = (uint32_t)uptime;
     PyObject *documents = NULL;
+    if (enrich_read(&c.en, c.enrichment) < 0) goto done;
     if (count < 0 || payload.len < 24 + count * 48) {
         PyErr_SetString(PyExc_ValueError, "payload shorter than its records");
         goto done;
@@ -204,11 +219,6 @@ done:
 
 /* ---- bulk lines ------------------------------------------------------------------------------------------ */
 
-/* {"interface":{"id":"<index>"}}: v5 has no interface names */
-static int jb_interface(JsonBuf *b, unsigned long long index) {
-    if (JB_LIT(b, "{\"interface\":{\"id\":\"") < 0 || jb_u64(b, index) < 0) return -1;
-    return JB_LIT(b, "\"}}");
-}
 
 /* SEG_EXTRA for v5: the header's values that close each record, before its exporter object; 0, 1, -1 */
 static int v5_shared_extra(BulkShared *s, V5Context *c) {
@@ -229,13 +239,14 @@ static int v5_shared_extra(BulkShared *s, V5Context *c) {
     return 0;
 }
 
-/* one v5 record's bulk lines; 0, 1 to decline (nothing written that stays), -1 on error */
-static int v5_bulk_one(JsonBuf *b, const unsigned char *r, Py_ssize_t index, const V5Context *c,
-                       const BulkShared *s) {
+/* one v5 record's bulk lines with its flow's additions; 0, 1 to decline (nothing written that stays), -1 on error */
+static int v5_bulk_lines(JsonBuf *b, const unsigned char *r, Py_ssize_t index, const V5Context *c,
+                         const BulkShared *s, const FlowAdditions *fa) {
     V5Flow f;
     v5_flow(r, c, &f);
     int rc = bulk_action(b, s, index);
     if (rc) return rc;
+    const FlowHit *direction = enrich_direction(fa);
     if (jb_piece(b, s, SEG_HEAD) < 0 || JB_LIT(b, ",\"start\":") < 0 || jb_iso_ms(b, f.start) < 0 ||
         JB_LIT(b, ",\"end\":") < 0 || jb_iso_ms(b, f.end) < 0) return -1;
     if (f.end >= f.start && (JB_LIT(b, ",\"duration\":") < 0 || jb_i64(b, (f.end - f.start) * 1000000LL) < 0))
@@ -248,16 +259,21 @@ static int v5_bulk_one(JsonBuf *b, const unsigned char *r, Py_ssize_t index, con
         return -1;
     if (JB_LIT(b, ",\"bytes\":") < 0 || jb_u64(b, be32(r + 20) * c->scale) < 0 ||
         JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, be32(r + 16) * c->scale) < 0 ||
-        JB_LIT(b, ",\"direction\":\"unknown\",\"community_id\":") < 0 || jb_community(b, f.digest) < 0 ||
+        JB_LIT(b, ",\"direction\":") < 0 ||
+        (direction ? jb_put(b, direction->direction_json, direction->direction_json_len)
+                   : JB_LIT(b, "\"unknown\"")) < 0 ||
+        JB_LIT(b, ",\"community_id\":") < 0 || jb_community(b, f.digest) < 0 ||
         JB_LIT(b, "},") < 0 || jb_piece(b, s, SEG_OBSERVER) < 0 ||
-        JB_LIT(b, ",\"ingress\":") < 0 || jb_interface(b, be16(r + 12)) < 0 ||
-        JB_LIT(b, ",\"egress\":") < 0 || jb_interface(b, be16(r + 14)) < 0 ||
+        JB_LIT(b, ",\"ingress\":") < 0 || jb_enrich_interface(b, &c->en, be16(r + 12), NULL) < 0 ||
+        JB_LIT(b, ",\"egress\":") < 0 || jb_enrich_interface(b, &c->en, be16(r + 14), NULL) < 0 ||
+        jb_enrich_observer(b, &c->en) < 0 ||
         JB_LIT(b, "},\"source\":{\"ip\":") < 0 || jb_ipv4(b, r) < 0 ||
-        JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.src_port) < 0 ||
+        JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.src_port) < 0 || jb_enrich_endpoint(b, &fa->src) < 0 ||
         JB_LIT(b, "},\"destination\":{\"ip\":") < 0 || jb_ipv4(b, r + 4) < 0 ||
-        JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.dst_port) < 0 ||
+        JB_LIT(b, ",\"port\":") < 0 || jb_u64(b, f.dst_port) < 0 || jb_enrich_endpoint(b, &fa->dst) < 0 ||
         JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, c->rate_value) < 0 ||
         jb_piece(b, s, SEG_FLOW) < 0 || jb_flow_id_tail(b, f.digest) < 0 ||
+        jb_enrich_flow(b, fa) < 0 || jb_char(b, '}') < 0 ||
         /* netflow.*: the record under the names (and in the order) of v5_record */
         JB_LIT(b, ",\"netflow\":{\"source_ipv4_address\":") < 0 || jb_ipv4(b, r) < 0 ||
         JB_LIT(b, ",\"destination_ipv4_address\":") < 0 || jb_ipv4(b, r + 4) < 0 ||
@@ -277,9 +293,20 @@ static int v5_bulk_one(JsonBuf *b, const unsigned char *r, Py_ssize_t index, con
         JB_LIT(b, ",\"bgp_destination_as_number\":") < 0 || jb_u64(b, be16(r + 42)) < 0 ||
         JB_LIT(b, ",\"source_ipv4_prefix_length\":") < 0 || jb_u64(b, r[44]) < 0 ||
         JB_LIT(b, ",\"destination_ipv4_prefix_length\":") < 0 || jb_u64(b, r[45]) < 0 ||
-        jb_piece(b, s, SEG_EXTRA) < 0 || jb_piece(b, s, SEG_TAIL) < 0)
+        jb_piece(b, s, SEG_EXTRA) < 0 || bulk_document_end(b, s, fa) < 0)
         return -1;
     return 0;
+}
+
+
+/* one v5 record's bulk lines; 0, 1 to decline (nothing written that stays), -1 on error */
+static int v5_bulk_one(JsonBuf *b, const unsigned char *r, Py_ssize_t index, const V5Context *c,
+                       const BulkShared *s) {
+    FlowAdditions fa;
+    int rc = enrich_flow(&c->en, &fa, r, 4, r + 4, 4);
+    if (rc == 0) rc = v5_bulk_lines(b, r, index, c, s, &fa);
+    enrich_flow_clear(&fa);
+    return rc;
 }
 
 typedef struct { const unsigned char *r; Py_ssize_t index; const V5Context *c; } V5Item;
@@ -307,12 +334,13 @@ PyObject *py_v5_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
     JsonBuf b = {NULL, 0, 0};
     int shared = -1;
     memset(&s, 0, sizeof(s));
+    if (enrich_read(&c.en, c.enrichment) < 0) goto done;
     if (count < 0 || payload.len < 24 + count * 48) {
         PyErr_SetString(PyExc_ValueError, "payload shorter than its records");
         goto done;
     }
     shared = bulk_shared_begin(&s, head, keep_ids, c.timestamp, c.id_prefix, c.category, c.connection,
-                               KEYS[V_NETFLOW_FLOW], c.exporter, c.tag, c.exporter_fields);
+                               KEYS[V_NETFLOW_FLOW], c.exporter, c.tag, c.exporter_fields, &c.en);
     if (shared == 0) shared = v5_shared_extra(&s, &c);
     if (shared < 0) goto done;
     if ((out = PyList_New(0)) == NULL || jb_init(&b, 2048) < 0) { Py_CLEAR(out); goto done; }

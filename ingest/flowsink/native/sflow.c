@@ -60,6 +60,7 @@
 #include "bytes_text.h"
 #include "community_id.h"
 #include "ecs_documents.h"
+#include "enrichment.h"
 #include "json_writer.h"
 #include "module.h"
 
@@ -174,11 +175,18 @@ static int put_nested(PyObject *d, int key, int inner_key, PyObject *value) {
     return put(d, key, inner);
 }
 
-/* {"interface": {"id": "<index>"}} */
-static PyObject *interface_object(uint32_t index) {
+/* {"interface": {"id": "<index>"}}, with what the enrichment configures for the ifIndex */
+static PyObject *interface_object(uint32_t index, const Enrich *en) {
+    InterfaceHit hit;
+    int configured = enrich_interface(en, index, &hit);
+    if (configured < 0) return NULL;
     PyObject *outer = PyDict_New();
     if (outer == NULL) return NULL;
-    if (put_nested(outer, K_INTERFACE, K_PLAIN_ID, decimal_text(index)) < 0) { Py_DECREF(outer); return NULL; }
+    if (put_nested(outer, K_INTERFACE, K_PLAIN_ID, decimal_text(index)) < 0 ||
+        (configured && enrich_dict_interface(PyDict_GetItem(outer, KEYS[K_INTERFACE]), &hit) < 0)) {
+        Py_DECREF(outer);
+        return NULL;
+    }
     untrack(outer);
     return outer;
 }
@@ -509,12 +517,14 @@ static PyObject *sflow_fields(const Sample *s, PyObject *fields) {
     return sflow;
 }
 
-static PyObject *network_fields(const Sample *s, const Derived *d, PyObject *community) {
+static PyObject *network_fields(const Sample *s, const Derived *d, PyObject *community, const FlowAdditions *fa) {
     PyObject *network = _PyDict_NewPresized(8);
     if (network == NULL) return NULL;
+    const FlowHit *direction = enrich_direction(fa);
     if (put(network, K_BYTES, PyLong_FromUnsignedLongLong(d->bytes)) < 0 ||
         put(network, K_PACKETS, PyLong_FromUnsignedLongLong(d->packets)) < 0 ||
-        PyDict_SetItem(network, KEYS[K_DIRECTION], KEYS[d->ingress ? V_INGRESS : V_EGRESS]) < 0 ||
+        PyDict_SetItem(network, KEYS[K_DIRECTION],
+                       direction ? direction->direction : KEYS[d->ingress ? V_INGRESS : V_EGRESS]) < 0 ||
         PyDict_SetItem(network, KEYS[K_TYPE], KEYS[d->is_v4 ? V_IPV4 : V_IPV6]) < 0 ||
         PyDict_SetItem(network, KEYS[K_IANA], KEYS[d->tcp ? V_SIX : V_SEVENTEEN]) < 0 ||
         PyDict_SetItem(network, KEYS[K_TRANSPORT], KEYS[d->tcp ? V_TCP : V_UDP]) < 0)
@@ -529,11 +539,13 @@ fail:
     return NULL;
 }
 
-static PyObject *endpoint(const Derived *d, const unsigned char *ip, unsigned port, const unsigned char *mac) {
+static PyObject *endpoint(const Derived *d, const unsigned char *ip, unsigned port, const unsigned char *mac,
+                          const AddressHit *hit) {
     PyObject *object = PyDict_New();
     if (object == NULL) return NULL;
     if (put(object, K_IP, d->is_v4 ? ipv4_text(ip) : ipv6_text(ip)) < 0 ||
-        put_u(object, K_PORT, port) < 0 || put(object, K_MAC, mac_text(mac)) < 0) {
+        put_u(object, K_PORT, port) < 0 || put(object, K_MAC, mac_text(mac)) < 0 ||
+        enrich_dict_endpoint(object, hit) < 0) {
         Py_DECREF(object);
         return NULL;
     }
@@ -556,11 +568,12 @@ static PyObject *event_fields(PyObject *timestamp) {
     return event;
 }
 
-static PyObject *observer_fields(const Sample *s, PyObject *agent) {
+static PyObject *observer_fields(const Sample *s, PyObject *agent, const Enrich *en) {
     PyObject *observer = PyDict_New();
     if (observer == NULL) return NULL;
-    if (PyDict_SetItem(observer, KEYS[K_IP], agent) < 0 || put(observer, K_INGRESS, interface_object(s->input_if)) < 0 ||
-        put(observer, K_EGRESS, interface_object(s->output_if)) < 0) {
+    if (PyDict_SetItem(observer, KEYS[K_IP], agent) < 0 ||
+        put(observer, K_INGRESS, interface_object(s->input_if, en)) < 0 ||
+        put(observer, K_EGRESS, interface_object(s->output_if, en)) < 0 || enrich_dict_observer(observer, en) < 0) {
         Py_DECREF(observer);
         return NULL;
     }
@@ -568,11 +581,11 @@ static PyObject *observer_fields(const Sample *s, PyObject *agent) {
     return observer;
 }
 
-static PyObject *flow_fields(const Derived *d, PyObject *tag) {
+static PyObject *flow_fields(const Derived *d, PyObject *tag, const FlowAdditions *fa) {
     PyObject *flow = PyDict_New();
     if (flow == NULL) return NULL;
     if (put_u(flow, K_SAMPLING_RATE, (unsigned long)d->rate) < 0 ||
-        put(flow, K_PLAIN_ID, community_flow_id(tag, d->digest)) < 0)
+        put(flow, K_PLAIN_ID, community_flow_id(tag, d->digest)) < 0 || enrich_dict_flow(flow, fa) < 0)
         goto fail;
     untrack(flow);
     return flow;
@@ -581,20 +594,30 @@ fail:
     return NULL;
 }
 
-/* common_flow_document in C; NULL with an exception set on failure */
+/* common_flow_document in C, with the exporter's enrichment; NULL with an exception set on failure */
 static PyObject *flow_document(const Sample *s, const Derived *d, Py_ssize_t index, PyObject *timestamp,
-                               PyObject *id_prefix, PyObject *tag, PyObject *agent, PyObject *fields) {
+                               PyObject *id_prefix, PyObject *tag, PyObject *agent, PyObject *fields,
+                               const Enrich *en) {
+    FlowAdditions fa;
+    size_t address_length = d->is_v4 ? 4 : 16;
+    if (enrich_flow(en, &fa, s->src_ip, address_length, s->dst_ip, address_length) < 0) {
+        enrich_flow_clear(&fa);
+        return NULL;
+    }
     PyObject *community = community_id_text(d->digest);
-    if (community == NULL) return NULL;
+    if (community == NULL) {
+        enrich_flow_clear(&fa);
+        return NULL;
+    }
     char digits[24];
     PyObject *parts[K_SFLOW + 1] = {NULL};
     parts[K_ID] = joined(id_prefix, digits, decimal(digits, (unsigned long long)index));
     parts[K_EVENT] = event_fields(timestamp);
-    parts[K_OBSERVER] = observer_fields(s, agent);
-    parts[K_NETWORK] = network_fields(s, d, community);
-    parts[K_FLOW] = flow_fields(d, tag);
-    parts[K_SOURCE] = endpoint(d, s->src_ip, s->src_port, s->src_mac);
-    parts[K_DESTINATION] = endpoint(d, s->dst_ip, s->dst_port, s->dst_mac);
+    parts[K_OBSERVER] = observer_fields(s, agent, en);
+    parts[K_NETWORK] = network_fields(s, d, community, &fa);
+    parts[K_FLOW] = flow_fields(d, tag, &fa);
+    parts[K_SOURCE] = endpoint(d, s->src_ip, s->src_port, s->src_mac, &fa.src);
+    parts[K_DESTINATION] = endpoint(d, s->dst_ip, s->dst_port, s->dst_mac, &fa.dst);
     parts[K_SFLOW] = sflow_fields(s, fields);
     Py_DECREF(community);
     Py_INCREF(timestamp);
@@ -605,6 +628,8 @@ static PyObject *flow_document(const Sample *s, const Derived *d, Py_ssize_t ind
         if (!failed && (parts[key] == NULL || PyDict_SetItem(doc, KEYS[key], parts[key]) < 0)) failed = 1;
         Py_XDECREF(parts[key]);
     }
+    if (!failed && enrich_dict_document(doc, en, &fa) < 0) failed = 1;
+    enrich_flow_clear(&fa);
     if (failed) {
         Py_XDECREF(doc);
         return NULL;
@@ -617,6 +642,7 @@ static PyObject *flow_document(const Sample *s, const Derived *d, Py_ssize_t ind
 typedef struct {
     PyObject *data, *timestamp, *id_prefix, *tag, *agent, *fields;
     int renormalize;
+    Enrich en;   /* the agent's enrichment: the optional last argument */
 } Context;
 
 /* ---- the document as bulk lines (flowsink.bulk.encode_document of the dict above, written directly) ------- */
@@ -634,6 +660,7 @@ typedef struct {
     char *id;                 /* id_prefix as UTF-8, room after it for an index's digits */
     Py_ssize_t id_prefix_len;
     int keep_ids;
+    const Enrich *en;         /* the agent's enrichment */
 } Bulk;
 
 static void bulk_free(Bulk *k) {
@@ -648,6 +675,7 @@ static void bulk_free(Bulk *k) {
  * flowsink.bulk encodes them. Either way bulk_free(k) follows. */
 static int bulk_prepare(Bulk *k, const Context *c, PyObject *action_head, PyObject *keep_ids) {
     k->id = NULL;
+    k->en = &c->en;
     k->counter_pre.data = NULL;
     k->data = (const unsigned char *)PyBytes_AS_STRING(c->data);
     if (jb_init(&k->pre, 512) < 0) return -1;
@@ -732,9 +760,9 @@ static int key_u64(JsonBuf *b, int key, unsigned long long value) {
     return jb_u64(b, value);
 }
 
-/* {"ip":"..."[,"port":N],"mac":"..."} */
+/* {"ip":"..."[,"port":N],"mac":"..."[,"as":{..}][enrichment]} */
 static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, int has_port, unsigned port,
-                         const unsigned char *mac, long long as_number) {
+                         const unsigned char *mac, long long as_number, const AddressHit *hit) {
     char text[INET6_ADDRSTRLEN];
     int n;
     if (JB_LIT(b, "{\"ip\":") < 0) return -1;
@@ -750,6 +778,7 @@ static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, 
     if (as_number >= 0 && (JB_LIT(b, ",\"as\":{\"number\":") < 0 || jb_u64(b, (unsigned long long)as_number) < 0 ||
                            jb_char(b, '}') < 0))
         return -1;
+    if (jb_enrich_endpoint(b, hit) < 0) return -1;
     return jb_char(b, '}');
 }
 
@@ -806,28 +835,34 @@ static int extra_record_json(JsonBuf *b, const unsigned char *data, uint32_t for
     return JB_LIT(b, ",\"local_pref\":") < 0 || jb_u64(b, be32(data + p)) < 0 ? -1 : 0;
 }
 
+/* ,"direction":.. the enrichment's (direction not NULL), else normalize.sflow._direction's */
+static int direction_json(JsonBuf *b, const FlowHit *direction, const Derived *d) {
+    if (JB_LIT(b, ",\"direction\":") < 0) return -1;
+    if (direction != NULL) return jb_put(b, direction->direction_json, direction->direction_json_len);
+    return d->ingress ? JB_LIT(b, "\"ingress\"") : d->unknown_direction ? JB_LIT(b, "\"unknown\"")
+                                                                       : JB_LIT(b, "\"egress\"");
+}
+
 /* One sample's action and source lines, appended to b: 0, or -1 on error (b then holds a partial line). The
  * document is normalize.sflow.flow_document's for the sample, in its key order (common_flow_document's for the
- * common case). */
-static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived *d, Py_ssize_t index) {
+ * common case), with the flow's additions fa. */
+static int bulk_lines_of(JsonBuf *b, const Bulk *k, const Sample *s, const Derived *d, Py_ssize_t index,
+                         const FlowAdditions *fa) {
     int digits = decimal(k->id + k->id_prefix_len, (unsigned long long)index);
     int rc = jb_action(b, k->action_head, k->action_head_len, "flows", k->timestamp, (int)k->timestamp_len, k->id,
                        k->id_prefix_len + digits, k->keep_ids);
     if (rc != 0) return rc < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "action line refused"), -1);
     if (jb_put(b, k->pre.data, k->head_end) < 0) return -1;
     if (interface_known(s->input_format, s->input_if) &&
-        (JB_LIT(b, ",\"ingress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, s->input_if) < 0 ||
-         JB_LIT(b, "\"}}") < 0))
+        (JB_LIT(b, ",\"ingress\":") < 0 || jb_enrich_interface(b, k->en, s->input_if, NULL) < 0))
         return -1;
     if (interface_known(s->output_format, s->output_if) &&
-        (JB_LIT(b, ",\"egress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, s->output_if) < 0 ||
-         JB_LIT(b, "\"}}") < 0))
+        (JB_LIT(b, ",\"egress\":") < 0 || jb_enrich_interface(b, k->en, s->output_if, NULL) < 0))
         return -1;
+    if (jb_enrich_observer(b, k->en) < 0) return -1;
     if (JB_LIT(b, "},\"network\":{\"bytes\":") < 0 || jb_u64(b, d->bytes) < 0 ||
         JB_LIT(b, ",\"packets\":") < 0 || jb_u64(b, d->packets) < 0 ||
-        (d->ingress ? JB_LIT(b, ",\"direction\":\"ingress\"")
-                    : d->unknown_direction ? JB_LIT(b, ",\"direction\":\"unknown\"")
-                                           : JB_LIT(b, ",\"direction\":\"egress\"")) < 0 ||
+        direction_json(b, enrich_direction(fa), d) < 0 ||
         (d->is_v4 ? JB_LIT(b, ",\"type\":\"ipv4\"") : JB_LIT(b, ",\"type\":\"ipv6\"")) < 0)
         return -1;
     if (s->proto == 6 || s->proto == 17) {
@@ -851,12 +886,14 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
     /* flow.id: the agent's tag, then hex of the digest's first 10 bytes */
     if (JB_LIT(b, "},\"flow\":{\"sampling_rate\":") < 0 || jb_u64(b, d->rate) < 0 || JB_LIT(b, ",\"id\":") < 0 ||
         jb_put(b, k->pre.data + k->head_end, k->tag_end - k->head_end) < 0 || jb_hex(b, d->digest, 10) < 0 ||
-        jb_char(b, '"') < 0)
+        jb_char(b, '"') < 0 || jb_enrich_flow(b, fa) < 0)
         return -1;
     if (JB_LIT(b, "},\"source\":") < 0 ||
-        endpoint_json(b, d, s->src_ip, s->has_ports, s->src_port, s->src_mac, s->has_gateway ? (long long)s->src_as : -1LL) < 0 ||
+        endpoint_json(b, d, s->src_ip, s->has_ports, s->src_port, s->src_mac,
+                      s->has_gateway ? (long long)s->src_as : -1LL, &fa->src) < 0 ||
         JB_LIT(b, ",\"destination\":") < 0 ||
-        endpoint_json(b, d, s->dst_ip, s->has_ports, s->dst_port, s->dst_mac, s->has_gateway ? (long long)s->dst_as : -1LL) < 0)
+        endpoint_json(b, d, s->dst_ip, s->has_ports, s->dst_port, s->dst_mac,
+                      s->has_gateway ? (long long)s->dst_as : -1LL, &fa->dst) < 0)
         return -1;
     if (JB_LIT(b, ",\"sflow\":{\"sample_sequence\":") < 0 || jb_u64(b, s->sequence) < 0 ||
         key_u64(b, K_SOURCE_ID_TYPE, s->source_type) < 0 || key_u64(b, K_SOURCE_ID_INDEX, s->source_index) < 0 ||
@@ -897,7 +934,18 @@ static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived 
     if (s->vlan_count > 1 && (JB_LIT(b, ",\"vlans\":[") < 0 || jb_u64(b, (unsigned long long)s->vlan) < 0 ||
                               jb_char(b, ',') < 0 || jb_u64(b, s->inner_vlan) < 0 || jb_char(b, ']') < 0))
         return -1;
-    return JB_LIT(b, "}}\n");
+    if (jb_char(b, '}') < 0 || jb_enrich_document(b, k->en, fa) < 0) return -1;
+    return JB_LIT(b, "}\n");
+}
+
+/* bulk_lines_of with the sample's additions looked up */
+static int bulk_lines(JsonBuf *b, const Bulk *k, const Sample *s, const Derived *d, Py_ssize_t index) {
+    FlowAdditions fa;
+    size_t address_length = d->is_v4 ? 4 : 16;
+    int rc = enrich_flow(k->en, &fa, s->src_ip, address_length, s->dst_ip, address_length);
+    if (rc == 0) rc = bulk_lines_of(b, k, s, d, index, &fa);
+    enrich_flow_clear(&fa);
+    return rc;
 }
 
 /* A counter sample the bulk writer takes: the generic interface, Ethernet and port name records switches send for
@@ -982,14 +1030,22 @@ static int counter_lines(JsonBuf *b, const Bulk *k, const Counters *c, Py_ssize_
     if (rc != 0) return rc < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "action line refused"), -1);
     if (jb_put(b, k->counter_pre.data, k->counter_pre.len) < 0) return -1;
     if (c->interface != NULL) {
+        InterfaceHit hit;
+        int configured = enrich_interface(k->en, be32(c->interface), &hit);
+        if (configured < 0) return -1;
         if (JB_LIT(b, ",\"ingress\":{\"interface\":{\"id\":\"") < 0 || jb_u64(b, be32(c->interface)) < 0 ||
             jb_char(b, '"') < 0)
             return -1;
-        if (c->port_name != NULL && (JB_LIT(b, ",\"name\":") < 0 ||
-                                     jb_text(b, (const char *)c->port_name, c->port_name_length) < 0))
+        if (configured && hit.name != NULL) {   /* the configured name wins over the port name record's */
+            if (jb_put(b, hit.name_json, hit.name_json_len) < 0) return -1;
+        } else if (c->port_name != NULL && (JB_LIT(b, ",\"name\":") < 0 ||
+                                            jb_text(b, (const char *)c->port_name, c->port_name_length) < 0)) {
             return -1;
+        }
+        if (configured && hit.tail_json_len && jb_put(b, hit.tail_json, hit.tail_json_len) < 0) return -1;
         if (JB_LIT(b, "}}") < 0) return -1;
     }
+    if (jb_enrich_observer(b, k->en) < 0) return -1;
     if (JB_LIT(b, "},\"sflow\":{\"sample_sequence\":") < 0 || jb_u64(b, c->sequence) < 0 ||
         key_u64(b, K_SOURCE_ID_TYPE, c->source_type) < 0 || key_u64(b, K_SOURCE_ID_INDEX, c->source_index) < 0 ||
         (c->expanded && JB_LIT(b, ",\"expanded\":true") < 0) || JB_LIT(b, ",\"counters\":{") < 0)
@@ -1020,11 +1076,15 @@ static int counter_lines(JsonBuf *b, const Bulk *k, const Counters *c, Py_ssize_
         (((c->interface != NULL || c->ethernet != NULL) && jb_char(b, ',') < 0) || JB_LIT(b, "\"port_name\":") < 0 ||
          jb_text(b, (const char *)c->port_name, c->port_name_length) < 0))
         return -1;
-    if (jb_char(b, '}') < 0 || jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0) return -1;
-    return JB_LIT(b, "}}\n");
+    if (jb_char(b, '}') < 0 || jb_put(b, k->pre.data + k->tag_end, k->fields_end - k->tag_end) < 0 ||
+        jb_char(b, '}') < 0 || jb_enrich_document(b, k->en, NULL) < 0)
+        return -1;
+    return JB_LIT(b, "}\n");
 }
 
-static int read_context(PyObject *const *args, Context *c) {
+/* the context arguments, and the optional enrichment (NULL: none) */
+static int read_context(PyObject *const *args, PyObject *enrichment, Context *c) {
+    if (enrich_read(&c->en, enrichment) < 0) return -1;
     c->data = args[0]; c->timestamp = args[1]; c->id_prefix = args[2]; c->tag = args[3]; c->agent = args[4];
     c->fields = args[5];
     if (!PyBytes_Check(c->data) || !PyUnicode_Check(c->timestamp) || !PyUnicode_Check(c->id_prefix) ||
@@ -1048,17 +1108,18 @@ static int read_sizes(PyObject *const *args, Py_ssize_t n, Py_ssize_t *out) {
     return 0;
 }
 
-/* sflow_flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index) ->
- * (document, sample_sequence, source_id), or None when the sample is not the common case */
+/* sflow_flow_sample(data, timestamp, id_prefix, tag, agent, fields, renormalize, start, end, index[, enrichment])
+ * -> (document, sample_sequence, source_id), or None when the sample is not the common case */
 PyObject *py_sflow_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Context c;
     Py_ssize_t sizes[3];
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "sflow_flow_sample takes 10 arguments");
+    if (nargs != 10 && nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "sflow_flow_sample takes 10 or 11 arguments");
         return NULL;
     }
-    if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
+    if (read_context(args, nargs == 11 ? args[10] : NULL, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0)
+        return NULL;
     if (sizes[1] > PyBytes_GET_SIZE(c.data) || sizes[0] > sizes[1]) {
         PyErr_SetString(PyExc_ValueError, "sflow_flow_sample: sample bounds outside the data");
         return NULL;
@@ -1068,7 +1129,7 @@ PyObject *py_sflow_flow_sample(PyObject *self, PyObject *const *args, Py_ssize_t
     if (!parse_sample((const unsigned char *)PyBytes_AS_STRING(c.data), sizes[0], sizes[1], 1, &s) || s.extended)
         Py_RETURN_NONE;
     derive(&s, c.renormalize, &d);
-    PyObject *doc = flow_document(&s, &d, sizes[2], c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
+    PyObject *doc = flow_document(&s, &d, sizes[2], c.timestamp, c.id_prefix, c.tag, c.agent, c.fields, &c.en);
     if (doc == NULL) return NULL;
     return Py_BuildValue("(Nkk)", doc, (unsigned long)s.sequence, (unsigned long)s.source_id);
 }
@@ -1114,7 +1175,8 @@ static int extend_run(PyObject *runs, PyObject *kind, uint32_t source_type, uint
 }
 
 /* sflow_samples(data, timestamp, id_prefix, tag, agent, fields, renormalize, offset, index, count, documents, runs
- *               [, encoded, action_head, keep_ids]) -> (offset, index, flow samples built, counter samples built)
+ *               [, encoded, action_head, keep_ids][, enrichment])
+ *   -> (offset, index, flow samples built, counter samples built)
  * decodes the datagram's samples from ``offset`` (sample ``index`` of ``count``) while they are common flow samples
  * (or, writing bulk lines, the flow and counter samples the writers take), extending runs; stops at the first that
  * is not (or runs past the data), which the Python path then decodes. One call per run of samples instead of one
@@ -1125,12 +1187,15 @@ PyObject *py_sflow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nar
     (void)self;
     Context c;
     Py_ssize_t sizes[3];
-    if (nargs != 12 && nargs != 15) {
-        PyErr_SetString(PyExc_TypeError, "sflow_samples takes 12 or 15 arguments");
+    if (nargs != 12 && nargs != 13 && nargs != 15 && nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "sflow_samples takes 12, 13, 15 or 16 arguments");
         return NULL;
     }
-    if (read_context(args, &c) < 0 || read_sizes(args + 7, 3, sizes) < 0) return NULL;
-    PyObject *documents = args[10], *runs = args[11], *encoded = nargs == 15 ? args[12] : NULL;
+    /* the enrichment is the optional last argument, after the optional bulk format */
+    if (read_context(args, nargs == 13 || nargs == 16 ? args[nargs - 1] : NULL, &c) < 0 ||
+        read_sizes(args + 7, 3, sizes) < 0)
+        return NULL;
+    PyObject *documents = args[10], *runs = args[11], *encoded = nargs >= 15 ? args[12] : NULL;
     if (!PyList_Check(documents) || !PyDict_Check(runs) || (encoded != NULL && !PyList_Check(encoded))) {
         PyErr_SetString(PyExc_TypeError, "sflow_samples: documents and encoded must be lists, runs a dict");
         return NULL;
@@ -1183,7 +1248,7 @@ PyObject *py_sflow_samples(PyObject *self, PyObject *const *args, Py_ssize_t nar
             item = jb_take(&out, 0);
             into = encoded;
         } else {
-            item = flow_document(&s, &d, index, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields);
+            item = flow_document(&s, &d, index, c.timestamp, c.id_prefix, c.tag, c.agent, c.fields, &c.en);
         }
         if (item == NULL) goto fail;
         int rc = PyList_Append(into, item);

@@ -32,7 +32,7 @@ static PyObject *INFO_TYPE;   /* ["info"]: an options document's event.type */
 enum {
     A_SRC, A_DST, A_SRC_PORT, A_DST_PORT, A_FWD_BYTES, A_FWD_PACKETS, A_BIFLOW, A_TIMES, A_UPTIME_ONLY,
     A_REV_BYTES, A_REV_PACKETS,
-    A_EXPORT_MS, A_UPTIME_MS, A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS,
+    A_EXPORT_MS, A_UPTIME_MS, A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS, A_ENRICHMENT,
     F_PROTOCOL, F_START_UP, F_END_UP, F_FLOW_DIRECTION, F_INGRESS, F_EGRESS,
     F_TC4, F_TC6, F_T4, F_T6, F_C4, F_C6, V_IPV6, P_FLOW_START, P_FLOW_END, V_OPTIONS,
     R_FIRST, R_END_UP = R_FIRST + 1, R_START_DELTA, R_END_DELTA, R_LAST, N_COUNT
@@ -40,7 +40,7 @@ enum {
 static const char *NAME_TEXT[N_COUNT] = {
     "src", "dst", "src_port", "dst_port", "fwd_bytes", "fwd_packets", "biflow", "times", "uptime_only",
     "rev_bytes", "rev_packets",
-    "export_ms", "uptime_ms", "timestamp", "exporter", "exporter_tag", "exporter_fields",
+    "export_ms", "uptime_ms", "timestamp", "exporter", "exporter_tag", "exporter_fields", "enrichment",
     "protocol_identifier", "flow_start_sys_up_time", "flow_end_sys_up_time", "flow_direction",
     "ingress_interface", "egress_interface",
     "icmp_type_code_ipv4", "icmp_type_code_ipv6", "icmp_type_ipv4", "icmp_type_ipv6", "icmp_code_ipv4",
@@ -205,7 +205,7 @@ fail:
 
 void set_attrs_clear(SetAttrs *a) {
     for (int i = 0; i < PLAN_ATTRS; i++) Py_CLEAR(a->plan[i]);
-    for (int i = 0; i < 6; i++) Py_CLEAR(a->ctx[i]);
+    for (int i = 0; i < CONTEXT_ATTRS; i++) Py_CLEAR(a->ctx[i]);
 }
 
 int set_attrs_read(SetAttrs *a, PyObject *plan, PyObject *context) {
@@ -213,8 +213,9 @@ int set_attrs_read(SetAttrs *a, PyObject *plan, PyObject *context) {
     a->relative_fields = 1;
     for (int i = 0; i < PLAN_ATTRS; i++)
         if ((a->plan[i] = PyObject_GetAttr(plan, NAMES[A_SRC + i])) == NULL) { set_attrs_clear(a); return -1; }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < CONTEXT_ATTRS; i++)
         if ((a->ctx[i] = PyObject_GetAttr(context, NAMES[A_EXPORT_MS + i])) == NULL) { set_attrs_clear(a); return -1; }
+    if (enrich_read(&a->en, a->ctx[6]) < 0) { set_attrs_clear(a); return -1; }
     return 0;
 }
 
@@ -222,6 +223,7 @@ void flow_ecs_clear(FlowEcs *e) {
     Py_CLEAR(e->start_obj); Py_CLEAR(e->end_obj); Py_CLEAR(e->duration_obj);
     Py_CLEAR(e->bytes); Py_CLEAR(e->packets); Py_CLEAR(e->flow_id);
     for (int i = 0; i < 4; i++) Py_CLEAR(e->counters[i]);
+    enrich_flow_clear(&e->fa);
 }
 
 /* a start or end from _record_times/_relative_times (an int, or None) */
@@ -371,6 +373,9 @@ int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *at
     }
 
     /* --- Community ID, and flow.id from its hash --- */
+    /* the addresses packed, once for the Community ID and the enrichment's cache: -1 not yet, else the length */
+    unsigned char pa[16], pb[16];
+    Py_ssize_t la = -1, lb = -1;
     if (src_ip && dst_ip && e->proto >= 0) {
         long long proto = e->proto;
         unsigned long long a = sport, b = dport;
@@ -400,10 +405,10 @@ int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *at
             if (PyErr_Occurred()) return -1;
         }
         if (usable) {
-            unsigned char pa[16], pb[16];
-            size_t la = community_id_address(src_ip, pa), lb = community_id_address(dst_ip, pb);
+            la = (Py_ssize_t)community_id_address(src_ip, pa);
+            lb = (Py_ssize_t)community_id_address(dst_ip, pb);
             if (la && la == lb) {
-                community_id_digest(pa, pb, la, (int)proto, a, b, 0, e->digest);
+                community_id_digest(pa, pb, (size_t)la, (int)proto, a, b, 0, e->digest);
                 e->have_ids = 1;
             }
         }
@@ -419,6 +424,13 @@ int flow_ecs(FlowEcs *e, PyObject *record, PyObject *context, const SetAttrs *at
     if (PyErr_Occurred()) return -1;
     if (e->ingress && !PyLong_CheckExact(e->ingress)) e->ingress = NULL;
     if (e->egress && !PyLong_CheckExact(e->egress)) e->egress = NULL;
+    if (attrs->en.on && attrs->en.addresses != NULL) {   /* hook.flow_addresses: the address texts, packed */
+        if (la < 0) la = src_ip ? (Py_ssize_t)community_id_address(src_ip, pa) : 0;
+        if (lb < 0) lb = dst_ip ? (Py_ssize_t)community_id_address(dst_ip, pb) : 0;
+        if (enrich_flow(&attrs->en, &e->fa, pa, (size_t)la, pb, (size_t)lb) < 0) return -1;
+        e->fa.src_text = src_ip;   /* related.ip: source.ip and destination.ip as written */
+        e->fa.dst_text = dst_ip;
+    }
     return 0;
 counters_failed:
     Py_XDECREF(total[0]); Py_XDECREF(total[1]);
@@ -469,21 +481,25 @@ PyObject *flow_ecs_document(const FlowEcs *e, PyObject *record, const SetAttrs *
         if (PyDict_SetItem(network, KEYS[K_IANA], SMALL_TEXT[e->proto]) < 0) goto done;
         if (TRANSPORT[e->proto] && PyDict_SetItem(network, KEYS[K_TRANSPORT], TRANSPORT[e->proto]) < 0) goto done;
     }
+    const FlowHit *direction = enrich_direction(&e->fa);
+    const Enrich *en = &attrs->en;
     if ((e->bytes && PyDict_SetItem(network, KEYS[K_BYTES], e->bytes) < 0) ||
         (e->packets && PyDict_SetItem(network, KEYS[K_PACKETS], e->packets) < 0) ||
-        PyDict_SetItem(network, KEYS[K_DIRECTION], e->direction) < 0) goto done;
+        PyDict_SetItem(network, KEYS[K_DIRECTION], direction ? direction->direction : e->direction) < 0) goto done;
     if (e->have_ids && set_steal(network, K_COMMUNITY, community_id_text(e->digest)) < 0) goto done;
     if (PyDict_SetItem(observer, KEYS[K_IP], exporter) < 0 ||
-        (e->ingress && set_steal(observer, K_INGRESS, interface_named(e->ingress, interfaces)) < 0) ||
-        (e->egress && set_steal(observer, K_EGRESS, interface_named(e->egress, interfaces)) < 0) ||
+        (e->ingress && set_steal(observer, K_INGRESS, interface_named(e->ingress, interfaces, en)) < 0) ||
+        (e->egress && set_steal(observer, K_EGRESS, interface_named(e->egress, interfaces, en)) < 0) ||
+        enrich_dict_observer(observer, en) < 0 || enrich_dict_endpoint(source, &e->fa.src) < 0 ||
+        enrich_dict_endpoint(destination, &e->fa.dst) < 0 ||
         PyDict_SetItem(doc, KEYS[K_OBSERVER], observer) < 0 ||
         (PyDict_GET_SIZE(source) && PyDict_SetItem(doc, KEYS[K_SOURCE], source) < 0) ||
         (PyDict_GET_SIZE(destination) && PyDict_SetItem(doc, KEYS[K_DESTINATION], destination) < 0) ||
         PyDict_SetItem(flow, KEYS[K_SAMPLING_RATE], rate) < 0 ||
         set_steal(flow, K_PLAIN_ID, e->have_ids ? community_flow_id(tag, e->digest) : Py_NewRef(e->flow_id)) < 0 ||
-        PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0 ||
+        enrich_dict_flow(flow, &e->fa) < 0 || PyDict_SetItem(doc, KEYS[K_FLOW], flow) < 0 ||
         PyDict_SetItem(record, KEYS[K_EXPORTER], exporter_fields) < 0 ||
-        PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0) goto done;
+        PyDict_SetItem(doc, KEYS[K_NETFLOW], record) < 0 || enrich_dict_document(doc, en, &e->fa) < 0) goto done;
     PyObject *tree[] = {record, event, network, source, destination, observer, flow, doc};
     for (int i = 0; i < 8; i++) untrack(tree[i]);
     result = doc;
@@ -548,22 +564,23 @@ static int jb_ecs_time(JsonBuf *b, int set, long long ms, PyObject *obj) {
     return rc;
 }
 
-/* observer.<ingress|egress>: {"interface":{"id":"<index>"[,"name":<its name from options data>]}} */
-static int jb_ecs_interface(JsonBuf *b, PyObject *index, PyObject *names) {
+/* observer.<ingress|egress>: {"interface":{"id":"<index>"[,"name":<its name from options data>]}}, with what the
+ * exporter's enrichment configures for the ifIndex (its name in place of the exporter's, then alias and speed) */
+static int jb_ecs_interface(JsonBuf *b, PyObject *index, PyObject *names, const Enrich *en) {
     PyObject *name = NULL;
     if (names != Py_None && PyDict_Check(names) && PyDict_GET_SIZE(names)) {
         name = PyDict_GetItemWithError(names, index);
         if (name == NULL && PyErr_Occurred()) return -1;
         if (name == Py_None) name = NULL;
     }
+    InterfaceHit hit;
+    int configured = enrich_interface_key(en, index, &hit);
+    if (configured < 0) return -1;
     TRY(JB_LIT(b, "{\"interface\":{\"id\":\""));
     TRY(jb_pyint(b, index));
-    if (name != NULL) {
-        TRY(JB_LIT(b, "\",\"name\":"));
-        TRY(jb_pyvalue(b, name, 0));
-        return JB_LIT(b, "}}");
-    }
-    return JB_LIT(b, "\"}}");
+    TRY(jb_char(b, '"'));
+    TRY(jb_enrich_interface_rest(b, &hit, configured, name));
+    return JB_LIT(b, "}}");
 }
 
 /* "key": (a literal) with the comma before every member but an object's first */
@@ -574,8 +591,10 @@ static int jb_key(JsonBuf *b, int *first, const char *quoted_key, Py_ssize_t n) 
 }
 #define JB_KEY(b, first, key) jb_key((b), (first), "\"" key "\":", (Py_ssize_t)sizeof("\"" key "\":") - 1)
 
-/* ,"source":{"ip":..,"port":..,"bytes":..,"packets":..} with the members there are; nothing without any */
-static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject *port, PyObject *const counters[2]) {
+/* ,"source":{"ip":..,"port":..,"bytes":..,"packets":..[enrichment]} with the members there are; nothing without
+ * any */
+static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject *port, PyObject *const counters[2],
+                           const AddressHit *hit) {
     if (!ip && !port && !counters[0] && !counters[1]) return 0;
     int first = 1;
     TRY(jb_char(b, ','));
@@ -585,6 +604,7 @@ static int jb_ecs_endpoint(JsonBuf *b, const char *name, PyObject *ip, PyObject 
     if (port) { TRY(JB_KEY(b, &first, "port")); TRY(jb_pyint(b, port)); }
     if (counters[0]) { TRY(JB_KEY(b, &first, "bytes")); TRY(jb_pyint(b, counters[0])); }
     if (counters[1]) { TRY(JB_KEY(b, &first, "packets")); TRY(jb_pyint(b, counters[1])); }
+    TRY(jb_enrich_endpoint(b, hit));
     return jb_char(b, '}');
 }
 
@@ -611,15 +631,17 @@ int flow_ecs_bulk_head(JsonBuf *b, const FlowEcs *e, const BulkShared *s, Py_ssi
     if (e->bytes) { TRY(JB_KEY(b, &first, "bytes")); TRY(jb_pyint(b, e->bytes)); }
     if (e->packets) { TRY(JB_KEY(b, &first, "packets")); TRY(jb_pyint(b, e->packets)); }
     TRY(JB_KEY(b, &first, "direction"));
-    TRY(jb_pyvalue(b, e->direction, 0));
+    const FlowHit *direction = enrich_direction(&e->fa);
+    TRY(direction ? jb_put(b, direction->direction_json, direction->direction_json_len) : jb_pyvalue(b, e->direction, 0));
     if (e->have_ids) { TRY(JB_LIT(b, ",\"community_id\":")); TRY(jb_community(b, e->digest)); }
     TRY(JB_LIT(b, "},"));
     TRY(jb_piece(b, s, SEG_OBSERVER));
-    if (e->ingress) { TRY(JB_LIT(b, ",\"ingress\":")); TRY(jb_ecs_interface(b, e->ingress, interfaces)); }
-    if (e->egress) { TRY(JB_LIT(b, ",\"egress\":")); TRY(jb_ecs_interface(b, e->egress, interfaces)); }
+    if (e->ingress) { TRY(JB_LIT(b, ",\"ingress\":")); TRY(jb_ecs_interface(b, e->ingress, interfaces, s->en)); }
+    if (e->egress) { TRY(JB_LIT(b, ",\"egress\":")); TRY(jb_ecs_interface(b, e->egress, interfaces, s->en)); }
+    TRY(jb_enrich_observer(b, s->en));
     TRY(jb_char(b, '}'));
-    TRY(jb_ecs_endpoint(b, "source", e->src_ip, e->src_port, e->counters));
-    TRY(jb_ecs_endpoint(b, "destination", e->dst_ip, e->dst_port, e->counters + 2));
+    TRY(jb_ecs_endpoint(b, "source", e->src_ip, e->src_port, e->counters, &e->fa.src));
+    TRY(jb_ecs_endpoint(b, "destination", e->dst_ip, e->dst_port, e->counters + 2, &e->fa.dst));
     TRY(JB_LIT(b, ",\"flow\":{\"sampling_rate\":"));
     TRY(jb_pyvalue(b, rate, 0));
     if (e->have_ids) {
@@ -628,9 +650,9 @@ int flow_ecs_bulk_head(JsonBuf *b, const FlowEcs *e, const BulkShared *s, Py_ssi
     } else {
         TRY(JB_LIT(b, ",\"id\":"));
         TRY(jb_pyvalue(b, e->flow_id, 0));
-        TRY(jb_char(b, '}'));
     }
-    return JB_LIT(b, ",\"netflow\":{");
+    TRY(jb_enrich_flow(b, &e->fa));
+    return JB_LIT(b, "},\"netflow\":{");
 }
 
 /* flow_ecs_bulk_head, then the record's members and its exporter object */
@@ -642,7 +664,7 @@ static int flow_ecs_bulk(JsonBuf *b, const FlowEcs *e, PyObject *record, const B
     TRY(flow_ecs_bulk_head(b, e, s, index, rate, interfaces));
     TRY(jb_pydict_items(b, record, 0));
     if (PyDict_GET_SIZE(record)) TRY(jb_char(b, ','));
-    return jb_piece(b, s, SEG_TAIL);
+    return bulk_document_end(b, s, &e->fa);
 }
 
 typedef struct {
@@ -709,10 +731,11 @@ static int options_bulk_one(JsonBuf *b, PyObject *record, const BulkShared *s, P
     TRY(jb_piece(b, s, SEG_HEAD));
     TRY(JB_LIT(b, "},"));
     TRY(jb_piece(b, s, SEG_OBSERVER));
+    TRY(jb_enrich_observer(b, s->en));
     TRY(JB_LIT(b, "},\"netflow\":{"));
     TRY(jb_pydict_items(b, record, 0));
     if (PyDict_GET_SIZE(record)) TRY(jb_char(b, ','));
-    return jb_piece(b, s, SEG_TAIL);
+    return bulk_document_end(b, s, NULL);
 }
 
 /* options_bulk(records, context, id_prefix, time_fields, action_head, keep_ids) -> list: per options record its
@@ -724,16 +747,19 @@ PyObject *py_options_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!OUO!O!p", &PyList_Type, &records, &context, &prefix, &PyTuple_Type, &time_fields,
                           &PyBytes_Type, &head, &keep_ids))
         return NULL;
-    PyObject *ctx[4] = {NULL, NULL, NULL, NULL};   /* timestamp, exporter, exporter_tag, exporter_fields */
-    static const int names[4] = {A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS};
+    /* timestamp, exporter, exporter_tag, exporter_fields, enrichment */
+    PyObject *ctx[5] = {NULL, NULL, NULL, NULL, NULL};
+    static const int names[5] = {A_TIMESTAMP, A_EXPORTER, A_EXPORTER_TAG, A_EXPORTER_FIELDS, A_ENRICHMENT};
     PyObject *out = NULL;
     BulkShared s;
     JsonBuf b = {NULL, 0, 0};
+    Enrich en;
     memset(&s, 0, sizeof(s));
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if ((ctx[i] = PyObject_GetAttr(context, NAMES[names[i]])) == NULL) goto done;
+    if (enrich_read(&en, ctx[4]) < 0) goto done;
     int shared = bulk_shared_begin(&s, head, keep_ids, ctx[0], prefix, CATEGORY, INFO_TYPE, NAMES[V_OPTIONS],
-                                   ctx[1], ctx[2], ctx[3]);
+                                   ctx[1], ctx[2], ctx[3], &en);
     s.kind = "meta";
     if (shared < 0 || (out = PyList_New(0)) == NULL || jb_init(&b, 2048) < 0) { Py_CLEAR(out); goto done; }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
@@ -756,7 +782,7 @@ PyObject *py_options_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
         if (added < 0) { Py_CLEAR(out); goto done; }
     }
 done:
-    for (int i = 0; i < 4; i++) Py_XDECREF(ctx[i]);
+    for (int i = 0; i < 5; i++) Py_XDECREF(ctx[i]);
     bulk_shared_free(&s);
     jb_free(&b);
     return out;
@@ -786,7 +812,7 @@ int flow_documents_ready(void) {
 int flow_shared_begin(BulkShared *s, PyObject *head, int keep_ids, const SetAttrs *attrs, PyObject *prefix,
                       PyObject *action) {
     return bulk_shared_begin(s, head, keep_ids, attrs->ctx[2], prefix, CATEGORY, CONNECTION, action, attrs->ctx[3],
-                             attrs->ctx[4], attrs->ctx[5]);
+                             attrs->ctx[4], attrs->ctx[5], &attrs->en);
 }
 
 int template_documents_init(void) {

@@ -6,6 +6,7 @@
 
 #include <Python.h>
 
+#include "enrichment.h"
 #include "json_writer.h"
 #include "netflow_document.h"
 
@@ -17,9 +18,11 @@ int template_documents_init(void);
 
 /* a FlowPlan's and an ExportContext's attributes, read once per data set */
 #define PLAN_ATTRS 11
+#define CONTEXT_ATTRS 7   /* export_ms, uptime_ms, timestamp, exporter, exporter_tag, exporter_fields, enrichment */
 typedef struct {
     PyObject *plan[PLAN_ATTRS];
-    PyObject *ctx[6];
+    PyObject *ctx[CONTEXT_ATTRS];
+    Enrich en;             /* the context's enrichment, read */
     int relative_fields;   /* 0 when the records have none of _relative_times' elements (known from the layout) */
 } SetAttrs;
 
@@ -44,6 +47,7 @@ typedef struct {
     unsigned char digest[20];
     PyObject *flow_id;               /* owned */
     PyObject *ingress, *egress;      /* borrowed ints; NULL: none */
+    FlowAdditions fa;                /* the enrichment of its addresses */
 } FlowEcs;
 
 /* 0 with e filled, 1 when the record needs the Python path (decided before the record is changed), -1 on error;

@@ -386,7 +386,7 @@ PyObject *py_fixed_bulk(PyObject *Py_UNUSED(self), PyObject *args) {
                                     : value ? jb_pyvalue(&b, value, 0) : 1;
             }
             if (rc == 0 && n_fields) rc = jb_char(&b, ',');
-            if (rc == 0) rc = jb_piece(&b, &s, SEG_TAIL);
+            if (rc == 0) rc = bulk_document_end(&b, &s, &e.fa);
             if (rc == 0) {
                 item = jb_take(&b, 0);
             } else if (rc == 1) {   /* the document, from the same values, for flowsink.bulk to encode */

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from flowsink.enrich import hook
 from flowsink.native import EXTENSION
 from flowsink.normalize.common import TRANSPORT_NAMES, community_digest_python
 
@@ -64,6 +65,8 @@ class ExportContext:
     timestamp: str = ""
     exporter_fields: dict[str, Any] = field(default_factory=dict)
     exporter_tag: str = ""
+    # the exporter's flowsink.enrich.enricher.ExporterEnrichment, set by the decoder: None adds nothing
+    enrichment: Any = None
 
     @classmethod
     def create(
@@ -494,7 +497,9 @@ def flow_document(
         network["bytes"] = fwd_bytes * scale if keep_raw else min(fwd_bytes * scale, MAX_LONG)
     if fwd_packets.__class__ is int:
         network["packets"] = fwd_packets * scale if keep_raw else min(fwd_packets * scale, MAX_LONG)
-    network["direction"] = _DIRECTIONS.get(get("flow_direction"), "unknown")
+    enrichment = context.enrichment
+    addresses = hook.flow_addresses(enrichment, src_ip, dst_ip) if enrichment is not None else None
+    network["direction"] = hook.direction(addresses, _DIRECTIONS.get(get("flow_direction"), "unknown"))
     ids = None
     if src_ip is not None and dst_ip is not None and protocol is not None:
         if protocol == 1 or protocol == 58:
@@ -513,18 +518,27 @@ def flow_document(
     observer: dict[str, Any] = {"ip": context.exporter}
     ingress = get("ingress_interface")
     if ingress.__class__ is int:
-        observer["ingress"] = {"interface": _interface(ingress, interfaces)}
+        observer["ingress"] = {"interface": _interface(ingress, interfaces, enrichment)}
     egress = get("egress_interface")
     if egress.__class__ is int:
-        observer["egress"] = {"interface": _interface(egress, interfaces)}
+        observer["egress"] = {"interface": _interface(egress, interfaces, enrichment)}
     document["observer"] = observer
+    flow = {"sampling_rate": sampling_rate, "id": this_flow_id}
+    if enrichment is not None:
+        hook.end_observer(observer, enrichment)
+        if addresses is not None:
+            hook.end_endpoint(source, addresses.source)
+            hook.end_endpoint(destination, addresses.destination)
+            hook.end_flow(flow, addresses)
     if source:
         document["source"] = source
     if destination:
         document["destination"] = destination
-    document["flow"] = {"sampling_rate": sampling_rate, "id": this_flow_id}
+    document["flow"] = flow
     record["exporter"] = context.exporter_fields
     document["netflow"] = record
+    if enrichment is not None:
+        hook.end_document(document, enrichment, addresses)
     return document
 
 
@@ -541,7 +555,9 @@ if EXTENSION is not None:  # the pieces the C flow_document calls back into for 
     )
 
 
-def _interface(index: int, names: dict[int, str] | None) -> dict[str, Any]:
+def _interface(index: int, names: dict[int, str] | None, enrichment: Any = None) -> dict[str, Any]:
+    if enrichment is not None:
+        return hook.interface(index, names.get(index) if names else None, enrichment)
     if not names:
         return {"id": str(index)}
     interface: dict[str, Any] = {"id": str(index)}
@@ -564,13 +580,20 @@ def options_document(
         if isinstance(value, int):
             record[name] = iso_ms(time_to_ms(value, unit))
     record["exporter"] = context.exporter_fields
-    return {
+    document = {
         "_id": doc_id,
         "@timestamp": context.timestamp,
         "event": {"kind": "event", "category": ["network"], "type": ["info"], "action": "netflow_options"},
         "observer": {"ip": context.exporter},
         "netflow": record,
     }
+    enrichment = context.enrichment
+    if (
+        enrichment is not None
+    ):  # exporter-level additions only: an options record is no flow between addresses
+        hook.end_observer(document["observer"], enrichment)
+        hook.end_document(document, enrichment, None)
+    return document
 
 
 def sampling_rate_from_options(record: dict[str, Any]) -> int | None:

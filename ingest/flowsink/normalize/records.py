@@ -20,6 +20,7 @@ class Datagram:
     __slots__ = (
         "agent",
         "arrival_ns",
+        "enrichment",
         "exporter",
         "fields",
         "id_prefix",
@@ -43,6 +44,8 @@ class Datagram:
         self.id_prefix = ""
         self.tag = ""  # the agent's tag at the head of flow.id
         self.fields: dict[str, Any] = {}
+        # the agent's flowsink.enrich.enricher.ExporterEnrichment, set by the decoder: None adds nothing
+        self.enrichment: Any = None
 
 
 class PacketInfo:

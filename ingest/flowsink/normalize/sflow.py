@@ -15,6 +15,7 @@ import socket
 import time
 from typing import Any
 
+from flowsink.enrich import hook
 from flowsink.normalize.common import TRANSPORT_NAMES, community_digest
 from flowsink.normalize.netflow import exporter_tag
 from flowsink.normalize.records import Datagram, PacketInfo
@@ -153,12 +154,34 @@ def _base(datagram: Datagram, index: int, action: str, kind: str, event_type: st
     }
 
 
-def _interfaces(doc: dict[str, Any], sflow: dict[str, Any]) -> None:
+def _interfaces(doc: dict[str, Any], sflow: dict[str, Any], enrichment: Any) -> None:
     observer = doc["observer"]
     if "input_interface" in sflow:
-        observer["ingress"] = {"interface": {"id": str(sflow["input_interface"])}}
+        observer["ingress"] = {"interface": _interface(sflow["input_interface"], None, enrichment)}
     if "output_interface" in sflow:
-        observer["egress"] = {"interface": {"id": str(sflow["output_interface"])}}
+        observer["egress"] = {"interface": _interface(sflow["output_interface"], None, enrichment)}
+
+
+def _interface(index: int, name: str | None, enrichment: Any) -> dict[str, Any]:
+    if enrichment is not None:
+        return hook.interface(index, name, enrichment)
+    return {"id": str(index)} if name is None else {"id": str(index), "name": name}
+
+
+def _enrich(doc: dict[str, Any], enrichment: Any, src: bytes | None, dst: bytes | None) -> None:
+    """The additions at the ends of the finished document's objects (observer, source, destination, flow, the
+    document), and network.direction in its place: the slots of flowsink.enrich.hook, in the C writers' order."""
+    addresses = hook.packed_addresses(enrichment, src, dst)
+    hook.end_observer(doc["observer"], enrichment)
+    if addresses is not None:
+        network = doc["network"]
+        network["direction"] = hook.direction(addresses, network["direction"])
+        if "source" in doc:
+            hook.end_endpoint(doc["source"], addresses.source)
+        if "destination" in doc:
+            hook.end_endpoint(doc["destination"], addresses.destination)
+        hook.end_flow(doc["flow"], addresses)
+    hook.end_document(doc, enrichment, addresses)
 
 
 def _direction(sflow: dict[str, Any]) -> str:
@@ -174,10 +197,10 @@ def _direction(sflow: dict[str, Any]) -> str:
 
 def _packet_fields(
     datagram: Datagram, doc: dict[str, Any], sflow: dict[str, Any], info: PacketInfo | None
-) -> int | None:
+) -> tuple[bytes | None, bytes | None]:
     """Fill source/destination/network from the parsed header or, lacking one, the IP data record.
 
-    Returns the IANA protocol number when one was found.
+    Returns the packed source and destination addresses of source.ip and destination.ip (None where none).
     """
     source: dict[str, Any] = {}
     destination: dict[str, Any] = {}
@@ -269,7 +292,7 @@ def _packet_fields(
         doc["source"] = source
     if destination:
         doc["destination"] = destination
-    return proto
+    return raw_src, raw_dst
 
 
 def _as_numbers(doc: dict[str, Any], sflow: dict[str, Any]) -> None:
@@ -293,10 +316,13 @@ def flow_document(
     doc["flow"] = {"sampling_rate": rate}
     if "header_protocol" in sflow:
         sflow["header_protocol_name"] = HEADER_PROTOCOL_NAMES.get(sflow["header_protocol"], "unknown")
-    _packet_fields(datagram, doc, sflow, info)
+    src, dst = _packet_fields(datagram, doc, sflow, info)
     _as_numbers(doc, sflow)
-    _interfaces(doc, sflow)
+    enrichment = datagram.enrichment
+    _interfaces(doc, sflow, enrichment)
     doc["sflow"] = _flow_sflow_order(sflow, datagram.fields)
+    if enrichment is not None:
+        _enrich(doc, enrichment, src, dst)
     return doc
 
 
@@ -372,11 +398,14 @@ def discard_document(
     doc = _base(datagram, index, ACTION_DISCARD, "event", "denied")
     doc["network"] = {"bytes": sflow.get("frame_length", 0), "packets": 1, "direction": _direction(sflow)}
     doc["flow"] = {"sampling_rate": 1}
-    _packet_fields(datagram, doc, sflow, info)
-    _interfaces(doc, sflow)
+    src, dst = _packet_fields(datagram, doc, sflow, info)
+    enrichment = datagram.enrichment
+    _interfaces(doc, sflow, enrichment)
     _datagram_fields(datagram, sflow)
     doc["event"]["reason"] = f"sflow drop reason {sflow['drop_reason']}"
     doc["sflow"] = sflow
+    if enrichment is not None:
+        _enrich(doc, enrichment, src, dst)
     return doc
 
 
@@ -400,13 +429,17 @@ def counter_document(datagram: Datagram, sflow: dict[str, Any], index: int) -> d
         if group in sflow:
             counters[group] = sflow.pop(group)
     interface = counters.get("interface")
+    enrichment = datagram.enrichment
     if interface is not None:
-        doc["observer"]["ingress"] = {"interface": {"id": str(interface["if_index"])}}
-        if "port_name" in counters:
-            doc["observer"]["ingress"]["interface"]["name"] = counters["port_name"]
+        doc["observer"]["ingress"] = {
+            "interface": _interface(interface["if_index"], counters.get("port_name"), enrichment)
+        }
     sflow["counters"] = counters
     _datagram_fields(datagram, sflow)
     doc["sflow"] = sflow
+    if enrichment is not None:  # exporter-level additions only: a counter sample is no flow between addresses
+        hook.end_observer(doc["observer"], enrichment)
+        hook.end_document(doc, enrichment, None)
     return doc
 
 
@@ -495,7 +528,14 @@ def common_flow_document(
     if cid is not None:
         network["community_id"] = cid
     agent = datagram.agent
-    return {
+    enrichment = datagram.enrichment
+    if enrichment is not None:
+        ingress = {"interface": hook.interface(input_if, None, enrichment)}
+        egress = {"interface": hook.interface(output_if, None, enrichment)}
+    else:
+        ingress = {"interface": {"id": str(input_if)}}
+        egress = {"interface": {"id": str(output_if)}}
+    doc = {
         "_id": f"{datagram.id_prefix}{index}",
         "@timestamp": ts,
         "event": {
@@ -507,11 +547,7 @@ def common_flow_document(
             "end": ts,
             "duration": 0,
         },
-        "observer": {
-            "ip": agent,
-            "ingress": {"interface": {"id": str(input_if)}},
-            "egress": {"interface": {"id": str(output_if)}},
-        },
+        "observer": {"ip": agent, "ingress": ingress, "egress": egress},
         "network": network,
         "flow": {"sampling_rate": effective_rate, "id": this_flow_id}
         if this_flow_id
@@ -520,3 +556,6 @@ def common_flow_document(
         "destination": {"ip": dst_ip, "port": dst_port, "mac": _MAC_CACHE.get(dst_mac) or _ecs_mac(dst_mac)},
         "sflow": sflow,
     }
+    if enrichment is not None:
+        _enrich(doc, enrichment, raw_src, raw_dst)
+    return doc
