@@ -58,7 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers
 from flowsink.decode import FlowDecoder
 from flowsink.sinks.elasticsearch.index_templates import (
-    DEFAULT_TEMPLATE_DIR,
     TemplateSettings,
     install_templates,
     remove_templates,
@@ -77,7 +76,6 @@ FLOWS_PER_SECOND = 500  # of exporter time: 100k flows span 200 s, as one busy r
 # What the lean profile keeps in _source only: the raw netflow.*/sflow.* fields whose value the ECS part also
 # holds (the same value, or one derived from it alone), and flow.id; its decoders could leave them out
 LEAN_SOURCE_ONLY = source_only_fields("lean")
-LEAN_PROFILE = DEFAULT_TEMPLATE_DIR / "profile-lean.json"
 # As elasticsearch/ecs-flow.json maps them: one value per flow that no dashboard, alert or API aggregates on,
 # searchable (a user may look a flow up by its id) without doc values; the exporter's uptime in _source only
 NOT_AGGREGATED = ["flow.id", "network.community_id"]
@@ -288,10 +286,26 @@ def _leaf_type(body: Body, dotted: str, default: str) -> str:
     return _field(body, dotted).get("type", default)
 
 
+_lean_mappings: dict[str, Any] = {}  # the lean profile's mappings as installed on this cluster (main sets it)
+
+
 def source_only(body: Body) -> None:
     """The lean profile's mappings alone: its fields neither indexed nor with doc values, only in _source."""
-    lean = orjson.loads(LEAN_PROFILE.read_bytes())["template"]["mappings"]["properties"]
-    _merge(body.setdefault("mappings", {}).setdefault("properties", {}), copy.deepcopy(lean))
+    _merge(body.setdefault("mappings", {}).setdefault("properties", {}), copy.deepcopy(_lean_mappings))
+
+
+def lean_source_only_mappings(lean: Body) -> dict[str, Any]:
+    """The mappings of the fields the lean profile keeps in _source only, from its body as installed (types
+    resolved for the cluster: unsigned_long where it exists)."""
+    picked: dict[str, Any] = {}
+    for name in LEAN_SOURCE_ONLY:
+        *parents, leaf = name.split(".")
+        source, into = lean["mappings"], picked
+        for part in parents:
+            source = source["properties"][part]
+            into = into.setdefault(part, {"properties": {}})["properties"]
+        into[leaf] = source["properties"][leaf]
+    return picked
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -351,12 +365,9 @@ def logsdb(body: Body) -> None:
     _settings(body)["mode"] = "logsdb"
 
 
-def all_of(*changes: Callable[[Body], None]) -> Callable[[Body], None]:
-    def change(body: Body) -> None:
-        for one in changes:
-            one(body)
-
-    return change
+def plain_index(body: Body) -> None:
+    """What the installer renders for the lean profile where LogsDB would keep a stored _source."""
+    _settings(body).pop("mode", None)
 
 
 def contenders() -> list[Contender]:
@@ -379,6 +390,13 @@ def contenders() -> list[Contender]:
         Contender("default", "shipped: document_profile full (the default)", body="default"),
         Contender("lean-templates", "shipped: document_profile lean, documents as written today", body="lean"),
         Contender("lean", "shipped: document_profile lean, its fields not written", body="lean", change_document=not_written),
+        Contender(
+            "lean-stored",
+            "lean where LogsDB has no synthetic _source (plain index), its fields not written",
+            body="lean",
+            change_body=plain_index,
+            change_document=not_written,
+        ),
         Contender(
             "filebeat",
             "Filebeat 7.17's documents and its own template, same requests",
@@ -706,8 +724,8 @@ def main() -> int:
         version = next(iter(client.nodes.info(node_id="_local")["nodes"].values()))["version"]
         default = installed_body(client, None)
         bodies: dict[str, Body | None] = {"default": default, "baseline": without_levers(default)}
-        if any(c.body == "lean" for c in chosen):
-            bodies["lean"] = installed_body(client, "lean")
+        bodies["lean"] = installed_body(client, "lean")
+        _lean_mappings.update(lean_source_only_mappings(bodies["lean"]))
         if any(c.body == "filebeat" for c in chosen):
             bodies["filebeat"] = filebeat_index_body()
         runnable = []
