@@ -443,7 +443,7 @@ WHOLE_PROCESS = [
         _start_filebeat,
         lambda workdir: OutputCounter(workdir / "out", "flows*", "lines"),
         8_000,
-        ("netflow_v5", "netflow_v9", "ipfix"),
+        protocols=("netflow_v5", "netflow_v9", "ipfix"),
     ),
 ]
 
