@@ -11,7 +11,7 @@ pre-built bulk bodies from 2 threads (flowsink's ``bulk_concurrency``), 5,000 do
 contender says otherwise. Measured per contender and run:
 
 - flows/s: documents / wall time from the first timed request to the end of a refresh (the first 2% of the
-  requests, which add the fields to the new index's mapping, go before the clock starts: a daily index does
+  documents, which add the fields to the new index's mapping, go before the clock starts: a daily index does
   that once a day);
 - Elasticsearch CPU-seconds per 100k flows: ``process.cpu.total_in_millis`` of the node (nodes stats API) from
   just before the timed requests until the refresh is done and no merge runs any more;
@@ -583,16 +583,17 @@ def measure(
     client.options(ignore_status=404).indices.delete(index=index)
     client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
     try:
-        requests = list(bulk_bodies(documents, contender, index))
-        sent = sum(len(request) for request, _ in requests)
-        # The first requests add the fields to the mapping, once per (daily) index: sent before the clock starts,
-        # so that the figures are those of an index in its steady state.
-        primer = max(1, len(requests) // 50)
-        send_all(url, requests[:primer], contender.compress)
-        timed = sum(count for _, count in requests[primer:])
+        # The first documents add the fields to the mapping, once per (daily) index: sent before the clock
+        # starts, so that the figures are those of an index in its steady state.
+        primer = max(1, len(documents) // 50)
+        first = list(bulk_bodies(documents[:primer], contender, index))
+        requests = list(bulk_bodies(documents[primer:], contender, index))
+        sent = sum(len(request) for request, _ in first + requests)
+        send_all(url, first, contender.compress)
+        timed = len(documents) - primer
         time.sleep(1.0)
         cpu_before, started = cpu_seconds(client), time.monotonic()
-        send_all(url, requests[primer:], contender.compress)
+        send_all(url, requests, contender.compress)
         client.indices.refresh(index=index)
         elapsed = time.monotonic() - started
         wait_for_merges(client, index)
@@ -645,7 +646,7 @@ def report(
         f" {runs} interleaved run(s); Elasticsearch {es_version}, "
         + ("a single node of the benchmark's own" if private else "the given cluster")
         + ", 1 shard, no replica. Requests pre-built, sent from 2 threads, 5,000 documents each unless the row"
-        " says otherwise; the first 2% of them (new fields into the mapping) before the clock starts. ES CPU: the"
+        " says otherwise; the first 2% of the documents (new fields into the mapping) before the clock starts. ES CPU: the"
         " node's process CPU from the timed requests until refreshed and merged."
         " Disk: primary store after a force-merge to one segment. flowsink sends `create` with its ids,"
         " Filebeat `index` with automatic ids. Lever rows: the baseline with that one lever.",
