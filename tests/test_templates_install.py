@@ -157,13 +157,12 @@ def _rendered(settings: TemplateSettings, features: ClusterFeatures) -> dict[str
     return {tf.path.stem: render_template(tf, settings, features, profiles)[1] for tf in files}
 
 
-def test_lean_profile_joins_the_flow_templates_last_and_only_when_chosen():
+def test_lean_profile_joins_the_flows_template_last_and_only_when_chosen():
     lean = _rendered(TemplateSettings(name_prefix="acme", document_profile="lean"), NO_FEATURES)
     full = _rendered(TemplateSettings(name_prefix="acme"), NO_FEATURES)
-    for stem in ("flows", "meta"):
-        assert lean[stem]["composed_of"] == [*full[stem]["composed_of"], "acme-profile-lean"]
-        assert lean[stem]["_meta"]["digest"] != full[stem]["_meta"]["digest"]  # switching profiles updates
-    for stem in ("deadletter", "api-batches", "api-aggregates", "api-folds"):
+    assert lean["flows"]["composed_of"] == [*full["flows"]["composed_of"], "acme-profile-lean"]
+    assert lean["flows"]["_meta"]["digest"] != full["flows"]["_meta"]["digest"]  # switching profiles updates
+    for stem in ("meta", "deadletter", "api-batches", "api-aggregates", "api-folds"):
         assert lean[stem] == full[stem]
 
 
