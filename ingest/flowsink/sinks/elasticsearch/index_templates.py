@@ -224,9 +224,8 @@ def render_template(
         body["composed_of"] = [_renamed(c, prefix) for c in body["composed_of"]]
     template = body.setdefault("template", {})
     if tf.wants_logsdb and not features.logsdb:
-        _index_settings(body).pop(
-            "mode"
-        )  # a plain index: the stored _source LogsDB would fall back to anyway
+        # a plain index: LogsDB without synthetic _source would only add sorting to a stored _source
+        _index_settings(body).pop("mode")
     index_settings = template.get("settings", {}).get("index")
     if index_settings is not None:
         _apply_settings(index_settings, settings, features)
@@ -294,7 +293,7 @@ def _logsdb_gives_synthetic_source(client: Elasticsearch, prefix: str) -> bool:
         mode = found.get("settings", {}).get(key) or found.get("defaults", {}).get(key) or ""
         return str(mode).lower() == "synthetic"
     except ApiError as exc:
-        log.debug("LogsDB probe refused: %s", short_reason(exc))
+        log.info("LogsDB probe index %s refused: %s", name, short_reason(exc))
         return False
     finally:
         client.options(ignore_status=404).indices.delete(index=name)
@@ -306,12 +305,6 @@ def _install_optional(
     prefix, done = settings.name_prefix, []
     if not features.unsigned_long:
         log.info("unsigned_long not available in this cluster: raw u64 counters are mapped as long")
-    if settings.document_profile != "full" and not features.logsdb:
-        log.info(
-            "document profile %s: this cluster gives LogsDB no synthetic _source, so its indices are plain ones"
-            " (stored _source, best_compression)",
-            settings.document_profile,
-        )
     if settings.retention_days is not None:
         if features.ilm:
             policy = {
@@ -417,7 +410,14 @@ def install_templates(client: Elasticsearch, settings: TemplateSettings | None =
     wanted = [tf for tf in profiles if tf.profile == settings.document_profile]
     wait_for_elasticsearch(client, settings.connect_timeout_s)
     try:
-        features = detect_features(client, any(tf.wants_logsdb for tf in wanted), settings.name_prefix)
+        needs_logsdb = any(tf.wants_logsdb for tf in wanted)
+        features = detect_features(client, needs_logsdb, settings.name_prefix)
+        if needs_logsdb and not features.logsdb:
+            log.info(
+                "document profile %s: this cluster gives LogsDB no synthetic _source; its flow indices are plain"
+                " ones (stored _source, best_compression)",
+                settings.document_profile,
+            )
         report = _install_optional(client, settings, features)
         report += [_install_one(client, tf, settings, features, profiles) for tf in files]
     except (TransportError, ApiError) as exc:
