@@ -157,7 +157,7 @@ def flowsink_documents(datagrams: list[bytes]) -> list[dict[str, Any]]:
 
 def filebeat_documents(datagrams: list[bytes], flows: int, key: str) -> list[dict[str, Any]] | None:
     """Filebeat's documents of the same datagrams (its file output, ``@metadata`` removed), or None."""
-    cache = peers.WORK / f"escost-filebeat-{key}.ndjson"
+    cache = peers.WORK / f"escost-filebeat-{peers.BEATS_VERSION}-{key}.ndjson"
     if not cache.exists():
         if peers.filebeat() is None:
             return None
@@ -191,7 +191,7 @@ def filebeat_index_body() -> dict[str, Any] | None:
     of them is a field of a netflow document, so the cost per flow does not move. Its ILM settings are dropped
     (no ILM here, and no part of the cost).
     """
-    cache = peers.WORK / "escost-filebeat-template.json"
+    cache = peers.WORK / f"escost-filebeat-{peers.BEATS_VERSION}-template.json"
     if not cache.exists():
         binary = peers.filebeat()
         if binary is None:
