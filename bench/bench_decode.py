@@ -162,11 +162,11 @@ def document_actions(templates: list[bytes], datagrams: list[bytes]) -> dict[str
     return counts
 
 
-def flows_per_datagram(protocol: str, templates: list[bytes], datagrams: list[bytes]) -> list[int]:
-    """How many flows (flow records, flow samples) each datagram holds, templates included (0 flows)."""
+def flows_per_datagram(payloads: list[bytes]) -> list[int]:
+    """How many flows (flow records, flow samples) each datagram holds, in order (templates hold 0)."""
     decoder = FlowDecoder()
     out = []
-    for payload in [*templates, *datagrams]:
+    for payload in payloads:
         documents = decoder.decode(payload, EXPORTER, time.time_ns()).documents
         out.append(sum(1 for d in documents if d["event"]["action"] not in NOT_FLOWS))
     return out
@@ -675,7 +675,7 @@ def whole_process_section(
         templates, datagrams = data
         # templates first (three times: a copy lost to a busy socket must not cost the run), then the data
         payloads = [*templates, *templates, *templates, *datagrams]
-        flows_each = flows_per_datagram(protocol, [], payloads)
+        flows_each = flows_per_datagram(payloads)
         for run in range(runs):
             order = WHOLE_PROCESS[run % len(WHOLE_PROCESS) :] + WHOLE_PROCESS[: run % len(WHOLE_PROCESS)]
             order = [c for c in order if protocol in c.protocols]

@@ -169,7 +169,7 @@ def filebeat_documents(datagrams: list[bytes], flows: int, key: str) -> list[dic
             kept[:] = [path.read_bytes() for path in sorted((workdir / "out").glob("flows*"))]
 
         contender = next(c for c in bench_decode.WHOLE_PROCESS if c.name.startswith("Filebeat"))
-        each = bench_decode.flows_per_datagram("netflow_v9", [], datagrams)
+        each = bench_decode.flows_per_datagram(datagrams)
         found = bench_decode.run_whole_process(contender, "netflow_v9", datagrams, each, 0, 15_000, keep)
         if found is None or found[0] != flows:
             log(f"Filebeat wrote {found and found[0]} of {flows} flows: its documents are left out")
