@@ -11,9 +11,11 @@ lines, joined into a request body (bench_decode.run_flowsink). With its C extens
 the default when built) the decoder writes those lines itself, never building a document dict, so there is no
 separate serialisation step left to time apart; without it (the pure-Python path FLOWSINK_NO_EXTENSION=1
 gives, switched in this process, so both paths run in the same process and run) it builds dicts that
-flowsink.bulk encodes with orjson. goflow2 (bench/.work/goflow2, built from the Go module proxy) is fed the same
-datagrams over loopback UDP and writes JSON lines to a file, measured by its own CPU time (all threads), through
-bench_decode's runner.
+flowsink.bulk encodes with orjson. goflow2 (v2.2.6, built by bench/peers.py from the Go module proxy): its own
+pipeline called in-process on the same datagrams (bench/goflow2_decode: decoder, protobuf producer, formatter;
+bench_decode's runner), in its recommended protobuf format and in JSON, its runs alternating with flowsink's;
+the same scope as flowsink's figures (datagram in memory to encoded messages in memory), one message per flow
+sample. bench/bench_decode.py compares the collectors as whole processes too.
 
     python bench/bench_decode_sflow.py            # full run
     python bench/bench_decode_sflow.py --quick    # a few seconds
@@ -26,13 +28,15 @@ import os
 import random
 import struct
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_decode import FIXTURES, GOFLOW2, median_rate, run_flowsink, run_goflow2
+import peers
+from bench_decode import FIXTURES, document_actions, rate, run_flowsink, run_goflow2_in_process
 from flowsink.decode import sflow as sflow_module
 from flowsink.normalize import common
 
@@ -145,21 +149,30 @@ def pure_python() -> Iterator[None]:
         sflow_module.EXTENSION, common.EXTENSION = saved
 
 
-def flowsink_rates(datagrams: list[bytes], repeats: int) -> tuple[float, float, int]:
-    """(C flows/s, pure-Python flows/s, flows) of decode to bulk lines, medians of ``repeats`` runs each; the two
-    paths alternate run by run so a burst of load elsewhere on the machine falls on both."""
-    c_runs, python_runs = [], []
+def flowsink_rates(
+    datagrams: list[bytes], repeats: int, goflow2: bool, workdir: Path, not_flows: int = 0
+) -> dict[str, float]:
+    """Flows/s of decode to bulk lines, C and pure Python, and of goflow2's in-process protobuf path, medians of
+    ``repeats`` runs each; the paths alternate run by run so a burst of load elsewhere falls on all of them.
+    Keys: c, python, goflow2 (absent when not measured). ``not_flows``: documents of counter samples among
+    flowsink's, left out of its count (goflow2 writes nothing for them)."""
+    runs: dict[str, list[tuple[int, float]]] = {"c": [], "python": [], "goflow2": []}
     for _ in range(repeats):
         if EXTENSION is not None:
-            c_runs.append(run_flowsink([], datagrams))
+            documents, seconds = run_flowsink([], datagrams)
+            runs["c"].append((documents - not_flows, seconds))
         with pure_python():
-            python_runs.append(run_flowsink([], datagrams))
-    python_rate, flows = median_rate(python_runs)
-    return (median_rate(c_runs)[0] if c_runs else 0.0), python_rate, flows
+            documents, seconds = run_flowsink([], datagrams)
+            runs["python"].append((documents - not_flows, seconds))
+        if goflow2:
+            found = run_goflow2_in_process("sflow", [], datagrams, "bin", workdir)
+            if found:
+                runs["goflow2"].append(found)
+    return {path: rate(found) for path, found in runs.items() if found}
 
 
-def _ratio(ours: float, peer: float | None) -> str:
-    return f"{ours / peer:.2f}x" if peer else "-"
+def _ratio(ours: float | None, peer: float | None) -> str:
+    return f"{ours / peer:.2f}x" if ours and peer else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,41 +186,38 @@ def main(argv: list[str] | None = None) -> int:
         f"synthetic switch export, {SAMPLES_PER_DATAGRAM} flow samples per datagram": switch_traffic(count),
         "Telegraf sflow_issue_15918 capture (6 flow + 1 counter sample)": capture_traffic(count),
     }
-    goflow2 = not args.no_goflow2 and GOFLOW2.exists()
+    goflow2 = not args.no_goflow2 and peers.goflow2_decode() is not None
     lines = [
         "## sFlow decoder (bench/bench_decode_sflow.py)",
         "",
-        f"Flows per CPU-second, {count} datagrams per run, median of {repeats} runs. flowsink: datagram -> "
+        f"Flows (flow samples) per CPU-second, {count} datagrams per run, median of {repeats} runs, the paths "
+        "alternating. Scope: a datagram in memory to encoded documents in memory, one core. flowsink: datagram -> "
         "Elasticsearch bulk action + source lines of the ECS documents, joined as a request body (the pipeline's "
         'path); "C" with the flowsink.native extension (it writes the lines, no document dicts), '
         '"Python" without any C extension (as FLOWSINK_NO_EXTENSION=1: dicts, then orjson), in the same '
-        "process. goflow2: UDP loopback -> JSON lines file (its CPU time, all threads).",
+        f"process; counter samples are documents too but not counted. goflow2 {peers.GOFLOW2_VERSION}: its own "
+        "pipeline called in-process (bench/goflow2_decode), protobuf output (`bin`, what it recommends for "
+        "volume), one message per flow sample.",
         "",
-        "| traffic | C | Python | C / Python | goflow2 | C / goflow2 | Python / goflow2 |",
+        "| traffic | C | Python | C / Python | goflow2 protobuf | C / goflow2 | Python / goflow2 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for description, datagrams in traffic.items():
-        if datagrams is None:
-            continue
-        c_full, py_full, flows = flowsink_rates(datagrams, repeats)
-        go_rate = None
-        go_text = "-"
-        if goflow2 and "synthetic" in description and flows:
-            runs = [run_goflow2("sflow", [], datagrams, flows) for _ in range(max(1, repeats // 2))]
-            runs = [run for run in runs if run and run[0]]
-            if runs:
-                go_rate, _ = median_rate(runs)
-                complete = all(run[0] >= flows for run in runs)
-                go_text = f"{go_rate:,.0f}" + ("" if complete else " (incomplete)")
-        cells = [
-            f"{c_full:,.0f}" if c_full else "-",
-            f"{py_full:,.0f}" if py_full else "-",
-            _ratio(c_full, py_full),
-            go_text,
-            _ratio(c_full, go_rate),
-            _ratio(py_full, go_rate),
-        ]
-        lines.append(f"| {description} | " + " | ".join(cells) + " |")
+    with tempfile.TemporaryDirectory(prefix="bench-sflow-") as tmp:
+        for description, datagrams in traffic.items():
+            if datagrams is None:
+                continue
+            not_flows = document_actions([], datagrams).get("sflow_counter_sample", 0)
+            found = flowsink_rates(datagrams, repeats, goflow2, Path(tmp), not_flows)
+            c_full, py_full, go_rate = found.get("c"), found.get("python"), found.get("goflow2")
+            cells = [
+                f"{c_full:,.0f}" if c_full else "-",
+                f"{py_full:,.0f}" if py_full else "-",
+                _ratio(c_full, py_full),
+                f"{go_rate:,.0f}" if go_rate else "-",
+                _ratio(c_full, go_rate),
+                _ratio(py_full, go_rate),
+            ]
+            lines.append(f"| {description} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Target: 150,000 flows/s on one core. Python {sys.version.split()[0]}, {os.cpu_count()} CPUs "

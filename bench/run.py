@@ -40,6 +40,7 @@ class BenchRun:
     returncode: int
     section: str
     stderr_tail: str
+    load: tuple[float, float, float]  # load average when it started: other work moves absolute figures
 
 
 def _cpu_model() -> str:
@@ -96,6 +97,7 @@ def machine_lines(es_url: str, es_version: str) -> list[str]:
 def run_one(script: Path, extra: list[str], env: dict[str, str], index: int, total: int) -> BenchRun:
     command = [sys.executable, str(script.relative_to(REPO)), *extra]
     print(f"[{index}/{total}] {' '.join(command[1:])} ...", file=sys.stderr, flush=True)
+    load = os.getloadavg()
     started = time.monotonic()
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -114,7 +116,7 @@ def run_one(script: Path, extra: list[str], env: dict[str, str], index: int, tot
     seconds = time.monotonic() - started
     state = "done" if returncode == 0 else f"FAILED (exit {returncode})"
     print(f"[{index}/{total}] {script.name} {state} in {seconds:.0f} s", file=sys.stderr, flush=True)
-    return BenchRun(script, command, seconds, returncode, stdout.strip(), "".join(tail))
+    return BenchRun(script, command, seconds, returncode, stdout.strip(), "".join(tail), load)
 
 
 def _block(run: BenchRun) -> str:
@@ -123,7 +125,9 @@ def _block(run: BenchRun) -> str:
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     lines = [
         f"<!-- begin {run.script.name} -->",
-        f"`{command}`: {run.seconds:.0f} s, exit {run.returncode}, {when}",
+        f"`{command}`: {run.seconds:.0f} s, exit {run.returncode}, {when}, load average at its start "
+        + " / ".join(f"{x:.1f}" for x in run.load)
+        + f" on {os.cpu_count()} cores",
         "",
     ]
     if run.returncode == 0 and run.section:

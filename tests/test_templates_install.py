@@ -22,7 +22,9 @@ from flowsink.sinks.elasticsearch.index_templates import (
     load_template_files,
     remove_templates,
     render_template,
+    source_only_fields,
 )
+from flowsink.stack import checks as stack_checks
 
 NO_FEATURES = ClusterFeatures()
 ALL_FEATURES = ClusterFeatures(frozenset({"unsigned-long", "x-pack-ilm", "ingest-geoip"}))
@@ -146,6 +148,88 @@ def test_features_are_those_every_node_has():
     assert features.ilm and not features.unsigned_long and not features.geoip
 
 
+# -- document profiles (pure) -----------------------------------------------------------------------------
+
+
+def _rendered(settings: TemplateSettings, features: ClusterFeatures) -> dict[str, dict]:
+    files = load_template_files(DEFAULT_TEMPLATE_DIR)
+    profiles = [tf for tf in files if tf.profile]
+    return {tf.path.stem: render_template(tf, settings, features, profiles)[1] for tf in files}
+
+
+def test_lean_profile_joins_the_flows_template_last_and_only_when_chosen():
+    lean = _rendered(TemplateSettings(name_prefix="acme", document_profile="lean"), NO_FEATURES)
+    full = _rendered(TemplateSettings(name_prefix="acme"), NO_FEATURES)
+    assert lean["flows"]["composed_of"] == [*full["flows"]["composed_of"], "acme-profile-lean"]
+    assert lean["flows"]["_meta"]["digest"] != full["flows"]["_meta"]["digest"]  # switching profiles updates
+    for stem in ("meta", "deadletter", "api-batches", "api-aggregates", "api-folds"):
+        assert lean[stem] == full[stem]
+
+
+def test_logsdb_only_where_the_cluster_gives_it_synthetic_source():
+    """The fall-back: without synthetic _source LogsDB would only add sorting to a stored _source, so the lean
+    profile then makes plain indices (its mappings still apply)."""
+    settings = TemplateSettings(document_profile="lean")
+    without = _rendered(settings, NO_FEATURES)["profile-lean"]["template"]
+    with_logsdb = _rendered(settings, ClusterFeatures(logsdb=True))["profile-lean"]["template"]
+    assert with_logsdb["settings"]["index"]["mode"] == "logsdb"
+    assert "mode" not in without["settings"]["index"]
+    assert without["mappings"] == with_logsdb["mappings"]
+
+
+def test_profile_files_are_checked(tmp_path):
+    folder = _copy_templates(tmp_path)
+    lean = json.loads((folder / "profile-lean.json").read_text())
+    (folder / "profile-lean.json").write_text(json.dumps({**lean, "_meta": {**lean["_meta"], "for": ["x"]}}))
+    with pytest.raises(ConfigError, match=re.escape("profile-lean.json: a profile is a component template")):
+        load_template_files(folder)
+    (folder / "profile-lean.json").write_text(
+        json.dumps({**lean, "_meta": {**lean["_meta"], "profile": "x"}})
+    )
+    with pytest.raises(ConfigError, match=re.escape("_meta.profile must be one of full, lean")):
+        load_template_files(folder)
+    with pytest.raises(ConfigError, match="document profile must be one of full, lean"):
+        install_templates(None, TemplateSettings(document_profile="huge"))  # refused before any request
+
+
+def test_lean_keeps_in_source_only_what_the_ecs_fields_repeat():
+    fields = set(source_only_fields("lean"))
+    assert {
+        "flow.id",
+        "netflow.source_ipv4_address",
+        "netflow.octet_delta_count",
+        "sflow.input_interface",
+    } <= fields
+    assert not fields & {
+        "source.ip",
+        "network.bytes",
+        "observer.ingress.interface.id",
+        "network.community_id",
+    }
+    assert source_only_fields("full") == []
+
+
+@pytest.mark.parametrize("profile", ["full", "lean"])
+def test_every_kibana_field_stays_aggregatable_in_each_profile(tmp_path, profile):
+    """The dashboards' fields, checked against the templates as the installer renders them for each profile
+    (tests/test_stack_config.py checks the files as shipped)."""
+    folder = tmp_path / "rendered"
+    folder.mkdir()
+    for stem, body in _rendered(TemplateSettings(document_profile=profile), ALL_FEATURES).items():
+        (folder / f"{stem}.json").write_text(json.dumps(body))
+    templates = stack_checks.TemplateFields(folder)
+    objects = stack_checks.kibana_objects()
+    views = {obj["id"]: obj["attributes"]["title"] for obj in objects if obj["type"] == "index-pattern"}
+    problems = []
+    for use in stack_checks.kibana_field_uses(objects):
+        index = views[use.data_view].replace("*", "2026.01.01" if views[use.data_view].endswith("-*") else "")
+        found = templates.field_type(index, use.field)
+        problem = stack_checks.aggregatable_problem(*(found or (None, {})), use.aggregation)
+        if problem:
+            problems.append(f"{use.object_id}: {use.aggregation}({use.field}): {problem}")
+    assert not problems, "\n".join(problems)
+
+
 # -- against the real node --------------------------------------------------------------------------------
 
 
@@ -230,6 +314,44 @@ def test_odd_raw_value_does_not_reject_the_flow(es, flowsink_templates):
     es.index(index=index, id="b", document={"netflow": {"next_hop_ipv4_address": "garbage"}}, refresh=True)
     assert es.get(index=index, id="b")["_source"]["netflow"]["next_hop_ipv4_address"] == "garbage"
     assert es.count(index=index)["count"] == 2
+
+
+@pytest.mark.integration
+def test_lean_profile_on_the_real_node(es, unique_prefix, fixtures_dir):
+    """Real decoded flows in a lean index: LogsDB where the node has synthetic _source (this one does), the ECS
+    copies searchable, the repeated raw ones not, and a replayed document still answered with 409."""
+    from elasticsearch import BadRequestError, helpers
+
+    from flowsink.decode import FlowDecoder
+
+    settings = TemplateSettings(name_prefix=unique_prefix, refresh_interval="1s", document_profile="lean")
+    install_templates(es, settings)
+    try:
+        decoder = FlowDecoder()
+        data = fixtures_dir / "logstash-codec-netflow"
+        for name in ("ipfix_test_mikrotik_tpl.dat", "ipfix_test_mikrotik_data258.dat"):
+            documents = decoder.decode((data / name).read_bytes(), "192.0.2.7", 0).documents
+        actions = [
+            {
+                "_op_type": "create",
+                "_index": f"{unique_prefix}-flows-2026.01.01",
+                "_id": d.pop("_id"),
+                "_source": d,
+            }
+            for d in documents
+        ]
+        assert helpers.bulk(es, actions, refresh=True)[0] == len(actions) > 10
+        index = f"{unique_prefix}-flows-2026.01.01"
+        assert es.indices.get_settings(index=index)[index]["settings"]["index"]["mode"] == "logsdb"
+        address = documents[0]["source"]["ip"]
+        assert es.count(index=index, query={"term": {"source.ip": address}})["count"] >= 1
+        with pytest.raises(BadRequestError, match=r"not indexed|failed to create query"):
+            es.search(index=index, query={"term": {"netflow.source_ipv4_address": address}})
+        replay = helpers.bulk(es, actions[:3], raise_on_error=False)[1]
+        assert [item["create"]["status"] for item in replay] == [409, 409, 409]
+    finally:
+        es.options(ignore_status=404).indices.delete(index=f"{unique_prefix}-*", expand_wildcards="all")
+        remove_templates(es, settings)
 
 
 # -- the command line: one clear line, non-zero exit ------------------------------------------------------

@@ -73,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
         or (Path(es.template_dir) if es.template_dir else DEFAULT_TEMPLATE_DIR),
         name_prefix=es.index_prefix,
         api_prefix=args.api_prefix or (config.api.index_prefix or None),
+        document_profile=es.document_profile,
         connect_timeout_s=args.timeout,
     )
     client = connect(es)

@@ -11,14 +11,23 @@ Optional cluster features are detected from ``GET _nodes/plugins`` and used only
 ``unsigned_long`` (else raw u64 counters map to ``long``), ILM (a retention policy, when ``retention_days`` is
 set) and GeoIP (an ingest pipeline for index templates that ask for it with ``_meta.geoip``). Each one skipped
 says so in one log line.
+
+A document profile (``elasticsearch.document_profile``) is a component template file whose ``_meta.profile``
+names it and whose ``_meta.for`` lists the index templates it joins, last in their ``composed_of`` (so it
+overrides the components before it) when that profile is chosen. The shipped ``lean`` profile asks for the
+LogsDB index mode; whether the cluster gives LogsDB its synthetic ``_source`` (a licence or a version may not)
+is found out by creating a probe index, and where it does not the mode is left out.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +37,7 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 from flowsink import assets
 from flowsink.errors import ConfigError, UserError
 from flowsink.sinks.elasticsearch.client import client_url, short_reason, wait_for_elasticsearch
+from flowsink.sinks.elasticsearch.settings import DOCUMENT_PROFILES
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,7 @@ class TemplateSettings:
     refresh_interval: str | None = None
     retention_days: int | None = None
     geoip: bool = True
+    document_profile: str = "full"
     connect_timeout_s: float = 10.0
 
 
@@ -58,6 +69,8 @@ class ClusterFeatures:
     """Plugins and modules present on every node of the cluster."""
 
     modules: frozenset[str] = field(default_factory=frozenset)
+    # a LogsDB index gets synthetic _source here (found by a probe index, only when a profile asks for LogsDB)
+    logsdb: bool = False
 
     @property
     def unsigned_long(self) -> bool:
@@ -97,6 +110,19 @@ class TemplateFile:
     def version(self) -> int:
         return int(self.body["_meta"]["version"])
 
+    @property
+    def profile(self) -> str | None:
+        """The document profile this component template belongs to (None: it is always used)."""
+        return self.body["_meta"].get("profile")
+
+    @property
+    def wants_logsdb(self) -> bool:
+        return _index_settings(self.body).get("mode") == "logsdb"
+
+
+def _index_settings(body: dict[str, Any]) -> dict[str, Any]:
+    return body.get("template", {}).get("settings", {}).get("index", {})
+
 
 def load_template_files(directory: Path) -> list[TemplateFile]:
     """Parse and check every ``*.json`` in ``directory``; component templates come first (install order)."""
@@ -106,11 +132,19 @@ def load_template_files(directory: Path) -> list[TemplateFile]:
     if not files:
         raise ConfigError(f"no *.json template files in {directory}")
     components = {f"{SHIPPED_PREFIX}-{f.path.stem}" for f in files if not f.is_index_template}
+    index_templates = {f"{SHIPPED_PREFIX}-{f.path.stem}" for f in files if f.is_index_template}
     for tf in files:
         for name in tf.body.get("composed_of", []):
             if name not in components:
                 raise ConfigError(
                     f"{tf.path}: composed_of names {name!r}, which no file in {directory} defines"
+                )
+        if tf.profile is not None:
+            joins = tf.body["_meta"].get("for")
+            if tf.is_index_template or not isinstance(joins, list) or not set(joins) <= index_templates:
+                raise ConfigError(
+                    f"{tf.path}: a profile is a component template whose _meta.for lists index templates"
+                    f" defined in {directory}"
                 )
     return sorted(files, key=lambda f: (f.is_index_template, f.path.name))
 
@@ -131,6 +165,11 @@ def _load_one(path: Path) -> TemplateFile:
         raise ConfigError(f"{path}: _meta.version must be a positive integer, found {version!r}")
     if not isinstance(body.get("template", {}), dict):
         raise ConfigError(f"{path}: 'template' must be an object")
+    profile = body["_meta"].get("profile")
+    if profile is not None and profile not in DOCUMENT_PROFILES:
+        raise ConfigError(
+            f"{path}: _meta.profile must be one of {', '.join(DOCUMENT_PROFILES)}, found {profile!r}"
+        )
     for key in ("index_patterns", "composed_of"):
         value = body.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -160,9 +199,15 @@ def _downgrade_unsigned_long(node: Any) -> None:
 
 
 def render_template(
-    tf: TemplateFile, settings: TemplateSettings, features: ClusterFeatures
+    tf: TemplateFile,
+    settings: TemplateSettings,
+    features: ClusterFeatures,
+    profiles: Sequence[TemplateFile] = (),
 ) -> tuple[str, dict[str, Any]]:
-    """The template's name and the body to PUT: renamed, settings applied, features resolved, digest stamped."""
+    """The template's name and the body to PUT: renamed, settings applied, features resolved, digest stamped.
+
+    ``profiles``: the profile component templates of the folder; those of ``settings.document_profile`` that
+    name this index template in their ``_meta.for`` are added last to its ``composed_of``."""
     prefix = settings.name_prefix
     body = copy.deepcopy(tf.body)
     meta = body.pop("_meta")
@@ -170,8 +215,17 @@ def render_template(
     if "index_patterns" in body:
         body["index_patterns"] = [_renamed(p, prefix, settings.api_prefix) for p in body["index_patterns"]]
     if "composed_of" in body:
+        shipped_name = f"{SHIPPED_PREFIX}-{tf.path.stem}"
+        body["composed_of"] += [
+            f"{SHIPPED_PREFIX}-{p.path.stem}"
+            for p in profiles
+            if p.profile == settings.document_profile and shipped_name in p.body["_meta"]["for"]
+        ]
         body["composed_of"] = [_renamed(c, prefix) for c in body["composed_of"]]
     template = body.setdefault("template", {})
+    if tf.wants_logsdb and not features.logsdb:
+        # a plain index: LogsDB without synthetic _source would only add sorting to a stored _source
+        _index_settings(body).pop("mode")
     index_settings = template.get("settings", {}).get("index")
     if index_settings is not None:
         _apply_settings(index_settings, settings, features)
@@ -200,8 +254,49 @@ def _apply_settings(
         index_settings.setdefault("lifecycle", {})["name"] = f"{settings.name_prefix}-retention"
 
 
-def detect_features(client: Elasticsearch) -> ClusterFeatures:
-    return ClusterFeatures.from_nodes_plugins(client.nodes.info(metric="plugins"))
+def source_only_fields(profile: str, template_dir: Path = DEFAULT_TEMPLATE_DIR) -> list[str]:
+    """Dotted names of the fields a profile maps neither indexed nor with doc values (kept in ``_source``
+    only): what decoders writing for that profile may leave out of their documents altogether."""
+    found: list[str] = []
+
+    def walk(properties: dict[str, Any], path: str) -> None:
+        for name, mapping in properties.items():
+            if "properties" in mapping:
+                walk(mapping["properties"], f"{path}{name}.")
+            elif mapping.get("index") is False and mapping.get("doc_values") is False:
+                found.append(path + name)
+
+    for tf in load_template_files(template_dir):
+        if tf.profile == profile:
+            walk(tf.body.get("template", {}).get("mappings", {}).get("properties", {}), "")
+    return found
+
+
+def detect_features(
+    client: Elasticsearch, probe_logsdb: bool = False, prefix: str = SHIPPED_PREFIX
+) -> ClusterFeatures:
+    features = ClusterFeatures.from_nodes_plugins(client.nodes.info(metric="plugins"))
+    if probe_logsdb:
+        features = dataclasses.replace(features, logsdb=_logsdb_gives_synthetic_source(client, prefix))
+    return features
+
+
+def _logsdb_gives_synthetic_source(client: Elasticsearch, prefix: str) -> bool:
+    """Whether a LogsDB index created now gets synthetic _source: the mode may be unknown (before 8.17), or
+    kept with a stored _source (a licence without synthetic _source), which the settings of a real index say.
+    The probe index's name matches none of flowsink's index templates; it is deleted at once."""
+    name = f"{prefix}-probe-logsdb-{uuid.uuid4().hex[:8]}"
+    try:
+        client.indices.create(index=name, settings={"index": {"mode": "logsdb", "number_of_replicas": 0}})
+        found = client.indices.get_settings(index=name, include_defaults=True, flat_settings=True)[name]
+        key = "index.mapping.source.mode"
+        mode = found.get("settings", {}).get(key) or found.get("defaults", {}).get(key) or ""
+        return str(mode).lower() == "synthetic"
+    except ApiError as exc:
+        log.info("LogsDB probe index %s refused: %s", name, short_reason(exc))
+        return False
+    finally:
+        client.options(ignore_status=404).indices.delete(index=name)
 
 
 def _install_optional(
@@ -259,9 +354,13 @@ def _installed_version(client: Elasticsearch, name: str, is_index: bool) -> tupl
 
 
 def _install_one(
-    client: Elasticsearch, tf: TemplateFile, settings: TemplateSettings, features: ClusterFeatures
+    client: Elasticsearch,
+    tf: TemplateFile,
+    settings: TemplateSettings,
+    features: ClusterFeatures,
+    profiles: Sequence[TemplateFile],
 ) -> str:
-    name, body = render_template(tf, settings, features)
+    name, body = render_template(tf, settings, features, profiles)
     installed, digest = _installed_version(client, name, tf.is_index_template)
     if installed is None:
         action = "installed"
@@ -302,12 +401,25 @@ def install_templates(client: Elasticsearch, settings: TemplateSettings | None =
     Elasticsearch does not answer within ``settings.connect_timeout_s``.
     """
     settings = settings or TemplateSettings()
+    if settings.document_profile not in DOCUMENT_PROFILES:
+        raise ConfigError(
+            f"document profile must be one of {', '.join(DOCUMENT_PROFILES)}, not {settings.document_profile!r}"
+        )
     files = load_template_files(Path(settings.template_dir))
+    profiles = [tf for tf in files if tf.profile is not None]
+    wanted = [tf for tf in profiles if tf.profile == settings.document_profile]
     wait_for_elasticsearch(client, settings.connect_timeout_s)
     try:
-        features = detect_features(client)
+        needs_logsdb = any(tf.wants_logsdb for tf in wanted)
+        features = detect_features(client, needs_logsdb, settings.name_prefix)
+        if needs_logsdb and not features.logsdb:
+            log.info(
+                "document profile %s: this cluster gives LogsDB no synthetic _source; its flow indices are plain"
+                " ones (stored _source, best_compression)",
+                settings.document_profile,
+            )
         report = _install_optional(client, settings, features)
-        report += [_install_one(client, tf, settings, features) for tf in files]
+        report += [_install_one(client, tf, settings, features, profiles) for tf in files]
     except (TransportError, ApiError) as exc:
         raise UserError(f"cannot install templates at {client_url(client)}: {short_reason(exc)}") from None
     return report

@@ -33,6 +33,7 @@ def template_settings(settings: ElasticsearchSettings) -> TemplateSettings:
         api_prefix=settings.api_index_prefix,
         shards=settings.number_of_shards,
         replicas=settings.number_of_replicas,
+        document_profile=settings.document_profile,
         connect_timeout_s=settings.startup_timeout_s,
     )
     if settings.template_dir:

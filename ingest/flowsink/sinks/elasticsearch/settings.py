@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from flowsink.errors import ConfigError
 from flowsink.settings import GIB, MIB, setting
 
+# full: every field as the decoders write it, all indexed, _source as decoded. lean: elasticsearch/profile-lean.json
+# (LogsDB where it has synthetic _source; repeated raw fields in _source only). What each costs: docs/elasticsearch.md
+DOCUMENT_PROFILES = ("full", "lean")
+
 
 @dataclass
 class ElasticsearchSettings:
@@ -32,6 +36,12 @@ class ElasticsearchSettings:
     template_dir: str = setting("", help="directory of template JSON files (empty: the packaged ones)")
     number_of_shards: int = setting(1, min=1, max=1024, help="primary shards of each daily index (templates)")
     number_of_replicas: int = setting(0, min=0, max=16, help="replicas of each daily index (templates)")
+    document_profile: str = setting(
+        "full",
+        choices=DOCUMENT_PROFILES,
+        help="full: every raw field indexed, _source exactly as decoded; lean: LogsDB where the cluster gives it "
+        "synthetic _source, raw fields that repeat an ECS field and flow.id in _source only (docs/elasticsearch.md)",
+    )
     bulk_max_docs: int = setting(
         5000, min=1, max=1_000_000, reloadable=True, help="documents per bulk request"
     )
