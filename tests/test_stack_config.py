@@ -154,11 +154,42 @@ def test_stack_mode_is_forced_then_recorded(tmp_path: Path, monkeypatch) -> None
 # ------------------------------------------------------------------------------------------ nginx
 
 
-def test_docker_nginx_config_is_rendered_from_the_template() -> None:
-    rendered = stack_nginx.render(stack_nginx.docker_settings())
-    assert stack_nginx.DOCKER_CONF.read_text() == rendered, (
-        "run: python -m flowsink.stack.nginx --docker --write"
+def test_docker_nginx_config_lists_every_replica_address() -> None:
+    """One server line per replica address (a single service name would turn the consistent hash into
+    round-robin), with replicas marked down kept on the ring."""
+    text = stack_nginx.render(
+        stack_nginx.docker_settings(["172.18.0.5", "172.18.0.7"], frozenset({"172.18.0.7"}))
     )
+    for port in (2055, 4739, 6343, 8080):
+        assert f"server 172.18.0.5:{port}" in text
+        assert f"server 172.18.0.7:{port} down" in text
+    assert "include /etc/nginx/modules-enabled/*.conf;" in text
+    assert "ingest:" not in text
+
+
+def test_docker_watch_marks_down_forgets_removed_and_adds_new_replicas() -> None:
+    from flowsink.stack.docker_watch import ReplicaSet
+
+    replicas = ReplicaSet(misses_to_fail=2, forget_after_s=10)
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": True, "10.0.0.10": True}, now=0)
+    assert replicas.ring == ["10.0.0.2", "10.0.0.10"] and not replicas.down
+    replicas.update({"10.0.0.10"}, {"10.0.0.10": True}, now=1)  # .2 killed: gone from DNS, no answer
+    assert not replicas.down, "one miss is not enough"
+    replicas.update({"10.0.0.10", "10.0.0.3"}, {"10.0.0.10": True}, now=2)  # .3 not answering yet
+    assert replicas.down == {"10.0.0.2"} and replicas.ring == ["10.0.0.2", "10.0.0.10"]
+    replicas.update(
+        {"10.0.0.2", "10.0.0.10", "10.0.0.3"},
+        dict.fromkeys(["10.0.0.2", "10.0.0.10", "10.0.0.3"], True),
+        now=3,
+    )
+    assert not replicas.down and replicas.ring == ["10.0.0.2", "10.0.0.3", "10.0.0.10"]
+    replicas.update(
+        {"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": True, "10.0.0.10": True}, now=20
+    )  # .3 scaled away
+    assert replicas.ring == ["10.0.0.2", "10.0.0.10"]
+    replicas.update(set(), {}, now=21)
+    replicas.update(set(), {}, now=22)
+    assert not replicas.down, "with every replica gone none is marked down"
 
 
 @pytest.mark.integration
