@@ -116,6 +116,24 @@ def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> Non
         os.close(fd)
 
 
+def test_a_restarted_replica_takes_its_own_slot_back(tmp_path: Path) -> None:
+    """The same container (same host name) restarted takes the slot it had, even with a lower one free; a new
+    replica takes the lowest free slot, so a slot a removed replica left is used next."""
+    fds = {}
+    for name in ("a", "b", "c"):
+        fds[name], _ = stack_entrypoint.claim_slot(tmp_path, name)
+    os.close(fds.pop("a"))  # a removed by a scale-down: slot-0 free
+    os.close(fds.pop("c"))  # c killed
+    fd, slot = stack_entrypoint.claim_slot(tmp_path, "c")
+    assert slot.name == "slot-2", "the restarted replica's own queue and template cache"
+    fds["c"] = fd
+    fd, slot = stack_entrypoint.claim_slot(tmp_path, "d")
+    assert slot.name == "slot-0", "a new replica takes the slot the removed one left"
+    fds["d"] = fd
+    for fd in fds.values():
+        os.close(fd)
+
+
 @pytest.mark.parametrize(
     "command",
     [["flowsink", "stack", "entrypoint", "--"], [sys.executable, "-m", "flowsink.stack.entrypoint"]],
@@ -177,6 +195,8 @@ def test_docker_watch_marks_down_forgets_removed_and_adds_new_replicas() -> None
     assert not replicas.down, "one miss is not enough"
     replicas.update({"10.0.0.10", "10.0.0.3"}, {"10.0.0.10": True}, now=2)  # .3 not answering yet
     assert replicas.down == {"10.0.0.2"} and replicas.ring == ["10.0.0.2", "10.0.0.10"]
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": True, "10.0.0.10": True}, now=2.5)
+    assert replicas.down == {"10.0.0.2"}, "back only after two answers in a row"
     replicas.update(
         {"10.0.0.2", "10.0.0.10", "10.0.0.3"},
         dict.fromkeys(["10.0.0.2", "10.0.0.10", "10.0.0.3"], True),

@@ -65,7 +65,11 @@ class ReplicaSet:
 
     misses_to_fail: int = 2
     forget_after_s: float = 60.0
+    # A replica marked down returns after this many answers in a row: its HTTP server answers a moment before
+    # its UDP receivers are bound, so the first answer alone would send datagrams into a closed port.
+    answers_to_return: int = 2
     misses: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, int] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
 
     def update(self, resolved: set[str], alive: dict[str, bool], now: float) -> None:
@@ -75,11 +79,16 @@ class ReplicaSet:
             if address not in resolved and now - self.last_seen[address] > self.forget_after_s:
                 del self.last_seen[address]
                 self.misses.pop(address, None)
+                self.answers.pop(address, None)
                 continue
             if alive.get(address):
-                self.misses[address] = 0
+                self.answers[address] = self.answers.get(address, 0) + 1
+                was_down = self.misses.get(address, 0) >= self.misses_to_fail
+                if not was_down or self.answers[address] >= self.answers_to_return:
+                    self.misses[address] = 0
             elif address in self.misses:  # known on the ring: count the miss
                 self.misses[address] += 1
+                self.answers[address] = 0
             # a new address joins the ring only once it answers
 
     @property
