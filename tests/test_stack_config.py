@@ -189,24 +189,19 @@ def test_docker_watch_marks_down_forgets_removed_and_adds_new_replicas() -> None
     from flowsink.stack.docker_watch import ReplicaSet
 
     replicas = ReplicaSet(misses_to_fail=2, forget_after_s=10)
-    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": True, "10.0.0.10": True}, now=0)
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": "ready", "10.0.0.10": "ready"}, now=0)
     assert replicas.ring == ["10.0.0.2", "10.0.0.10"] and not replicas.down
-    replicas.update({"10.0.0.10"}, {"10.0.0.10": True}, now=1)  # .2 killed: gone from DNS, no answer
+    replicas.update({"10.0.0.10"}, {"10.0.0.10": "alive"}, now=1)  # .2 killed; .10 answers, not ready: stays
     assert not replicas.down, "one miss is not enough"
-    replicas.update({"10.0.0.10", "10.0.0.3"}, {"10.0.0.10": True}, now=2)  # .3 not answering yet
-    assert replicas.down == {"10.0.0.2"} and replicas.ring == ["10.0.0.2", "10.0.0.10"]
-    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": True, "10.0.0.10": True}, now=2.5)
-    assert replicas.down == {"10.0.0.2"}, "back only after two answers in a row"
-    replicas.update(
-        {"10.0.0.2", "10.0.0.10", "10.0.0.3"},
-        dict.fromkeys(["10.0.0.2", "10.0.0.10", "10.0.0.3"], True),
-        now=3,
-    )
+    replicas.update({"10.0.0.10", "10.0.0.3"}, {"10.0.0.10": "ready", "10.0.0.3": "alive"}, now=2)
+    assert replicas.down == {"10.0.0.2"} and replicas.ring == ["10.0.0.2", "10.0.0.10"], ".3 joins when ready"
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": "alive", "10.0.0.10": "ready"}, now=2.5)
+    assert replicas.down == {"10.0.0.2"}, "back only when ready (its receivers bound)"
+    everyone = {"10.0.0.2", "10.0.0.10", "10.0.0.3"}
+    replicas.update(everyone, dict.fromkeys(everyone, "ready"), now=3)
     assert not replicas.down and replicas.ring == ["10.0.0.2", "10.0.0.3", "10.0.0.10"]
-    replicas.update(
-        {"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": True, "10.0.0.10": True}, now=20
-    )  # .3 scaled away
-    assert replicas.ring == ["10.0.0.2", "10.0.0.10"]
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": "ready", "10.0.0.10": "ready"}, now=20)
+    assert replicas.ring == ["10.0.0.2", "10.0.0.10"], ".3 scaled away: off the ring"
     replicas.update(set(), {}, now=21)
     replicas.update(set(), {}, now=22)
     assert not replicas.down, "with every replica gone none is marked down"

@@ -4,14 +4,14 @@
 
 What the local stack's nginx_watch does (``local.watch``), for replicas that Compose creates, restarts and
 removes. Every ``interval`` it asks Docker's DNS for the service name (the address of every running replica)
-and each known replica's ``/healthz``, then renders nginx's configuration with one server line per replica
+and each known replica's ``/readyz``, then renders nginx's configuration with one server line per replica
 address (``nginx.docker_settings``: a single ``server ingest:PORT`` would make the consistent hash round-robin)
 and makes nginx reload it when anything changed:
 
-- a replica that fails two checks in a row is marked ``down``: it keeps its place on the hash ring, so only its
+- a replica that does not answer two checks in a row is marked ``down``: it keeps its place on the hash ring, so only its
   exporters move, to the next replica, and they come back when it answers again (a killed replica restarts
   under the restart policy at the same address);
-- a new address (``--scale ingest=N`` up) is added once it answers;
+- a new address (``--scale ingest=N`` up), or a replica marked down, is put in once /readyz says ready;
 - an address that has been gone from DNS for ``forget_after_s`` (a replica removed by scaling down) leaves the
   ring.
 
@@ -47,12 +47,15 @@ def resolve(name: str) -> set[str]:
         return set()
 
 
-def healthy(address: str, port: int = 8080, timeout_s: float = 1.0) -> bool:
+def probe(address: str, port: int = 8080, timeout_s: float = 0.5) -> str:
+    """``ready`` (/readyz 200), ``alive`` (it answers, not ready: starting, or no Elasticsearch yet) or ``dead``."""
     try:
-        with urllib.request.urlopen(f"http://{address}:{port}/healthz", timeout=timeout_s) as answer:
-            return answer.status == 200
+        with urllib.request.urlopen(f"http://{address}:{port}/readyz", timeout=timeout_s) as answer:
+            return "ready" if answer.status == 200 else "alive"
+    except urllib.error.HTTPError:
+        return "alive"
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return "dead"
 
 
 def _ip_key(address: str) -> tuple[int, ...]:
@@ -61,35 +64,36 @@ def _ip_key(address: str) -> tuple[int, ...]:
 
 @dataclass
 class ReplicaSet:
-    """Replicas on the ring, which of them are down, and when each was last seen in DNS."""
+    """Replicas on the ring, which of them are down, and when each was last seen in DNS.
+
+    A replica on the ring stays up while it answers at all, and is marked down after ``misses_to_fail`` checks
+    without an answer. A new or down replica joins (returns) only once /readyz says ready, i.e. its UDP
+    receivers are bound: its HTTP server answers before that (a restarted node first drains its queue), and
+    datagrams sent meanwhile would hit a closed port.
+    """
 
     misses_to_fail: int = 2
     forget_after_s: float = 60.0
-    # A replica marked down returns after this many answers in a row: its HTTP server answers a moment before
-    # its UDP receivers are bound, so the first answer alone would send datagrams into a closed port.
-    answers_to_return: int = 2
     misses: dict[str, int] = field(default_factory=dict)
-    answers: dict[str, int] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
 
-    def update(self, resolved: set[str], alive: dict[str, bool], now: float) -> None:
+    def update(self, resolved: set[str], states: dict[str, str], now: float) -> None:
         for address in resolved:
             self.last_seen[address] = now
+        # With nothing on the ring yet (the first configuration), answering is enough: replicas that cannot
+        # reach Elasticsearch yet still queue what they receive, and nginx waits for this first file.
+        first = not self.misses
         for address in list(self.last_seen):
             if address not in resolved and now - self.last_seen[address] > self.forget_after_s:
                 del self.last_seen[address]
                 self.misses.pop(address, None)
-                self.answers.pop(address, None)
                 continue
-            if alive.get(address):
-                self.answers[address] = self.answers.get(address, 0) + 1
-                was_down = self.misses.get(address, 0) >= self.misses_to_fail
-                if not was_down or self.answers[address] >= self.answers_to_return:
-                    self.misses[address] = 0
-            elif address in self.misses:  # known on the ring: count the miss
+            state = states.get(address, "dead")
+            up = address in self.misses and self.misses[address] < self.misses_to_fail
+            if state == "ready" or ((up or first) and state == "alive"):
+                self.misses[address] = 0
+            elif address in self.misses and state == "dead":
                 self.misses[address] += 1
-                self.answers[address] = 0
-            # a new address joins the ring only once it answers
 
     @property
     def ring(self) -> list[str]:
@@ -128,8 +132,8 @@ def watch(service: str, config: Path, interval_s: float = 0.5, forget_after_s: f
         candidates = resolved | set(replicas.misses)
         # in parallel: a dead replica's address costs a whole timeout
         with ThreadPoolExecutor(max(1, len(candidates))) as pool:
-            alive = dict(zip(candidates, pool.map(healthy, candidates), strict=True))
-        replicas.update(resolved, alive, time.monotonic())
+            states = dict(zip(candidates, pool.map(probe, candidates), strict=True))
+        replicas.update(resolved, states, time.monotonic())
         state = (replicas.ring, replicas.down)
         if state[0] and state != written:
             write_config(config, render(docker_settings(*state)))
