@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -261,6 +262,8 @@ class ComposeStack:
         )
         done = self.compose(images, "up", "-d", *build, "--scale", f"ingest={nodes}", capture=True)
         if done.returncode != 0:
+            if cause := self.ingest_failure():
+                self.fail(images, cause)
             raise StackError(f"docker compose up failed:\n{_tail(done.stderr)}")
         self.wait_ready(images, nodes)
         self.print_urls(images)
@@ -316,19 +319,35 @@ class ComposeStack:
                 return
             time.sleep(2)
         reasons = sorted({_reasons(body) for code, body in answers.values() if code != 200})
-        url = self.settings().get("FLOWSINK_ELASTICSEARCH_URL") or "http://elasticsearch:9200"
-        if any("elasticsearch" in reason.lower() for reason in reasons):
-            message = f"the ingest nodes cannot reach Elasticsearch at {url}: " + "; ".join(reasons)
+        if cause := self.ingest_failure():
+            message = cause
         elif len(answers) < nodes:
-            message = (
-                f"only {len(answers)} of {nodes} ingest replicas are running (docker compose logs ingest)"
-            )
+            message = f"only {len(answers)} of {nodes} ingest replicas are running"
         else:
-            message = "the ingest nodes are not ready: " + "; ".join(reasons)
-        self.compose(images, "stop")
+            message = f"the ingest nodes are not ready after {self.ready_timeout_s:.0f} s: " + "; ".join(
+                reasons
+            )
+        self.fail(images, message)
+
+    def ingest_failure(self) -> str | None:
+        """Why the ingest replicas do not start, from their logs: the node's own one-line error, if any."""
+        argv = ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"]
+        argv += ["--filter", "label=com.docker.compose.service=ingest"]
+        for container in subprocess.run(argv, capture_output=True, text=True, check=False).stdout.split():
+            logs = subprocess.run(
+                ["docker", "logs", "--tail", "50", container], capture_output=True, text=True, check=False
+            )
+            for line in reversed((logs.stdout + logs.stderr).splitlines()):
+                message = _log_message(line)
+                if "cannot reach Elasticsearch" in message:
+                    return "the ingest nodes " + message[message.index("cannot reach") :]
+        return None
+
+    def fail(self, images: str, message: str) -> NoReturn:
+        """Stop what was started (volumes kept) and raise ``message`` as the one error line."""
+        self.compose(images, "stop", capture=True)
         raise StackError(
-            f"{message} (after {self.ready_timeout_s:.0f} s; stack stopped, volumes kept; "
-            "`docker compose logs ingest` has the details)"
+            f"{message} (stack stopped, volumes kept; `docker compose -p {self.project} logs ingest` has the rest)"
         )
 
     def print_urls(self, images: str) -> None:
@@ -370,6 +389,14 @@ def _reasons(body: str) -> str:
         return ", ".join(json.loads(body).get("reasons", [])) or body
     except (ValueError, AttributeError):
         return body
+
+
+def _log_message(line: str) -> str:
+    """The message of a node's log line (JSON in the container, plain text elsewhere)."""
+    try:
+        return str(json.loads(line).get("message", line))
+    except (ValueError, AttributeError):
+        return line
 
 
 def _tail(text: str, lines: int = 15) -> str:
