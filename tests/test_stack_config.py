@@ -57,6 +57,7 @@ def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
         "kibana-setup",
         "ingest",
         "nginx",
+        "nginx-watch",
         "nginx-exporter",
         "elasticsearch-exporter",
         "node-exporter",
@@ -67,9 +68,39 @@ def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     assert services["elasticsearch"]["image"].endswith(":9.3.2")
     assert services["kibana"]["image"].endswith(":9.3.2")
     for name, service in services.items():
-        if name not in {"kibana-setup", "nginx-exporter", "elasticsearch-exporter", "node-exporter"}:
+        if name not in {"kibana-setup", "nginx-exporter"}:
             assert "healthcheck" in service, f"{name} has no health check"
-    assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues"}
+    assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues", "nginx-config"}
+
+
+def _unordered(service: dict) -> dict:
+    return {key: sorted(map(str, v)) if key == "volumes" else v for key, v in service.items()}
+
+
+@pytest.mark.integration
+def test_local_override_swaps_image_names_only(compose_config: dict) -> None:
+    """docker-compose.local.yml: every service the same but for its image (flowsink-local/...); the ones with
+    no artifact in a reachable registry (Kibana, kibana-setup, Grafana) only moved to the profile "registry"."""
+    done = _run(
+        ["docker-compose", "--env-file", str(REPO / ".env.example"), "-f", str(COMPOSE), "-f",
+         str(REPO / "docker-compose.local.yml"), "config"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    local = yaml.safe_load(done.stdout)
+    from flowsink.stack.images import NOT_BUILT, SERVICE_IMAGES
+
+    assert set(local["services"]) == set(compose_config["services"])
+    for name, service in local["services"].items():
+        base = dict(compose_config["services"][name])
+        if name in NOT_BUILT:
+            assert service.pop("profiles") == ["registry"], f"{name} must be left out (profile registry)"
+        else:
+            assert service.pop("image").startswith("flowsink-local/"), name
+            base.pop("image")
+        # Compose merges list entries (volumes) in its own order; the entries, not their order, matter
+        assert _unordered(service) == _unordered(base), f"{name}: the override changes more than the image"
+    built = set(local["services"]) - set(NOT_BUILT) - {"nginx-watch"}  # nginx-watch runs the ingest image
+    assert built == set(SERVICE_IMAGES), "an image is built for every service the override runs"
 
 
 @pytest.mark.integration
