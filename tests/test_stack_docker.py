@@ -399,6 +399,14 @@ def _kill_and_measure(
     stack: Stack, exporters: ExporterHost, home: str, sender: list[str], env: dict, first: int
 ) -> None:
     restarts = stack.inspect(home)["RestartCount"]
+
+    def nothing_down() -> bool:
+        lines = _run(["docker", "logs", stack.containers("nginx-watch")[0]]).stderr.splitlines()
+        return bool(lines) and lines[-1].endswith("down: none")
+
+    # after an earlier round, the replica must be back in nginx (the exporter on it again) before the next kill
+    _wait_for(nothing_down, 60, "nginx-watch to put every replica back", 0.5)
+    time.sleep(1)  # nginx's new workers take over after the reload
     traffic = exporters.run([*sender, str(first), "160", "0.05"], stdout=subprocess.PIPE, env=env)
     assert traffic.stdout is not None
     sent_at: dict[int, float] = {}

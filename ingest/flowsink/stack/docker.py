@@ -345,7 +345,8 @@ class ComposeStack:
 
     def fail(self, images: str, message: str) -> NoReturn:
         """Stop what was started (volumes kept) and raise ``message`` as the one error line."""
-        self.compose(images, "stop", capture=True)
+        # A node still waiting for Elasticsearch has nothing to drain: no need for the 60 s stop grace period.
+        self.compose(images, "stop", "--timeout", "10", capture=True)
         raise StackError(
             f"{message} (stack stopped, volumes kept; `docker compose -p {self.project} logs ingest` has the rest)"
         )
