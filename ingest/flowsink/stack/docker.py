@@ -202,7 +202,7 @@ class ComposeStack:
         if problems:
             raise StackError(
                 "cannot start the Docker stack: " + "; ".join(problems) + ". Free the port or choose another "
-                f"one in {self.env_file} (FLOWSINK_STACK_*_PORT, see .env.example)"
+                f"one in {self.env_file} (FLOWSINK_STACK_*_PORT, see .env.example); {HOW_TO_LOCAL}"
             )
 
     # -- images
