@@ -101,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
         from flowsink.stack import docker, images
 
         try:
-            built = images.build_all(docker._checkout(), force=args.force)
+            stack = docker.ComposeStack.from_env(default_run_dir())
+            built = images.build_all(stack.root, force=args.force, environ=stack.settings())
         except StackError as exc:
             log(f"error: {exc}")
             return 1

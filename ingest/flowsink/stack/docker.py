@@ -251,7 +251,7 @@ class ComposeStack:
             from flowsink.stack import images as local_images
 
             try:
-                local_images.build_all(self.root)
+                local_images.build_all(self.root, environ=self.settings())
             except StackError as exc:
                 raise StackError(f"building the local images failed: {exc}\n{HOW_TO_LOCAL}") from exc
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -518,5 +518,6 @@ class Builder:
         return images
 
 
-def build_all(root: Path, force: bool = False) -> dict[str, str]:
-    return Builder(root, force).build_all()
+def build_all(root: Path, force: bool = False, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Every local image for the checkout ``root``; ``environ`` (ELASTIC_VERSION) as Compose will see it."""
+    return Builder(root, force, environ).build_all()
