@@ -211,8 +211,8 @@ class ComposeStack:
         return sorted(
             {
                 service["image"]
-                for name, service in config["services"].items()
-                if "image" in service and "build" not in service and name in config["services"]
+                for service in config["services"].values()
+                if "image" in service and "build" not in service
             }
         )
 
@@ -241,6 +241,8 @@ class ComposeStack:
         if not self.env_file.exists() and self.env_file == self.root / ".env":
             shutil.copyfile(self.root / ".env.example", self.env_file)
             log(f"wrote {self.env_file} from .env.example: change its passwords and tokens")
+        # the ingest service's settings first: Compose cannot even resolve the file (to pull) without them
+        self.check_settings("local")
         images = self.recorded_images() if self.running_containers() else None
         images = images or self.choose_images()
         self.check_settings(images)
