@@ -7,7 +7,8 @@ FLOWSINK ?= $(PYTHON) -m flowsink.cli
 .PHONY: help setup deps system-deps es-dist kafka-dist run stop test test-fast lint bench fuzz
 
 help:
-	@echo "make run       - the whole stack (Docker when an engine runs, else local processes); make stop ends it"
+	@echo "make run       - the whole stack on Docker Compose (engine installed and started if need be; images built"
+	@echo "                 here when no registry answers); FLOWSINK_STACK_MODE=local: local processes; make stop ends it"
 	@echo "make test      - install what is missing, start Elasticsearch, run the whole suite, stop what it started"
 	@echo "make test-fast - unit and decoder tests only: no Elasticsearch, nginx or other server (under 2 minutes)"
 	@echo "make bench     - every benchmark; results in bench/RESULTS.md"

@@ -14,10 +14,13 @@ declare -A wanted=(
   [/usr/sbin/pmacctd]=pmacct
   [/usr/bin/nfcapd]=nfdump
   [/usr/bin/docker-compose]=docker-compose
+  # the Docker engine (a docker client alone cannot run the stack) and what builds its images without a registry
+  [/usr/sbin/dockerd]=docker.io
+  [/usr/sbin/debootstrap]=debootstrap
 )
 missing=()
 for path in "${!wanted[@]}"; do [[ -e "$path" ]] || missing+=("${wanted[$path]}"); done
-(( ${#missing[@]} )) || exit 0
+if (( ${#missing[@]} )); then
 echo "[install_system_deps] installing: ${missing[*]}" >&2
 SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
@@ -27,3 +30,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 for svc in nginx prometheus prometheus-node-exporter prometheus-nginx-exporter prometheus-elasticsearch-exporter; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
+fi
+bash "$(dirname "$0")/start_docker.sh"

@@ -57,6 +57,7 @@ def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
         "kibana-setup",
         "ingest",
         "nginx",
+        "nginx-watch",
         "nginx-exporter",
         "elasticsearch-exporter",
         "node-exporter",
@@ -67,9 +68,39 @@ def test_compose_file_is_valid_and_complete(compose_config: dict) -> None:
     assert services["elasticsearch"]["image"].endswith(":9.3.2")
     assert services["kibana"]["image"].endswith(":9.3.2")
     for name, service in services.items():
-        if name not in {"kibana-setup", "nginx-exporter", "elasticsearch-exporter", "node-exporter"}:
+        if name not in {"kibana-setup", "nginx-exporter"}:
             assert "healthcheck" in service, f"{name} has no health check"
-    assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues"}
+    assert set(compose_config["volumes"]) >= {"es-data", "ingest-queues", "nginx-config"}
+
+
+def _unordered(service: dict) -> dict:
+    return {key: sorted(map(str, v)) if key == "volumes" else v for key, v in service.items()}
+
+
+@pytest.mark.integration
+def test_local_override_swaps_image_names_only(compose_config: dict) -> None:
+    """docker-compose.local.yml: every service the same but for its image (flowsink-local/...); the ones with
+    no artifact in a reachable registry (Kibana, kibana-setup, Grafana) only moved to the profile "registry"."""
+    done = _run(
+        ["docker-compose", "--env-file", str(REPO / ".env.example"), "-f", str(COMPOSE), "-f",
+         str(REPO / "docker-compose.local.yml"), "config"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    local = yaml.safe_load(done.stdout)
+    from flowsink.stack.images import NOT_BUILT, SERVICE_IMAGES
+
+    assert set(local["services"]) == set(compose_config["services"])
+    for name, service in local["services"].items():
+        base = dict(compose_config["services"][name])
+        if name in NOT_BUILT:
+            assert service.pop("profiles") == ["registry"], f"{name} must be left out (profile registry)"
+        else:
+            assert service.pop("image").startswith("flowsink-local/"), name
+            base.pop("image")
+        # Compose merges list entries (volumes) in its own order; the entries, not their order, matter
+        assert _unordered(service) == _unordered(base), f"{name}: the override changes more than the image"
+    built = set(local["services"]) - set(NOT_BUILT) - {"nginx-watch"}  # nginx-watch runs the ingest image
+    assert built == set(SERVICE_IMAGES), "an image is built for every service the override runs"
 
 
 @pytest.mark.integration
@@ -116,6 +147,24 @@ def test_entrypoint_gives_each_replica_its_own_queue_slot(tmp_path: Path) -> Non
         os.close(fd)
 
 
+def test_a_restarted_replica_takes_its_own_slot_back(tmp_path: Path) -> None:
+    """The same container (same host name) restarted takes the slot it had, even with a lower one free; a new
+    replica takes the lowest free slot, so a slot a removed replica left is used next."""
+    fds = {}
+    for name in ("a", "b", "c"):
+        fds[name], _ = stack_entrypoint.claim_slot(tmp_path, name)
+    os.close(fds.pop("a"))  # a removed by a scale-down: slot-0 free
+    os.close(fds.pop("c"))  # c killed
+    fd, slot = stack_entrypoint.claim_slot(tmp_path, "c")
+    assert slot.name == "slot-2", "the restarted replica's own queue and template cache"
+    fds["c"] = fd
+    fd, slot = stack_entrypoint.claim_slot(tmp_path, "d")
+    assert slot.name == "slot-0", "a new replica takes the slot the removed one left"
+    fds["d"] = fd
+    for fd in fds.values():
+        os.close(fd)
+
+
 @pytest.mark.parametrize(
     "command",
     [["flowsink", "stack", "entrypoint", "--"], [sys.executable, "-m", "flowsink.stack.entrypoint"]],
@@ -154,11 +203,39 @@ def test_stack_mode_is_forced_then_recorded(tmp_path: Path, monkeypatch) -> None
 # ------------------------------------------------------------------------------------------ nginx
 
 
-def test_docker_nginx_config_is_rendered_from_the_template() -> None:
-    rendered = stack_nginx.render(stack_nginx.docker_settings())
-    assert stack_nginx.DOCKER_CONF.read_text() == rendered, (
-        "run: python -m flowsink.stack.nginx --docker --write"
+def test_docker_nginx_config_lists_every_replica_address() -> None:
+    """One server line per replica address (a single service name would turn the consistent hash into
+    round-robin), with replicas marked down kept on the ring."""
+    text = stack_nginx.render(
+        stack_nginx.docker_settings(["172.18.0.5", "172.18.0.7"], frozenset({"172.18.0.7"}))
     )
+    for port in (2055, 4739, 6343, 8080):
+        assert f"server 172.18.0.5:{port}" in text
+        assert f"server 172.18.0.7:{port} down" in text
+    assert "include /etc/nginx/modules-enabled/*.conf;" in text
+    assert "ingest:" not in text
+
+
+def test_docker_watch_marks_down_forgets_removed_and_adds_new_replicas() -> None:
+    from flowsink.stack.docker_watch import ReplicaSet
+
+    replicas = ReplicaSet(misses_to_fail=2, forget_after_s=10)
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": "ready", "10.0.0.10": "ready"}, now=0)
+    assert replicas.ring == ["10.0.0.2", "10.0.0.10"] and not replicas.down
+    replicas.update({"10.0.0.10"}, {"10.0.0.10": "alive"}, now=1)  # .2 killed; .10 answers, not ready: stays
+    assert not replicas.down, "one miss is not enough"
+    replicas.update({"10.0.0.10", "10.0.0.3"}, {"10.0.0.10": "ready", "10.0.0.3": "alive"}, now=2)
+    assert replicas.down == {"10.0.0.2"} and replicas.ring == ["10.0.0.2", "10.0.0.10"], ".3 joins when ready"
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": "alive", "10.0.0.10": "ready"}, now=2.5)
+    assert replicas.down == {"10.0.0.2"}, "back only when ready (its receivers bound)"
+    everyone = {"10.0.0.2", "10.0.0.10", "10.0.0.3"}
+    replicas.update(everyone, dict.fromkeys(everyone, "ready"), now=3)
+    assert not replicas.down and replicas.ring == ["10.0.0.2", "10.0.0.3", "10.0.0.10"]
+    replicas.update({"10.0.0.2", "10.0.0.10"}, {"10.0.0.2": "ready", "10.0.0.10": "ready"}, now=20)
+    assert replicas.ring == ["10.0.0.2", "10.0.0.10"], ".3 scaled away: off the ring"
+    replicas.update(set(), {}, now=21)
+    replicas.update(set(), {}, now=22)
+    assert not replicas.down, "with every replica gone none is marked down"
 
 
 @pytest.mark.integration

@@ -6,7 +6,8 @@
                                         (exit status 0 all running, 1 some not, 3 stopped)
     flowsink stack urls                 the addresses again
     flowsink stack render               local: write the generated configs without starting anything
-    flowsink stack watch                local: the nginx_watch process ``up`` starts
+    flowsink stack watch [--docker]     the nginx_watch process ``up`` starts (--docker: the nginx-watch service)
+    flowsink stack images [--force]     build the images docker-compose.local.yml names (no registry needed)
     flowsink stack demo                 send real captures through the front from three exporter addresses
     flowsink stack import-kibana        load the Kibana saved objects into a Kibana
     flowsink stack entrypoint [-- CMD]  the ingest container's entry point: claim a queue slot, exec CMD
@@ -32,7 +33,7 @@ ALIASES = {"start": "up", "stop": "down"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from flowsink.stack import demo, kibana_import
+    from flowsink.stack import demo, docker_watch, kibana_import
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -53,7 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     render.add_argument(
         "--nodes", type=int, help="number of ingest nodes (default FLOWSINK_STACK_NODES or 3)"
     )
-    action("watch", "local stack: keep nginx's upstreams in step with the live nodes (started by `up`)")
+    watch = action("watch", "keep nginx's upstreams in step with the live nodes (local: started by `up`)")
+    watch.add_argument(
+        "--docker", action="store_true", help="in the Compose stack's nginx-watch service (docker_watch.py)"
+    )
+    docker_watch.add_arguments(watch)
+    images = action("images", "build the images docker-compose.local.yml names, from package registries only")
+    images.add_argument("--force", action="store_true", help="rebuild every image, even those up to date")
     demo.add_arguments(action("demo", demo.HELP, run_dir=False))
     kibana_import.add_arguments(action("import-kibana", kibana_import.HELP, run_dir=False))
     entry = action(
@@ -90,6 +97,23 @@ def main(args: argparse.Namespace) -> int:
         from flowsink.stack import demo
 
         return demo.main(args)
+    if name == "images":
+        from flowsink.stack import docker, images
+
+        try:
+            stack = docker.ComposeStack.from_env(default_run_dir())
+            built = images.build_all(stack.root, force=args.force, environ=stack.settings())
+        except StackError as exc:
+            log(f"error: {exc}")
+            return 1
+        for service, image in built.items():
+            print(f"{service:<24} {image}")
+        return 0
+    if name == "watch" and args.docker:
+        from flowsink.stack import docker_watch
+
+        docker_watch.watch(args.service, args.config, args.interval, args.forget_after)
+        return 0
     if name == "import-kibana":
         from flowsink.stack import kibana_import
 
@@ -117,7 +141,7 @@ def _either_mode(name: str, nodes: int | None, run_dir: Path) -> int:
         if mode == "docker":
             from flowsink.stack import docker
 
-            status = docker.run(name, nodes or int(os.environ.get("FLOWSINK_STACK_NODES", "3")))
+            status = docker.run(name, nodes or int(os.environ.get("FLOWSINK_STACK_NODES", "3")), run_dir)
         else:
             from flowsink.stack import local
 

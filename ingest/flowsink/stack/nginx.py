@@ -1,16 +1,14 @@
 """Render nginx's configuration for the flowsink stack from ``nginx/flowsink.conf.template``.
 
 One template serves both stacks: the local one (nodes on 127.0.0.1 with a port range per node) and Docker
-Compose (one ``ingest`` service name that resolves to every replica). ``python -m flowsink.stack.nginx --docker``
-prints the Docker variant, which is committed as ``nginx/nginx.docker.conf`` (a test keeps the two in sync).
+Compose, where ``flowsink stack watch --docker`` (the ``nginx-watch`` service) renders it with the address of
+every live ingest replica and reloads nginx (``docker_watch.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import struct
-import sys
 import zlib
 from dataclasses import dataclass
 from string import Template
@@ -18,9 +16,14 @@ from string import Template
 from flowsink import assets
 
 TEMPLATE = assets.path("nginx", "flowsink.conf.template")
-DOCKER_CONF = assets.path("nginx", "nginx.docker.conf")
 # Debian's nginx loads the stream module dynamically; the official image's nginx has it built in.
 DEBIAN_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+# In Docker the same config serves both images: this glob matches nothing in the official one, and loads the
+# stream module in the one built from Debian's packages (flowsink/stack/images.py).
+DOCKER_MODULES = (
+    "# Debian's nginx (the locally built image) loads its stream module here; the official image has it built in.\n"
+    "include /etc/nginx/modules-enabled/*.conf;"
+)
 
 
 @dataclass
@@ -97,7 +100,7 @@ def render(settings: NginxSettings) -> str:
     http_servers = "\n".join(
         f"        server {address} max_fails=1 fail_timeout=5s;" for address in settings.http_upstreams
     )
-    load_module = f"load_module {DEBIAN_STREAM_MODULE};" if settings.load_stream_module else ""
+    load_module = f"load_module {DEBIAN_STREAM_MODULE};" if settings.load_stream_module else DOCKER_MODULES
     values = {
         "load_module": load_module,
         "worker_processes": settings.worker_processes,
@@ -142,12 +145,22 @@ def consistent_hash_pick(servers: list[str], key: str, down: frozenset[str] = fr
     raise ValueError("every server is down")
 
 
-def docker_settings() -> NginxSettings:
-    """Compose: ``ingest`` resolves to every replica when nginx starts (reload nginx after a scale change)."""
+def docker_settings(replicas: list[str], down: frozenset[str] = frozenset()) -> NginxSettings:
+    """Compose: one server line per ingest replica address (``flowsink stack watch --docker`` keeps the list).
+
+    Not the service name: nginx turns a name that resolves to several addresses into peers that share one name,
+    and ``hash ... consistent`` places points on its ring by that name, so every replica would get the same
+    points and each datagram would go round-robin among them, splitting an exporter's templates and sequence
+    state over the replicas. Addresses in ``down`` keep their place on the ring, marked down.
+    """
     flow_ports = (2055, 4739, 6343)
+
+    def servers(port: int) -> list[str]:
+        return [f"{ip}:{port} down" if ip in down else f"{ip}:{port}" for ip in replicas]
+
     return NginxSettings(
-        udp_fronts=[UdpFront(port, [f"ingest:{port}"]) for port in flow_ports],
-        http_upstreams=["ingest:8080"],
+        udp_fronts=[UdpFront(port, servers(port)) for port in flow_ports],
+        http_upstreams=servers(8080),
         http_listen="8080",
         status_listen="8081",
         pid_file="/tmp/nginx.pid",
@@ -155,22 +168,3 @@ def docker_settings() -> NginxSettings:
         error_log="stderr",
         load_stream_module=False,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docker", action="store_true", help="print the Docker Compose variant")
-    parser.add_argument("--write", action="store_true", help="with --docker: write nginx/nginx.docker.conf")
-    args = parser.parse_args(argv)
-    if not args.docker:
-        parser.error("the local stack renders its own config (flowsink stack render); use --docker here")
-    text = render(docker_settings())
-    if args.write:
-        assets.source_path("nginx", DOCKER_CONF.name).write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
