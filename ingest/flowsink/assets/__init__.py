@@ -37,7 +37,7 @@ def path(folder: str, *parts: str) -> Path:
 
 
 def source_path(folder: str, *parts: str) -> Path:
-    """The repository's own file, for the code that generates shipped files (dashboards, nginx.docker.conf):
+    """The repository's own file, for the code that generates shipped files (the Kibana and Grafana dashboards):
     they are written into the checkout, never into an installed package."""
     root = checkout_root()
     if root is None:
