@@ -481,6 +481,8 @@ class ExporterOptions:
 
 
 StateKey = tuple[str, str, int]  # (protocol, exporter address, source id / observation domain)
+# where a template a store lacks may be found, with the exporter's options state there (see TemplateStore.adopt)
+TemplateSource = Callable[[StateKey, int], "tuple[Template, ExporterOptions | None] | None"]
 
 
 class TemplateStore:
@@ -497,10 +499,29 @@ class TemplateStore:
         self.templates: OrderedDict[StateKey, OrderedDict[int, Template]] = OrderedDict()
         self.options: dict[StateKey, ExporterOptions] = {}
         self.evictions = 0
+        # Set by the pipeline: the templates the node's other partitions saved. An exporter that SO_REUSEPORT moves
+        # to another receiver (after a receiver restart) brings its data to a worker that never saw its templates.
+        self.fallback: TemplateSource | None = None
 
     def get(self, key: StateKey, template_id: int) -> Template | None:
         domain = self.templates.get(key)
         return domain.get(template_id) if domain is not None else None
+
+    def adopt(self, key: StateKey, template_id: int) -> Template | None:
+        """A template this store lacks but ``fallback`` knows, stored here from now on, with the exporter's options
+        state (sampling rates, interface names) when this store has none yet; None when nowhere known."""
+        found = self.fallback(key, template_id) if self.fallback is not None else None
+        if found is None:
+            return None
+        template, options = found
+        self.add(key, template)
+        if options is not None and key not in self.options:
+            state = self.options_for(key)
+            state.sampling.update(options.sampling)
+            state.interfaces.update(options.interfaces)
+            state.system_init_ms = options.system_init_ms
+            state.last_seen_ns = options.last_seen_ns
+        return template
 
     def add(self, key: StateKey, template: Template) -> int:
         """Store (or replace) a template; returns how many templates were evicted to make room."""
