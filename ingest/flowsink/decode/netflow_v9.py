@@ -198,6 +198,13 @@ class TemplateProtocolDecoder:
                 key, template, held.payload, 0, len(held.payload), held.context, held.set_index, result
             )
 
+    def _held_set(self, key: StateKey, held: HeldSet) -> str:
+        domain = "source id" if self.netflow_v9 else "observation domain"
+        return (
+            f"{self.protocol} from {key[1]} ({domain} {key[2]}): data set for template {held.template_id} "
+            f"({len(held.payload)} bytes)"
+        )
+
     def _adopt(self, key: StateKey, template_id: int, result: DecodeResult) -> Template | None:
         """A template another partition of the node learned (``TemplateStore.adopt``), with the data held for it
         decoded; None when the node knows none."""
@@ -224,13 +231,12 @@ class TemplateProtocolDecoder:
         if template is None:
             held = HeldSet(set_id, bytes(payload[start:end]), context, set_index, arrival_ns)
             result.stats["pending"] += 1
-            expired = self.pending.hold(key, held)
-            if expired:
-                result.stats["expired"] += expired
+            for dropped_key, dropped in self.pending.hold(key, held):
+                result.stats["expired"] += 1
                 result.error(
                     "pending_overflow",
-                    f"{self.protocol} from {key[1]}: {expired} held data set(s) "
-                    f"dropped, over {self.pending.max_bytes} bytes held",
+                    f"{self._held_set(dropped_key, dropped)} dropped: over "
+                    f"{self.pending.max_bytes} bytes of data held waiting for templates",
                 )
             return None
         return self._records(key, template, payload, start, end, context, set_index, result)
@@ -479,12 +485,10 @@ class TemplateProtocolDecoder:
         # data held before another partition had saved the template it waits for: decoded now if it has
         for key, template_id in [slot for slot in self.pending.held if slot[0][0] == self.protocol]:
             self._adopt(key, template_id, result)
-        expired = self.pending.expire(now_ns, self.protocol)
-        if expired:
-            result.stats["expired"] += expired
-            result.error(
-                "template_missing", f"{self.protocol}: {expired} data set(s) expired waiting for template"
-            )
+        # one error per data set: a summary then counts the data lost, and each line names what it waited for
+        for key, held in self.pending.expire(now_ns, self.protocol):
+            result.stats["expired"] += 1
+            result.error("template_missing", f"{self._held_set(key, held)} expired: its template never came")
         dropped = self.store.expire(now_ns, self.protocol)
         if dropped:
             result.stats["templates_expired"] += dropped

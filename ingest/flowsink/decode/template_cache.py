@@ -698,41 +698,42 @@ class PendingSets:
         self.held: OrderedDict[tuple[StateKey, int], list[HeldSet]] = OrderedDict()
         self.bytes = 0
 
-    def hold(self, key: StateKey, held: HeldSet) -> int:
-        """Hold a set; returns how many older sets were expired to stay under the byte bound."""
+    def hold(self, key: StateKey, held: HeldSet) -> list[tuple[StateKey, HeldSet]]:
+        """Hold a set; returns the sets dropped to stay under the byte bound (oldest first; the set itself when
+        it alone is larger than the bound)."""
         if len(held.payload) > self.max_bytes:
-            return 1
+            return [(key, held)]
         self.held.setdefault((key, held.template_id), []).append(held)
         self.bytes += len(held.payload)
-        expired = 0
+        dropped = []
         while self.bytes > self.max_bytes and self.held:
-            expired += self._drop_oldest()
-        return expired
+            dropped.append(self._drop_oldest())
+        return dropped
 
-    def _drop_oldest(self) -> int:
+    def _drop_oldest(self) -> tuple[StateKey, HeldSet]:
         slot = next(iter(self.held))
         sets = self.held[slot]
         gone = sets.pop(0)
         self.bytes -= len(gone.payload)
         if not sets:
             del self.held[slot]
-        return 1
+        return slot[0], gone
 
     def take(self, key: StateKey, template_id: int) -> list[HeldSet]:
         sets = self.held.pop((key, template_id), [])
         self.bytes -= sum(len(s.payload) for s in sets)
         return sets
 
-    def expire(self, now_ns: int, protocol: str | None = None) -> int:
-        """Drop sets older than the age bound (of one protocol, or all); returns how many."""
+    def expire(self, now_ns: int, protocol: str | None = None) -> list[tuple[StateKey, HeldSet]]:
+        """Drop sets older than the age bound (of one protocol, or all); returns them."""
         cutoff = now_ns - self.max_age_ns
-        expired = 0
+        expired = []
         for slot in list(self.held):
             if protocol is not None and slot[0][0] != protocol:
                 continue
             sets = self.held[slot]
             keep = [s for s in sets if s.arrival_ns >= cutoff]
-            expired += len(sets) - len(keep)
+            expired += [(slot[0], s) for s in sets if s.arrival_ns < cutoff]
             self.bytes -= sum(len(s.payload) for s in sets if s.arrival_ns < cutoff)
             if keep:
                 self.held[slot] = keep
