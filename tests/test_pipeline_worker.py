@@ -312,3 +312,14 @@ def test_a_damaged_sibling_cache_is_ignored_with_a_log_line(tmp_path, caplog):
     worker.process_batch(0.1)  # a second miss does not parse the unchanged file again
     assert worker.decoder.pending_count() == 1
     assert "ignoring template cache" in caplog.text and str(config.template_cache_path(0)) in caplog.text
+
+
+def test_sflow_counter_records_of_an_unknown_format_are_logged_by_format(tmp_path, caplog):
+    sflow = ASA.parent / "logstash-codec-sflow" / "sflow_counters_sample.dat"
+    worker, queue, sink = make_worker(tmp_path)
+    queue.append(sflow.read_bytes(), "192.0.2.12", time.time_ns())
+    worker.process_batch(0.5)
+    worker.finish_inflight()
+    assert len(sink.docs) == 12  # the samples themselves are indexed, the unknown records skipped
+    assert "sFlow counter records of (enterprise:format) 0:2201 from 192.0.2.12 skipped" in caplog.text
+    assert "(2 in this datagram)" in caplog.text

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsink import metrics
-from flowsink.decode.result import DecodeResult
+from flowsink.decode.result import UNKNOWN_COUNTER_FORMAT, DecodeResult
 from flowsink.log import RateLimitedLog, get_logger
 from flowsink.pipeline.handover import SiblingTemplates
 from flowsink.pipeline.settings import PipelineSettings
@@ -230,6 +230,16 @@ class PipelineWorker:
             for key, count in stats.items():
                 if key.startswith("records.") and count:
                     counts[("records", protocol, key[8:])] += count
+                elif key.startswith(UNKNOWN_COUNTER_FORMAT) and count:
+                    # one reason for every format: formats come from the network, the limiter's memory must not
+                    self.errors_log.warning(
+                        "sflow_unknown_counter_format",
+                        "sFlow counter records of (enterprise:format) %s from %s skipped: a structure flowsink "
+                        "does not decode (%d in this datagram)",
+                        key[len(UNKNOWN_COUNTER_FORMAT) :],
+                        exporter,
+                        count,
+                    )
             gaps = stats.get("sequence_gaps", 0) + stats.get("sflow_datagram_gaps", 0)
             lost = stats.get("lost_records", 0)
             if gaps or lost:
