@@ -230,7 +230,11 @@ def test_a_batch_cut_between_its_deltas_and_its_marker_is_invisible_then_visible
         assert writer.post(before).status == 202
         # the markers index refuses writes: the next batch gets its deltas written, then its marker refused
         batches.put_settings(index=f"{prefix}-batches", settings={"index.blocks.write": True})
-        rows = [{**ROW, "hour": 301, "bytes_tx": 5}, {**ROW, "hour": 302, "bytes_tx": 7}, {**ROW, "hour": 302}]
+        rows = [
+            {**ROW, "hour": 301, "bytes_tx": 5},
+            {**ROW, "hour": 302, "bytes_tx": 7},
+            {**ROW, "hour": 302},
+        ]
         response = writer.post(rows, {"Idempotency-Key": "cut-batch"})
         body = orjson.loads(response.data)
         assert response.status == 202 and body["applied"] is False  # durable; applied later
