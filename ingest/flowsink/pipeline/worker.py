@@ -231,7 +231,7 @@ class PipelineWorker:
                 if key.startswith("records.") and count:
                     counts[("records", protocol, key[8:])] += count
                 elif key.startswith(UNKNOWN_COUNTER_FORMAT) and count:
-                    # one reason for every format: formats come from the network, the limiter's memory must not
+                    # one reason for every format: formats come from the network, and the limiter keeps one entry per reason
                     self.errors_log.warning(
                         "sflow_unknown_counter_format",
                         "sFlow counter records of (enterprise:format) %s from %s skipped: a structure flowsink "
