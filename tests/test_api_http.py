@@ -184,6 +184,9 @@ def test_openapi_document(api):
     response = api.http.request("GET", api.url + "/openapi.json")
     spec = orjson.loads(response.data)
     assert set(spec["paths"]["/flows"]) == {"get", "post"}
+    # what a client must know to retry safely, where its generated client shows it
+    assert "may count the batch twice" in spec["paths"]["/flows"]["post"]["description"]
+    assert "log it" in spec["components"]["schemas"]["Accepted"]["properties"]["batch_id"]["description"]
 
 
 @pytest.mark.skipif(
@@ -213,3 +216,42 @@ def test_sums_beyond_64_bits_stay_exact_through_compaction(api, es):
         assert time.monotonic() < deadline, "the compactor did not fold hour 106"
         time.sleep(0.5)
     assert api.get_hour(106) == expected  # folded totals, stored beyond 64 bits
+
+
+def test_a_batch_cut_between_its_deltas_and_its_marker_is_invisible_then_visible_whole(es_url, es, tmp_path):
+    """kill -9 of a node after it wrote a batch's deltas and before its marker: no GET shows any of the batch until
+    the marker exists; the node's replay then writes the marker and every hour of the batch shows at once."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    writer = ApiProcess(es_url, prefix, tmp_path / "writer", "--apply-timeout-s", "2").start()
+    reader = ApiProcess(es_url, prefix, tmp_path / "reader", "--compact-interval-s", "1").start()
+    batches = es.options(ignore_status=404).indices
+    try:
+        before = [{**ROW, "hour": 301, "src_app": "before"}]
+        assert writer.post(before).status == 202
+        # the markers index refuses writes: the next batch gets its deltas written, then its marker refused
+        batches.put_settings(index=f"{prefix}-batches", settings={"index.blocks.write": True})
+        rows = [
+            {**ROW, "hour": 301, "bytes_tx": 5},
+            {**ROW, "hour": 302, "bytes_tx": 7},
+            {**ROW, "hour": 302},
+        ]
+        response = writer.post(rows, {"Idempotency-Key": "cut-batch"})
+        body = orjson.loads(response.data)
+        assert response.status == 202 and body["applied"] is False  # durable; applied later
+        batch_id = body["batch_id"]
+        deltas = es.search(index=f"{prefix}-aggregates", query={"term": {"batch": batch_id}}, size=10)
+        assert {hit["_source"]["hour"] for hit in deltas["hits"]["hits"]} == {301, 302}
+        writer.kill()
+        time.sleep(3)  # compaction cycles on the reader: a delta without its marker is never folded either
+        assert reader.get_hour(301) == [{**ROW, "hour": 301, "src_app": "before"}]
+        assert reader.get_hour(302) == []
+        batches.put_settings(index=f"{prefix}-batches", settings={"index.blocks.write": False})
+        writer.start()  # the replay applies the batch from the node's queue: its marker makes it visible whole
+        assert es.get(index=f"{prefix}-batches", id=batch_id)["found"]
+        assert reader.get_hour(301) == expected_sums(before + rows)[301]
+        assert reader.get_hour(302) == expected_sums(rows)[302]
+    finally:
+        writer.stop()
+        reader.stop()
+        batches.put_settings(index=f"{prefix}-batches", settings={"index.blocks.write": False})
+        delete_indices(es, prefix)

@@ -174,6 +174,25 @@ def test_a_sample_left_to_python_mid_datagram_keeps_the_others_in_c() -> None:
     assert decoder.reference_encoded == 0
 
 
+@needs_extension
+@pytest.mark.parametrize("fmt", FORMATS, ids=["create", "index-no-ids", "escaped-prefix"])
+def test_host_counter_samples_are_declined_by_the_c_writer_and_equal_the_reference(fmt: BulkFormat) -> None:
+    from test_decode_sflow import host_counter_datagram
+
+    payload = host_counter_datagram()
+    decoder = _assert_equal_to_reference([payload], fmt)
+    calls = _record_flow_samples(decoder)
+    encoded = decoder.decode(payload, "192.0.2.8", ARRIVAL_NS).encoded
+    # the sample writer stopped at each of the three host counter samples: Python decoded every one
+    assert [(call[1], call[2], call[3]) for call in calls] == [(0, 0, 0), (1, 0, 0), (2, 0, 0)]
+    groups = [set(orjson.loads(split_encoded(line)[1])["sflow"]["counters"]) for line in encoded]
+    assert groups == [
+        {"host_adapters", "host_parent", "host_disk_io", "host_net_io"},
+        {"mib2_ip_group", "mib2_icmp_group", "mib2_tcp_group", "mib2_udp_group"},
+        {"virt_node", "virt_cpu", "virt_memory", "virt_disk_io", "virt_net_io"},
+    ]
+
+
 def _host_cpu_counters(sequence: int) -> bytes:
     """A counter sample with a host CPU record: its load averages are floats, which the C writer leaves alone."""
     cpu = _record(2003, struct.pack("!3f17I", 0.5, 0.25, 0.125, *range(17)))

@@ -112,6 +112,26 @@ def test_data_without_its_template_is_counted_expired(tmp_path: Path):
     assert "expired=" in stderr
 
 
+def test_summary_counts_every_data_set_that_never_found_its_template_and_says_so():
+    asa_2 = LOGSTASH_NETFLOW / "netflow9_test_cisco_asa_2_data.dat"
+    mikrotik_259 = LOGSTASH_NETFLOW / "ipfix_test_mikrotik_data259.dat"
+    code, docs, stderr = run_decode(str(V9_DATA), str(IPFIX_DATA), str(asa_2), str(mikrotik_259))
+    assert code == 0 and docs == []
+    # 12 data sets in 4 datagrams waited for templates the files never carry: 12 errors, not one per protocol
+    assert "errors: 12 (template_missing=12)" in stderr
+    assert (
+        "data sets that came before their template: 12; decoded once it came: 0; never decoded: 12 "
+        "(no template: their records are not in the output)"
+    ) in stderr
+    assert stderr.count(": template_missing: ") == 12  # one line each, naming the exporter and template
+    assert "data set for template 263" in stderr
+    # data first, then its template: held, then decoded, nothing lost
+    code, docs, stderr = run_decode(str(V9_DATA), str(V9_TEMPLATE))
+    assert len(docs) == 14
+    assert "errors: 0 (none)" in stderr
+    assert "data sets that came before their template: 1; decoded once it came: 1; never decoded: 0" in stderr
+
+
 def test_no_renormalize_switch():
     _, docs, _ = run_decode("--no-renormalize", str(SFLOW))
     flows = [d for d in docs if d["event"]["action"] == "sflow_flow_sample"]

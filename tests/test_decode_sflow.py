@@ -20,6 +20,7 @@ from flowsink.decode import DecoderSettings, FlowDecoder
 from flowsink.decode.packet import parse_ethernet, parse_header
 from flowsink.decode.sflow import SflowDecoder
 from flowsink.normalize.common import community_id
+from test_decode_fixtures import LOGSTASH_SFLOW
 
 ARRIVAL_NS = 1_763_900_000_123_456_789
 EXPORTER = "192.0.2.10"
@@ -466,6 +467,108 @@ def test_counter_samples_generic_ethernet_vlan_processor_lag_port_name():
     assert second["sflow"]["expanded"] is True
     assert result.stats["records.sflow_counter_sample"] == 2
     assert result.stats["sflow_unknown_records"] == 1
+
+
+# the host structures of https://sflow.org/sflow_host.txt (enterprise 0), written out field by field
+MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+HOST_ADAPTERS = record(
+    2001,
+    struct.pack("!I", 2)  # adapters
+    + struct.pack("!II", 3, 2)
+    + MAC_A
+    + b"\0\0"
+    + MAC_B
+    + b"\0\0"  # ifIndex 3, two MACs (XDR pads 6 to 8)
+    + struct.pack("!II", 0, 0),  # ifIndex unknown, no MAC
+)
+HOST_PARENT = record(2002, struct.pack("!II", 2, 7))  # container: physical entity 7
+HOST_DISK_IO = record(2005, struct.pack("!QQiIQIIQI", 2**41, 2**40, 4512, 10, 2**33, 11, 12, 2**34, 13))
+HOST_NET_IO = record(2006, struct.pack("!QIIIQIII", 2**35, 1, 2, 3, 2**36, 4, 5, 6))
+MIB2_IP = record(2007, struct.pack("!19I", *range(100, 119)))
+MIB2_ICMP = record(2008, struct.pack("!25I", *range(200, 225)))
+MIB2_TCP = record(2009, struct.pack("!IIIiIIIIIIIIIII", 1, 200, 120000, -1, *range(300, 311)))
+MIB2_UDP = record(2010, struct.pack("!7I", *range(400, 407)))
+VIRT_NODE = record(2100, struct.pack("!IIQQI", 2400, 8, 2**35, 2**33, 3))
+VIRT_CPU = record(2101, struct.pack("!III", 1, 123456, 2))
+VIRT_MEMORY = record(2102, struct.pack("!QQ", 2**31, 2**32))
+VIRT_DISK_IO = record(2103, struct.pack("!QQQIQIQI", 2**36, 2**35, 2**34, 7, 2**20, 8, 2**21, 9))
+VIRT_NET_IO = record(2104, struct.pack("!QIIIQIII", 2**30, 11, 12, 13, 2**31, 14, 15, 16))
+
+
+def host_counter_datagram() -> bytes:
+    return datagram(
+        [
+            counter_sample(
+                [HOST_ADAPTERS, HOST_PARENT, HOST_DISK_IO, HOST_NET_IO], seq=5, source=(2 << 24) | 1
+            ),
+            counter_sample([MIB2_IP, MIB2_ICMP, MIB2_TCP, MIB2_UDP], seq=6, source=(2 << 24) | 1),
+            counter_sample(
+                [VIRT_NODE, VIRT_CPU, VIRT_MEMORY, VIRT_DISK_IO, VIRT_NET_IO], seq=7, source=(3 << 24) | 9
+            ),
+        ]
+    )
+
+
+def test_host_counter_structures_are_decoded_into_counter_documents():
+    result = decode_one(host_counter_datagram())
+    assert result.errors == [] and result.stats.get("sflow_unknown_records", 0) == 0
+    physical, mib2, virtual = (d["sflow"]["counters"] for d in result.documents)
+    assert {d["event"]["action"] for d in result.documents} == {"sflow_counter_sample"}
+    assert physical["host_adapters"] == [
+        {"if_index": 3, "mac_addresses": ["02:00:00:00:00:01", "02:00:00:00:00:02"]},
+        {"if_index": 0, "mac_addresses": []},
+    ]
+    assert physical["host_parent"] == {"container_type": 2, "container_index": 7}
+    assert physical["host_disk_io"] == {
+        "disk_total": 2**41, "disk_free": 2**40, "part_max_used": 4512, "reads": 10, "bytes_read": 2**33,
+        "read_time": 11, "writes": 12, "bytes_written": 2**34, "write_time": 13,
+    }  # fmt: skip
+    assert physical["host_net_io"] == {
+        "bytes_in": 2**35, "pkts_in": 1, "errs_in": 2, "drops_in": 3,
+        "bytes_out": 2**36, "pkts_out": 4, "errs_out": 5, "drops_out": 6,
+    }  # fmt: skip
+    assert mib2["mib2_ip_group"]["ip_forwarding"] == 100 and mib2["mib2_ip_group"]["ip_frag_creates"] == 118
+    assert len(mib2["mib2_ip_group"]) == 19
+    assert mib2["mib2_icmp_group"]["icmp_in_msgs"] == 200
+    assert mib2["mib2_icmp_group"]["icmp_out_addr_mask_reps"] == 224 and len(mib2["mib2_icmp_group"]) == 25
+    assert mib2["mib2_tcp_group"]["tcp_max_conn"] == -1  # MIB-II: -1 when the limit is dynamic
+    assert mib2["mib2_tcp_group"]["tcp_in_csum_errors"] == 310 and len(mib2["mib2_tcp_group"]) == 15
+    assert mib2["mib2_udp_group"] == {
+        "udp_in_datagrams": 400, "udp_no_ports": 401, "udp_in_errors": 402, "udp_out_datagrams": 403,
+        "udp_rcvbuf_errors": 404, "udp_sndbuf_errors": 405, "udp_in_csum_errors": 406,
+    }  # fmt: skip
+    assert virtual["virt_node"] == {
+        "mhz": 2400, "cpus": 8, "memory": 2**35, "memory_free": 2**33, "num_domains": 3,
+    }  # fmt: skip
+    assert virtual["virt_cpu"] == {"state": 1, "cpu_time": 123456, "nr_virt_cpu": 2}
+    assert virtual["virt_memory"] == {"memory": 2**31, "max_memory": 2**32}
+    assert virtual["virt_disk_io"] == {
+        "capacity": 2**36, "allocation": 2**35, "available": 2**34, "rd_req": 7, "rd_bytes": 2**20,
+        "wr_req": 8, "wr_bytes": 2**21, "errs": 9,
+    }  # fmt: skip
+    assert virtual["virt_net_io"]["bytes_out"] == 2**31 and virtual["virt_net_io"]["drops_out"] == 16
+    assert result.stats["records.sflow_counter_sample"] == 3
+
+
+def test_unknown_disk_percentage_is_left_out_and_short_host_records_are_skipped_alone():
+    unknown = record(2005, struct.pack("!QQiIQIIQI", 1, 1, -1, 0, 0, 0, 0, 0, 0))
+    short = record(2006, struct.pack("!QI", 1, 2))
+    result = decode_one(datagram([counter_sample([unknown, short, HOST_PARENT])]))
+    counters = result.documents[0]["sflow"]["counters"]
+    assert "part_max_used" not in counters["host_disk_io"]  # -1: unknown, per the spec
+    assert "host_net_io" not in counters and counters["host_parent"]["container_index"] == 7
+    assert [reason for reason, _ in result.errors] == ["bad_record_length"]
+
+
+def test_counter_formats_still_unknown_are_counted_by_format():
+    # a real agent's HTTP counters (sflow.org's 2201, in two of its samples): a format flowsink does not decode
+    result = decode_one((LOGSTASH_SFLOW / "sflow_counters_sample.dat").read_bytes())
+    assert result.stats["sflow_unknown_counter_format.0:2201"] == 2
+    vendor = record(3, struct.pack("!II", 1, 2), enterprise=4413)
+    result = decode_one(datagram([counter_sample([generic_counters(), vendor, vendor])]))
+    assert result.stats["sflow_unknown_counter_format.4413:3"] == 2
+    assert result.stats["sflow_unknown_records"] == 2
+    assert result.documents[0]["sflow"]["counters"]["interface"]["if_index"] == 3
 
 
 def test_record_with_bad_inner_length_is_skipped_alone():

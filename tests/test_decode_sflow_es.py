@@ -15,6 +15,7 @@ from test_decode_sflow import (
     datagram,
     flow_sample,
     generic_counters,
+    host_counter_datagram,
     raw_header,
     record,
     switch_record,
@@ -45,6 +46,7 @@ def _every_kind_of_sample() -> list[bytes]:
     )
     cpu = record(2003, struct.pack("!3f17I", 0.5, float("nan"), 1.5, *range(17)))
     memory = record(2004, struct.pack("!QQQQQQQIIII", *([2**40] * 7), 1, 2, 3, 4))
+    payloads.append(host_counter_datagram())
     payloads.append(
         datagram(
             [
@@ -99,3 +101,11 @@ def test_sflow_documents_index_without_rejections_or_dropped_fields(es, flowsink
         a["_source"]["network"]["bytes"] for a in actions if a["_index"].startswith(f"{prefix}-flows")
     )
     assert total["aggregations"]["bytes"]["value"] == expected
+    # host counter structures land in the meta index with their numbers and addresses queryable
+    meta = f"{prefix}-meta-*"
+    disk = {"range": {"sflow.counters.host_disk_io.bytes_written": {"gte": 2**34}}}
+    assert es.count(index=meta, query=disk)["count"] == 1
+    mac = {"term": {"sflow.counters.host_adapters.mac_addresses": "02:00:00:00:00:02"}}
+    assert es.count(index=meta, query=mac)["count"] == 1
+    dynamic_limit = {"term": {"sflow.counters.mib2_tcp_group.tcp_max_conn": -1}}
+    assert es.count(index=meta, query=dynamic_limit)["count"] == 1

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowsink.generate.accuracy import Row, affected_exporters, compare
-from flowsink.generate.manifest import canonical_key, tuple_digest
+from flowsink.generate.accuracy import Row, affected_exporters, totals_rows
 from flowsink.generate.pcap import Datagram, write_pcap
 from test_generate_run import Receiver
 
@@ -176,40 +175,25 @@ def test_drop_relay_drops_the_share_asked_and_keeps_sources(tmp_path):
         assert int.from_bytes(payload, "big") % 2 == int(address.rsplit(".", 1)[1]) - 71
 
 
-def test_compare_names_the_exporters_and_tuples_that_differ():
-    key = canonical_key("10.0.0.1", "10.0.0.2", 1234, 443, 6)
-    other = canonical_key("2001:db8::1", "2001:db8::2", 0, 2048, 58)
-    table = {key: (2, 300, 3), other: (1, 84, 1)}
+def test_totals_rows_name_the_exporters_that_differ():
     manifest = {
         "exporters": {
-            "127.0.0.11": {
-                "flows": 3,
-                "bytes": 384,
-                "packets": 4,
-                "digest": tuple_digest(table.items()),
-                "table": table,
-            },
-            "127.0.0.12": {
-                "flows": 3,
-                "bytes": 384,
-                "packets": 4,
-                "digest": tuple_digest(table.items()),
-                "table": table,
-            },
+            "127.0.0.11": {"flows": 3, "bytes": 384, "packets": 4},
+            "127.0.0.12": {"flows": 3, "bytes": 384, "packets": 4},
+            "127.0.0.13": {"flows": 3, "bytes": 384, "packets": 4},
         }
     }
-    short = {key: (1, 150, 2), other: (1, 84, 1)}
-    rows, details = compare(manifest, {"127.0.0.11": table, "127.0.0.12": short})
-    assert affected_exporters(rows) == ["127.0.0.12"]
-    assert [r.metric for r in rows if not r.ok] == [
-        "flows",
-        "bytes",
-        "packets",
-        "5-tuple digest",
-        "5-tuples differing",
+    found = {"127.0.0.11": (3, 384, 4), "127.0.0.12": (2, 234, 3)}  # .13 sent nothing that arrived
+    rows = totals_rows(manifest, found, sigmas=5)
+    assert affected_exporters(rows) == ["127.0.0.12", "127.0.0.13"]
+    assert [(r.exporter, r.metric, r.difference) for r in rows if not r.ok] == [
+        ("127.0.0.12", "flows", -1),
+        ("127.0.0.12", "bytes", -150),
+        ("127.0.0.12", "packets", -1),
+        ("127.0.0.13", "flows", -3),
+        ("127.0.0.13", "bytes", -384),
+        ("127.0.0.13", "packets", -4),
     ]
-    assert details["127.0.0.12"] == ["10.0.0.1 10.0.0.2 1234 443 6: expected (2, 300, 3) found (1, 150, 2)"]
-    assert other[2:4] == (0, 0)  # ICMPv6 ports do not take part
 
 
 def test_statistical_rows_use_the_bound():

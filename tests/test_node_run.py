@@ -156,3 +156,40 @@ def test_dead_pipeline_worker_is_restarted_without_loss(node, es, unique_prefix)
     assert restarts == 1
     assert "pipeline-0 exited" in node.log()
     assert node.stop() == 0
+
+
+def test_a_loss_before_an_exporter_falls_quiet_is_counted_while_the_node_runs(
+    tmp_path, es, es_url, unique_prefix
+):
+    """Flows lost just before an exporter goes quiet sit in a hole the reorder window (decode.sequence_window, 10,000
+    flows for v5) never closes. The running node counts them once the hole is decode.sequence_hole_max_age_s old
+    (set to 6 s here): no later traffic, no shutdown needed."""
+    node = NodeProcess(tmp_path, es_url, unique_prefix, settings={"decode": {"sequence_hole_max_age_s": 6}})
+    try:
+        node.start()
+        exporter = V5Exporter(engine_id=5)
+        first = exporter.datagram(30)
+        exporter.datagram(30)  # lost on the way: never sent
+        last = exporter.datagram(30)
+        sent = time.monotonic()
+        node.send([first, last])
+        assert wait_for_count(es, unique_prefix, 60) == 60
+        lost = gaps = 0.0
+        while time.monotonic() - sent < 40 and not lost:
+            values = scrape(node.metrics_url)
+            lost = metric_sum(
+                values, "flowsink_lost_records_total", exporter="127.0.0.1", protocol="netflow_v5"
+            )
+            gaps = metric_sum(
+                values, "flowsink_sequence_gaps_total", exporter="127.0.0.1", protocol="netflow_v5"
+            )
+            time.sleep(0.25)
+        counted_after = time.monotonic() - sent
+        assert (lost, gaps) == (30, 1), node.log()
+        assert counted_after >= 6  # not before the hole was as old as configured
+        assert node.proc is not None and node.proc.poll() is None  # by the running node
+    finally:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait(10)
+        cleanup_prefix(es, unique_prefix)

@@ -61,8 +61,8 @@ class ExplodingDecoder(FlowDecoder):
         return super().decode(payload, exporter, arrival_ns)
 
 
-def make_worker(tmp_path, decoder=None, sink=None, **env):
-    config = load_config(
+def node_config(tmp_path, **env):
+    return load_config(
         None,
         env={
             "FLOWSINK_NODE_RUN_DIR": str(tmp_path),
@@ -71,6 +71,10 @@ def make_worker(tmp_path, decoder=None, sink=None, **env):
             **env,
         },
     )
+
+
+def make_worker(tmp_path, decoder=None, sink=None, **env):
+    config = node_config(tmp_path, **env)
     sink = sink or RecordingSink()
     worker = build_worker(config, 0, sink=sink, decoder=decoder)
     return worker, worker.queue, sink
@@ -259,3 +263,63 @@ def test_lines_handed_back_are_offered_again_and_the_batch_acked_only_then(tmp_p
     assert reloads == [0]  # applied while the batch was still queued
     assert len(sink.docs) == 3 * per_datagram
     assert queue.stats()["acked_seq"] == 3
+
+
+def test_an_exporter_moved_to_another_partition_is_decoded_with_the_templates_the_first_one_learned(tmp_path):
+    """After a receiver restart SO_REUSEPORT may hash an exporter to another receiver: its datagrams then land in
+    another partition, whose worker never saw the exporter's templates. The partitions hand templates over
+    through their template caches, so no data waits for a template the node already knew."""
+    config = node_config(tmp_path, FLOWSINK_RECEIVE_PROCESSES="2", FLOWSINK_PIPELINE_BATCH_MAX_DATAGRAMS="10")
+    sinks = [RecordingSink(), RecordingSink()]
+    first, second = (build_worker(config, partition, sink=sinks[partition]) for partition in (0, 1))
+    template = (ASA / "netflow9_test_cisco_asa_1_tpl.dat").read_bytes()
+    data = (ASA / "netflow9_test_cisco_asa_1_data.dat").read_bytes()
+    first.queue.append(template, "192.0.2.5", time.time_ns())
+    first.queue.append(data, "192.0.2.5", time.time_ns())
+    first.process_batch(0.5)
+    first.finish_inflight()
+    assert len(sinks[0].docs) == 14
+    # the exporter moves before the first worker's timers ran: its data waits in the second partition...
+    second.queue.append(data, "192.0.2.5", time.time_ns())
+    second.process_batch(0.5)
+    second.finish_inflight()
+    assert sinks[1].docs == [] and second.decoder.pending_count() == 1
+    # ... only until both workers' timers ran once (a second apart, between batches), far sooner than the
+    # periodic template save (decode.template_save_interval_s, 30 s) or the exporter's next template
+    first.tick(time.monotonic() + 1.5)
+    second.tick(time.monotonic() + 1.5)
+    assert len(sinks[1].docs) == 14
+    assert second.decoder.pending_count() == 0 and second.queue.stats()["acked_seq"] == 1
+    assert [d["_id"] for d in sinks[1].docs] == [d["_id"] for d in sinks[0].docs]
+    # the second partition keeps what it was handed: the exporter's next data is decoded at once, even with
+    # the first partition's cache gone
+    config.template_cache_path(0).unlink()
+    second.queue.append(data, "192.0.2.5", time.time_ns())
+    second.process_batch(0.5)
+    second.finish_inflight()
+    assert len(sinks[1].docs) == 28
+
+
+def test_a_damaged_sibling_cache_is_ignored_with_a_log_line(tmp_path, caplog):
+    config = node_config(tmp_path, FLOWSINK_RECEIVE_PROCESSES="2")
+    config.template_cache_path(0).write_bytes(b"{not json")
+    worker = build_worker(config, 1, sink=RecordingSink())
+    worker.queue.append(
+        (ASA / "netflow9_test_cisco_asa_1_data.dat").read_bytes(), "192.0.2.8", time.time_ns()
+    )
+    worker.process_batch(0.5)
+    worker.finish_inflight()
+    worker.process_batch(0.1)  # a second miss does not parse the unchanged file again
+    assert worker.decoder.pending_count() == 1
+    assert "ignoring template cache" in caplog.text and str(config.template_cache_path(0)) in caplog.text
+
+
+def test_sflow_counter_records_of_an_unknown_format_are_logged_by_format(tmp_path, caplog):
+    sflow = ASA.parent / "logstash-codec-sflow" / "sflow_counters_sample.dat"
+    worker, queue, sink = make_worker(tmp_path)
+    queue.append(sflow.read_bytes(), "192.0.2.12", time.time_ns())
+    worker.process_batch(0.5)
+    worker.finish_inflight()
+    assert len(sink.docs) == 12  # the samples themselves are indexed, the unknown records skipped
+    assert "sFlow counter records of (enterprise:format) 0:2201 from 192.0.2.12 skipped" in caplog.text
+    assert "(2 in this datagram)" in caplog.text

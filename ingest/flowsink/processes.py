@@ -61,7 +61,7 @@ def build_worker(
 ) -> PipelineWorker:
     """A pipeline worker for ``partition`` reading ``directory`` (default ``<queue dir>/rx-<partition>``), its
     parts built from ``config`` unless given (a decoder given is made to write the outputs' format)."""
-    from flowsink.queue import receiver_dir
+    from flowsink.queue import partition_dirs, receiver_dir
 
     queue = open_queue(config, Path(directory) if directory else receiver_dir(config.queue_dir, partition))
     if decoder is None:
@@ -78,6 +78,11 @@ def build_worker(
         partition=partition,
         template_cache=config.template_cache_path(partition),
         log_interval_s=config.logging.rate_limit_interval_s,
+        sibling_caches=[
+            config.template_cache_path(other)
+            for other in range(len(partition_dirs(config.queue_dir, config.receiver_processes)))
+            if other != partition
+        ],
     )
 
 

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--body-limit-bytes", type=int, default=defaults.body_limit_bytes)
     parser.add_argument("--rows-limit", type=int, default=defaults.rows_limit)
     parser.add_argument("--queue-max-bytes", type=int, default=defaults.queue_max_bytes)
+    parser.add_argument("--apply-timeout-s", type=float, default=defaults.apply_timeout_s)
     return parser
 
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         body_limit_bytes=args.body_limit_bytes,
         rows_limit=args.rows_limit,
         queue_max_bytes=args.queue_max_bytes,
+        apply_timeout_s=args.apply_timeout_s,
         **({"node_id": args.node_id} if args.node_id else {}),
     )
     app = web.Application()

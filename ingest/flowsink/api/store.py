@@ -5,7 +5,8 @@ Three indices (``<prefix>-aggregates``, ``<prefix>-batches``, ``<prefix>-folds``
 * Applying a batch writes one *delta* document per hour it touches, id ``hash(batch id, hour)``, holding that
   hour's rows of the batch packed in one non-indexed field; then a *marker* ``<prefix>-batches/<batch id>``.
   A batch whose marker exists is skipped, so a retried or replayed batch is never counted twice; an
-  interrupted one is rewritten whole (same ids).
+  interrupted one is rewritten whole (same ids). The marker is the batch's commit: reads and folds count only
+  deltas whose batch has one, so a batch becomes visible all at once.
 * Per hour, a *fold state* document names the current totals generation (``fold``) and the deltas folded
   into it (``folded``, ids). A read sums that generation's totals plus every delta of the hour not in
   ``folded``, in Python (exact integers: Elasticsearch's ``sum`` aggregation is a double). Totals are packed
@@ -261,6 +262,7 @@ class AggregateStore:
         for _ in range(READ_ATTEMPTS):
             state, seq_no, _ = await self.fold_state(hour)
             hits = [hit["_source"] async for hit in self._hits(self._visible_query(hour, state))]
+            hits = await self._committed(hits)
             # A fold that switched the hour meanwhile may have deleted what we were reading: check, in
             # parallel with the summing.
             recheck = asyncio.ensure_future(self.fold_state(hour))
@@ -269,6 +271,19 @@ class AggregateStore:
             if seq_after == seq_no:
                 return result
         raise RuntimeError(f"hour {hour} was re-folded during {READ_ATTEMPTS} reads in a row")
+
+    async def _committed(self, sources: list[dict]) -> list[dict]:
+        """The documents of batches whose marker exists: the marker is a batch's commit, one document written
+        after all its deltas, so a batch interrupted in between (a crash, an Elasticsearch error) shows nothing
+        until its retry or the node's replay writes the marker, then every hour of it at once. Markers are read by
+        id (``mget`` is real-time: no refresh needed, so read-your-writes holds)."""
+        batches = {source["batch"] for source in sources if source["kind"] == "d"}
+        if not batches:
+            return sources
+        applied = await self._applied_batches(batches)
+        if len(applied) == len(batches):
+            return sources
+        return [source for source in sources if source["kind"] != "d" or source["batch"] in applied]
 
     # ------------------------------------------------------------------ compaction
 

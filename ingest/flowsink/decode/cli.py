@@ -79,10 +79,22 @@ class Summary:
             return ", ".join(f"{key}={value}" for key, value in sorted(counter.items())) or "none"
 
         total = sum(self.datagrams.values())
-        return [
+        lines = [
             f"datagrams: {total} ({counts(self.datagrams)})",
             f"records: {sum(self.records.values())} ({counts(self.records)})",
             f"errors: {sum(self.errors.values())} ({counts(self.errors)})",
+        ]
+        held = self.stats["pending"]
+        if held or self.stats["expired"]:
+            # NetFlow v9 / IPFIX data before its template, in words: held data is counted in sets (how many
+            # records a set holds is unknown without its template)
+            lines.append(
+                f"data sets that came before their template: {held}; decoded once it came: "
+                f"{self.stats['pending_decoded']}; never decoded: {self.stats['expired']}"
+                + (" (no template: their records are not in the output)" if self.stats["expired"] else "")
+            )
+        return [
+            *lines,
             f"capture frames skipped: {counts(self.skipped)}",
             f"other counters: {counts(self.stats)}",
         ]
@@ -113,6 +125,8 @@ def decode_files(
     # whatever still waits for its template never gets it now: count it, never drop it silently
     held = decoder.expire(last_ns + 10**18)
     summary.add(held)
+    for reason, detail in held.errors:
+        summary.report_error("end of input", reason, detail)
     _write(out, held.documents)
 
 

@@ -191,11 +191,31 @@ class TemplateProtocolDecoder:
         evicted = self.store.add(key, template)
         if evicted:
             result.stats["template_evictions"] += evicted
+        self._release(key, template, result)
+
+    def _release(self, key: StateKey, template: Template, result: DecodeResult) -> None:
+        """Decode the data held for ``template``, oldest first."""
         for held in self.pending.take(key, template.template_id):
             result.stats["pending_decoded"] += 1
             self._records(
                 key, template, held.payload, 0, len(held.payload), held.context, held.set_index, result
             )
+
+    def _held_set(self, key: StateKey, held: HeldSet) -> str:
+        domain = "source id" if self.netflow_v9 else "observation domain"
+        return (
+            f"{self.protocol} from {key[1]} ({domain} {key[2]}): data set for template {held.template_id} "
+            f"({len(held.payload)} bytes)"
+        )
+
+    def _adopt(self, key: StateKey, template_id: int, result: DecodeResult) -> Template | None:
+        """A template another partition of the node learned (``TemplateStore.adopt``), with the data held for it
+        decoded; None when the node knows none."""
+        template = self.store.adopt(key, template_id)
+        if template is not None:
+            result.stats["templates_adopted"] += 1
+            self._release(key, template, result)
+        return template
 
     def _data_set(
         self,
@@ -210,17 +230,16 @@ class TemplateProtocolDecoder:
         result: DecodeResult,
     ) -> int | None:
         """Decode one data set; returns its record count, or None when it was held for its template."""
-        template = self.store.get(key, set_id)
+        template = self.store.get(key, set_id) or self._adopt(key, set_id, result)
         if template is None:
             held = HeldSet(set_id, bytes(payload[start:end]), context, set_index, arrival_ns)
             result.stats["pending"] += 1
-            expired = self.pending.hold(key, held)
-            if expired:
-                result.stats["expired"] += expired
+            for dropped_key, dropped in self.pending.hold(key, held):
+                result.stats["expired"] += 1
                 result.error(
                     "pending_overflow",
-                    f"{self.protocol} from {key[1]}: {expired} held data set(s) "
-                    f"dropped, over {self.pending.max_bytes} bytes held",
+                    f"{self._held_set(dropped_key, dropped)} dropped: over "
+                    f"{self.pending.max_bytes} bytes of data held waiting for templates",
                 )
             return None
         return self._records(key, template, payload, start, end, context, set_index, result)
@@ -466,12 +485,13 @@ class TemplateProtocolDecoder:
     def expire(self, now_ns: int) -> DecodeResult:
         """Count held data older than ``pending_max_seconds`` as expired; forget templates past their expiry."""
         result = DecodeResult(protocol=self.protocol)
-        expired = self.pending.expire(now_ns, self.protocol)
-        if expired:
-            result.stats["expired"] += expired
-            result.error(
-                "template_missing", f"{self.protocol}: {expired} data set(s) expired waiting for template"
-            )
+        # data held before another partition had saved the template it waits for: decoded now if it has
+        for key, template_id in [slot for slot in self.pending.held if slot[0][0] == self.protocol]:
+            self._adopt(key, template_id, result)
+        # one error per data set: a summary then counts the data lost, and each line names what it waited for
+        for key, held in self.pending.expire(now_ns, self.protocol):
+            result.stats["expired"] += 1
+            result.error("template_missing", f"{self._held_set(key, held)} expired: its template never came")
         dropped = self.store.expire(now_ns, self.protocol)
         if dropped:
             result.stats["templates_expired"] += dropped

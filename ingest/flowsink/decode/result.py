@@ -6,6 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# stats key of sFlow counter records of a structure the decoder does not know, then "<enterprise>:<format>"
+UNKNOWN_COUNTER_FORMAT = "sflow_unknown_counter_format."
+
 
 @dataclass(slots=True)
 class DecodeResult:

@@ -2,8 +2,11 @@
 
 Decodes flow samples and expanded flow samples (raw packet header, Ethernet frame, IPv4/IPv6 data, extended
 switch/router/gateway/user/URL/NAT/MPLS records), counter samples and expanded counter samples (generic
-interface, Ethernet, Token Ring, VLAN, LAG, processor, port name, host description, ...), and discarded-packet
-events (sFlow drop notifications). Records of unknown (enterprise, format) are skipped by their length. All
+interface, Ethernet, Token Ring, VLAN, LAG, processor, port name, and the host structures of
+https://sflow.org/sflow_host.txt: host description, adapters, parent, CPU, memory, disk and network I/O, the
+MIB-II IP/ICMP/TCP/UDP groups, virtual node and domain CPU, memory, disk and network I/O), and discarded-packet
+events (sFlow drop notifications). Records of unknown (enterprise, format) are skipped by their length (counter
+records counted by format too). All
 structure is XDR: big-endian 32-bit words, opaque and string data padded to a multiple of 4 bytes.
 
 Nothing here raises on bad input: every length is checked against the bytes that remain, and a broken sample
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowsink.decode import packet
-from flowsink.decode.result import DecodeResult
+from flowsink.decode.result import UNKNOWN_COUNTER_FORMAT, DecodeResult
 from flowsink.decode.sequence import SequenceTracker
 from flowsink.native import EXTENSION
 from flowsink.normalize import sflow as normalize
@@ -125,8 +128,21 @@ class SflowDecoder:
             1001: _counters_processor,
             1005: _counters_port_name,
             2000: _counters_host_description,
+            2001: _counters_host_adapters,
+            2002: _counters_host_parent,
             2003: _counters_host_cpu,
             2004: _counters_host_memory,
+            2005: _counters_host_disk_io,
+            2006: _fixed_group("host_net_io", _NET_IO, _HOST_NET_IO_NAMES, "host network I/O"),
+            2007: _fixed_group("mib2_ip_group", _MIB2_IP, _MIB2_IP_NAMES, "MIB-II IP"),
+            2008: _fixed_group("mib2_icmp_group", _MIB2_ICMP, _MIB2_ICMP_NAMES, "MIB-II ICMP"),
+            2009: _fixed_group("mib2_tcp_group", _MIB2_TCP, _MIB2_TCP_NAMES, "MIB-II TCP"),
+            2010: _fixed_group("mib2_udp_group", _MIB2_UDP, _MIB2_UDP_NAMES, "MIB-II UDP"),
+            2100: _fixed_group("virt_node", _VIRT_NODE, _VIRT_NODE_NAMES, "virtual node"),
+            2101: _fixed_group("virt_cpu", _VIRT_CPU, _VIRT_CPU_NAMES, "virtual CPU"),
+            2102: _fixed_group("virt_memory", _VIRT_MEMORY, _VIRT_MEMORY_NAMES, "virtual memory"),
+            2103: _fixed_group("virt_disk_io", _VIRT_DISK_IO, _VIRT_DISK_IO_NAMES, "virtual disk I/O"),
+            2104: _fixed_group("virt_net_io", _NET_IO, _VIRT_NET_IO_NAMES, "virtual network I/O"),
         }
 
     def decode(self, payload: bytes, exporter: str, arrival_ns: int) -> DecodeResult:
@@ -361,6 +377,9 @@ class SflowDecoder:
             parser = self._counter_records.get(record_format)
             if parser is None:
                 stats["sflow_unknown_records"] += 1
+                # by (enterprise, format): what an operator needs to know which structure is missing; the
+                # pipeline logs these keys (one line per interval, whatever the format)
+                stats[f"{UNKNOWN_COUNTER_FORMAT}{record_format >> 12}:{record_format & 0xFFF}"] += 1
             else:
                 try:
                     parser(data, offset, offset + length, sample)
@@ -1058,3 +1077,180 @@ def _counters_host_cpu(data: bytes, start: int, end: int, sample: dict[str, Any]
 
 def _counters_host_memory(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
     sample["host_memory"] = _fixed_counters(data, start, end, _HOST_MEMORY, _HOST_MEMORY_NAMES, "host memory")
+
+
+# the rest of sflow_host.txt (enterprise 0, formats 2001-2010 and 2100-2104): names are the spec's, in snake_case
+
+_HOST_DISK_IO = struct.Struct("!QQiIQIIQI")
+_HOST_DISK_IO_NAMES = (
+    "disk_total",
+    "disk_free",
+    "part_max_used",  # hundredths of a percent of the fullest partition; -1 unknown (then left out)
+    "reads",
+    "bytes_read",
+    "read_time",
+    "writes",
+    "bytes_written",
+    "write_time",
+)
+_NET_IO = struct.Struct("!QIIIQIII")
+_HOST_NET_IO_NAMES = (
+    "bytes_in",
+    "pkts_in",
+    "errs_in",
+    "drops_in",
+    "bytes_out",
+    "pkts_out",
+    "errs_out",
+    "drops_out",
+)
+_VIRT_NET_IO_NAMES = (
+    "bytes_in",
+    "packets_in",
+    "errs_in",
+    "drops_in",
+    "bytes_out",
+    "packets_out",
+    "errs_out",
+    "drops_out",
+)
+_MIB2_IP_NAMES = (
+    "ip_forwarding",
+    "ip_default_ttl",
+    "ip_in_receives",
+    "ip_in_hdr_errors",
+    "ip_in_addr_errors",
+    "ip_forw_datagrams",
+    "ip_in_unknown_protos",
+    "ip_in_discards",
+    "ip_in_delivers",
+    "ip_out_requests",
+    "ip_out_discards",
+    "ip_out_no_routes",
+    "ip_reasm_timeout",
+    "ip_reasm_reqds",
+    "ip_reasm_oks",
+    "ip_reasm_fails",
+    "ip_frag_oks",
+    "ip_frag_fails",
+    "ip_frag_creates",
+)
+_MIB2_IP = struct.Struct("!19I")
+_MIB2_ICMP_NAMES = (
+    "icmp_in_msgs",
+    "icmp_in_errors",
+    "icmp_in_dest_unreachs",
+    "icmp_in_time_excds",
+    "icmp_in_param_probs",
+    "icmp_in_src_quenchs",
+    "icmp_in_redirects",
+    "icmp_in_echos",
+    "icmp_in_echo_reps",
+    "icmp_in_timestamps",
+    "icmp_in_addr_masks",
+    "icmp_in_addr_mask_reps",
+    "icmp_out_msgs",
+    "icmp_out_errors",
+    "icmp_out_dest_unreachs",
+    "icmp_out_time_excds",
+    "icmp_out_param_probs",
+    "icmp_out_src_quenchs",
+    "icmp_out_redirects",
+    "icmp_out_echos",
+    "icmp_out_echo_reps",
+    "icmp_out_timestamps",
+    "icmp_out_timestamp_reps",
+    "icmp_out_addr_masks",
+    "icmp_out_addr_mask_reps",
+)
+_MIB2_ICMP = struct.Struct("!25I")
+_MIB2_TCP_NAMES = (
+    "tcp_rto_algorithm",
+    "tcp_rto_min",
+    "tcp_rto_max",
+    "tcp_max_conn",  # signed: MIB-II's -1 for a dynamic limit
+    "tcp_active_opens",
+    "tcp_passive_opens",
+    "tcp_attempt_fails",
+    "tcp_estab_resets",
+    "tcp_curr_estab",
+    "tcp_in_segs",
+    "tcp_out_segs",
+    "tcp_retrans_segs",
+    "tcp_in_errs",
+    "tcp_out_rsts",
+    "tcp_in_csum_errors",
+)
+_MIB2_TCP = struct.Struct("!IIIi11I")
+_MIB2_UDP_NAMES = (
+    "udp_in_datagrams",
+    "udp_no_ports",
+    "udp_in_errors",
+    "udp_out_datagrams",
+    "udp_rcvbuf_errors",
+    "udp_sndbuf_errors",
+    "udp_in_csum_errors",
+)
+_MIB2_UDP = struct.Struct("!7I")
+_VIRT_NODE = struct.Struct("!IIQQI")
+_VIRT_NODE_NAMES = ("mhz", "cpus", "memory", "memory_free", "num_domains")
+_VIRT_CPU = struct.Struct("!III")
+_VIRT_CPU_NAMES = ("state", "cpu_time", "nr_virt_cpu")
+_VIRT_MEMORY = struct.Struct("!QQ")
+_VIRT_MEMORY_NAMES = ("memory", "max_memory")
+_VIRT_DISK_IO = struct.Struct("!QQQIQIQI")
+_VIRT_DISK_IO_NAMES = (
+    "capacity",
+    "allocation",
+    "available",
+    "rd_req",
+    "rd_bytes",
+    "wr_req",
+    "wr_bytes",
+    "errs",
+)
+MAX_ADAPTERS = 1024  # adapters per record, MAC addresses per adapter: bounds on one record's work
+
+
+def _fixed_group(
+    group: str, layout: struct.Struct, names: tuple[str, ...], what: str
+) -> Callable[[bytes, int, int, dict[str, Any]], None]:
+    """The parser of a counter record that is a fixed run of numbers: all of it becomes ``sample[group]``."""
+
+    def parse(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+        sample[group] = _fixed_counters(data, start, end, layout, names, what)
+
+    return parse
+
+
+def _counters_host_adapters(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 4, "host adapters")
+    (count,) = _U32.unpack_from(data, start)
+    if count > MAX_ADAPTERS:
+        raise SflowError("bad_record_length", f"host adapters: {count} adapters declared")
+    offset = start + 4
+    adapters = []
+    for _ in range(count):
+        _need(offset, end, 8, "host adapters")
+        if_index, macs = _U32X2.unpack_from(data, offset)
+        offset += 8
+        # XDR opaque mac[6]: six bytes padded to eight
+        if macs > MAX_ADAPTERS or macs * 8 > end - offset:
+            raise SflowError("bad_record_length", f"host adapter {if_index}: {macs} MAC addresses do not fit")
+        addresses = [mac_text(data[offset + 8 * i : offset + 8 * i + 6]) for i in range(macs)]
+        offset += 8 * macs
+        adapters.append({"if_index": if_index, "mac_addresses": addresses})
+    sample["host_adapters"] = adapters
+
+
+def _counters_host_parent(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    _need(start, end, 8, "host parent")
+    container_type, container_index = _U32X2.unpack_from(data, start)
+    sample["host_parent"] = {"container_type": container_type, "container_index": container_index}
+
+
+def _counters_host_disk_io(data: bytes, start: int, end: int, sample: dict[str, Any]) -> None:
+    disk = _fixed_counters(data, start, end, _HOST_DISK_IO, _HOST_DISK_IO_NAMES, "host disk I/O")
+    if disk["part_max_used"] < 0:
+        del disk["part_max_used"]
+    sample["host_disk_io"] = disk

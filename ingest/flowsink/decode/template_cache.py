@@ -481,6 +481,8 @@ class ExporterOptions:
 
 
 StateKey = tuple[str, str, int]  # (protocol, exporter address, source id / observation domain)
+# where a template a store lacks may be found, with the exporter's options state there (see TemplateStore.adopt)
+TemplateSource = Callable[[StateKey, int], "tuple[Template, ExporterOptions | None] | None"]
 
 
 class TemplateStore:
@@ -497,10 +499,29 @@ class TemplateStore:
         self.templates: OrderedDict[StateKey, OrderedDict[int, Template]] = OrderedDict()
         self.options: dict[StateKey, ExporterOptions] = {}
         self.evictions = 0
+        # Set by the pipeline: the templates the node's other partitions saved. An exporter that SO_REUSEPORT moves
+        # to another receiver (after a receiver restart) brings its data to a worker that never saw its templates.
+        self.fallback: TemplateSource | None = None
 
     def get(self, key: StateKey, template_id: int) -> Template | None:
         domain = self.templates.get(key)
         return domain.get(template_id) if domain is not None else None
+
+    def adopt(self, key: StateKey, template_id: int) -> Template | None:
+        """A template this store lacks but ``fallback`` knows, stored here from now on, with the exporter's options
+        state (sampling rates, interface names) when this store has none yet; None when nowhere known."""
+        found = self.fallback(key, template_id) if self.fallback is not None else None
+        if found is None:
+            return None
+        template, options = found
+        self.add(key, template)
+        if options is not None and key not in self.options:
+            state = self.options_for(key)
+            state.sampling.update(options.sampling)
+            state.interfaces.update(options.interfaces)
+            state.system_init_ms = options.system_init_ms
+            state.last_seen_ns = options.last_seen_ns
+        return template
 
     def add(self, key: StateKey, template: Template) -> int:
         """Store (or replace) a template; returns how many templates were evicted to make room."""
@@ -677,41 +698,42 @@ class PendingSets:
         self.held: OrderedDict[tuple[StateKey, int], list[HeldSet]] = OrderedDict()
         self.bytes = 0
 
-    def hold(self, key: StateKey, held: HeldSet) -> int:
-        """Hold a set; returns how many older sets were expired to stay under the byte bound."""
+    def hold(self, key: StateKey, held: HeldSet) -> list[tuple[StateKey, HeldSet]]:
+        """Hold a set; returns the sets dropped to stay under the byte bound (oldest first; the set itself when
+        it alone is larger than the bound)."""
         if len(held.payload) > self.max_bytes:
-            return 1
+            return [(key, held)]
         self.held.setdefault((key, held.template_id), []).append(held)
         self.bytes += len(held.payload)
-        expired = 0
+        dropped = []
         while self.bytes > self.max_bytes and self.held:
-            expired += self._drop_oldest()
-        return expired
+            dropped.append(self._drop_oldest())
+        return dropped
 
-    def _drop_oldest(self) -> int:
+    def _drop_oldest(self) -> tuple[StateKey, HeldSet]:
         slot = next(iter(self.held))
         sets = self.held[slot]
         gone = sets.pop(0)
         self.bytes -= len(gone.payload)
         if not sets:
             del self.held[slot]
-        return 1
+        return slot[0], gone
 
     def take(self, key: StateKey, template_id: int) -> list[HeldSet]:
         sets = self.held.pop((key, template_id), [])
         self.bytes -= sum(len(s.payload) for s in sets)
         return sets
 
-    def expire(self, now_ns: int, protocol: str | None = None) -> int:
-        """Drop sets older than the age bound (of one protocol, or all); returns how many."""
+    def expire(self, now_ns: int, protocol: str | None = None) -> list[tuple[StateKey, HeldSet]]:
+        """Drop sets older than the age bound (of one protocol, or all); returns them."""
         cutoff = now_ns - self.max_age_ns
-        expired = 0
+        expired = []
         for slot in list(self.held):
             if protocol is not None and slot[0][0] != protocol:
                 continue
             sets = self.held[slot]
             keep = [s for s in sets if s.arrival_ns >= cutoff]
-            expired += len(sets) - len(keep)
+            expired += [(slot[0], s) for s in sets if s.arrival_ns < cutoff]
             self.bytes -= sum(len(s.payload) for s in sets if s.arrival_ns < cutoff)
             if keep:
                 self.held[slot] = keep

@@ -4,7 +4,10 @@ The digest is defined so that a checker can recompute it from Elasticsearch with
 for each exporter, the lines ``src dst sport dport proto flows bytes packets`` (addresses in canonical text form,
 ICMP ports as 0 because collectors differ in where they put type and code), sorted, joined with newlines and
 hashed with SHA-256. The full per-5-tuple table goes to a side file (``*.tuples.jsonl``) so that a checker can
-name the tuples that differ, not only say that some do.
+name the tuples that differ, not only say that some do. Its lines come per exporter in ``tuple_order``, the order
+in which Elasticsearch returns the tuples from a composite aggregation, so that a checker can compare the two as
+streams (``accuracy.py``) whatever the size of the run; ``tuples_order`` in the manifest says so (side files of
+manifests without it are in text order).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "flowsink-manifest/1"
+# how the side file orders its tuples (``tuple_order``); manifests without this mark are sorted by text
+TUPLES_ORDER = "elasticsearch/1"
 ICMP_PROTOCOLS = (1, 58)
+_IPV4_IN_IPV6 = b"\x00" * 10 + b"\xff\xff"
 
 TupleKey = tuple[str, str, int, int, int]
 
@@ -34,6 +41,24 @@ def canonical_key(src: str, dst: str, src_port: int | None, dst_port: int | None
     if protocol in ICMP_PROTOCOLS:
         src_port = dst_port = 0
     return canonical_ip(src), canonical_ip(dst), int(src_port or 0), int(dst_port or 0), int(protocol)
+
+
+def address_order(text: str | None) -> bytes:
+    """An address as Elasticsearch's ``ip`` type sorts it: 16 bytes, IPv4 mapped into IPv6 (``::ffff:a.b.c.d``);
+    a missing one ('' or None) first, as a composite aggregation's missing bucket."""
+    if not text:
+        return b""
+    try:
+        return _IPV4_IN_IPV6 + socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        return socket.inet_pton(socket.AF_INET6, text)
+
+
+def tuple_order(key: TupleKey) -> tuple[bytes, bytes, str, int, int]:
+    """The order in which a checker reads 5-tuples from Elasticsearch: source, destination (as ``ip`` sorts),
+    protocol (``network.iana_number`` is a keyword: sorted as text), source port, destination port."""
+    src, dst, sport, dport, proto = key
+    return address_order(src), address_order(dst), str(proto), sport, dport
 
 
 def tuple_digest(rows: Iterable[tuple[TupleKey, tuple[int, int, int]]]) -> str:
@@ -142,6 +167,7 @@ class Manifest:
                 "\n".join(f"{a} {e['digest']}" for a, e in sorted(per_exporter.items())).encode()
             ).hexdigest()
             doc["tuples_file"] = self.tuples_path.name if self.tuples_path else None
+            doc["tuples_order"] = TUPLES_ORDER
         return doc
 
     def write(self, final: bool = False) -> None:
@@ -153,10 +179,14 @@ class Manifest:
                 "".join(
                     json.dumps([e.address, *key, *totals]) + "\n"
                     for e in self.exporters
-                    for key, totals in sorted(e.tuples.items())
+                    for key, totals in sorted(e.tuples.items(), key=_by_tuple_order)
                 ),
             )
         _atomic_write(self.path, json.dumps(self.document(final), indent=2) + "\n")
+
+
+def _by_tuple_order(item: tuple[TupleKey, Any]) -> tuple[bytes, bytes, str, int, int]:
+    return tuple_order(item[0])
 
 
 def _iso(seconds: float) -> str:

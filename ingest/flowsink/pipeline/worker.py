@@ -13,15 +13,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowsink import metrics
-from flowsink.decode.result import DecodeResult
+from flowsink.decode.result import UNKNOWN_COUNTER_FORMAT, DecodeResult
 from flowsink.log import RateLimitedLog, get_logger
+from flowsink.pipeline.handover import SiblingTemplates
 from flowsink.pipeline.settings import PipelineSettings
 from flowsink.sinks.base import Sink, SinkOutcome
 
@@ -79,7 +80,9 @@ class PipelineWorker:
 
     ``queue``: a ``flowsink.queue.PersistentQueue`` (read/ack/stats); ``decoder``: a ``FlowDecoder`` whose
     settings name the bulk format of the documents it writes; ``sink``: a ``flowsink.sinks.Sink``;
-    ``template_cache``: where this partition's NetFlow v9/IPFIX templates are saved (None: not saved).
+    ``template_cache``: where this partition's NetFlow v9/IPFIX templates are saved (None: not saved);
+    ``sibling_caches``: where the node's other partitions save theirs, for templates an exporter moved here by
+    SO_REUSEPORT brings no copy of (``flowsink.pipeline.handover``).
 
     One batch is written (in a helper thread: the sink waits on the network with the GIL released) while the
     next is decoded; batches are acked strictly in order, each only once the sink settled every line of it.
@@ -96,6 +99,7 @@ class PipelineWorker:
         partition: int = 0,
         template_cache: Path | None = None,
         log_interval_s: float = 10.0,
+        sibling_caches: Sequence[Path] = (),
     ) -> None:
         self.queue = queue
         self.decoder = decoder
@@ -110,6 +114,12 @@ class PipelineWorker:
         self.on_reload: Callable[[PipelineWorker], None] | None = None
         self._last_expire = time.monotonic()
         self._last_template_save = time.monotonic()
+        # a template was learned or adopted since the last save: saved at the next expiry tick, so that a sibling
+        # partition finds it within about a second
+        self._templates_changed = False
+        store = getattr(decoder, "templates", None)
+        if sibling_caches and store is not None:
+            store.fallback = SiblingTemplates(sibling_caches, decoder.settings, log_interval_s)
         self._last_gauges = 0.0
         self._skipped_seen: dict[str, int] = {}
         # the last read found less than a full batch: nothing older waits in the queue
@@ -220,6 +230,16 @@ class PipelineWorker:
             for key, count in stats.items():
                 if key.startswith("records.") and count:
                     counts[("records", protocol, key[8:])] += count
+                elif key.startswith(UNKNOWN_COUNTER_FORMAT) and count:
+                    # one reason for every format: formats come from the network, and the limiter keeps one entry per reason
+                    self.errors_log.warning(
+                        "sflow_unknown_counter_format",
+                        "sFlow counter records of (enterprise:format) %s from %s skipped: a structure flowsink "
+                        "does not decode (%d in this datagram)",
+                        key[len(UNKNOWN_COUNTER_FORMAT) :],
+                        exporter,
+                        count,
+                    )
             gaps = stats.get("sequence_gaps", 0) + stats.get("sflow_datagram_gaps", 0)
             lost = stats.get("lost_records", 0)
             if gaps or lost:
@@ -230,6 +250,8 @@ class PipelineWorker:
                     metrics.LOST_RECORDS.labels(exporter=label, protocol=protocol).inc(lost)
             if stats.get("expired"):
                 metrics.EXPIRED_RECORDS.inc(stats["expired"])
+            if stats.get("templates") or stats.get("templates_adopted"):
+                self._templates_changed = True
         if tally is None:
             self._publish(counts)
         return len(result.errors)
@@ -264,6 +286,9 @@ class PipelineWorker:
             self._last_expire = now
             self.expire_held(now)
             self.close_sequence_holes()
+            if self._templates_changed:
+                self._last_template_save = now
+                self.save_templates()
         if now - self._last_template_save >= decode.template_save_interval_s:
             self._last_template_save = now
             self.save_templates()
@@ -311,6 +336,7 @@ class PipelineWorker:
             outcome = self._write(outcome.retry_later)
 
     def save_templates(self) -> None:
+        self._templates_changed = False
         path = self.template_cache
         if path is None:
             return
