@@ -190,7 +190,7 @@ class Enricher:
         self.geo: GeoLookup | None = None
         self.addresses: Any = None
         if self._networks is not None or settings.geoip_databases:
-            self.geo = self.sources.open_databases()
+            self.geo = self.sources.open_databases() if settings.geoip_databases else None
             cache_class = EXTENSION.AddressCache if EXTENSION is not None else PythonAddressCache
             flows = flow_table(classes=self._networks is not None)
             self.addresses = cache_class(self.lookup, flows, settings.address_cache_size)
@@ -292,7 +292,7 @@ class Enricher:
             return
         self._next_check = now + 1.0
         databases, names = self.sources.changes()
-        if databases and self.addresses is not None:
+        if databases and self.settings.geoip_databases:
             old, self.geo = self.geo, self.sources.open_databases()
             # nothing cached from the old files may outlive them
             self._entries.clear()
