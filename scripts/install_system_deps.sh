@@ -14,6 +14,7 @@ declare -A wanted=(
   [/usr/sbin/pmacctd]=pmacct
   [/usr/bin/nfcapd]=nfdump
   [/usr/bin/docker-compose]=docker-compose
+  [/usr/sbin/snmpd]=snmpd  # the SNMP enrichment tests poll a private one (tests/support/snmpd.py)
 )
 missing=()
 for path in "${!wanted[@]}"; do [[ -e "$path" ]] || missing+=("${wanted[$path]}"); done
@@ -24,6 +25,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # Debian's packages start services on install; the stack starts its own, so keep these from holding the ports.
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-for svc in nginx prometheus prometheus-node-exporter prometheus-nginx-exporter prometheus-elasticsearch-exporter; do
+for svc in nginx prometheus prometheus-node-exporter prometheus-nginx-exporter prometheus-elasticsearch-exporter snmpd; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
