@@ -11,9 +11,12 @@ What is added, and where (docs/enrichment.md):
   ``labels`` and ``tags`` at the end of the document; per ifIndex ``name``, ``alias``, ``speed`` in
   ``observer.{ingress,egress}.interface`` (a configured name replaces the one the exporter's options records
   give, in its place after ``id``; alias and speed follow);
-- per address (``enrich.internal_networks``; GeoIP and AS later, in the same entries): ``locality`` at the end of
-  ``source`` / ``destination``, through a bounded cache keyed by the packed address (``AddressCache``: in C when
-  the extension is there, so a cached address costs no Python call);
+- per address (``enrich.internal_networks``, ``enrich.geoip_databases``): ``as``, ``geo`` and ``locality`` at the
+  end of ``source`` / ``destination`` (an sFlow gateway's own ``as`` decided in its place), through a bounded cache
+  keyed by the packed address (``AddressCache``: in C when the extension is there, so a cached address costs no
+  Python call);
+- per exporter from SNMP (``enrich.snmp_targets``, polled by the node's enrichment process): names merged under
+  the configured ones;
 - per flow, from the two addresses' classes (a table of nine entries made here): ``network.direction`` (replacing
   the normaliser's value in its place), ``locality`` at the end of ``flow``, and ``related.ip`` (the flow's
   addresses, once each) at the end of the document, before ``labels`` and ``tags``.

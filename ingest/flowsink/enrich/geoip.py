@@ -146,9 +146,12 @@ class Database:
         bits = size * 8
         value = int.from_bytes(packed, "big")
         memo = self._memo
-        for length in self._lengths[size]:
+        lengths = self._lengths[size]
+        for position, length in enumerate(lengths):
             key = (value >> (bits - length)) << 16 | length << 8 | size
             if key in memo:
+                if position:  # the lengths that answer most come first: a /24 database answers in one probe
+                    lengths[position - 1], lengths[position] = length, lengths[position - 1]
                 return memo[key]
         if size == 16 and self.ip_version == 4:
             self._count_error(

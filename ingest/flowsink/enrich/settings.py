@@ -1,6 +1,7 @@
 """Settings of enrichment (the ``enrich`` section): what flowsink adds to each document on the ingest tier.
 
-Every key is reloadable: SIGHUP rebuilds the pipeline workers' enricher (and so empties its caches).
+Every key is reloadable: SIGHUP rebuilds the pipeline workers' enricher (and so empties its caches); a new version
+of a GeoIP database or of the SNMP names needs no SIGHUP (flowsink.enrich.sources).
 """
 
 from __future__ import annotations
