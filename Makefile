@@ -17,7 +17,8 @@ setup: deps system-deps es-dist kafka-dist
 
 # Reinstall when anything is missing or when the installed flowsink is another checkout's (a fresh clone).
 deps:
-	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib, confluent_kafka; \
+	@$(PYTHON) -c "import sys, flowsink, pytest, hypothesis, scapy, schemathesis, grafanalib, confluent_kafka, \
+	  maxminddb.extension, pysnmp, mmdb_writer, geolite2; \
 	  sys.exit(not flowsink.__file__.startswith('$(CURDIR)/ingest/'))" 2>/dev/null \
 	  && flowsink --help >/dev/null 2>&1 || $(PYTHON) -m pip install -q -e '.[test]'
 	@# The optional C extension builds in place (gitignored): a fresh clone has none, and an edited .c or .h leaves

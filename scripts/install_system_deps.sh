@@ -17,6 +17,7 @@ declare -A wanted=(
   # the Docker engine (a docker client alone cannot run the stack) and what builds its images without a registry
   [/usr/sbin/dockerd]=docker.io
   [/usr/sbin/debootstrap]=debootstrap
+  [/usr/sbin/snmpd]=snmpd  # the SNMP enrichment tests poll a private one (tests/support/snmpd.py)
 )
 missing=()
 for path in "${!wanted[@]}"; do [[ -e "$path" ]] || missing+=("${wanted[$path]}"); done
@@ -27,7 +28,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # Debian's packages start services on install; the stack starts its own, so keep these from holding the ports.
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-for svc in nginx prometheus prometheus-node-exporter prometheus-nginx-exporter prometheus-elasticsearch-exporter; do
+for svc in nginx prometheus prometheus-node-exporter prometheus-nginx-exporter prometheus-elasticsearch-exporter snmpd; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
 fi

@@ -52,6 +52,7 @@ RUNS = {
     "index-no-ids-enriched": ("index-no-ids", "all"),
     "create-exporters-only": ("create", "exporters-only"),
     "index-no-ids-networks-only": ("index-no-ids", "networks-only"),
+    "create-geoip-only": ("create", "geoip-only"),
 }
 
 
@@ -116,6 +117,15 @@ def test_c_bulk_lines_equal_the_python_reference(tmp_path: Path, name: str) -> N
         assert body.count(b'\\"related\\":{\\"ip\\":[') > documents * 0.5
         for direction in (b"inbound", b"outbound", b"internal", b"external"):
             assert body.count(b'\\"direction\\":\\"' + direction) > 100, direction
+    if enrichment in ("all", "geoip-only"):
+        # GeoIP and AS from support.geoip's databases, on both ends and both families
+        for key in (b"geo", b"as", b"country_iso_code", b"location", b"organization"):
+            assert body.count(b'\\"' + key + b'\\":') > documents * 0.1, key
+        assert body.count(b'\\"location\\":{\\"lat\\":') > 100
+    if (
+        enrichment == "geoip-only"
+    ):  # per-address additions without internal networks: no locality, no direction
+        assert b'\\"locality\\":' not in body and b'\\"related\\":{\\"ip\\":[' in body
     if enrichment in ("all", "exporters-only"):
         # the configured name of ifIndex 87 won over the options records' TenGigE0_1_0_1; 110's did not exist
         assert b'\\"id\\":\\"87\\",\\"name\\":\\"uplink-1\\",\\"alias\\":' in body

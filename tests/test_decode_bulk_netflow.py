@@ -399,6 +399,7 @@ RUNS = {
     "index-no-ids": ("index-no-ids", None),
     "create-enriched": ("create", "all"),
     "index-no-ids-exporters-only": ("index-no-ids", "exporters-only"),
+    "create-geoip-only": ("create", "geoip-only"),
 }
 
 

@@ -108,13 +108,19 @@ def _datagram(samples: list[bytes], sequence: int = 1) -> bytes:
 
 @needs_extension
 @pytest.mark.parametrize("fmt", FORMATS, ids=["create", "index-no-ids", "escaped-prefix"])
-@pytest.mark.parametrize("enrichment", [None, "all", "exporters-only"])
+@pytest.mark.parametrize("enrichment", [None, "all", "exporters-only", "geoip-only"])
 def test_generated_fixture_and_mutated_datagrams_equal_the_reference(
     fmt: BulkFormat, enrichment: str | None
 ) -> None:
     payloads = _fixture_payloads() + _generated_payloads(300) + _mutations(_generated_payloads(60, seed=5), 6)
     decoder = _assert_equal_to_reference(payloads, fmt, enrichment=enrichment)
-    assert decoder.reference_encoded == 0  # every document written in C: flow samples and the rest alike
+    if enrichment in ("all", "geoip-only"):
+        # the samples only the Python path decodes (a few per hundred datagrams here, hardly any in real
+        # exports) carry geo.location's floats, which C's generic encoder leaves to orjson: identical bytes,
+        # written by the reference
+        assert decoder.reference_encoded < 0.05 * len(payloads) * 6
+    else:
+        assert decoder.reference_encoded == 0  # every document written in C: flow samples and the rest alike
 
 
 @needs_extension

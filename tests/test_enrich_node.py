@@ -96,3 +96,104 @@ def test_a_node_enriches_what_it_receives_and_sighup_changes_it(tmp_path: Path):
         # 198.51.100.1 is internal now: the cache of the first enricher is gone with it
         assert (document["network"]["direction"], document["flow"]["locality"]) == ("internal", "internal")
     assert node.stop() == 0
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.integration
+def test_a_node_takes_geoip_and_snmp_names_and_a_replaced_database_without_a_restart(tmp_path: Path):
+    """GeoIP and AS from a database the node snapshots, names polled from a real snmpd under the configured ones,
+    and the database rewritten in place while the node runs: later documents carry the new AS, none is lost."""
+    from support import geoip
+    from support.node import metric_sum, scrape
+    from support.snmpd import ALIAS, COMMUNITY, SYS_NAME, host_interfaces, start_snmpd
+
+    agent = start_snmpd(tmp_path / "snmpd")
+    database = tmp_path / "GeoLite2-ASN.mmdb"
+    first = {
+        "198.51.100.0/24": {"autonomous_system_number": 64501, "autonomous_system_organization": "First"}
+    }
+    geoip.write_database(database, "GeoLite2-ASN", first)
+    out = tmp_path / "flows.ndjson"
+    enrich = {
+        "internal_networks": ["10.0.0.0/8"],
+        "geoip_databases": [str(database), str(geoip.city_database())],
+        "geoip_check_interval_s": 0.5,
+        "snmp_targets": [f"127.0.0.1:{agent.port}"],
+        "snmp_community": COMMUNITY,
+        "snmp_refresh_interval_s": 2,
+        "exporters": {"127.0.0.1": {"interfaces": {2: {"name": "configured-2"}}}},
+    }
+    node = NodeProcess(
+        tmp_path,
+        _unused_url(),
+        "unused",
+        settings={"output": ["file"], "file": {"path": str(out)}, "enrich": enrich},
+    )
+    node.start()
+    try:
+        names = tmp_path / "run" / "enrich" / "snmp.json"
+        assert _wait_for(names.exists), node.log()
+        exporter = V5Exporter()  # 10.x.x.x (internal) -> 198.51.100.1, ifIndex 1 -> 2
+        # the first poll may take a moment: send until the documents carry the polled sysName
+        sent = 0
+        while sent < 40:
+            _send(node, exporter, 1)
+            sent += 1
+            documents = _documents(out, 30 * sent, node)
+            if documents[-1]["observer"].get("name") == SYS_NAME:
+                break
+            time.sleep(0.5)
+        document = documents[-1]
+        assert document["observer"]["name"] == SYS_NAME, (names.exists(), node.log())
+        interfaces = host_interfaces()
+        assert document["observer"]["ingress"]["interface"]["name"] == interfaces[1]
+        assert document["observer"]["ingress"]["interface"]["alias"] == ALIAS
+        assert (
+            document["observer"]["egress"]["interface"]["name"] == "configured-2"
+        )  # configured beats polled
+        assert document["destination"]["as"] == {"number": 64501, "organization": {"name": "First"}}
+        assert document["destination"]["geo"]["city_name"] == "Berlin"
+
+        # rewritten in place, as `cp new.mmdb GeoLite2-ASN.mmdb` does
+        second = geoip.write_database(
+            tmp_path / "second.mmdb",
+            "GeoLite2-ASN",
+            {
+                "198.51.100.0/24": {
+                    "autonomous_system_number": 64502,
+                    "autonomous_system_organization": "Second",
+                }
+            },
+        )
+        database.write_bytes(second.read_bytes())
+        total = len(documents)
+        for _ in range(60):
+            _send(node, exporter, 1)
+            total += 30
+            documents = _documents(out, total, node)
+            if documents[-1]["destination"]["as"]["number"] == 64502:
+                break
+            time.sleep(0.5)
+        assert documents[-1]["destination"]["as"] == {"number": 64502, "organization": {"name": "Second"}}, (
+            node.log()
+        )
+        assert (
+            len({(d["source"]["ip"], d["source"]["port"]) for d in documents}) == total
+        )  # none lost or doubled
+        values = scrape(node.metrics_url)
+        assert metric_sum(values, "flowsink_enrich_geoip_updates_total", result="ok") >= 3
+        assert metric_sum(values, "flowsink_enrich_reloads_total", source="geoip") >= 1
+        assert metric_sum(values, "flowsink_enrich_snmp_polls_total", result="ok") >= 1
+        assert metric_sum(values, "flowsink_enrich_address_cache_lookups_total", result="hit") > 0
+        assert "GeoIP databases reloaded" in node.log()
+    finally:
+        assert node.stop() == 0
+        agent.stop()

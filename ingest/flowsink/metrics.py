@@ -213,6 +213,47 @@ LOG_LINES_SUPPRESSED = Counter(
 )
 CONFIG_RELOADS = Counter("flowsink_config_reloads_total", "configuration reloads (SIGHUP)", ["result"])
 
+# ---------------------------------------------------------------- enrichment (enrich/)
+
+ENRICH_CACHE_LOOKUPS = Counter(
+    "flowsink_enrich_address_cache_lookups_total",
+    "per-address enrichment lookups of the pipeline workers' address caches, by result (hit, miss: the "
+    "internal networks and GeoIP databases asked)",
+    ["result"],
+)
+ENRICH_CACHE_EVICTIONS = Counter(
+    "flowsink_enrich_address_cache_evictions_total",
+    "addresses the full address caches replaced (enrich.address_cache_size too small for the traffic's mix)",
+)
+ENRICH_GEOIP_ERRORS = Counter(
+    "flowsink_enrich_geoip_errors_total",
+    "GeoIP databases left out or lookups that failed, by reason (missing, unreadable, corrupt, unknown_kind, "
+    "wrong_family, lookup_error, no_extension); the flows are indexed without those fields",
+    ["reason"],
+)
+ENRICH_GEOIP_UPDATES = Counter(
+    "flowsink_enrich_geoip_updates_total",
+    "new versions of the GeoIP databases' files taken by the node (ok) or refused, the last good one kept (error)",
+    ["result"],
+)
+ENRICH_GEOIP_BUILD_TIMESTAMP = Gauge(
+    "flowsink_enrich_geoip_build_timestamp_seconds",
+    "when the oldest GeoIP database of each kind in use was built (its metadata): alert when it gets old",
+    ["kind"],
+    multiprocess_mode="min",
+)
+ENRICH_RELOADS = Counter(
+    "flowsink_enrich_reloads_total",
+    "new versions of the enrichment sources a pipeline worker took (source: geoip, snmp)",
+    ["source"],
+)
+ENRICH_SNMP_POLLS = Counter(
+    "flowsink_enrich_snmp_polls_total",
+    "SNMP polls of the exporters (enrich.snmp_targets), by result (ok, timeout, auth, error); a failed poll "
+    "keeps the names found before",
+    ["exporter", "result"],
+)
+
 # ---------------------------------------------------------------- flows API (api/)
 
 API_ROWS_ACCEPTED = Counter("flowsink_api_rows_accepted_total", "rows of POST /flows durable in the queue")
@@ -297,7 +338,24 @@ _KNOWN_SERIES: tuple[tuple[Counter, tuple[dict[str, str], ...]], ...] = (
             )
         ),
     ),
-    (PROCESS_RESTARTS, tuple({"role": r} for r in ("receiver", "pipeline"))),
+    (PROCESS_RESTARTS, tuple({"role": r} for r in ("receiver", "pipeline", "enrich"))),
+    (ENRICH_CACHE_LOOKUPS, tuple({"result": r} for r in ("hit", "miss"))),
+    (
+        ENRICH_GEOIP_ERRORS,
+        tuple(
+            {"reason": r}
+            for r in (
+                "missing",
+                "unreadable",
+                "corrupt",
+                "unknown_kind",
+                "wrong_family",
+                "lookup_error",
+                "no_extension",
+            )
+        ),
+    ),
+    (ENRICH_GEOIP_UPDATES, tuple({"result": r} for r in ("ok", "error"))),
     (CONFIG_RELOADS, tuple({"result": r} for r in ("ok", "error"))),
     (
         API_REQUESTS_REJECTED,

@@ -6,6 +6,8 @@ Processes (all started with ``spawn``, none shares a lock or a socket with anoth
   SO_REUSEPORT and appending to its own queue partition ``<queue dir>/rx-<i>``;
 - one pipeline worker per partition (``flowsink.processes.pipeline_main``): read in arrival order, decode,
   write to the configured outputs, ack;
+- with GeoIP databases or SNMP targets configured, one enrichment process
+  (``flowsink.processes.enrich_main``): it watches the databases and polls the exporters for the workers;
 - this process: the HTTP server (``/metrics``, ``/healthz``, ``/readyz``, flows API), the supervisor that
   restarts a child that died, and the signal handling.
 
@@ -81,7 +83,7 @@ def child_entry(role: str, target: str, parent_pid: int, args: tuple[Any, ...]) 
 class Child:
     """One supervised child process; ``start`` (re)creates it."""
 
-    role: str  # "receiver" or "pipeline"
+    role: str  # "receiver", "pipeline" or "enrich"
     index: int
     target: str
     args: tuple[Any, ...]
@@ -120,6 +122,7 @@ class Node:
     config: Config
     receivers: list[Child] = field(default_factory=list)
     workers: list[Child] = field(default_factory=list)
+    services: list[Child] = field(default_factory=list)  # the enrichment process, when configured
     stopping: bool = False
     outputs_ready: bool = False
     http_port: int = 0
@@ -157,6 +160,7 @@ class Node:
         from flowsink import metrics
 
         metrics.create_known_series()
+        self.start_enrich_process()
         # Workers first: they drain what an earlier run left before receivers add more.
         for child in self.workers + self.receivers:
             child.start(self._context)
@@ -169,11 +173,27 @@ class Node:
             self.config.queue_dir,
         )
 
+    def start_enrich_process(self) -> None:
+        """The enrichment process, when the configuration asks for one and it is not running yet (at start, or
+        when a SIGHUP adds GeoIP databases or SNMP targets)."""
+        from flowsink.processes import needs_enrich_process
+
+        if self.services or not needs_enrich_process(self.config):
+            return
+        child = Child("enrich", 0, "flowsink.processes:enrich_main", (self.config,), wants_ready_event=True)
+        self.services.append(child)
+        child.start(self._context)
+        self.write_pids()
+
     def write_pids(self) -> None:
         """``<run_dir>/pids.json``: which process is which (for profilers and operators)."""
         pids = {"node": os.getpid()}
         pids.update(
-            {child.name: child.process.pid for child in self.workers + self.receivers if child.process}
+            {
+                child.name: child.process.pid
+                for child in self.workers + self.receivers + self.services
+                if child.process
+            }
         )
         (self.config.run_dir / "pids.json").write_text(json.dumps(pids, indent=1) + "\n")
 
@@ -184,7 +204,7 @@ class Node:
         from flowsink import metrics
 
         now = time.monotonic()
-        for child in self.workers + self.receivers:
+        for child in self.workers + self.receivers + self.services:
             if self.stopping or child.alive():
                 continue
             if child.next_start == 0.0:
@@ -249,9 +269,10 @@ class Node:
         apply, restart = apply_reloadable(self.config, new)
         if "logging.level" in apply:
             set_level(self.config.logging.level)
-        for child in self.workers:
+        for child in self.workers + self.services:
             if child.alive():
                 os.kill(child.process.pid, signal.SIGHUP)
+        self.start_enrich_process()
         metrics.CONFIG_RELOADS.labels(result="ok").inc()
         log.info(
             "configuration reloaded: applied %s%s",
@@ -268,6 +289,7 @@ class Node:
         )
         _stop_all(self.receivers, timeout_s=10.0)
         _stop_all(self.workers, timeout_s=self.config.pipeline.shutdown_timeout_s + 15.0)
+        _stop_all(self.services, timeout_s=10.0)
         log.info("stopped")
 
     # -- main loop ------------------------------------------------------------------------------------
@@ -394,6 +416,9 @@ def main(args: argparse.Namespace) -> int:
     prepare_run_dir(config)
     check_ports_free(config)
     prepare_outputs(config)
+    from flowsink.processes import publish_enrichment_sources
+
+    publish_enrichment_sources(config)
     node = Node(config)
     node.outputs_ready = True
     node.plan()

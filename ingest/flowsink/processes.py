@@ -3,7 +3,10 @@
 - receivers: ``flowsink.receive.receiver_main`` (given the ``receive``, ``queue`` and ``logging`` sections);
 - pipeline workers: :func:`pipeline_main`, one per queue partition: the partition's queue, a decoder that
   writes the documents in the outputs' format with the ``enrich`` section's additions, the outputs' sink, and the
-  worker that runs them.
+  worker that runs them;
+- the enrichment process: :func:`enrich_main`, when GeoIP databases or SNMP targets are configured: watches the
+  databases' files and polls the exporters, publishing both in ``<run_dir>/enrich/`` for the workers
+  (``flowsink.enrich.sources``).
 
 ``build_worker`` is the same composition without the process around it (tests, benchmarks).
 """
@@ -20,6 +23,7 @@ from flowsink.bulk import BulkFormat
 from flowsink.config import Config, apply_reloadable, load_config
 from flowsink.decode import DecoderSettings, FlowDecoder
 from flowsink.enrich.enricher import build_enricher
+from flowsink.enrich.sources import DatabasePublisher, publish_snmp_names, sources_dir, sources_for
 from flowsink.log import get_logger, set_level, setup_logging
 from flowsink.pipeline.worker import PipelineWorker
 from flowsink.queue import PersistentQueue, open_partition
@@ -42,7 +46,7 @@ def decoder_settings(config: Config, partition: int) -> DecoderSettings:
         config.decode,
         template_cache_path=str(config.template_cache_path(partition)),
         bulk=bulk_format(config),
-        enricher=build_enricher(config.enrich),
+        enricher=build_enricher(config.enrich, sources_for(config.run_dir, config.enrich)),
     )
 
 
@@ -142,11 +146,87 @@ def reload_worker(worker: PipelineWorker, config: Config) -> None:
         set_level(config.logging.level)
     if any(key.startswith("enrich.") for key in applied):
         # a new enricher: what is added changes from the next datagram on, and its caches start empty
-        worker.decoder.settings.enricher = build_enricher(config.enrich)
+        old = worker.decoder.settings.enricher
+        worker.decoder.settings.enricher = build_enricher(
+            config.enrich, sources_for(config.run_dir, config.enrich)
+        )
+        if old is not None:
+            old.close()
     worker.reload(config.pipeline, config.output_sections(), config.logging.rate_limit_interval_s)
     log.info("pipeline settings reloaded: %s", ", ".join(applied) or "nothing changed")
     if restart:
         log.warning("changed settings that need a restart were not applied: %s", ", ".join(restart))
+
+
+# ---------------------------------------------------------------- the enrichment process
+
+
+def needs_enrich_process(config: Config) -> bool:
+    """GeoIP files to watch or exporters to poll: what only one process per node should do."""
+    return bool(config.enrich.geoip_databases or config.enrich.snmp_targets)
+
+
+def publish_enrichment_sources(config: Config) -> None:
+    """At the node's start, before the workers: the configured databases published as they are (an earlier run's
+    snapshots kept where the files did not change), so the first datagrams are enriched as the later ones."""
+    if config.enrich.configured():
+        DatabasePublisher(sources_dir(config.run_dir)).update(config.enrich.geoip_databases, first=True)
+
+
+def enrich_main(config: Config, ready: Any = None) -> None:
+    """Entry point of the node's enrichment process: every ``enrich.geoip_check_interval_s`` the databases' files
+    checked (a new version published once it stopped changing), every ``enrich.snmp_refresh_interval_s`` the
+    exporters polled; SIGHUP re-reads the configuration (targets, credentials, paths, intervals)."""
+    import asyncio
+
+    setup_logging(config.logging.level, config.logging.format, role="enrich")
+    directory = sources_dir(config.run_dir)
+    publisher = DatabasePublisher(directory)
+    reload = threading.Event()
+    stop = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    async def run() -> None:
+        from flowsink.enrich.snmp import poll_all
+
+        names: dict[str, Any] = {}
+        next_check = next_poll = 0.0
+        loop = asyncio.get_running_loop()
+        if ready is not None:
+            ready.set()
+        while not stop.is_set():
+            if reload.is_set():
+                reload.clear()
+                try:
+                    applied, _ = apply_reloadable(config, load_config(config.source))
+                except Exception as exc:
+                    log.error("configuration reload failed, keeping the running settings: %s", exc)
+                else:
+                    if any(key.startswith("enrich.snmp") for key in applied):
+                        next_poll = 0.0
+                    next_check = 0.0
+            now = loop.time()
+            settings = config.enrich
+            if now >= next_check:
+                next_check = now + settings.geoip_check_interval_s
+                await loop.run_in_executor(None, publisher.update, settings.geoip_databases)
+            if now >= next_poll and settings.snmp_targets:
+                next_poll = now + settings.snmp_refresh_interval_s
+                names = await poll_all(settings, names)
+                publish_snmp_names(directory, names)
+            elif names and not settings.snmp_targets:  # polling turned off: the names go with it
+                names = {}
+                publish_snmp_names(directory, names)
+            await asyncio.sleep(0.2)
+
+    log.info(
+        "enrichment process watching %d database(s), polling %d exporter(s)",
+        len(config.enrich.geoip_databases),
+        len(config.enrich.snmp_targets),
+    )
+    asyncio.run(run())
+    log.info("enrichment process stopped")
 
 
 def _close(obj: Any) -> None:

@@ -10,6 +10,9 @@ addresses of the fixtures and of the generated datagrams, with odd texts (quotes
   are random);
 - ``10.0.0.1`` and ``::1``: agents of the generated sFlow datagrams;
 - ``203.0.113.9``: the exporter of the odd-value NetFlow cases (tests/test_decode_bulk_netflow.py).
+
+GeoIP and AS come from support.geoip's City and ASN databases ("all" and "geoip-only": the latter alone, so that
+per-address additions without internal networks are compared too).
 """
 
 from __future__ import annotations
@@ -64,10 +67,13 @@ def exporters() -> dict[str, Any]:
     }
 
 
-def settings(networks: bool = True, configured_exporters: bool = True) -> EnrichSettings:
+def settings(networks: bool = True, configured_exporters: bool = True, geoip: bool = True) -> EnrichSettings:
+    from support.geoip import asn_database, city_database
+
     built = EnrichSettings(
         exporters=exporters() if configured_exporters else {},
         internal_networks=list(INTERNAL_NETWORKS) if networks else [],
+        geoip_databases=[str(city_database()), str(asn_database())] if geoip else [],
     )
     built.validate()
     return built
@@ -76,8 +82,9 @@ def settings(networks: bool = True, configured_exporters: bool = True) -> Enrich
 # name -> the enricher of the tests that compare C and Python with enrichment on
 MODES = {
     "all": lambda: build_enricher(settings()),
-    "exporters-only": lambda: build_enricher(settings(networks=False)),
-    "networks-only": lambda: build_enricher(settings(configured_exporters=False)),
+    "exporters-only": lambda: build_enricher(settings(networks=False, geoip=False)),
+    "networks-only": lambda: build_enricher(settings(configured_exporters=False, geoip=False)),
+    "geoip-only": lambda: build_enricher(settings(networks=False, configured_exporters=False)),
 }
 
 

@@ -142,7 +142,16 @@ def main(args: argparse.Namespace) -> int:
 
         config = load_config(args.config)
         renormalize = renormalize and config.decode.renormalize
+        # the databases opened where they are; problems are one line each on stderr (the documents go on
+        # without what they would add), as a node logs them
         enricher = build_enricher(config.enrich)
+        if enricher is not None and config.enrich.geoip_databases:
+            print(f"# GeoIP: {enricher.describe_databases()}", file=sys.stderr)
+        if config.enrich.snmp_targets:
+            print(
+                "# enrich.snmp_targets: names are polled by a running node only; decode adds the configured ones",
+                file=sys.stderr,
+            )
     summary = Summary()
     out = sys.stdout.buffer
     try:

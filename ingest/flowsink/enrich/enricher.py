@@ -11,9 +11,12 @@ What is added, and where (docs/enrichment.md):
   ``labels`` and ``tags`` at the end of the document; per ifIndex ``name``, ``alias``, ``speed`` in
   ``observer.{ingress,egress}.interface`` (a configured name replaces the one the exporter's options records
   give, in its place after ``id``; alias and speed follow);
-- per address (``enrich.internal_networks``; GeoIP and AS later, in the same entries): ``locality`` at the end of
-  ``source`` / ``destination``, through a bounded cache keyed by the packed address (``AddressCache``: in C when
-  the extension is there, so a cached address costs no Python call);
+- per address (``enrich.internal_networks``, ``enrich.geoip_databases``): ``as``, ``geo`` and ``locality`` at the
+  end of ``source`` / ``destination`` (an sFlow gateway's own ``as`` decided in its place), through a bounded cache
+  keyed by the packed address (``AddressCache``: in C when the extension is there, so a cached address costs no
+  Python call);
+- per exporter from SNMP (``enrich.snmp_targets``, polled by the node's enrichment process): names merged under
+  the configured ones;
 - per flow, from the two addresses' classes (a table of nine entries made here): ``network.direction`` (replacing
   the normaliser's value in its place), ``locality`` at the end of ``flow``, and ``related.ip`` (the flow's
   addresses, once each) at the end of the document, before ``labels`` and ``tags``.
@@ -25,14 +28,19 @@ These NamedTuples are what the C writers read (as tuples, by position): change a
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
 
+from flowsink.enrich.geoip import GeoLookup
 from flowsink.enrich.networks import InternalNetworks
 from flowsink.enrich.settings import EnrichSettings
+from flowsink.log import get_logger
 from flowsink.native import EXTENSION
+
+log = get_logger(__name__)
 
 # an address's class, as the flow table is indexed: none (no address), internal, external
 NONE, INTERNAL, EXTERNAL = 0, 1, 2
@@ -58,11 +66,21 @@ class InterfaceEnrichment(NamedTuple):
 
 
 class AddressEntry(NamedTuple):
-    """What one address adds at the end of ``source`` or ``destination``; one object per distinct result."""
+    """What one address adds at the end of ``source`` or ``destination``: ``as``, ``geo``, ``locality`` in this
+    order; one object per distinct result.
 
-    klass: int  # INTERNAL or EXTERNAL
+    ``as`` comes first so that it lands where a writer with an AS number of its own (sFlow's extended gateway
+    record, written after ``mac``) writes it: such a writer decides the ``as`` before writing it
+    (``hook.end_endpoint``, ``jb_enrich_endpoint_as``) and appends ``rest`` after it.
+    """
+
+    klass: int  # INTERNAL or EXTERNAL (without internal networks: EXTERNAL, and no locality is written)
     fields: dict[str, Any]
-    json: bytes
+    json: bytes  # render(fields) == render({"as": as_fields}) + rest_json
+    as_number: int  # the database's AS number, -1 when it gave none
+    as_fields: dict[str, Any]  # the database's ``as`` ({} without)
+    rest: dict[str, Any]  # fields without ``as``
+    rest_json: bytes
 
 
 class FlowEntry(NamedTuple):
@@ -86,15 +104,18 @@ class ExporterEnrichment(NamedTuple):
     addresses: Any  # an AddressCache, or None: no per-address additions
 
 
-def flow_table() -> tuple[FlowEntry, ...]:
+def flow_table(classes: bool = True) -> tuple[FlowEntry, ...]:
     """The flow entry of every (source class, destination class), at ``3 * source + destination``.
 
     ``network.direction`` as ECS defines it from the perimeter's point of view (the rules of Elasticsearch's
     network_direction processor and Beats' add_network_direction): internal to internal ``internal``, internal
     to external ``outbound``, external to internal ``inbound``, external to external ``external``; a flow with
     one address keeps the normaliser's direction. ``flow.locality`` is internal when every address the flow has
-    is internal (Filebeat's rule), and absent without any.
+    is internal (Filebeat's rule), and absent without any. Without internal networks (``classes`` False: GeoIP
+    alone) no entry adds anything.
     """
+    if not classes:
+        return tuple(FlowEntry(None, b"", {}, b"") for _ in range(9))
     names = {
         (INTERNAL, INTERNAL): "internal",
         (INTERNAL, EXTERNAL): "outbound",
@@ -152,21 +173,42 @@ class PythonAddressCache:
 
 class Enricher:
     """The additions of an ``enrich`` section, rendered: built once per pipeline worker (again on SIGHUP, which so
-    empties its caches), then asked once per datagram for the exporter's ``ExporterEnrichment``."""
+    empties its caches), then asked once per datagram for the exporter's ``ExporterEnrichment``.
 
-    def __init__(self, settings: EnrichSettings) -> None:
+    ``sources`` gives what is not in the section itself: the GeoIP databases to open and the names SNMP polling
+    found (``flowsink.enrich.sources``: the configured files directly, or what the node's enrichment process
+    published in its run dir). ``maintain()``, called between batches, takes a new version of either: new
+    databases empty the address cache, new names rebuild the exporters' additions.
+    """
+
+    def __init__(self, settings: EnrichSettings, sources: Any = None) -> None:
+        from flowsink.enrich.sources import DirectSources
+
         self.settings = settings
+        self.sources = sources if sources is not None else DirectSources(settings)
         self._networks = InternalNetworks(settings.internal_networks) if settings.internal_networks else None
         # one object per distinct result, shared by every address that has it (a cache slot holds a reference)
-        self._by_class = {klass: _entry(klass) for klass in (INTERNAL, EXTERNAL)}
+        self._by_class = {klass: self._entry(klass, None, None) for klass in (INTERNAL, EXTERNAL)}
+        self._entries: dict[tuple[int, bytes, bytes], AddressEntry] = {}
+        self.geo: GeoLookup | None = None
         self.addresses: Any = None
-        if self._networks is not None:
+        if self._networks is not None or settings.geoip_databases:
+            self.geo = self.sources.open_databases() if settings.geoip_databases else None
             cache_class = EXTENSION.AddressCache if EXTENSION is not None else PythonAddressCache
-            self.addresses = cache_class(self.lookup, flow_table(), settings.address_cache_size)
-        self._exporters = {
-            ipaddress.ip_address(str(address)).compressed: self._exporter(entry)
-            for address, entry in settings.exporters.items()
-        }
+            flows = flow_table(classes=self._networks is not None)
+            self.addresses = cache_class(self.lookup, flows, settings.address_cache_size)
+        self._counted = (0, 0, 0)  # the cache's hits, misses, evictions already added to the metrics
+        self._next_check = 0.0
+        self._build_exporters(self.sources.snmp_names())
+
+    def _build_exporters(self, polled: dict[str, Any]) -> None:
+        """The exporters' additions from the section and the names SNMP found: the configured value of each key
+        wins (explicit beats discovered), SNMP's fills what the section leaves out (docs/enrichment.md)."""
+        configured = {ipaddress.ip_address(str(a)).compressed: e for a, e in self.settings.exporters.items()}
+        exporters = {}
+        for address in configured.keys() | polled.keys():
+            exporters[address] = self._exporter(_merged(configured.get(address, {}), polled.get(address, {})))
+        self._exporters = exporters
         # unconfigured exporters get the per-address additions only (or nothing at all)
         self._default = self._exporter({}) if self.addresses is not None else None
 
@@ -199,17 +241,100 @@ class Enricher:
         return self._default
 
     def lookup(self, packed: bytes) -> AddressEntry:
-        """An address's entry, computed: what the cache calls on a miss. GeoIP and AS join here: their results
-        then make more distinct entries, each made once and shared."""
+        """An address's entry, computed: what the cache calls on a miss. Its class (internal networks), then its
+        ``geo`` and ``as`` (the databases); each distinct result is made once and shared."""
         networks = self._networks
-        return self._by_class[INTERNAL if networks is not None and networks.is_internal(packed) else EXTERNAL]
+        klass = INTERNAL if networks is not None and networks.is_internal(packed) else EXTERNAL
+        geo = self.geo
+        if geo is None:
+            return self._by_class[klass]
+        place, system = geo.lookup(packed)
+        if place is None and system is None:
+            return self._by_class[klass]
+        key = (klass, place.json if place is not None else b"", system.json if system is not None else b"")
+        entry = self._entries.get(key)
+        if entry is None:
+            if len(self._entries) >= _ENTRIES_LIMIT:
+                self._entries.clear()
+            entry = self._entries[key] = self._entry(klass, place, system)
+        return entry
+
+    def _entry(self, klass: int, place: Any, system: Any) -> AddressEntry:
+        rest: dict[str, Any] = {}
+        if place is not None:
+            rest["geo"] = place.value
+        if self._networks is not None:
+            rest["locality"] = LOCALITY[klass]
+        as_fields = system.value if system is not None else {}
+        fields = {"as": as_fields, **rest} if as_fields else dict(rest)
+        as_number = as_fields.get("number", -1) if as_fields else -1
+        return AddressEntry(klass, fields, render(fields), as_number, as_fields, rest, render(rest))
+
+    # -- between batches ------------------------------------------------------------------------------
+
+    def maintain(self, now: float | None = None) -> None:
+        """Called between batches (``PipelineWorker.tick``): the address cache's counters to the metrics, and,
+        at most once a second, a new version of the sources taken (databases: the cache emptied first)."""
+        from flowsink import metrics
+
+        cache = self.addresses
+        if cache is not None:
+            counted = (cache.hits, cache.misses, cache.evictions)
+            hits, misses, evictions = (
+                now_ - before for now_, before in zip(counted, self._counted, strict=True)
+            )
+            if hits:
+                metrics.ENRICH_CACHE_LOOKUPS.labels(result="hit").inc(hits)
+            if misses:
+                metrics.ENRICH_CACHE_LOOKUPS.labels(result="miss").inc(misses)
+            if evictions:
+                metrics.ENRICH_CACHE_EVICTIONS.inc(evictions)
+            self._counted = counted
+        now = time.monotonic() if now is None else now
+        if now < self._next_check:
+            return
+        self._next_check = now + 1.0
+        databases, names = self.sources.changes()
+        if databases and self.settings.geoip_databases:
+            old, self.geo = self.geo, self.sources.open_databases()
+            # nothing cached from the old files may outlive them
+            self._entries.clear()
+            self.addresses.clear()
+            if old is not None:
+                old.close()
+            metrics.ENRICH_RELOADS.labels(source="geoip").inc()
+            log.info("GeoIP databases reloaded: %s", self.describe_databases())
+        if names:
+            self._build_exporters(self.sources.snmp_names())
+            metrics.ENRICH_RELOADS.labels(source="snmp").inc()
+
+    def describe_databases(self) -> str:
+        if self.geo is None or not self.geo.databases:
+            return "none"
+        return ", ".join(f"{d.source} ({d.database_type}, {d.kind})" for d in self.geo.databases)
+
+    def close(self) -> None:
+        if self.geo is not None:
+            self.geo.close()
 
 
-def _entry(klass: int) -> AddressEntry:
-    fields = {"locality": LOCALITY[klass]}
-    return AddressEntry(klass, fields, render(fields))
+_ENTRIES_LIMIT = 1 << 17  # distinct (class, geo, as) results kept before the table starts again
 
 
-def build_enricher(settings: EnrichSettings) -> Enricher | None:
+def _merged(configured: dict[str, Any], polled: dict[str, Any]) -> dict[str, Any]:
+    """An exporter's settings with what SNMP found under them: each configured key (and each configured key of an
+    interface) wins over the polled one."""
+    if not polled:
+        return configured
+    merged = {**polled, **{k: v for k, v in configured.items() if k != "interfaces"}}
+    interfaces = {int(i): dict(v) for i, v in (polled.get("interfaces") or {}).items()}
+    for index, interface in (configured.get("interfaces") or {}).items():
+        interfaces[int(index)] = {**interfaces.get(int(index), {}), **interface}
+    if interfaces:
+        merged["interfaces"] = interfaces
+    return merged
+
+
+def build_enricher(settings: EnrichSettings, sources: Any = None) -> Enricher | None:
     """The enricher of a section, or None when it adds nothing (documents then stay exactly as without it)."""
-    return Enricher(settings) if settings.configured() else None
+    return Enricher(settings, sources) if settings.configured() else None

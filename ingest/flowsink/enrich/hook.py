@@ -117,8 +117,20 @@ def end_observer(observer: dict[str, Any], enrichment: ExporterEnrichment) -> No
 
 
 def end_endpoint(endpoint: dict[str, Any], entry: AddressEntry | None) -> None:
-    if entry is not None:
+    """The address entry's members at the end of ``source`` / ``destination``; when the writer put an ``as`` of
+    the exporter's there (sFlow's extended gateway record), the two are decided in its place: the exporter's BGP
+    number stays, with the database's organization when the database gives the same number; a 0 (RFC 7607's
+    reserved "no AS": the router had no BGP origin for the address) is replaced by the database's ``as``."""
+    if entry is None:
+        return
+    own = endpoint.get("as")
+    if own is None:
         endpoint.update(entry.fields)
+        return
+    number = own.get("number")
+    if entry.as_number >= 0 and (number == 0 or number == entry.as_number):
+        endpoint["as"] = entry.as_fields
+    endpoint.update(entry.rest)
 
 
 def end_flow(flow: dict[str, Any], addresses: FlowAddresses | None) -> None:

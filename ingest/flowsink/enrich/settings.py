@@ -1,6 +1,7 @@
 """Settings of enrichment (the ``enrich`` section): what flowsink adds to each document on the ingest tier.
 
-Every key is reloadable: SIGHUP rebuilds the pipeline workers' enricher (and so empties its caches).
+Every key is reloadable: SIGHUP rebuilds the pipeline workers' enricher (and so empties its caches); a new version
+of a GeoIP database or of the SNMP names needs no SIGHUP (flowsink.enrich.sources).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from flowsink.errors import ConfigError
 from flowsink.settings import setting
 
 _INTERFACE_KEYS = {"name": str, "alias": str, "speed": int}
+SNMP_AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
+SNMP_PRIV_PROTOCOLS = ("des", "aes", "aes192", "aes256")
 
 
 def _text(where: str, value: Any) -> None:
@@ -47,6 +50,51 @@ class EnrichSettings:
         help="CIDRs of your own networks: source/destination/flow.locality, network.direction "
         "(inbound, outbound, internal, external) and related.ip on every flow",
     )
+    geoip_databases: list[str] = setting(
+        factory=list,
+        reloadable=True,
+        example=["/var/lib/GeoIP/GeoLite2-City.mmdb", "/var/lib/GeoIP/GeoLite2-ASN.mmdb"],
+        help="MaxMind-format databases (.mmdb: GeoLite2/GeoIP2 City, Country or ASN, DB-IP Lite, ...), the kind "
+        "read from each file's metadata: source/destination.geo.* and .as.*; a file replaced on disk is "
+        "read again without a restart (docs/enrichment.md)",
+    )
+    geoip_check_interval_s: float = setting(
+        10.0,
+        min=0.5,
+        max=86400,
+        reloadable=True,
+        help="how often the databases' files are checked for a new version",
+    )
+    snmp_targets: list[str] = setting(
+        factory=list,
+        reloadable=True,
+        example=["192.0.2.1", "192.0.2.2:1161"],
+        help="exporters to poll by SNMP (address, or address:port; [v6]:port) for sysName, ifName, ifAlias "
+        "and ifHighSpeed: observer.name and the interfaces' name, alias, speed; configured names win",
+    )
+    snmp_version: str = setting(
+        "2c", choices=("2c", "3"), reloadable=True, help="SNMP version: 2c (community) or 3 (user-based)"
+    )
+    snmp_community: str = setting("public", secret=True, reloadable=True, help="SNMPv2c community")
+    snmp_user: str = setting("", reloadable=True, help="SNMPv3 user name")
+    snmp_auth_protocol: str = setting(
+        "sha", choices=SNMP_AUTH_PROTOCOLS, reloadable=True, help="SNMPv3 authentication protocol"
+    )
+    snmp_auth_key: str = setting(
+        "", secret=True, reloadable=True, help="SNMPv3 authentication passphrase (empty: noAuthNoPriv)"
+    )
+    snmp_priv_protocol: str = setting(
+        "aes", choices=SNMP_PRIV_PROTOCOLS, reloadable=True, help="SNMPv3 privacy protocol"
+    )
+    snmp_priv_key: str = setting(
+        "", secret=True, reloadable=True, help="SNMPv3 privacy passphrase (empty: authNoPriv)"
+    )
+    snmp_port: int = setting(161, min=1, max=65535, reloadable=True, help="UDP port of the agents")
+    snmp_refresh_interval_s: float = setting(
+        300.0, min=1, max=86400, reloadable=True, help="how often every target is polled again"
+    )
+    snmp_timeout_s: float = setting(2.0, min=0.1, max=60, reloadable=True, help="SNMP request timeout")
+    snmp_retries: int = setting(1, min=0, max=10, reloadable=True, help="SNMP request retries")
     address_cache_size: int = setting(
         65536,
         min=64,
@@ -64,6 +112,22 @@ class EnrichSettings:
                 raise ConfigError(f"{key}: not a CIDR, got {text!r} ({exc})") from None
         for address, entry in self.exporters.items():
             self._validate_exporter(address, entry)
+        for index, path in enumerate(self.geoip_databases):
+            if not path.strip():
+                raise ConfigError(f"enrich.geoip_databases[{index}]: a path is required, got {path!r}")
+        for index, target in enumerate(self.snmp_targets):
+            try:
+                snmp_target(target, self.snmp_port)
+            except ValueError as exc:
+                raise ConfigError(f"enrich.snmp_targets[{index}]: {exc}") from None
+        if self.snmp_targets and self.snmp_version == "3":
+            if not self.snmp_user:
+                raise ConfigError("enrich.snmp_user: SNMPv3 needs a user name, got ''")
+            if self.snmp_priv_key and not self.snmp_auth_key:
+                raise ConfigError("enrich.snmp_priv_key: SNMPv3 privacy needs authentication (snmp_auth_key)")
+            for key in ("snmp_auth_key", "snmp_priv_key"):
+                if 0 < len(getattr(self, key)) < 8:  # RFC 3414 section 11.2: at least 8 characters
+                    raise ConfigError(f"enrich.{key}: an SNMPv3 passphrase has at least 8 characters")
 
     @staticmethod
     def _validate_exporter(address: Any, entry: Any) -> None:
@@ -122,4 +186,29 @@ class EnrichSettings:
 
     def configured(self) -> bool:
         """Whether anything is added at all: without, documents are exactly what they are without the section."""
-        return bool(self.exporters or self.internal_networks)
+        return bool(self.exporters or self.internal_networks or self.geoip_databases or self.snmp_targets)
+
+
+def snmp_target(text: str, default_port: int) -> tuple[str, int]:
+    """``address``, ``address:port`` or ``[v6 address]:port`` -> (the address as observer.ip writes it, port);
+    ValueError saying what is wrong. The address is the exporter's: the names polled are its names."""
+    text = text.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"expected address, address:port or [v6]:port, got {text!r}")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, tail = text.partition(":")
+        if not tail.isdigit():
+            raise ValueError(f"expected address, address:port or [v6]:port, got {text!r}")
+        port = int(tail)
+    try:
+        address = ipaddress.ip_address(host).compressed
+    except ValueError:
+        raise ValueError(f"not an IP address, got {text!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {text!r}")
+    return address, port

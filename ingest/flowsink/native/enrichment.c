@@ -26,6 +26,7 @@ typedef struct {
     PyObject *entry;   /* NULL: empty */
     int klass;
     int len;
+    long long as_number;
     uint64_t key[2];   /* the packed address, zero-filled past len: compared as two words */
 } Slot;
 
@@ -54,19 +55,27 @@ static void cache_clear_slots(AddressCacheObject *c) {
     for (size_t i = 0; c->slots != NULL && i < c->sets * WAYS; i++) Py_CLEAR(c->slots[i].entry);
 }
 
-/* an AddressEntry (klass, fields, json) as the writers read it; 0, or -1 with TypeError */
-static int entry_parts(PyObject *entry, int *klass, PyObject **fields, PyObject **json) {
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 3) goto bad;
+/* an AddressEntry (klass, fields, json, as_number, as_fields, rest, rest_json) as the writers read it; 0, or -1
+ * with TypeError */
+static int entry_parts(PyObject *entry, int *klass, long long *as_number) {
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 7) goto bad;
     long value = PyLong_Check(PyTuple_GET_ITEM(entry, 0)) ? PyLong_AsLong(PyTuple_GET_ITEM(entry, 0)) : -1;
     if (value == -1 && PyErr_Occurred()) PyErr_Clear();
     if (value != 1 && value != 2) goto bad;
     *klass = (int)value;
-    *fields = PyTuple_GET_ITEM(entry, 1);
-    *json = PyTuple_GET_ITEM(entry, 2);
-    if (!PyDict_Check(*fields) || !PyBytes_Check(*json)) goto bad;
+    PyObject *number = PyTuple_GET_ITEM(entry, 3);
+    *as_number = PyLong_Check(number) ? PyLong_AsLongLong(number) : -2;
+    if (*as_number == -1 && PyErr_Occurred()) PyErr_Clear(), *as_number = -2;
+    if (*as_number < -1 || *as_number > 0xFFFFFFFFLL) goto bad;
+    if (!PyDict_Check(PyTuple_GET_ITEM(entry, 1)) || !PyBytes_Check(PyTuple_GET_ITEM(entry, 2)) ||
+        !PyDict_Check(PyTuple_GET_ITEM(entry, 4)) || !PyDict_Check(PyTuple_GET_ITEM(entry, 5)) ||
+        !PyBytes_Check(PyTuple_GET_ITEM(entry, 6)))
+        goto bad;
     return 0;
 bad:
-    PyErr_Format(PyExc_TypeError, "the address lookup must give an AddressEntry (class 1 or 2, dict, bytes), not %R",
+    PyErr_Format(PyExc_TypeError,
+                 "the address lookup must give an AddressEntry (class 1 or 2, dict, bytes, AS number or -1, dict, dict, "
+                 "bytes), not %R",
                  entry);
     return -1;
 }
@@ -86,6 +95,7 @@ static int cache_get(AddressCacheObject *c, const unsigned char *key, size_t len
             c->hits++;
             hit->entry = Py_NewRef(row[w].entry);
             hit->klass = row[w].klass;
+            hit->as_number = row[w].as_number;
             goto found;
         }
     }
@@ -95,8 +105,8 @@ static int cache_get(AddressCacheObject *c, const unsigned char *key, size_t len
     Py_XDECREF(packed);
     if (entry == NULL) return -1;
     int klass;
-    PyObject *fields, *json;
-    if (entry_parts(entry, &klass, &fields, &json) < 0) {
+    long long as_number;
+    if (entry_parts(entry, &klass, &as_number) < 0) {
         Py_DECREF(entry);
         return -1;
     }
@@ -111,10 +121,12 @@ static int cache_get(AddressCacheObject *c, const unsigned char *key, size_t len
     }
     Py_XSETREF(row[way].entry, Py_NewRef(entry));
     row[way].klass = klass;
+    row[way].as_number = as_number;
     row[way].len = (int)len;
     memcpy(row[way].key, words, sizeof(words));
     hit->entry = entry;
     hit->klass = klass;
+    hit->as_number = as_number;
 found:
     hit->fields = PyTuple_GET_ITEM(hit->entry, 1);
     hit->json = PyBytes_AS_STRING(PyTuple_GET_ITEM(hit->entry, 2));
@@ -380,6 +392,19 @@ int jb_enrich_document(JsonBuf *b, const Enrich *en, const FlowAdditions *fa) {
         if (JB_LIT(b, "]}") < 0) return -1;
     }
     return en->document_json_len ? jb_put(b, en->document_json, en->document_json_len) : 0;
+}
+
+int jb_enrich_endpoint_as(JsonBuf *b, const AddressHit *hit, long long own) {
+    if (own < 0) return jb_enrich_endpoint(b, hit);   /* no number of its own: the entry as it is */
+    /* the database's "as" (its number, its organization) when it agrees, or fills the exporter's 0 */
+    if (hit->entry != NULL && hit->as_number >= 0 && (own == 0 || own == hit->as_number))
+        return jb_enrich_endpoint(b, hit);
+    /* the exporter's number: the database knows none for the address, or another one */
+    if (JB_LIT(b, ",\"as\":{\"number\":") < 0 || jb_u64(b, (unsigned long long)own) < 0 || jb_char(b, '}') < 0)
+        return -1;
+    if (hit->entry == NULL) return 0;
+    PyObject *rest = PyTuple_GET_ITEM(hit->entry, 6);
+    return PyBytes_GET_SIZE(rest) ? jb_put(b, PyBytes_AS_STRING(rest), PyBytes_GET_SIZE(rest)) : 0;
 }
 
 int jb_enrich_interface_rest(JsonBuf *b, const InterfaceHit *hit, int configured, PyObject *own_name) {

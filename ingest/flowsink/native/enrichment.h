@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
     PyObject *entry;   /* NULL: this end has no address */
     int klass;         /* 1 internal, 2 external; 0 without an address */
+    long long as_number;   /* the database's AS number, -1 without */
     PyObject *fields;
     const char *json;
     Py_ssize_t json_len;
@@ -97,6 +98,12 @@ static inline int jb_enrich_observer(JsonBuf *b, const Enrich *en) {
 static inline int jb_enrich_endpoint(JsonBuf *b, const AddressHit *hit) {
     return hit->entry != NULL && hit->json_len ? jb_put(b, hit->json, hit->json_len) : 0;
 }
+
+/* the end of source / destination of a writer with an AS number of its own (sFlow's extended gateway record; own
+ * -1 without one), written where "as" goes (after "mac"): the "as" decided (the exporter's number, with the
+ * database's organization when the database gives the same number; the database's when the exporter's is 0, the
+ * reserved "no AS" of RFC 7607), then the rest of the address entry (geo, locality) */
+int jb_enrich_endpoint_as(JsonBuf *b, const AddressHit *hit, long long own);
 
 static inline int jb_enrich_flow(JsonBuf *b, const FlowAdditions *fa) {
     return fa->on && fa->flow->json_len ? jb_put(b, fa->flow->json, fa->flow->json_len) : 0;

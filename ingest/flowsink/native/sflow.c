@@ -775,10 +775,8 @@ static int endpoint_json(JsonBuf *b, const Derived *d, const unsigned char *ip, 
     if (JB_LIT(b, ",\"mac\":\"") < 0) return -1;
     mac_chars(mac, text);
     if (jb_put(b, text, 17) < 0 || jb_char(b, '"') < 0) return -1;
-    if (as_number >= 0 && (JB_LIT(b, ",\"as\":{\"number\":") < 0 || jb_u64(b, (unsigned long long)as_number) < 0 ||
-                           jb_char(b, '}') < 0))
-        return -1;
-    if (jb_enrich_endpoint(b, hit) < 0) return -1;
+    /* the gateway record's AS number and the address entry's members: decided together (enrichment.h) */
+    if (jb_enrich_endpoint_as(b, hit, as_number) < 0) return -1;
     return jb_char(b, '}');
 }
 

@@ -295,6 +295,9 @@ class PipelineWorker:
         if now - self._last_gauges >= 1.0:
             self._last_gauges = now
             self.update_gauges()
+        enricher = getattr(self.decode_settings, "enricher", None)
+        if enricher is not None:  # its cache counters to the metrics, new databases or SNMP names taken
+            enricher.maintain(now)
 
     def close_sequence_holes(self) -> None:
         """Count exporters' sequence holes that stayed open past ``decode.sequence_hole_max_age_s`` (a quiet or
